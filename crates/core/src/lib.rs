@@ -1,0 +1,19 @@
+//! The local process backend and filesystem of execd.
+//!
+//! - [`output_log`]: per-process event numbering and bounded output retention.
+//! - [`spawn`]: starting a program on pipes or a PTY in its own process group.
+//! - [`process`]: one running process: its supervisor task, stdin, signals.
+//! - [`table`]: the processes of one connection, keyed by client-chosen id.
+//! - [`fs`]: the filesystem operations.
+//! - [`signal`]: signal names.
+
+pub mod fs;
+pub mod output_log;
+pub mod process;
+pub mod signal;
+pub mod spawn;
+pub mod table;
+
+pub use execd_protocol::process::{OutputStream, TerminalSize, WriteStatus};
+pub use output_log::{EventKind, ExitInfo, ProcessEvent};
+pub use table::{ProcessTable, StartError, TableConfig};

@@ -1,0 +1,244 @@
+//! Per-process event numbering and bounded output retention.
+//!
+//! Every event of a process (output chunks, then `exited`, then `closed`)
+//! gets the next seq from one counter starting at 1. Output chunks are kept
+//! for `process/read` up to a byte cap; the oldest go first, and their seq
+//! numbers are never reused, so a reader sees a gap rather than renumbering.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use execd_protocol::process::OutputStream;
+use tokio::sync::watch;
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// The exit code, or -1 when a signal ended the process.
+    pub code: i32,
+    /// The signal's name (`SIGKILL`) when a signal ended the process.
+    pub signal: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    Output { stream: OutputStream, chunk: Bytes },
+    Exited(ExitInfo),
+    Closed,
+}
+
+/// One numbered event of one process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessEvent {
+    pub process_id: Arc<str>,
+    pub seq: u64,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetainedChunk {
+    pub seq: u64,
+    pub stream: OutputStream,
+    pub chunk: Bytes,
+}
+
+/// What a `process/read` sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadSnapshot {
+    pub chunks: Vec<RetainedChunk>,
+    pub next_seq: u64,
+    pub exit: Option<ExitInfo>,
+    pub closed: bool,
+    pub failure: Option<String>,
+}
+
+#[derive(Debug)]
+struct LogState {
+    next_seq: u64,
+    chunks: VecDeque<RetainedChunk>,
+    retained_bytes: usize,
+    exit: Option<ExitInfo>,
+    closed: bool,
+    failure: Option<String>,
+}
+
+/// The event counter and retained output of one process.
+#[derive(Debug)]
+pub struct OutputLog {
+    process_id: Arc<str>,
+    cap_bytes: usize,
+    state: Mutex<LogState>,
+    /// Bumped on every new event, so long-polls can wait without missing one.
+    version: watch::Sender<u64>,
+}
+
+impl OutputLog {
+    pub fn new(process_id: Arc<str>, cap_bytes: usize) -> Self {
+        OutputLog {
+            process_id,
+            cap_bytes,
+            state: Mutex::new(LogState {
+                next_seq: 1,
+                chunks: VecDeque::new(),
+                retained_bytes: 0,
+                exit: None,
+                closed: false,
+                failure: None,
+            }),
+            version: watch::Sender::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        // A poisoned lock only means another thread panicked mid-update of
+        // plain data; the data is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn numbered(&self, state: &mut LogState, kind: EventKind) -> ProcessEvent {
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        self.version.send_modify(|v| *v += 1);
+        ProcessEvent {
+            process_id: self.process_id.clone(),
+            seq,
+            kind,
+        }
+    }
+
+    /// Number and retain an output chunk.
+    pub fn push_output(&self, stream: OutputStream, chunk: Bytes) -> ProcessEvent {
+        let mut state = self.lock();
+        let seq = state.next_seq;
+        state.retained_bytes += chunk.len();
+        state.chunks.push_back(RetainedChunk {
+            seq,
+            stream,
+            chunk: chunk.clone(),
+        });
+        while state.retained_bytes > self.cap_bytes && state.chunks.len() > 1 {
+            if let Some(old) = state.chunks.pop_front() {
+                state.retained_bytes -= old.chunk.len();
+            }
+        }
+        self.numbered(&mut state, EventKind::Output { stream, chunk })
+    }
+
+    pub fn push_exited(&self, exit: ExitInfo) -> ProcessEvent {
+        let mut state = self.lock();
+        state.exit = Some(exit.clone());
+        self.numbered(&mut state, EventKind::Exited(exit))
+    }
+
+    pub fn push_closed(&self) -> ProcessEvent {
+        let mut state = self.lock();
+        state.closed = true;
+        self.numbered(&mut state, EventKind::Closed)
+    }
+
+    /// Record why the process failed outside its own control (e.g. an I/O error).
+    pub fn set_failure(&self, failure: String) {
+        self.lock().failure.get_or_insert(failure);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    pub fn exit(&self) -> Option<ExitInfo> {
+        self.lock().exit.clone()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Retained chunks with seq > `after_seq`, up to `max_bytes` of data (but
+    /// always at least one chunk if any is available).
+    pub fn snapshot(&self, after_seq: u64, max_bytes: usize) -> ReadSnapshot {
+        let state = self.lock();
+        let mut chunks = Vec::new();
+        let mut total = 0usize;
+        // Chunks are ordered by seq; skip the ones already seen.
+        let start = state.chunks.partition_point(|c| c.seq <= after_seq);
+        for retained in state.chunks.iter().skip(start) {
+            if !chunks.is_empty() && total + retained.chunk.len() > max_bytes {
+                break;
+            }
+            total += retained.chunk.len();
+            chunks.push(retained.clone());
+        }
+        let next_seq = chunks.last().map_or(state.next_seq, |last| last.seq + 1);
+        ReadSnapshot {
+            chunks,
+            next_seq,
+            exit: state.exit.clone(),
+            closed: state.closed,
+            failure: state.failure.clone(),
+        }
+    }
+
+    /// True when a read after `after_seq` would see something new: a chunk,
+    /// the exit, the close or a failure.
+    pub fn has_news_after(&self, after_seq: u64) -> bool {
+        let state = self.lock();
+        state.next_seq > after_seq + 1 || state.failure.is_some()
+    }
+
+    /// A receiver that changes whenever an event is added.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(cap: usize) -> OutputLog {
+        OutputLog::new(Arc::from("p"), cap)
+    }
+
+    #[test]
+    fn seq_is_shared_and_contiguous() {
+        let log = log(1024);
+        assert_eq!(log.push_output(OutputStream::Stdout, Bytes::from_static(b"a")).seq, 1);
+        assert_eq!(log.push_output(OutputStream::Stderr, Bytes::from_static(b"b")).seq, 2);
+        let exited = log.push_exited(ExitInfo { code: 3, signal: None });
+        assert_eq!(exited.seq, 3);
+        assert_eq!(log.push_closed().seq, 4);
+        let snap = log.snapshot(0, usize::MAX);
+        assert_eq!(snap.chunks.len(), 2);
+        // The seq after the last chunk returned ...
+        assert_eq!(snap.next_seq, 3);
+        // ... and with nothing left to return, the process's next seq.
+        assert_eq!(log.snapshot(2, usize::MAX).next_seq, 5);
+        assert!(snap.closed);
+        assert_eq!(snap.exit.map(|e| e.code), Some(3));
+    }
+
+    #[test]
+    fn oldest_chunks_are_dropped_and_seq_gap_is_visible() {
+        let log = log(10);
+        for _ in 0..5 {
+            log.push_output(OutputStream::Stdout, Bytes::from_static(b"1234"));
+        }
+        let snap = log.snapshot(0, usize::MAX);
+        let seqs: Vec<u64> = snap.chunks.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, vec![4, 5]);
+    }
+
+    #[test]
+    fn max_bytes_limits_but_returns_at_least_one_chunk() {
+        let log = log(1024);
+        for _ in 0..3 {
+            log.push_output(OutputStream::Stdout, Bytes::from_static(b"12345678"));
+        }
+        let snap = log.snapshot(0, 1);
+        assert_eq!(snap.chunks.len(), 1);
+        assert_eq!(snap.next_seq, 2);
+        let snap = log.snapshot(1, 16);
+        assert_eq!(snap.chunks.len(), 2);
+        assert_eq!(snap.next_seq, 4);
+        assert!(!log.has_news_after(3));
+        assert!(log.has_news_after(2));
+    }
+}

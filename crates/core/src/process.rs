@@ -1,0 +1,422 @@
+//! One running process: the supervisor task that turns its output and exit
+//! into numbered events, its stdin queue, and signalling its process tree.
+//!
+//! Event order per process is the order the supervisor emits them: output
+//! chunks as read; on exit, whatever the pipes already hold is drained
+//! first, then `exited`; when every output descriptor reached EOF (the
+//! process and every descendant closed it), `closed`.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use execd_protocol::process::{OutputStream, TerminalSize, WriteStatus};
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::output_log::{ExitInfo, OutputLog, ProcessEvent};
+use crate::signal::name_of;
+use crate::spawn::{set_window_size, ReactorFd, Spawned};
+
+/// Size of one read from a child's output.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The live descriptors of a process, released when it closes.
+#[derive(Debug, Default)]
+struct LiveIo {
+    stdin: Option<mpsc::UnboundedSender<Bytes>>,
+    pty: Option<ReactorFd>,
+}
+
+/// A process started by a [`crate::ProcessTable`].
+#[derive(Debug)]
+pub struct Process {
+    id: Arc<str>,
+    /// Process group id (= pid of the child); for PTYs also the session id.
+    pgid: i32,
+    tty: bool,
+    log: Arc<OutputLog>,
+    io: Mutex<LiveIo>,
+    terminating: AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("process {0} has no terminal to resize")]
+    NotATerminal(String),
+    #[error("process {0} has already closed")]
+    Closed(String),
+    #[error("cannot resize the terminal of process {id}: {source}")]
+    Resize { id: String, source: io::Error },
+}
+
+impl Process {
+    /// Take ownership of a freshly spawned child and start supervising it.
+    /// Events go to `events` (closed receivers are tolerated) and into the log.
+    pub fn start(
+        id: Arc<str>,
+        spawned: Spawned,
+        retained_bytes: usize,
+        events: mpsc::Sender<ProcessEvent>,
+    ) -> Arc<Process> {
+        let Spawned {
+            child,
+            pid,
+            stdin,
+            outputs,
+            pty,
+        } = spawned;
+        let stdin = stdin.map(|fd| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(pump_stdin(fd, rx));
+            tx
+        });
+        let process = Arc::new(Process {
+            log: Arc::new(OutputLog::new(id.clone(), retained_bytes)),
+            id,
+            pgid: pid,
+            tty: pty.is_some(),
+            io: Mutex::new(LiveIo { stdin, pty }),
+            terminating: AtomicBool::new(false),
+        });
+        let outputs = outputs
+            .into_iter()
+            .map(|(stream, fd)| OutputPipe {
+                stream,
+                fd,
+                buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            })
+            .collect();
+        tokio::spawn(supervise(process.clone(), child, outputs, events));
+        process
+    }
+
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pgid
+    }
+
+    pub fn log(&self) -> &Arc<OutputLog> {
+        &self.log
+    }
+
+    fn live(&self) -> MutexGuard<'_, LiveIo> {
+        self.io.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue bytes for the process's stdin (or terminal input).
+    pub fn write(&self, chunk: Bytes) -> WriteStatus {
+        let live = self.live();
+        match &live.stdin {
+            Some(tx) if tx.send(chunk).is_ok() => WriteStatus::Accepted,
+            _ => WriteStatus::StdinClosed,
+        }
+    }
+
+    /// Close stdin (EOF for pipes; for a PTY the terminal stays open).
+    pub fn close_stdin(&self) {
+        if !self.tty {
+            self.live().stdin = None;
+        }
+    }
+
+    pub fn resize(&self, size: TerminalSize) -> Result<(), ControlError> {
+        let live = self.live();
+        let Some(pty) = &live.pty else {
+            return Err(if self.tty {
+                ControlError::Closed(self.id.to_string())
+            } else {
+                ControlError::NotATerminal(self.id.to_string())
+            });
+        };
+        set_window_size(pty.get_ref().as_fd(), size).map_err(|source| ControlError::Resize {
+            id: self.id.to_string(),
+            source,
+        })
+    }
+
+    /// Send a signal to the whole process tree (group, or session for PTYs).
+    /// Returns false if the process had already exited.
+    pub fn signal(&self, signal: Signal) -> bool {
+        if self.log.is_closed() {
+            return false;
+        }
+        signal_tree(self.pgid, self.tty, signal);
+        self.log.exit().is_none()
+    }
+
+    /// SIGTERM the tree now, SIGKILL whatever is left after `grace`.
+    /// Returns true if the process itself was still running.
+    pub fn terminate(self: &Arc<Self>, grace: Duration) -> bool {
+        let running = self.signal(Signal::SIGTERM);
+        if !self.log.is_closed() && !self.terminating.swap(true, Ordering::SeqCst) {
+            let process = self.clone();
+            tokio::spawn(async move {
+                if tokio::time::timeout(grace, process.closed()).await.is_err() {
+                    debug!(id = %process.id, "grace period over; killing the process tree");
+                    signal_tree(process.pgid, process.tty, Signal::SIGKILL);
+                }
+            });
+        }
+        running
+    }
+
+    /// SIGKILL the tree at once (used when the owner goes away).
+    pub fn kill(&self) {
+        if !self.log.is_closed() {
+            signal_tree(self.pgid, self.tty, Signal::SIGKILL);
+        }
+    }
+
+    /// Resolves once the process has closed (its last event was emitted).
+    pub async fn closed(&self) {
+        let mut version = self.log.subscribe();
+        while !self.log.is_closed() {
+            if version.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Signal a process group; for a PTY process also every process left in its
+/// session (interactive shells put jobs in groups of their own).
+fn signal_tree(pgid: i32, whole_session: bool, signal: Signal) {
+    match nix::sys::signal::killpg(Pid::from_raw(pgid), signal) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(err) => debug!(pgid, %err, "killpg failed"),
+    }
+    if whole_session {
+        for pid in session_members(pgid) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+        }
+    }
+}
+
+/// Pids of the processes whose session id is `sid`, from /proc.
+fn session_members(sid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name: state ppid pgrp session ...
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let session: i32 = rest.split_whitespace().nth(3)?.parse().ok()?;
+        (session == sid).then_some(pid)
+    })
+    .collect()
+}
+
+/// Our read end of one output source.
+struct OutputPipe {
+    stream: OutputStream,
+    fd: ReactorFd,
+    buf: Box<[u8]>,
+}
+
+/// The outcome of one read: data, or the end of the source.
+enum ReadOutcome {
+    Data(Bytes),
+    Eof,
+}
+
+impl OutputPipe {
+    /// Wait for data. Cancel-safe: bytes are consumed only inside `try_io`.
+    async fn read(&mut self) -> io::Result<ReadOutcome> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let buf = &mut self.buf;
+            match guard.try_io(|fd| read_fd(fd, buf)) {
+                Ok(result) => return result.map(|n| self.outcome(n)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Read what is there without waiting; `None` when nothing is.
+    fn read_now(&mut self) -> io::Result<Option<ReadOutcome>> {
+        match read_fd(&self.fd, &mut self.buf) {
+            Ok(n) => Ok(Some(self.outcome(n))),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn outcome(&self, n: usize) -> ReadOutcome {
+        if n == 0 {
+            ReadOutcome::Eof
+        } else {
+            ReadOutcome::Data(Bytes::copy_from_slice(&self.buf[..n]))
+        }
+    }
+}
+
+fn read_fd(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match nix::unistd::read(fd.get_ref(), buf) {
+            Ok(n) => return Ok(n),
+            Err(Errno::EINTR) => continue,
+            // A PTY master reads EIO once every slave descriptor is closed.
+            Err(Errno::EIO) => return Ok(0),
+            Err(errno) => return Err(io::Error::from(errno)),
+        }
+    }
+}
+
+/// Waits for data on one optional source; never resolves for `None`.
+async fn read_some(pipe: &mut Option<OutputPipe>) -> io::Result<ReadOutcome> {
+    match pipe {
+        Some(pipe) => pipe.read().await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Supervisor {
+    process: Arc<Process>,
+    events: mpsc::Sender<ProcessEvent>,
+}
+
+impl Supervisor {
+    async fn emit(&self, event: ProcessEvent) {
+        // The receiver is gone when the connection closed; keep draining anyway
+        // so the child never blocks on a full pipe.
+        let _ = self.events.send(event).await;
+    }
+
+    /// Handle one read result; returns false when the source is finished.
+    async fn on_read(&self, stream: OutputStream, result: io::Result<ReadOutcome>) -> bool {
+        match result {
+            Ok(ReadOutcome::Data(chunk)) => {
+                self.emit(self.process.log.push_output(stream, chunk)).await;
+                true
+            }
+            Ok(ReadOutcome::Eof) => false,
+            Err(err) => {
+                self.process
+                    .log
+                    .set_failure(format!("reading {stream:?} failed: {err}"));
+                false
+            }
+        }
+    }
+
+    /// Emit whatever a source holds right now, without waiting.
+    async fn drain_now(&self, slot: &mut Option<OutputPipe>) {
+        while let Some(pipe) = slot {
+            let stream = pipe.stream;
+            let more = match pipe.read_now() {
+                Ok(None) => return,
+                Ok(Some(outcome)) => self.on_read(stream, Ok(outcome)).await,
+                Err(err) => self.on_read(stream, Err(err)).await,
+            };
+            if !more {
+                *slot = None;
+            }
+        }
+    }
+}
+
+async fn supervise(
+    process: Arc<Process>,
+    mut child: tokio::process::Child,
+    outputs: Vec<OutputPipe>,
+    events: mpsc::Sender<ProcessEvent>,
+) {
+    let supervisor = Supervisor { process, events };
+    // At most two sources: stdout + stderr, or the PTY master alone.
+    let mut outputs = outputs.into_iter();
+    let (first, second) = (&mut outputs.next(), &mut outputs.next());
+    let mut exited = false;
+    while !exited || first.is_some() || second.is_some() {
+        tokio::select! {
+            status = child.wait(), if !exited => {
+                exited = true;
+                // Everything the process wrote before exiting is in the pipe
+                // (or terminal) buffer now: send it before `exited`.
+                supervisor.drain_now(first).await;
+                supervisor.drain_now(second).await;
+                let exit = match status {
+                    Ok(status) => exit_info(status),
+                    Err(err) => {
+                        supervisor.process.log.set_failure(format!("waiting for the process failed: {err}"));
+                        ExitInfo { code: -1, signal: None }
+                    }
+                };
+                supervisor.emit(supervisor.process.log.push_exited(exit)).await;
+            }
+            result = read_some(first) => {
+                let stream = first.as_ref().map_or(OutputStream::Stdout, |p| p.stream);
+                if !supervisor.on_read(stream, result).await {
+                    *first = None;
+                }
+            }
+            result = read_some(second) => {
+                let stream = second.as_ref().map_or(OutputStream::Stderr, |p| p.stream);
+                if !supervisor.on_read(stream, result).await {
+                    *second = None;
+                }
+            }
+        }
+    }
+    // Release stdin and the terminal before announcing `closed`.
+    *supervisor.process.live() = LiveIo::default();
+    supervisor
+        .emit(supervisor.process.log.push_closed())
+        .await;
+}
+
+fn exit_info(status: std::process::ExitStatus) -> ExitInfo {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitInfo { code, signal: None },
+        (None, Some(signo)) => ExitInfo {
+            code: -1,
+            signal: Some(name_of(signo)),
+        },
+        (None, None) => ExitInfo {
+            code: -1,
+            signal: None,
+        },
+    }
+}
+
+/// Feed queued chunks to the child's stdin until the queue closes or the
+/// child stops reading (EPIPE / EIO).
+async fn pump_stdin(fd: ReactorFd, mut queue: mpsc::UnboundedReceiver<Bytes>) {
+    while let Some(chunk) = queue.recv().await {
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            let written = async {
+                loop {
+                    let mut guard = fd.writable().await?;
+                    match guard.try_io(|fd| {
+                        nix::unistd::write(fd.get_ref(), rest).map_err(io::Error::from)
+                    }) {
+                        Ok(result) => return result,
+                        Err(_would_block) => continue,
+                    }
+                }
+            }
+            .await;
+            match written {
+                Ok(n) => rest = &rest[n..],
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    debug!(%err, "stdin closed");
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Starting a program on pipes or on a pseudo-terminal.
+//!
+//! Every child runs in a process group of its own (pipes: `setpgid`; PTYs:
+//! `setsid`, with the terminal as its controlling tty), so that signals can
+//! reach the whole tree it starts. All descriptors we create are close-on-exec
+//! from birth, so no other child inherits them and EOF arrives on time.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use execd_protocol::process::{OutputStream, TerminalSize};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use tokio::io::unix::AsyncFd;
+use tokio::process::{Child, Command};
+
+/// A descriptor registered with the tokio reactor, in non-blocking mode.
+pub type ReactorFd = Arc<AsyncFd<OwnedFd>>;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    /// The child's entire environment.
+    pub env: HashMap<String, String>,
+    pub tty: bool,
+    pub pipe_stdin: bool,
+    pub arg0: Option<String>,
+    pub size: TerminalSize,
+}
+
+/// A started child and our ends of its descriptors.
+#[derive(Debug)]
+pub struct Spawned {
+    pub child: Child,
+    /// The child's pid, which is also its process group (and, for PTYs, session) id.
+    pub pid: i32,
+    /// Where `process/write` goes: the pipe to its stdin, or the PTY master.
+    pub stdin: Option<ReactorFd>,
+    /// Output sources: stdout and stderr pipes, or the PTY master alone.
+    pub outputs: Vec<(OutputStream, ReactorFd)>,
+    /// The PTY master, for resizing.
+    pub pty: Option<ReactorFd>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("argv must not be empty")]
+    EmptyArgv,
+    #[error("cwd must be an absolute path, got {0:?}")]
+    RelativeCwd(String),
+    #[error("cwd {0:?} does not exist or is not a directory")]
+    MissingCwd(String),
+    #[error("program {0:?} not found")]
+    ProgramNotFound(String),
+    #[error("program {0:?} is not executable (permission denied)")]
+    PermissionDenied(String),
+    #[error("cannot start {program:?}: {source}")]
+    InvalidInput { program: String, source: io::Error },
+    #[error("cannot start {program:?}: {source}")]
+    Os { program: String, source: io::Error },
+    #[error("cannot set up {what}: {source}")]
+    Setup {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+impl SpawnError {
+    /// True when the request itself was at fault (rather than the machine).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, SpawnError::Os { .. } | SpawnError::Setup { .. })
+    }
+}
+
+fn setup(what: &'static str) -> impl FnOnce(nix::Error) -> SpawnError {
+    move |errno| SpawnError::Setup {
+        what,
+        source: io::Error::from(errno),
+    }
+}
+
+/// Put a descriptor in non-blocking mode and register it with the reactor.
+pub fn reactor_fd(fd: OwnedFd) -> io::Result<ReactorFd> {
+    let flags = fcntl(&fd, FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(&fd, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    // SAFETY: the `OwnedFd` is open and owned by the `AsyncFd` for its whole life.
+    let registered = unsafe { AsyncFd::register(fd) }?;
+    Ok(Arc::new(registered))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(setup("a pipe"))
+}
+
+/// Apply a window size to a terminal.
+pub fn set_window_size(fd: BorrowedFd<'_>, size: TerminalSize) -> io::Result<()> {
+    let winsize = libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which is valid.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &winsize) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A new PTY pair, both ends close-on-exec: (master, slave).
+fn open_pty(size: TerminalSize) -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(setup("a pseudo-terminal"))?;
+    nix::pty::grantpt(&master).map_err(setup("a pseudo-terminal"))?;
+    nix::pty::unlockpt(&master).map_err(setup("a pseudo-terminal"))?;
+    let slave_path = nix::pty::ptsname_r(&master).map_err(setup("a pseudo-terminal"))?;
+    // SAFETY: `into_raw_fd` hands over sole ownership of a valid descriptor.
+    let master = unsafe { OwnedFd::from_raw_fd(master.into_raw_fd()) };
+    let slave = nix::fcntl::open(
+        Path::new(&slave_path),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(setup("a pseudo-terminal"))?;
+    set_window_size(master.as_fd(), size).map_err(|source| SpawnError::Setup {
+        what: "the terminal size",
+        source,
+    })?;
+    Ok((master, slave))
+}
+
+fn validate(spec: &SpawnSpec) -> Result<&str, SpawnError> {
+    let program = spec.argv.first().ok_or(SpawnError::EmptyArgv)?;
+    let cwd = spec.cwd.to_string_lossy();
+    if !spec.cwd.is_absolute() {
+        return Err(SpawnError::RelativeCwd(cwd.into_owned()));
+    }
+    if !spec.cwd.is_dir() {
+        return Err(SpawnError::MissingCwd(cwd.into_owned()));
+    }
+    Ok(program)
+}
+
+/// Start the program described by `spec`.
+pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
+    let program = validate(spec)?;
+    let mut command = Command::new(program);
+    command
+        .args(&spec.argv[1..])
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(&spec.env);
+    if let Some(arg0) = &spec.arg0 {
+        command.arg0(arg0);
+    }
+
+    let stdin;
+    let mut outputs = Vec::new();
+    let mut pty = None;
+    if spec.tty {
+        let (master, slave) = open_pty(spec.size)?;
+        let clone = |fd: &OwnedFd| fd.try_clone().map_err(|source| SpawnError::Setup {
+            what: "a pseudo-terminal",
+            source,
+        });
+        command
+            .stdin(Stdio::from(clone(&slave)?))
+            .stdout(Stdio::from(clone(&slave)?))
+            .stderr(Stdio::from(slave));
+        // SAFETY: only async-signal-safe calls (setsid, ioctl) run in the child.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let master = reactor_fd(master).map_err(|source| SpawnError::Setup {
+            what: "a pseudo-terminal",
+            source,
+        })?;
+        stdin = Some(master.clone());
+        outputs.push((OutputStream::Pty, master.clone()));
+        pty = Some(master);
+    } else {
+        let mut stdin_pipe = None;
+        let (out_read, out_write) = pipe()?;
+        let (err_read, err_write) = pipe()?;
+        command
+            .stdout(Stdio::from(out_write))
+            .stderr(Stdio::from(err_write))
+            .process_group(0);
+        if spec.pipe_stdin {
+            let (in_read, in_write) = pipe()?;
+            command.stdin(Stdio::from(in_read));
+            stdin_pipe = Some(in_write);
+        } else {
+            command.stdin(Stdio::null());
+        }
+        let register = |fd| {
+            reactor_fd(fd).map_err(|source| SpawnError::Setup {
+                what: "a pipe",
+                source,
+            })
+        };
+        outputs.push((OutputStream::Stdout, register(out_read)?));
+        outputs.push((OutputStream::Stderr, register(err_read)?));
+        stdin = stdin_pipe.map(register).transpose()?;
+    }
+
+    let child = command.spawn().map_err(|source| classify(program, source))?;
+    // Dropping the command closes our copies of the child's ends, so EOF
+    // arrives when the child (and its descendants) close theirs.
+    drop(command);
+    let pid = child
+        .id()
+        .and_then(|pid| i32::try_from(pid).ok())
+        .ok_or_else(|| SpawnError::Os {
+            program: program.to_string(),
+            source: io::Error::other("child exited before its pid was known"),
+        })?;
+    Ok(Spawned {
+        child,
+        pid,
+        stdin,
+        outputs,
+        pty,
+    })
+}
+
+fn classify(program: &str, source: io::Error) -> SpawnError {
+    let program = program.to_string();
+    match source.kind() {
+        io::ErrorKind::NotFound => SpawnError::ProgramNotFound(program),
+        io::ErrorKind::PermissionDenied => SpawnError::PermissionDenied(program),
+        io::ErrorKind::InvalidInput => SpawnError::InvalidInput { program, source },
+        _ => SpawnError::Os { program, source },
+    }
+}

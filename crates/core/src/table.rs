@@ -1,0 +1,211 @@
+//! The processes of one owner (a connection, or a local environment), keyed
+//! by client-chosen ids: start, read, write, terminate, and cleanup.
+//!
+//! Closed records stay readable until more than `max_closed_records` have
+//! piled up; then the oldest closed ones are evicted and their ids reusable.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use execd_protocol::process::WriteStatus;
+use tokio::sync::mpsc;
+
+use crate::output_log::{ProcessEvent, ReadSnapshot};
+use crate::process::Process;
+use crate::spawn::{spawn, SpawnError, SpawnSpec};
+
+/// Tunables of a process table.
+#[derive(Debug, Clone)]
+pub struct TableConfig {
+    /// Output retained per process for `process/read`; oldest chunks go first.
+    pub retained_bytes_per_process: usize,
+    /// Closed process records kept readable before the oldest are evicted.
+    pub max_closed_records: usize,
+    /// Time between SIGTERM and SIGKILL when terminating.
+    pub terminate_grace: Duration,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            retained_bytes_per_process: 4 * 1024 * 1024,
+            max_closed_records: 256,
+            terminate_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("process {0} already exists")]
+    Duplicate(String),
+    #[error("process table is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown process id {0}")]
+pub struct UnknownProcess(pub String);
+
+#[derive(Debug, Default)]
+struct TableState {
+    processes: HashMap<Arc<str>, Arc<Process>>,
+    /// Ids in start order, for evicting the oldest closed records.
+    order: VecDeque<Arc<str>>,
+    shutting_down: bool,
+}
+
+/// The processes of one owner.
+#[derive(Debug)]
+pub struct ProcessTable {
+    config: TableConfig,
+    events: mpsc::Sender<ProcessEvent>,
+    state: Mutex<TableState>,
+}
+
+impl ProcessTable {
+    /// Events of every process go to `events`, in seq order per process.
+    pub fn new(config: TableConfig, events: mpsc::Sender<ProcessEvent>) -> Self {
+        ProcessTable {
+            config,
+            events,
+            state: Mutex::new(TableState::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TableState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn config(&self) -> &TableConfig {
+        &self.config
+    }
+
+    pub fn get(&self, id: &str) -> Result<Arc<Process>, UnknownProcess> {
+        self.lock()
+            .processes
+            .get(id)
+            .cloned()
+            .ok_or_else(|| UnknownProcess(id.to_string()))
+    }
+
+    /// Start a process under a fresh id.
+    pub fn start(&self, id: &str, spec: &SpawnSpec) -> Result<Arc<Process>, StartError> {
+        let mut state = self.lock();
+        if state.shutting_down {
+            return Err(StartError::ShuttingDown);
+        }
+        if state.processes.contains_key(id) {
+            return Err(StartError::Duplicate(id.to_string()));
+        }
+        // Spawning under the lock keeps the duplicate check and the insert atomic;
+        // fork+exec is quick.
+        let spawned = spawn(spec)?;
+        let id: Arc<str> = Arc::from(id);
+        let process = Process::start(
+            id.clone(),
+            spawned,
+            self.config.retained_bytes_per_process,
+            self.events.clone(),
+        );
+        state.processes.insert(id.clone(), process.clone());
+        state.order.push_back(id);
+        self.evict_closed(&mut state);
+        Ok(process)
+    }
+
+    fn evict_closed(&self, state: &mut TableState) {
+        let closed = state
+            .order
+            .iter()
+            .filter(|id| state.processes.get(*id).is_some_and(|p| p.log().is_closed()))
+            .count();
+        let mut excess = closed.saturating_sub(self.config.max_closed_records);
+        if excess == 0 {
+            return;
+        }
+        let TableState {
+            processes, order, ..
+        } = state;
+        order.retain(|id| {
+            let evict = excess > 0 && processes.get(id).is_some_and(|p| p.log().is_closed());
+            if evict {
+                excess -= 1;
+                processes.remove(id);
+            }
+            !evict
+        });
+    }
+
+    /// Retained output after `after_seq`; with `wait`, long-poll until there
+    /// is something new or the time is up.
+    pub async fn read(
+        &self,
+        id: &str,
+        after_seq: u64,
+        max_bytes: usize,
+        wait: Duration,
+    ) -> Result<ReadSnapshot, UnknownProcess> {
+        let process = self.get(id)?;
+        let log = process.log();
+        let mut version = log.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        while !log.has_news_after(after_seq) && !log.is_closed() {
+            match tokio::time::timeout_at(deadline, version.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        Ok(log.snapshot(after_seq, max_bytes))
+    }
+
+    pub fn write(&self, id: &str, chunk: Bytes) -> WriteStatus {
+        match self.get(id) {
+            Ok(process) => process.write(chunk),
+            Err(_) => WriteStatus::UnknownProcess,
+        }
+    }
+
+    /// Terminate a process tree; true if the process was running.
+    pub fn terminate(&self, id: &str) -> bool {
+        self.get(id)
+            .map(|p| p.terminate(self.config.terminate_grace))
+            .unwrap_or(false)
+    }
+
+    /// Terminate every process, wait (bounded) until all have closed, and
+    /// refuse new starts.
+    pub async fn shutdown(&self) {
+        let processes: Vec<Arc<Process>> = {
+            let mut state = self.lock();
+            state.shutting_down = true;
+            state.processes.values().cloned().collect()
+        };
+        for process in &processes {
+            process.terminate(self.config.terminate_grace);
+        }
+        let all_closed = async {
+            for process in &processes {
+                process.closed().await;
+            }
+        };
+        // The grace task SIGKILLs stragglers; allow it time to take effect.
+        let bound = self.config.terminate_grace + Duration::from_secs(5);
+        if tokio::time::timeout(bound, all_closed).await.is_err() {
+            tracing::warn!("some processes did not close within {bound:?} of shutdown");
+        }
+    }
+}
+
+impl Drop for ProcessTable {
+    fn drop(&mut self) {
+        // Last resort if the owner never called `shutdown`.
+        for process in self.lock().processes.values() {
+            process.kill();
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Params and results of the `fs/*` methods. All paths are absolute.
+
+use serde::{Deserialize, Serialize};
+
+pub const READ_FILE: &str = "fs/readFile";
+pub const WRITE_FILE: &str = "fs/writeFile";
+pub const CREATE_DIRECTORY: &str = "fs/createDirectory";
+pub const GET_METADATA: &str = "fs/getMetadata";
+pub const READ_DIRECTORY: &str = "fs/readDirectory";
+pub const REMOVE: &str = "fs/remove";
+pub const COPY: &str = "fs/copy";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathParams {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadFileResult {
+    pub data_base64: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteFileParams {
+    pub path: String,
+    pub data_base64: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateDirectoryParams {
+    pub path: String,
+    #[serde(default)]
+    pub recursive: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    pub is_directory: bool,
+    pub is_file: bool,
+    pub is_symlink: bool,
+    pub created_at_ms: i64,
+    pub modified_at_ms: i64,
+    /// Extension: size in bytes.
+    #[serde(default)]
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryEntry {
+    pub file_name: String,
+    pub is_directory: bool,
+    pub is_file: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadDirectoryResult {
+    pub entries: Vec<DirectoryEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoveParams {
+    pub path: String,
+    #[serde(default)]
+    pub recursive: Option<bool>,
+    #[serde(default)]
+    pub force: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CopyParams {
+    pub source_path: String,
+    pub destination_path: String,
+    #[serde(default)]
+    pub recursive: Option<bool>,
+}
+
+/// The empty `{}` result of methods that return nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Empty {}

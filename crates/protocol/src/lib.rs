@@ -1,0 +1,14 @@
+//! Wire types of the execd JSON-RPC protocol: the envelope, every method's
+//! params and result, and the notifications. No I/O lives here.
+//!
+//! The contract is `protocol.md` (version 1, the compatibility baseline) plus
+//! the extensions listed in `docs/PROTOCOL.md`; field names are camelCase on
+//! the wire. Unknown input fields are ignored so newer clients keep working.
+
+pub mod envelope;
+pub mod fs;
+pub mod process;
+
+mod base64_bytes;
+
+pub use envelope::{ErrorCode, Incoming, RequestId, RpcError};
