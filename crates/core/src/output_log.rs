@@ -200,9 +200,20 @@ mod tests {
     #[test]
     fn seq_is_shared_and_contiguous() {
         let log = log(1024);
-        assert_eq!(log.push_output(OutputStream::Stdout, Bytes::from_static(b"a")).seq, 1);
-        assert_eq!(log.push_output(OutputStream::Stderr, Bytes::from_static(b"b")).seq, 2);
-        let exited = log.push_exited(ExitInfo { code: 3, signal: None });
+        assert_eq!(
+            log.push_output(OutputStream::Stdout, Bytes::from_static(b"a"))
+                .seq,
+            1
+        );
+        assert_eq!(
+            log.push_output(OutputStream::Stderr, Bytes::from_static(b"b"))
+                .seq,
+            2
+        );
+        let exited = log.push_exited(ExitInfo {
+            code: 3,
+            signal: None,
+        });
         assert_eq!(exited.seq, 3);
         assert_eq!(log.push_closed().seq, 4);
         let snap = log.snapshot(0, usize::MAX);

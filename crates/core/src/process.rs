@@ -262,7 +262,10 @@ impl OutputPipe {
     }
 }
 
-fn read_fd(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, buf: &mut [u8]) -> io::Result<usize> {
+fn read_fd(
+    fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    buf: &mut [u8],
+) -> io::Result<usize> {
     loop {
         match nix::unistd::read(fd.get_ref(), buf) {
             Ok(n) => return Ok(n),
@@ -371,9 +374,7 @@ async fn supervise(
     }
     // Release stdin and the terminal before announcing `closed`.
     *supervisor.process.live() = LiveIo::default();
-    supervisor
-        .emit(supervisor.process.log.push_closed())
-        .await;
+    supervisor.emit(supervisor.process.log.push_closed()).await;
 }
 
 fn exit_info(status: std::process::ExitStatus) -> ExitInfo {

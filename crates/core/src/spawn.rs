@@ -166,10 +166,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
     let mut pty = None;
     if spec.tty {
         let (master, slave) = open_pty(spec.size)?;
-        let clone = |fd: &OwnedFd| fd.try_clone().map_err(|source| SpawnError::Setup {
-            what: "a pseudo-terminal",
-            source,
-        });
+        let clone = |fd: &OwnedFd| {
+            fd.try_clone().map_err(|source| SpawnError::Setup {
+                what: "a pseudo-terminal",
+                source,
+            })
+        };
         command
             .stdin(Stdio::from(clone(&slave)?))
             .stdout(Stdio::from(clone(&slave)?))
@@ -219,7 +221,9 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         stdin = stdin_pipe.map(register).transpose()?;
     }
 
-    let child = command.spawn().map_err(|source| classify(program, source))?;
+    let child = command
+        .spawn()
+        .map_err(|source| classify(program, source))?;
     // Dropping the command closes our copies of the child's ends, so EOF
     // arrives when the child (and its descendants) close theirs.
     drop(command);

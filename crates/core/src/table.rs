@@ -122,7 +122,12 @@ impl ProcessTable {
         let closed = state
             .order
             .iter()
-            .filter(|id| state.processes.get(*id).is_some_and(|p| p.log().is_closed()))
+            .filter(|id| {
+                state
+                    .processes
+                    .get(*id)
+                    .is_some_and(|p| p.log().is_closed())
+            })
             .count();
         let mut excess = closed.saturating_sub(self.config.max_closed_records);
         if excess == 0 {

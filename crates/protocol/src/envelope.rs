@@ -148,12 +148,11 @@ impl Incoming {
                     });
                 };
                 if let Some(error) = object.remove("error") {
-                    let error = serde_json::from_value::<RpcError>(error).map_err(|err| {
-                        EnvelopeError {
+                    let error =
+                        serde_json::from_value::<RpcError>(error).map_err(|err| EnvelopeError {
                             id: Some(id.clone()),
                             message: format!("malformed error object: {err}"),
-                        }
-                    })?;
+                        })?;
                     Ok(Incoming::Response {
                         id,
                         result: Err(error),
@@ -233,7 +232,10 @@ mod tests {
     fn classifies_frames() {
         assert!(matches!(
             Incoming::parse(r#"{"id":1,"method":"x","params":{}}"#),
-            Ok(Incoming::Request { id: RequestId::Int(1), .. })
+            Ok(Incoming::Request {
+                id: RequestId::Int(1),
+                ..
+            })
         ));
         assert!(matches!(
             Incoming::parse(r#"{"method":"initialized"}"#),
@@ -244,7 +246,10 @@ mod tests {
             Ok(Incoming::Response { result: Ok(_), .. })
         ));
         assert!(Incoming::parse("nope").is_err());
-        assert!(Incoming::parse("[1]").unwrap_err().message.contains("an array"));
+        assert!(Incoming::parse("[1]")
+            .unwrap_err()
+            .message
+            .contains("an array"));
         assert!(Incoming::parse(r#"{"id":1.5,"method":"x"}"#)
             .unwrap_err()
             .message

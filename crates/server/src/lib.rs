@@ -1,1 +1,36 @@
+//! The execd server: one [`connection`] per client, whose frames are decoded
+//! by [`rpc`] and carried out by [`dispatch`] on top of `execd-core`; the
+//! [`transport`]s (WebSocket, stdio) only move text frames.
 
+pub mod connection;
+pub mod dispatch;
+pub mod rpc;
+pub mod transport;
+
+use std::time::Duration;
+
+use execd_core::TableConfig;
+
+pub use transport::stdio::serve_stdio;
+pub use transport::ws::{bind, WsServer};
+
+/// Server-wide settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Per-connection process table settings (retention, grace period).
+    pub table: TableConfig,
+    /// Largest frame accepted, in bytes (a `fs/writeFile` carries its file).
+    pub max_frame_bytes: usize,
+    /// Longest `waitMs` honoured by `process/read`.
+    pub max_read_wait: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            table: TableConfig::default(),
+            max_frame_bytes: 512 * 1024 * 1024,
+            max_read_wait: Duration::from_secs(3600),
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Encoding outgoing frames and decoding typed params, with errors that
+//! name the offending field and value.
+
+use execd_core::{EventKind, ProcessEvent};
+use execd_protocol::envelope::{Notification, Response, ResponseBody};
+use execd_protocol::process::{
+    ClosedNotification, ExitedNotification, OutputNotification, CLOSED, EXITED, OUTPUT,
+};
+use execd_protocol::{ErrorCode, RequestId, RpcError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Decode a method's params; the error names the method and the field.
+pub fn parse_params<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, RpcError> {
+    if !params.is_object() {
+        return Err(RpcError::new(
+            ErrorCode::InvalidParams,
+            format!("params of {method} must be an object, got {params}"),
+        ));
+    }
+    serde_path_to_error::deserialize(params).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = if path == "." {
+            format!("invalid params for {method}: {inner}")
+        } else {
+            format!("invalid params for {method}: {path}: {inner}")
+        };
+        RpcError::new(ErrorCode::InvalidParams, message)
+    })
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    // Our wire types serialize infallibly (string keys, no non-finite floats).
+    serde_json::to_string(value).unwrap_or_else(|err| {
+        tracing::error!(%err, "failed to serialize an outgoing frame");
+        String::from("{}")
+    })
+}
+
+pub fn response(id: &RequestId, result: Result<Value, RpcError>) -> String {
+    let body = match result {
+        Ok(value) => ResponseBody::Result(value),
+        Err(error) => ResponseBody::Error(error),
+    };
+    to_json(&Response { id, body })
+}
+
+/// An error reply to a frame that had no usable id (`"id": -1`).
+pub fn frame_error(id: Option<&RequestId>, message: String) -> String {
+    let fallback = RequestId::Int(-1);
+    response(
+        id.unwrap_or(&fallback),
+        Err(RpcError::new(ErrorCode::InvalidRequest, message)),
+    )
+}
+
+pub fn notification<T: Serialize>(method: &str, params: T) -> String {
+    to_json(&Notification { method, params })
+}
+
+/// The notification for one process event.
+pub fn event_notification(event: ProcessEvent) -> String {
+    let process_id = event.process_id.to_string();
+    let seq = event.seq;
+    match event.kind {
+        EventKind::Output { stream, chunk } => notification(
+            OUTPUT,
+            OutputNotification {
+                process_id,
+                seq,
+                stream,
+                chunk,
+            },
+        ),
+        EventKind::Exited(exit) => notification(
+            EXITED,
+            ExitedNotification {
+                process_id,
+                seq,
+                exit_code: exit.code,
+                signal: exit.signal,
+            },
+        ),
+        EventKind::Closed => notification(CLOSED, ClosedNotification { process_id, seq }),
+    }
+}

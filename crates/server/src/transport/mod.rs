@@ -1,0 +1,4 @@
+//! Transports move text frames; everything else is the connection's job.
+
+pub mod stdio;
+pub mod ws;

@@ -1,0 +1,25 @@
+//! stdio transport: one JSON message per line on stdin, replies on stdout.
+//! For running execd as a child of a harness, or `ssh host execd serve --listen stdio`.
+
+use futures_util::{future, StreamExt};
+use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::{serve_connection, Inbound};
+use crate::ServerConfig;
+
+/// Serve one connection over stdin/stdout until stdin closes or `shutdown` fires.
+pub async fn serve_stdio(config: ServerConfig, shutdown: CancellationToken) {
+    let max = config.max_frame_bytes;
+    let incoming = FramedRead::new(tokio::io::stdin(), LinesCodec::new_with_max_length(max))
+        .take_while(|line| future::ready(!matches!(line, Err(LinesCodecError::Io(_)))))
+        .filter_map(move |line| {
+            future::ready(match line {
+                Ok(line) if line.trim().is_empty() => None,
+                Ok(line) => Some(Inbound::Text(line)),
+                Err(_) => Some(Inbound::Invalid(format!("line longer than {max} bytes"))),
+            })
+        });
+    let outgoing = FramedWrite::new(tokio::io::stdout(), LinesCodec::new());
+    serve_connection(Box::pin(incoming), outgoing, config, shutdown).await;
+}
