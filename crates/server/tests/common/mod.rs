@@ -244,6 +244,10 @@ impl Client {
     }
 
     pub async fn start(&mut self, params: Value) -> Value {
+        // A reused id starts a new event history.
+        if let Some(id) = params["processId"].as_str() {
+            self.processes.remove(id);
+        }
         self.call("process/start", params)
             .await
             .expect("process/start")

@@ -1,0 +1,469 @@
+//! Processes over a real socket: pipes and PTYs, environment, signals and
+//! process groups, stdin, `process/read`, ordering under load, big output,
+//! retention and cleanup when a client goes away.
+
+mod common;
+use common::*;
+
+use std::time::Duration;
+
+use execd_server::ServerConfig;
+use serde_json::{json, Value};
+
+fn pty_params(id: &str, argv: &[&str]) -> Value {
+    let mut params = start_params(id, argv);
+    params["tty"] = json!(true);
+    params["env"]["TERM"] = json!("xterm-256color");
+    params
+}
+
+fn stdin_params(id: &str, argv: &[&str]) -> Value {
+    let mut params = start_params(id, argv);
+    params["pipeStdin"] = json!(true);
+    params
+}
+
+/// The first line of output as a pid.
+fn pids_in(text: &str) -> Vec<i32> {
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+#[tokio::test]
+async fn pty_merges_streams_with_default_size_and_term() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    client
+        .start(pty_params(
+            "t",
+            &["bash", "-c", "stty size; echo $TERM; echo to-stderr >&2; tty"],
+        ))
+        .await;
+    let out = client.wait_closed("t").await;
+    let text = out.pty_str();
+    assert!(text.contains("24 80"), "{text:?}");
+    assert!(text.contains("xterm-256color"), "{text:?}");
+    assert!(text.contains("to-stderr"), "{text:?}");
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    assert_eq!(out.exit_code, Some(0));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn pty_honours_initial_size_and_echoes_input() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    let mut params = pty_params("t", &["bash", "-c", "stty size; read line; echo got:$line"]);
+    params["size"] = json!({"rows": 40, "cols": 100});
+    client.start(params).await;
+    client.wait_output("t", "40 100").await;
+    let status = client
+        .call("process/write", json!({"processId": "t", "chunk": b64(b"hello\n")}))
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "accepted");
+    let out = client.wait_closed("t").await;
+    let text = out.pty_str();
+    // The terminal echoes the typed line, then the program answers.
+    assert!(text.contains("hello\r\n"), "{text:?}");
+    assert!(text.contains("got:hello"), "{text:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn env_is_the_entire_environment() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    let mut params = start_params("e", &["/usr/bin/env"]);
+    params["env"] = json!({"ONLY": "this", "PATH": "/usr/bin:/bin"});
+    client.start(params).await;
+    let out = client.wait_closed("e").await;
+    let mut lines: Vec<&str> = out.stdout_str().leak().lines().collect();
+    lines.sort();
+    assert_eq!(lines, vec!["ONLY=this", "PATH=/usr/bin:/bin"]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn cwd_and_arg0_are_applied() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    let mut params = start_params("cwd", &["pwd"]);
+    params["cwd"] = json!("/usr");
+    client.start(params).await;
+    assert_eq!(client.wait_closed("cwd").await.stdout_str(), "/usr\n");
+
+    let mut params = start_params("a0", &["/bin/cat", "/proc/self/cmdline"]);
+    params["arg0"] = json!("renamed");
+    client.start(params).await;
+    assert_eq!(
+        client.wait_closed("a0").await.stdout,
+        b"renamed\0/proc/self/cmdline\0"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn write_reports_every_status() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    let write = |id: &str, data: &[u8]| json!({"processId": id, "chunk": b64(data)});
+
+    client.start(stdin_params("cat", &["cat"])).await;
+    let r = client.call("process/write", write("cat", b"abc\n")).await.unwrap();
+    assert_eq!(r, json!({"status": "accepted"}));
+    client.wait_output("cat", "abc\n").await;
+
+    client.start(start_params("nostdin", &["sleep", "30"])).await;
+    let r = client.call("process/write", write("nostdin", b"x")).await.unwrap();
+    assert_eq!(r, json!({"status": "stdinClosed"}));
+
+    let r = client.call("process/write", write("ghost", b"x")).await.unwrap();
+    assert_eq!(r, json!({"status": "unknownProcess"}));
+
+    // After the process closed its stdin is gone too.
+    client.call("process/terminate", json!({"processId": "cat"})).await.unwrap();
+    client.wait_closed("cat").await;
+    let r = client.call("process/write", write("cat", b"late")).await.unwrap();
+    assert_eq!(r, json!({"status": "stdinClosed"}));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn terminate_signals_the_whole_group() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    client
+        .start(start_params("g", &["bash", "-c", "sleep 1000 & echo $!; sleep 1000"]))
+        .await;
+    let out = client.wait_output("g", "\n").await;
+    let background = pids_in(&out.stdout_str());
+    assert_eq!(background.len(), 1);
+    let r = client.call("process/terminate", json!({"processId": "g"})).await.unwrap();
+    assert_eq!(r, json!({"running": true}));
+    let out = client.wait_closed("g").await;
+    assert_eq!(out.exit_code, Some(-1));
+    assert_eq!(out.signal.as_deref(), Some("SIGTERM"));
+    wait_dead(&background).await;
+    // Once exited, terminate reports not running.
+    let r = client.call("process/terminate", json!({"processId": "g"})).await.unwrap();
+    assert_eq!(r, json!({"running": false}));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn terminate_escalates_to_sigkill_when_term_is_ignored() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    client
+        .start(start_params(
+            "stubborn",
+            &["bash", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"],
+        ))
+        .await;
+    client.wait_output("stubborn", "ready").await;
+    let r = client
+        .call("process/terminate", json!({"processId": "stubborn"}))
+        .await
+        .unwrap();
+    assert_eq!(r, json!({"running": true}));
+    let out = client.wait_closed("stubborn").await;
+    assert_eq!(out.exit_code, Some(-1));
+    assert_eq!(out.signal.as_deref(), Some("SIGKILL"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn exit_by_signal_is_reported() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    let out = client.run("k", &["bash", "-c", "echo before; kill -KILL $$"]).await;
+    assert_eq!(out.stdout_str(), "before\n");
+    assert_eq!(out.exit_code, Some(-1));
+    assert_eq!(out.signal.as_deref(), Some("SIGKILL"));
+    assert!(!out.output_after_exit);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn output_of_background_children_comes_before_closed() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    // The shell exits at once; its child keeps stdout open and writes later
+    // (fd 3 because background jobs get /dev/null as stdin).
+    client
+        .start(stdin_params(
+            "bg",
+            &["bash", "-c", "exec 3<&0; (read x <&3; echo late) & echo early"],
+        ))
+        .await;
+    let out = client.wait_exited("bg").await;
+    assert_eq!(out.exit_code, Some(0));
+    assert_eq!(out.stdout_str(), "early\n");
+    assert!(!out.closed);
+    client
+        .call("process/write", json!({"processId": "bg", "chunk": b64(b"go\n")}))
+        .await
+        .unwrap();
+    let out = client.wait_closed("bg").await;
+    assert_eq!(out.stdout_str(), "early\nlate\n");
+    assert!(out.output_after_exit);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn terminate_after_exit_still_reaps_lingering_children() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    client
+        .start(start_params("linger", &["bash", "-c", "sleep 1000 & echo $!"]))
+        .await;
+    let out = client.wait_exited("linger").await;
+    let pids = pids_in(&out.stdout_str());
+    assert_eq!(pids.len(), 1);
+    let r = client.call("process/terminate", json!({"processId": "linger"})).await.unwrap();
+    assert_eq!(r, json!({"running": false}));
+    client.wait_closed("linger").await;
+    wait_dead(&pids).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn read_returns_retained_output_with_seq_bounds() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    client
+        .start(stdin_params("r", &["bash", "-c", "echo first; read x; echo second; exit 4"]))
+        .await;
+    client.wait_output("r", "first").await;
+    client
+        .call("process/write", json!({"processId": "r", "chunk": b64(b"\n")}))
+        .await
+        .unwrap();
+    client.wait_closed("r").await;
+
+    // Everything, after exit: two chunks (seq 1, 2), then exited (3), closed (4).
+    let all = client.call("process/read", json!({"processId": "r", "afterSeq": null, "maxBytes": null, "waitMs": null})).await.unwrap();
+    let chunks = all["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 2);
+    assert_eq!(chunks[0]["seq"], 1);
+    assert_eq!(chunks[0]["stream"], "stdout");
+    assert_eq!(unb64(&chunks[0]["chunk"]), b"first\n");
+    assert_eq!(unb64(&chunks[1]["chunk"]), b"second\n");
+    assert_eq!(all["exited"], true);
+    assert_eq!(all["closed"], true);
+    assert_eq!(all["exitCode"], 4);
+    assert_eq!(all["nextSeq"], 3);
+    assert!(all["failure"].is_null());
+
+    // maxBytes limits to what fits, but always returns at least one chunk.
+    let one = client.call("process/read", json!({"processId": "r", "maxBytes": 1})).await.unwrap();
+    assert_eq!(one["chunks"].as_array().unwrap().len(), 1);
+    assert_eq!(one["nextSeq"], 2);
+
+    // afterSeq skips what was seen.
+    let rest = client.call("process/read", json!({"processId": "r", "afterSeq": 1})).await.unwrap();
+    let chunks = rest["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0]["seq"], 2);
+
+    let none = client.call("process/read", json!({"processId": "r", "afterSeq": 2, "waitMs": 10000})).await.unwrap();
+    assert!(none["chunks"].as_array().unwrap().is_empty());
+    assert_eq!(none["nextSeq"], 5);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn read_long_polls_until_output_arrives() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    client
+        .start(stdin_params("lp", &["bash", "-c", "read x; echo got:$x; read y"]))
+        .await;
+    // Nothing to read yet: a short wait ends empty-handed.
+    let empty = client
+        .call("process/read", json!({"processId": "lp", "afterSeq": 0, "waitMs": 50}))
+        .await
+        .unwrap();
+    assert!(empty["chunks"].as_array().unwrap().is_empty());
+    assert_eq!(empty["exited"], false);
+    // A long wait is answered by the output the write causes.
+    let read_id = client
+        .send_request("process/read", json!({"processId": "lp", "afterSeq": 0, "waitMs": 20000}))
+        .await;
+    client
+        .call("process/write", json!({"processId": "lp", "chunk": b64(b"x\n")}))
+        .await
+        .unwrap();
+    let result = client.response(read_id).await.unwrap();
+    let chunks = result["chunks"].as_array().unwrap();
+    assert_eq!(unb64(&chunks[0]["chunk"]), b"got:x\n");
+    assert_eq!(result["exited"], false);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_processes_keep_order_and_every_line() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    let script = "for i in $(seq 1 400); do echo \"$0 line $i\"; echo \"$0 err $i\" >&2; done";
+    let ids: Vec<String> = (0..50).map(|n| format!("p{n}")).collect();
+    for id in &ids {
+        client.start(start_params(id, &["bash", "-c", script, id])).await;
+    }
+    for id in &ids {
+        let out = client.wait_closed(id).await;
+        let expected_out: String = (1..=400).map(|i| format!("{id} line {i}\n")).collect();
+        let expected_err: String = (1..=400).map(|i| format!("{id} err {i}\n")).collect();
+        assert_eq!(out.stdout_str(), expected_out, "{id} stdout");
+        assert_eq!(out.stderr_str(), expected_err, "{id} stderr");
+        assert_eq!(out.exit_code, Some(0));
+        assert!(!out.output_after_exit, "{id}: output after exited");
+        assert_eq!(out.last_seq, out.output_chunks as u64 + 2);
+    }
+    server.shutdown().await;
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+fn noise(len: usize, mut state: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[tokio::test]
+async fn sixty_four_mib_of_binary_output_arrive_exactly() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    let data = noise(64 * 1024 * 1024, 0x9E37_79B9_7F4A_7C15);
+    let path = std::env::temp_dir().join(format!("execd-64mib-{}", std::process::id()));
+    std::fs::write(&path, &data).unwrap();
+    let out = client.run("big", &["cat", path.to_str().unwrap()]).await;
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(out.exit_code, Some(0));
+    assert_eq!(out.stdout.len(), data.len());
+    assert!(out.stdout == data, "64 MiB output differs from the file");
+    assert!(out.output_chunks > 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn retention_drops_oldest_output_and_shows_the_gap() {
+    let mut config = ServerConfig::default();
+    config.table.retained_bytes_per_process = 64 * 1024;
+    let server = start_server_with(config).await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    let out = client.run("flood", &["head", "-c", "1048576", "/dev/zero"]).await;
+    assert_eq!(out.stdout.len(), 1 << 20);
+    let read = client
+        .call("process/read", json!({"processId": "flood", "afterSeq": 0}))
+        .await
+        .unwrap();
+    let chunks = read["chunks"].as_array().unwrap();
+    let retained: usize = chunks.iter().map(|c| unb64(&c["chunk"]).len()).sum();
+    assert!(retained <= 64 * 1024, "retained {retained} bytes");
+    assert!(!chunks.is_empty());
+    // The oldest chunks are gone: the first retained seq is past 1, and the
+    // rest are contiguous up to the last output seq.
+    let seqs: Vec<u64> = chunks.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
+    assert!(seqs[0] > 1, "nothing was dropped: {seqs:?}");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
+    assert_eq!(*seqs.last().unwrap(), out.output_chunks as u64);
+    assert_eq!(read["exited"], true);
+    assert_eq!(read["closed"], true);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn closed_records_stay_readable_until_evicted() {
+    let mut config = ServerConfig::default();
+    config.table.max_closed_records = 2;
+    let server = start_server_with(config).await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    for id in ["a", "b", "c"] {
+        client.run(id, &["echo", id]).await;
+    }
+    // A closed record is still there: same id is a duplicate.
+    let err = client.call_expect_error("process/start", start_params("c", &["true"])).await;
+    assert_eq!(err["code"], -32600);
+    assert_eq!(err["message"], "process c already exists");
+    // The next start evicts the oldest closed record beyond the bound.
+    client.run("d", &["true"]).await;
+    let err = client
+        .call_expect_error("process/read", json!({"processId": "a"}))
+        .await;
+    assert_eq!(err["code"], -32600);
+    assert!(err["message"].as_str().unwrap().contains('a'));
+    let read = client.call("process/read", json!({"processId": "c"})).await.unwrap();
+    assert_eq!(unb64(&read["chunks"][0]["chunk"]), b"c\n");
+    // An evicted id can be used again.
+    let again = client.run("a", &["echo", "again"]).await;
+    assert_eq!(again.stdout_str(), "again\n");
+    server.shutdown().await;
+}
+
+async fn dropped_client_leaves_nothing_running(clean_close: bool) {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    client
+        .start(start_params(
+            "bg",
+            &["bash", "-c", "sleep 1000 & echo $!; echo $$; sleep 1000"],
+        ))
+        .await;
+    client
+        .start(pty_params("tty", &["bash", "-c", "echo $$; sleep 1000"]))
+        .await;
+    let mut pids = loop {
+        let out = client.wait_output("bg", "\n").await;
+        let pids = pids_in(&out.stdout_str());
+        if pids.len() == 2 {
+            break pids;
+        }
+        client.wait_output("bg", &format!("{}\n", pids[0])).await;
+    };
+    let out = client.wait_output("tty", "\n").await;
+    pids.extend(pids_in(&out.pty_str()));
+    assert_eq!(pids.len(), 3);
+    assert!(pids.iter().all(|p| is_alive(*p)));
+    let mut ws = client.into_inner();
+    if clean_close {
+        use futures_util::SinkExt;
+        ws.close(None).await.unwrap();
+    }
+    drop(ws);
+    wait_dead(&pids).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn killed_client_leaves_no_process_behind() {
+    dropped_client_leaves_nothing_running(false).await;
+}
+
+#[tokio::test]
+async fn closing_client_leaves_no_process_behind() {
+    dropped_client_leaves_nothing_running(true).await;
+}
+
+#[tokio::test]
+async fn server_shutdown_terminates_every_process() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    client
+        .start(start_params("s", &["bash", "-c", "echo $$; exec sleep 1000"]))
+        .await;
+    let out = client.wait_output("s", "\n").await;
+    let pids = pids_in(&out.stdout_str());
+    tokio::time::timeout(Duration::from_secs(30), server.shutdown())
+        .await
+        .expect("shutdown finished");
+    // shutdown() returns only after every process closed (and was reaped).
+    assert!(!is_alive(pids[0]));
+}
