@@ -37,10 +37,16 @@ async fn processes_leave_no_descriptor_or_zombie_behind() {
         params["pipeStdin"] = json!(true);
         client.start(params).await;
         client
-            .call("process/write", json!({"processId": id, "chunk": b64(b"x")}))
+            .call(
+                "process/write",
+                json!({"processId": id, "chunk": b64(b"x")}),
+            )
             .await
             .unwrap();
-        client.call("process/terminate", json!({"processId": id})).await.unwrap();
+        client
+            .call("process/terminate", json!({"processId": id}))
+            .await
+            .unwrap();
         client.wait_closed(&id).await;
 
         let id = format!("tty{n}");

@@ -35,7 +35,11 @@ async fn pty_merges_streams_with_default_size_and_term() {
     client
         .start(pty_params(
             "t",
-            &["bash", "-c", "stty size; echo $TERM; echo to-stderr >&2; tty"],
+            &[
+                "bash",
+                "-c",
+                "stty size; echo $TERM; echo to-stderr >&2; tty",
+            ],
         ))
         .await;
     let out = client.wait_closed("t").await;
@@ -58,7 +62,10 @@ async fn pty_honours_initial_size_and_echoes_input() {
     client.start(params).await;
     client.wait_output("t", "40 100").await;
     let status = client
-        .call("process/write", json!({"processId": "t", "chunk": b64(b"hello\n")}))
+        .call(
+            "process/write",
+            json!({"processId": "t", "chunk": b64(b"hello\n")}),
+        )
         .await
         .unwrap();
     assert_eq!(status["status"], "accepted");
@@ -110,21 +117,38 @@ async fn write_reports_every_status() {
     let write = |id: &str, data: &[u8]| json!({"processId": id, "chunk": b64(data)});
 
     client.start(stdin_params("cat", &["cat"])).await;
-    let r = client.call("process/write", write("cat", b"abc\n")).await.unwrap();
+    let r = client
+        .call("process/write", write("cat", b"abc\n"))
+        .await
+        .unwrap();
     assert_eq!(r, json!({"status": "accepted"}));
     client.wait_output("cat", "abc\n").await;
 
-    client.start(start_params("nostdin", &["sleep", "30"])).await;
-    let r = client.call("process/write", write("nostdin", b"x")).await.unwrap();
+    client
+        .start(start_params("nostdin", &["sleep", "30"]))
+        .await;
+    let r = client
+        .call("process/write", write("nostdin", b"x"))
+        .await
+        .unwrap();
     assert_eq!(r, json!({"status": "stdinClosed"}));
 
-    let r = client.call("process/write", write("ghost", b"x")).await.unwrap();
+    let r = client
+        .call("process/write", write("ghost", b"x"))
+        .await
+        .unwrap();
     assert_eq!(r, json!({"status": "unknownProcess"}));
 
     // After the process closed its stdin is gone too.
-    client.call("process/terminate", json!({"processId": "cat"})).await.unwrap();
+    client
+        .call("process/terminate", json!({"processId": "cat"}))
+        .await
+        .unwrap();
     client.wait_closed("cat").await;
-    let r = client.call("process/write", write("cat", b"late")).await.unwrap();
+    let r = client
+        .call("process/write", write("cat", b"late"))
+        .await
+        .unwrap();
     assert_eq!(r, json!({"status": "stdinClosed"}));
     server.shutdown().await;
 }
@@ -134,19 +158,28 @@ async fn terminate_signals_the_whole_group() {
     let server = start_server().await;
     let mut client = Client::connect_initialized(&server.url()).await;
     client
-        .start(start_params("g", &["bash", "-c", "sleep 1000 & echo $!; sleep 1000"]))
+        .start(start_params(
+            "g",
+            &["bash", "-c", "sleep 1000 & echo $!; sleep 1000"],
+        ))
         .await;
     let out = client.wait_output("g", "\n").await;
     let background = pids_in(&out.stdout_str());
     assert_eq!(background.len(), 1);
-    let r = client.call("process/terminate", json!({"processId": "g"})).await.unwrap();
+    let r = client
+        .call("process/terminate", json!({"processId": "g"}))
+        .await
+        .unwrap();
     assert_eq!(r, json!({"running": true}));
     let out = client.wait_closed("g").await;
     assert_eq!(out.exit_code, Some(-1));
     assert_eq!(out.signal.as_deref(), Some("SIGTERM"));
     wait_dead(&background).await;
     // Once exited, terminate reports not running.
-    let r = client.call("process/terminate", json!({"processId": "g"})).await.unwrap();
+    let r = client
+        .call("process/terminate", json!({"processId": "g"}))
+        .await
+        .unwrap();
     assert_eq!(r, json!({"running": false}));
     server.shutdown().await;
 }
@@ -158,7 +191,11 @@ async fn terminate_escalates_to_sigkill_when_term_is_ignored() {
     client
         .start(start_params(
             "stubborn",
-            &["bash", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"],
+            &[
+                "bash",
+                "-c",
+                "trap '' TERM; echo ready; while :; do sleep 1; done",
+            ],
         ))
         .await;
     client.wait_output("stubborn", "ready").await;
@@ -177,7 +214,9 @@ async fn terminate_escalates_to_sigkill_when_term_is_ignored() {
 async fn exit_by_signal_is_reported() {
     let server = start_server().await;
     let mut client = Client::connect_initialized(&server.url()).await;
-    let out = client.run("k", &["bash", "-c", "echo before; kill -KILL $$"]).await;
+    let out = client
+        .run("k", &["bash", "-c", "echo before; kill -KILL $$"])
+        .await;
     assert_eq!(out.stdout_str(), "before\n");
     assert_eq!(out.exit_code, Some(-1));
     assert_eq!(out.signal.as_deref(), Some("SIGKILL"));
@@ -194,7 +233,11 @@ async fn output_of_background_children_comes_before_closed() {
     client
         .start(stdin_params(
             "bg",
-            &["bash", "-c", "exec 3<&0; (read x <&3; echo late) & echo early"],
+            &[
+                "bash",
+                "-c",
+                "exec 3<&0; (read x <&3; echo late) & echo early",
+            ],
         ))
         .await;
     let out = client.wait_exited("bg").await;
@@ -202,7 +245,10 @@ async fn output_of_background_children_comes_before_closed() {
     assert_eq!(out.stdout_str(), "early\n");
     assert!(!out.closed);
     client
-        .call("process/write", json!({"processId": "bg", "chunk": b64(b"go\n")}))
+        .call(
+            "process/write",
+            json!({"processId": "bg", "chunk": b64(b"go\n")}),
+        )
         .await
         .unwrap();
     let out = client.wait_closed("bg").await;
@@ -216,12 +262,18 @@ async fn terminate_after_exit_still_reaps_lingering_children() {
     let server = start_server().await;
     let mut client = Client::connect_initialized(&server.url()).await;
     client
-        .start(start_params("linger", &["bash", "-c", "sleep 1000 & echo $!"]))
+        .start(start_params(
+            "linger",
+            &["bash", "-c", "sleep 1000 & echo $!"],
+        ))
         .await;
     let out = client.wait_exited("linger").await;
     let pids = pids_in(&out.stdout_str());
     assert_eq!(pids.len(), 1);
-    let r = client.call("process/terminate", json!({"processId": "linger"})).await.unwrap();
+    let r = client
+        .call("process/terminate", json!({"processId": "linger"}))
+        .await
+        .unwrap();
     assert_eq!(r, json!({"running": false}));
     client.wait_closed("linger").await;
     wait_dead(&pids).await;
@@ -233,17 +285,29 @@ async fn read_returns_retained_output_with_seq_bounds() {
     let server = start_server().await;
     let mut client = Client::connect_initialized(&server.url()).await;
     client
-        .start(stdin_params("r", &["bash", "-c", "echo first; read x; echo second; exit 4"]))
+        .start(stdin_params(
+            "r",
+            &["bash", "-c", "echo first; read x; echo second; exit 4"],
+        ))
         .await;
     client.wait_output("r", "first").await;
     client
-        .call("process/write", json!({"processId": "r", "chunk": b64(b"\n")}))
+        .call(
+            "process/write",
+            json!({"processId": "r", "chunk": b64(b"\n")}),
+        )
         .await
         .unwrap();
     client.wait_closed("r").await;
 
     // Everything, after exit: two chunks (seq 1, 2), then exited (3), closed (4).
-    let all = client.call("process/read", json!({"processId": "r", "afterSeq": null, "maxBytes": null, "waitMs": null})).await.unwrap();
+    let all = client
+        .call(
+            "process/read",
+            json!({"processId": "r", "afterSeq": null, "maxBytes": null, "waitMs": null}),
+        )
+        .await
+        .unwrap();
     let chunks = all["chunks"].as_array().unwrap();
     assert_eq!(chunks.len(), 2);
     assert_eq!(chunks[0]["seq"], 1);
@@ -257,17 +321,29 @@ async fn read_returns_retained_output_with_seq_bounds() {
     assert!(all["failure"].is_null());
 
     // maxBytes limits to what fits, but always returns at least one chunk.
-    let one = client.call("process/read", json!({"processId": "r", "maxBytes": 1})).await.unwrap();
+    let one = client
+        .call("process/read", json!({"processId": "r", "maxBytes": 1}))
+        .await
+        .unwrap();
     assert_eq!(one["chunks"].as_array().unwrap().len(), 1);
     assert_eq!(one["nextSeq"], 2);
 
     // afterSeq skips what was seen.
-    let rest = client.call("process/read", json!({"processId": "r", "afterSeq": 1})).await.unwrap();
+    let rest = client
+        .call("process/read", json!({"processId": "r", "afterSeq": 1}))
+        .await
+        .unwrap();
     let chunks = rest["chunks"].as_array().unwrap();
     assert_eq!(chunks.len(), 1);
     assert_eq!(chunks[0]["seq"], 2);
 
-    let none = client.call("process/read", json!({"processId": "r", "afterSeq": 2, "waitMs": 10000})).await.unwrap();
+    let none = client
+        .call(
+            "process/read",
+            json!({"processId": "r", "afterSeq": 2, "waitMs": 10000}),
+        )
+        .await
+        .unwrap();
     assert!(none["chunks"].as_array().unwrap().is_empty());
     assert_eq!(none["nextSeq"], 5);
     server.shutdown().await;
@@ -278,21 +354,33 @@ async fn read_long_polls_until_output_arrives() {
     let server = start_server().await;
     let mut client = Client::connect_initialized(&server.url()).await;
     client
-        .start(stdin_params("lp", &["bash", "-c", "read x; echo got:$x; read y"]))
+        .start(stdin_params(
+            "lp",
+            &["bash", "-c", "read x; echo got:$x; read y"],
+        ))
         .await;
     // Nothing to read yet: a short wait ends empty-handed.
     let empty = client
-        .call("process/read", json!({"processId": "lp", "afterSeq": 0, "waitMs": 50}))
+        .call(
+            "process/read",
+            json!({"processId": "lp", "afterSeq": 0, "waitMs": 50}),
+        )
         .await
         .unwrap();
     assert!(empty["chunks"].as_array().unwrap().is_empty());
     assert_eq!(empty["exited"], false);
     // A long wait is answered by the output the write causes.
     let read_id = client
-        .send_request("process/read", json!({"processId": "lp", "afterSeq": 0, "waitMs": 20000}))
+        .send_request(
+            "process/read",
+            json!({"processId": "lp", "afterSeq": 0, "waitMs": 20000}),
+        )
         .await;
     client
-        .call("process/write", json!({"processId": "lp", "chunk": b64(b"x\n")}))
+        .call(
+            "process/write",
+            json!({"processId": "lp", "chunk": b64(b"x\n")}),
+        )
         .await
         .unwrap();
     let result = client.response(read_id).await.unwrap();
@@ -309,7 +397,9 @@ async fn fifty_concurrent_processes_keep_order_and_every_line() {
     let script = "for i in $(seq 1 400); do echo \"$0 line $i\"; echo \"$0 err $i\" >&2; done";
     let ids: Vec<String> = (0..50).map(|n| format!("p{n}")).collect();
     for id in &ids {
-        client.start(start_params(id, &["bash", "-c", script, id])).await;
+        client
+            .start(start_params(id, &["bash", "-c", script, id]))
+            .await;
     }
     for id in &ids {
         let out = client.wait_closed(id).await;
@@ -359,7 +449,9 @@ async fn retention_drops_oldest_output_and_shows_the_gap() {
     config.table.retained_bytes_per_process = 64 * 1024;
     let server = start_server_with(config).await;
     let mut client = Client::connect_initialized(&server.url()).await;
-    let out = client.run("flood", &["head", "-c", "1048576", "/dev/zero"]).await;
+    let out = client
+        .run("flood", &["head", "-c", "1048576", "/dev/zero"])
+        .await;
     assert_eq!(out.stdout.len(), 1 << 20);
     let read = client
         .call("process/read", json!({"processId": "flood", "afterSeq": 0}))
@@ -390,7 +482,9 @@ async fn closed_records_stay_readable_until_evicted() {
         client.run(id, &["echo", id]).await;
     }
     // A closed record is still there: same id is a duplicate.
-    let err = client.call_expect_error("process/start", start_params("c", &["true"])).await;
+    let err = client
+        .call_expect_error("process/start", start_params("c", &["true"]))
+        .await;
     assert_eq!(err["code"], -32600);
     assert_eq!(err["message"], "process c already exists");
     // The next start evicts the oldest closed record beyond the bound.
@@ -400,7 +494,10 @@ async fn closed_records_stay_readable_until_evicted() {
         .await;
     assert_eq!(err["code"], -32600);
     assert!(err["message"].as_str().unwrap().contains('a'));
-    let read = client.call("process/read", json!({"processId": "c"})).await.unwrap();
+    let read = client
+        .call("process/read", json!({"processId": "c"}))
+        .await
+        .unwrap();
     assert_eq!(unb64(&read["chunks"][0]["chunk"]), b"c\n");
     // An evicted id can be used again.
     let again = client.run("a", &["echo", "again"]).await;
@@ -434,7 +531,6 @@ async fn dropped_client_leaves_nothing_running(clean_close: bool) {
     assert!(pids.iter().all(|p| is_alive(*p)));
     let mut ws = client.into_inner();
     if clean_close {
-        use futures_util::SinkExt;
         ws.close(None).await.unwrap();
     }
     drop(ws);
@@ -457,7 +553,10 @@ async fn server_shutdown_terminates_every_process() {
     let server = start_server().await;
     let mut client = Client::connect_initialized(&server.url()).await;
     client
-        .start(start_params("s", &["bash", "-c", "echo $$; exec sleep 1000"]))
+        .start(start_params(
+            "s",
+            &["bash", "-c", "echo $$; exec sleep 1000"],
+        ))
         .await;
     let out = client.wait_output("s", "\n").await;
     let pids = pids_in(&out.stdout_str());

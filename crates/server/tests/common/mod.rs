@@ -255,7 +255,7 @@ impl Client {
 
     /// Wait until process `id` has closed; return everything it produced.
     pub async fn wait_closed(&mut self, id: &str) -> Collected {
-        while !self.processes.get(id).is_some_and(|p| p.closed) {
+        while self.processes.get(id).is_none_or(|p| !p.closed) {
             self.pump().await;
         }
         self.processes[id].clone()
@@ -263,11 +263,7 @@ impl Client {
 
     /// Wait until process `id` has sent `exited`.
     pub async fn wait_exited(&mut self, id: &str) -> Collected {
-        while !self
-            .processes
-            .get(id)
-            .is_some_and(|p| p.exit_code.is_some())
-        {
+        while self.processes.get(id).is_none_or(|p| p.exit_code.is_none()) {
             self.pump().await;
         }
         self.processes[id].clone()

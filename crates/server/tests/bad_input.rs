@@ -1,0 +1,482 @@
+mod common;
+use common::*;
+
+use futures_util::{SinkExt, Stream, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+const INVALID_REQUEST: i64 = -32600;
+const METHOD_NOT_FOUND: i64 = -32601;
+const INVALID_PARAMS: i64 = -32602;
+
+/// Check an error object's code, and that its message contains every needle.
+fn assert_error(error: &Value, code: i64, needles: &[&str], context: &str) {
+    assert_eq!(
+        error["code"],
+        json!(code),
+        "{context}: wrong code in {error}"
+    );
+    let message = error["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{context}: error has no message: {error}"));
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "{context}: message {message:?} does not name {needle:?}"
+        );
+    }
+}
+
+/// One malformed frame, the id its error reply must carry, and what its message must name.
+struct Malformed {
+    text: &'static str,
+    id: Value,
+    needles: &'static [&'static str],
+}
+
+fn malformed_frames() -> Vec<Malformed> {
+    let frame = |text, id, needles| Malformed { text, id, needles };
+    vec![
+        frame("{nope", json!(-1), &["not valid JSON"]),
+        frame("", json!(-1), &["not valid JSON"]),
+        frame("   ", json!(-1), &["not valid JSON"]),
+        frame("[1,2]", json!(-1), &["array"]),
+        frame("42", json!(-1), &["number"]),
+        frame(r#""hello""#, json!(-1), &["string"]),
+        frame("null", json!(-1), &["null"]),
+        frame(r#"{"id":1.5,"method":"x"}"#, json!(-1), &["id", "1.5"]),
+        frame(r#"{"id":true,"method":"x"}"#, json!(-1), &["id", "true"]),
+        frame(
+            r#"{"id":{"a":1},"method":"x"}"#,
+            json!(-1),
+            &["id", r#"{"a":1}"#],
+        ),
+        frame(r#"{"params":{}}"#, json!(-1), &["method", "id"]),
+        frame(r#"{"jsonrpc":"2.0"}"#, json!(-1), &["method", "id"]),
+        frame(r#"{"id":7,"method":5}"#, json!(7), &["method", "5"]),
+        frame(
+            r#"{"id":"m","method":["x"]}"#,
+            json!("m"),
+            &["method", r#"["x"]"#],
+        ),
+        frame(r#"{"id":8}"#, json!(8), &["method", "result", "error"]),
+    ]
+}
+
+fn assert_malformed_reply(frame: &Value, bad: &Malformed) {
+    let context = format!("reply to {:?}", bad.text);
+    assert_eq!(frame["id"], bad.id, "{context}: wrong id in {frame}");
+    assert!(
+        frame.get("result").is_none(),
+        "{context}: has a result: {frame}"
+    );
+    let error = frame
+        .get("error")
+        .unwrap_or_else(|| panic!("{context}: not an error response: {frame}"));
+    assert_error(error, INVALID_REQUEST, bad.needles, &context);
+}
+
+/// Send every malformed frame, waiting for each error reply in turn (other
+/// traffic, e.g. process events, may be interleaved).
+async fn send_malformed_one_by_one(client: &mut Client) {
+    for bad in malformed_frames() {
+        client.send_raw(bad.text).await;
+        let error = client
+            .response_for(&bad.id)
+            .await
+            .expect_err("malformed frame must get an error response");
+        assert_error(
+            &error,
+            INVALID_REQUEST,
+            bad.needles,
+            &format!("reply to {:?}", bad.text),
+        );
+    }
+}
+
+async fn expect_error(
+    client: &mut Client,
+    method: &str,
+    params: Value,
+    code: i64,
+    needles: &[&str],
+) {
+    let context = format!("{method} {params}");
+    let error = client.call_expect_error(method, params).await;
+    assert_error(&error, code, needles, &context);
+}
+
+/// `start_params` for `echo hi` with one field replaced (or removed, for `None`).
+fn start_with(id: &str, field: &str, value: Option<Value>) -> Value {
+    let mut params = start_params(id, &["echo", "hi"]);
+    let object = params.as_object_mut().unwrap();
+    match value {
+        Some(value) => object.insert(field.to_string(), value),
+        None => object.remove(field),
+    };
+    params
+}
+
+/// Every bad call of an initialized session, each checked for its code and message.
+async fn check_bad_calls(client: &mut Client) {
+    expect_error(
+        client,
+        "no/such/method",
+        json!({}),
+        METHOD_NOT_FOUND,
+        &["no/such/method"],
+    )
+    .await;
+
+    // Wrong types.
+    for (field, value, needles) in [
+        ("argv", json!("echo hi"), &["argv"][..]),
+        ("argv", json!(["echo", 5]), &["argv"][..]),
+        ("env", json!({"PATH": 5}), &["env"][..]),
+        ("env", json!(["PATH=/bin"]), &["env"][..]),
+        ("tty", json!("yes"), &["tty"][..]),
+        ("pipeStdin", json!("no"), &["pipeStdin"][..]),
+        ("processId", json!(12), &["processId"][..]),
+        ("cwd", json!(false), &["cwd"][..]),
+    ] {
+        let params = start_with("typed", field, Some(value));
+        expect_error(client, "process/start", params, INVALID_PARAMS, needles).await;
+    }
+
+    // Missing fields.
+    for field in ["processId", "argv"] {
+        let params = start_with("missing", field, None);
+        expect_error(client, "process/start", params, INVALID_PARAMS, &[field]).await;
+    }
+
+    // Values the process layer rejects.
+    let params = start_with("empty", "argv", Some(json!([])));
+    expect_error(
+        client,
+        "process/start",
+        params,
+        INVALID_PARAMS,
+        &["argv must not be empty"],
+    )
+    .await;
+    let params = start_with("rel", "cwd", Some(json!("relative/dir")));
+    expect_error(
+        client,
+        "process/start",
+        params,
+        INVALID_PARAMS,
+        &["relative/dir"],
+    )
+    .await;
+    let params = start_with("nocwd", "cwd", Some(json!("/no/such/dir-xyz")));
+    expect_error(
+        client,
+        "process/start",
+        params,
+        INVALID_PARAMS,
+        &["/no/such/dir-xyz"],
+    )
+    .await;
+    for program in ["/no/such/program", "no-such-program-xyz"] {
+        let params = start_params("noprog", &[program, "arg"]);
+        expect_error(client, "process/start", params, INVALID_PARAMS, &[program]).await;
+    }
+
+    // Duplicate id.
+    client.start(start_params("dup", &["sleep", "5"])).await;
+    let error = client
+        .call_expect_error("process/start", start_params("dup", &["sleep", "5"]))
+        .await;
+    assert_eq!(error["code"], json!(INVALID_REQUEST), "duplicate: {error}");
+    assert_eq!(
+        error["message"],
+        json!("process dup already exists"),
+        "duplicate: {error}"
+    );
+
+    // Unknown process ids.
+    expect_error(
+        client,
+        "process/read",
+        json!({"processId": "ghost", "afterSeq": null, "maxBytes": null, "waitMs": null}),
+        INVALID_REQUEST,
+        &["ghost"],
+    )
+    .await;
+    let result = client
+        .call(
+            "process/write",
+            json!({"processId": "ghost", "chunk": b64(b"x\n")}),
+        )
+        .await
+        .expect("process/write of an unknown id is a result");
+    assert_eq!(result, json!({"status": "unknownProcess"}));
+    let result = client
+        .call("process/terminate", json!({"processId": "ghost"}))
+        .await
+        .expect("process/terminate of an unknown id is a result");
+    assert_eq!(result, json!({"running": false}));
+
+    // Bad params of the other process methods.
+    expect_error(
+        client,
+        "process/write",
+        json!({"processId": "dup", "chunk": "!!not base64!!"}),
+        INVALID_PARAMS,
+        &["chunk"],
+    )
+    .await;
+    expect_error(
+        client,
+        "process/read",
+        json!({"processId": "dup", "afterSeq": "x"}),
+        INVALID_PARAMS,
+        &["afterSeq"],
+    )
+    .await;
+    expect_error(
+        client,
+        "process/terminate",
+        json!({}),
+        INVALID_PARAMS,
+        &["processId"],
+    )
+    .await;
+
+    // Params that are not an object.
+    for (method, params, needle) in [
+        ("process/start", json!([1]), "[1]"),
+        ("process/write", json!("text"), "\"text\""),
+        ("process/read", json!(null), "null"),
+        ("process/terminate", json!(3), "3"),
+    ] {
+        expect_error(client, method, params, INVALID_PARAMS, &[method, needle]).await;
+    }
+
+    // The duplicate's original is untouched; stop it.
+    let result = client
+        .call("process/terminate", json!({"processId": "dup"}))
+        .await
+        .expect("terminate dup");
+    assert_eq!(result, json!({"running": true}));
+    let dup = client.wait_closed("dup").await;
+    assert_eq!(dup.exit_code, Some(-1), "dup was killed by a signal");
+}
+
+/// Next text frame from a raw WebSocket, parsed.
+async fn recv_raw_json<S, E>(ws: &mut S) -> Value
+where
+    S: Stream<Item = Result<Message, E>> + Unpin,
+    E: std::fmt::Debug,
+{
+    loop {
+        let message = tokio::time::timeout(TIMEOUT, ws.next())
+            .await
+            .expect("timed out waiting for a frame")
+            .expect("connection closed")
+            .expect("websocket error");
+        match message {
+            Message::Text(text) => {
+                return serde_json::from_str(text.as_str()).expect("server sent invalid JSON")
+            }
+            Message::Close(frame) => panic!("server closed the connection: {frame:?}"),
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_frame_burst_then_initialize() {
+    let server = start_server().await;
+    let mut client = Client::connect(&server.url()).await;
+    let frames = malformed_frames();
+    for bad in &frames {
+        client.send_raw(bad.text).await;
+    }
+    // Nothing else is running, so the replies come in frame order.
+    for bad in &frames {
+        let reply = client.recv_frame().await;
+        assert_malformed_reply(&reply, bad);
+    }
+    let result = client
+        .call("initialize", json!({"clientName": "test"}))
+        .await
+        .expect("initialize after malformed frames");
+    assert!(
+        result["sessionId"].as_str().is_some_and(|s| s.len() == 36),
+        "{result}"
+    );
+    client.notify("initialized", json!({})).await;
+    let out = client.run("after", &["echo", "hi"]).await;
+    assert_eq!(out.stdout_str(), "hi\n");
+    assert_eq!(out.exit_code, Some(0));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn calls_before_initialize_are_rejected() {
+    let server = start_server().await;
+    let mut client = Client::connect(&server.url()).await;
+    expect_error(
+        &mut client,
+        "process/start",
+        start_params("early", &["echo", "hi"]),
+        INVALID_REQUEST,
+        &["process/start", "initialize"],
+    )
+    .await;
+    expect_error(
+        &mut client,
+        "process/read",
+        json!({"processId": "early"}),
+        INVALID_REQUEST,
+        &["process/read", "initialize"],
+    )
+    .await;
+    expect_error(
+        &mut client,
+        "fs/readFile",
+        json!({"path": "/etc/hostname"}),
+        INVALID_REQUEST,
+        &["fs/readFile", "initialize"],
+    )
+    .await;
+    // A bad initialize does not initialize either.
+    expect_error(
+        &mut client,
+        "initialize",
+        json!({"clientName": 5}),
+        INVALID_PARAMS,
+        &["clientName"],
+    )
+    .await;
+    expect_error(
+        &mut client,
+        "process/start",
+        start_params("early", &["echo", "hi"]),
+        INVALID_REQUEST,
+        &["process/start"],
+    )
+    .await;
+
+    // The rejected start left nothing behind: the id is free once initialized.
+    let result = client
+        .call("initialize", json!({"clientName": "test"}))
+        .await
+        .expect("initialize");
+    assert!(result["sessionId"].as_str().is_some_and(|s| s.len() == 36));
+    client.notify("initialized", json!({})).await;
+    let out = client.run("early", &["echo", "hi"]).await;
+    assert_eq!(out.stdout_str(), "hi\n");
+    assert_eq!(out.exit_code, Some(0));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_calls_after_initialize() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    check_bad_calls(&mut client).await;
+    // The session still works.
+    let out = client.run("fine", &["echo", "hi"]).await;
+    assert_eq!(out.stdout_str(), "hi\n");
+    assert_eq!(out.exit_code, Some(0));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn running_process_unaffected_by_bad_input() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    let mut params = start_params(
+        "bg",
+        &[
+            "bash",
+            "-c",
+            "for i in $(seq 1 50); do echo line$i; done; read x; echo got:$x",
+        ],
+    );
+    params["pipeStdin"] = json!(true);
+    client.start(params).await;
+
+    send_malformed_one_by_one(&mut client).await;
+    check_bad_calls(&mut client).await;
+
+    let result = client
+        .call(
+            "process/write",
+            json!({"processId": "bg", "chunk": b64(b"ok\n")}),
+        )
+        .await
+        .expect("process/write");
+    assert_eq!(result, json!({"status": "accepted"}));
+    let out = client.wait_closed("bg").await;
+    let mut expected: String = (1..=50).map(|i| format!("line{i}\n")).collect();
+    expected.push_str("got:ok\n");
+    assert_eq!(out.stdout_str(), expected);
+    assert_eq!(out.stderr_str(), "");
+    assert_eq!(out.exit_code, Some(0));
+    assert!(!out.output_after_exit);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn permessage_deflate_offer_still_connects() {
+    let server = start_server().await;
+    let mut request = server.url().into_client_request().expect("client request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Extensions",
+        HeaderValue::from_static("permessage-deflate; client_max_window_bits"),
+    );
+    let (ws, response) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("connect timed out")
+        .expect("handshake with a permessage-deflate offer");
+    assert_eq!(response.status().as_u16(), 101);
+    let mut client = Client::from_stream(ws);
+    let result = client
+        .call("initialize", json!({"clientName": "deflate"}))
+        .await
+        .expect("initialize");
+    assert!(result["sessionId"].as_str().is_some_and(|s| s.len() == 36));
+    client.notify("initialized", json!({})).await;
+    let out = client.run("p1", &["echo", "hi"]).await;
+    assert_eq!(out.stdout_str(), "hi\n");
+    assert_eq!(out.exit_code, Some(0));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_utf8_binary_frame_gets_error_and_connection_survives() {
+    let server = start_server().await;
+    let (mut ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(server.url()))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    ws.send(Message::binary(vec![0xff, 0xfe, b'{', 0x80, b'}']))
+        .await
+        .expect("send binary");
+    let reply = recv_raw_json(&mut ws).await;
+    assert_eq!(reply["id"], json!(-1), "{reply}");
+    assert!(reply.get("result").is_none(), "{reply}");
+    assert_error(
+        &reply["error"],
+        INVALID_REQUEST,
+        &["binary", "UTF-8"],
+        "reply to a non-UTF-8 binary frame",
+    );
+
+    let mut client = Client::from_stream(ws);
+    let result = client
+        .call("initialize", json!({"clientName": "binary"}))
+        .await
+        .expect("initialize after a bad binary frame");
+    assert!(result["sessionId"].as_str().is_some_and(|s| s.len() == 36));
+    client.notify("initialized", json!({})).await;
+    let out = client.run("p1", &["echo", "hi"]).await;
+    assert_eq!(out.stdout_str(), "hi\n");
+    assert_eq!(out.exit_code, Some(0));
+    server.shutdown().await;
+}
