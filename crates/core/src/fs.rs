@@ -44,8 +44,41 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, FsError> {
     std::fs::read(path).map_err(io_error(path))
 }
 
+/// Up to `length` bytes from `offset`; true when the end of the file was reached.
+pub fn read_range(path: &Path, offset: u64, length: u64) -> Result<(Vec<u8>, bool), FsError> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(io_error(path))?;
+    let size = file.metadata().map_err(io_error(path))?.len();
+    let want = length.min(size.saturating_sub(offset));
+    let mut data = vec![0; usize::try_from(want).unwrap_or(usize::MAX)];
+    let mut filled = 0;
+    while filled < data.len() {
+        match file.read_at(&mut data[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(io_error(path)(err)),
+        }
+    }
+    data.truncate(filled);
+    // EOF as of the size seen at open (a file still growing may have more).
+    let eof = offset + filled as u64 >= size;
+    Ok((data, eof))
+}
+
 pub fn write_file(path: &Path, data: &[u8]) -> Result<(), FsError> {
     std::fs::write(path, data).map_err(io_error(path))
+}
+
+/// Append to a file, creating it if needed.
+pub fn append_file(path: &Path, data: &[u8]) -> Result<(), FsError> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(data))
+        .map_err(io_error(path))
 }
 
 pub fn create_directory(path: &Path, recursive: bool) -> Result<(), FsError> {

@@ -6,7 +6,9 @@
 //! - [`table`]: the processes of one connection, keyed by client-chosen id.
 //! - [`fs`]: the filesystem operations.
 //! - [`signal`]: signal names.
+//! - [`env`]: the environment traits and their local implementation.
 
+pub mod env;
 pub mod fs;
 pub mod output_log;
 pub mod process;

@@ -122,6 +122,14 @@ impl Process {
         }
     }
 
+    /// What a write would answer now, without writing.
+    pub fn write_status(&self) -> WriteStatus {
+        match &self.live().stdin {
+            Some(tx) if !tx.is_closed() => WriteStatus::Accepted,
+            _ => WriteStatus::StdinClosed,
+        }
+    }
+
     /// Close stdin (EOF for pipes; for a PTY the terminal stays open).
     pub fn close_stdin(&self) {
         if !self.tty {

@@ -15,10 +15,23 @@ pub struct PathParams {
     pub path: String,
 }
 
+/// `fs/readFile` params; `offset` and `length` (extension) read a range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadFileParams {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadFileResult {
     pub data_base64: String,
+    /// Extension, present for range reads: true when the range reached the end of the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eof: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +39,9 @@ pub struct ReadFileResult {
 pub struct WriteFileParams {
     pub path: String,
     pub data_base64: String,
+    /// Extension: append instead of replacing the file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub append: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

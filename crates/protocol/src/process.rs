@@ -9,6 +9,10 @@ pub const START: &str = "process/start";
 pub const READ: &str = "process/read";
 pub const WRITE: &str = "process/write";
 pub const TERMINATE: &str = "process/terminate";
+/// Extension: resize a PTY process.
+pub const RESIZE: &str = "process/resize";
+/// Extension: send a signal by name.
+pub const SIGNAL: &str = "process/signal";
 pub const OUTPUT: &str = "process/output";
 pub const EXITED: &str = "process/exited";
 pub const CLOSED: &str = "process/closed";
@@ -101,6 +105,9 @@ pub struct WriteParams {
     pub process_id: String,
     #[serde(with = "crate::base64_bytes")]
     pub chunk: Bytes,
+    /// Extension: close stdin after this chunk (EOF for the program).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub close_stdin: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +132,30 @@ pub struct TerminateParams {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TerminateResult {
+    pub running: bool,
+}
+
+/// `process/resize` (extension): new PTY size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResizeParams {
+    pub process_id: String,
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// `process/signal` (extension): `signal` is one of INT, TERM, KILL, HUP,
+/// QUIT, USR1, USR2, WINCH, with or without the `SIG` prefix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalParams {
+    pub process_id: String,
+    pub signal: String,
+}
+
+/// `process/signal` result: whether the process was running when signalled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalResult {
     pub running: bool,
 }
 

@@ -63,7 +63,7 @@ pub async fn serve_connection<I, O>(
     // a queue nobody drains while we wait for the processes to close.
     writer.abort();
     let _ = writer.await;
-    session.table().shutdown().await;
+    session.backend().shutdown().await;
 }
 
 async fn write_frames<O>(

@@ -4,18 +4,16 @@
 //! work run in tasks of their own and reply when done.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use execd_core::fs::{self, FsError};
-use execd_core::spawn::SpawnSpec;
-use execd_core::table::UnknownProcess;
-use execd_core::{ProcessEvent, ProcessTable, StartError};
+use execd_core::env::local::LocalFileSystem;
+use execd_core::env::{EnvError, FileSystem, LocalBackend};
+use execd_core::ProcessEvent;
 use execd_protocol::envelope::{InitializeParams, InitializeResult};
 use execd_protocol::fs as fsp;
-use execd_protocol::process::{self as pp, OutputChunk};
+use execd_protocol::process::{self as pp, TerminalSize};
 use execd_protocol::{ErrorCode, Incoming, RequestId, RpcError};
 use serde::Serialize;
 use serde_json::Value;
@@ -35,12 +33,16 @@ fn ok<T: Serialize>(value: T) -> RpcResult {
     serde_json::to_value(value).map_err(|err| RpcError::new(ErrorCode::Internal, err.to_string()))
 }
 
+fn done<T: Serialize>(result: Result<T, EnvError>) -> RpcResult {
+    ok(result?)
+}
+
 /// The state of one connection.
 pub struct Session {
     id: String,
     initialized: bool,
     config: ServerConfig,
-    table: Arc<ProcessTable>,
+    backend: LocalBackend,
     replies: mpsc::Sender<String>,
 }
 
@@ -53,7 +55,7 @@ impl Session {
         Session {
             id: uuid::Uuid::new_v4().to_string(),
             initialized: false,
-            table: Arc::new(ProcessTable::new(config.table.clone(), events)),
+            backend: LocalBackend::new(config.table.clone(), events),
             config,
             replies,
         }
@@ -63,8 +65,8 @@ impl Session {
         &self.id
     }
 
-    pub fn table(&self) -> &Arc<ProcessTable> {
-        &self.table
+    pub fn backend(&self) -> &LocalBackend {
+        &self.backend
     }
 
     async fn send(&self, frame: String) {
@@ -112,6 +114,8 @@ impl Session {
             pp::START => self.start(params),
             pp::WRITE => self.write(params),
             pp::TERMINATE => self.terminate(params),
+            pp::RESIZE => self.resize(params),
+            pp::SIGNAL => self.signal(params),
             pp::READ => return self.read(id, params).err().map(Err),
             fsp::READ_FILE
             | fsp::WRITE_FILE
@@ -149,147 +153,143 @@ impl Session {
 
     fn start(&mut self, params: Value) -> RpcResult {
         let params: pp::StartParams = parse_params(pp::START, params)?;
-        let spec = SpawnSpec {
-            argv: params.argv,
-            cwd: params.cwd.into(),
-            env: params.env,
-            tty: params.tty,
-            pipe_stdin: params.pipe_stdin,
-            arg0: params.arg0,
-            size: params.size.unwrap_or_default(),
-        };
-        match self.table.start(&params.process_id, &spec) {
-            Ok(_) => ok(pp::StartResult {
-                process_id: params.process_id,
-            }),
-            Err(err) => Err(start_error(err)),
-        }
+        self.backend.start(&params)?;
+        ok(pp::StartResult {
+            process_id: params.process_id,
+        })
     }
 
     fn write(&mut self, params: Value) -> RpcResult {
         let params: pp::WriteParams = parse_params(pp::WRITE, params)?;
-        ok(pp::WriteResult {
-            status: self.table.write(&params.process_id, params.chunk),
-        })
+        let status = self
+            .backend
+            .write(&params.process_id, params.chunk, params.close_stdin);
+        ok(pp::WriteResult { status })
     }
 
     fn terminate(&mut self, params: Value) -> RpcResult {
         let params: pp::TerminateParams = parse_params(pp::TERMINATE, params)?;
         ok(pp::TerminateResult {
-            running: self.table.terminate(&params.process_id),
+            running: self.backend.terminate(&params.process_id),
         })
+    }
+
+    fn resize(&mut self, params: Value) -> RpcResult {
+        let params: pp::ResizeParams = parse_params(pp::RESIZE, params)?;
+        let size = TerminalSize {
+            rows: params.rows,
+            cols: params.cols,
+        };
+        done(
+            self.backend
+                .resize(&params.process_id, size)
+                .map(|()| fsp::Empty {}),
+        )
+    }
+
+    fn signal(&mut self, params: Value) -> RpcResult {
+        let params: pp::SignalParams = parse_params(pp::SIGNAL, params)?;
+        let running = self.backend.signal(&params.process_id, &params.signal)?;
+        ok(pp::SignalResult { running })
     }
 
     fn read(&self, id: &RequestId, params: Value) -> Result<(), RpcError> {
         let params: pp::ReadParams = parse_params(pp::READ, params)?;
-        let table = self.table.clone();
+        let backend = self.backend.clone();
         let wait =
             Duration::from_millis(params.wait_ms.unwrap_or(0)).min(self.config.max_read_wait);
-        let max_bytes = params
-            .max_bytes
-            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
         self.reply_later(id, async move {
-            let snapshot = table
-                .read(
-                    &params.process_id,
-                    params.after_seq.unwrap_or(0),
-                    max_bytes,
-                    wait,
-                )
-                .await
-                .map_err(unknown_process)?;
-            let exit = snapshot.exit;
-            ok(pp::ReadResult {
-                chunks: snapshot
-                    .chunks
-                    .into_iter()
-                    .map(|c| OutputChunk {
-                        seq: c.seq,
-                        stream: c.stream,
-                        chunk: c.chunk,
-                    })
-                    .collect(),
-                next_seq: snapshot.next_seq,
-                exited: exit.is_some(),
-                exit_code: exit.as_ref().map(|e| e.code),
-                closed: snapshot.closed,
-                failure: snapshot.failure,
-                signal: exit.and_then(|e| e.signal),
-            })
+            let after_seq = params.after_seq.unwrap_or(0);
+            done(
+                backend
+                    .read(&params.process_id, after_seq, params.max_bytes, wait)
+                    .await,
+            )
         });
         Ok(())
     }
 
-    /// Decode the params of an `fs/*` method now, run it on the blocking pool.
+    /// Decode the params of an `fs/*` method now; run it in a task.
     fn filesystem(&self, id: &RequestId, method: &str, params: Value) -> Result<(), RpcError> {
-        let op: Box<dyn FnOnce() -> Result<RpcResult, FsError> + Send> = match method {
+        let fs = LocalFileSystem;
+        match method {
             fsp::READ_FILE => {
-                let path = fs::absolute(&parse_params::<fsp::PathParams>(method, params)?.path);
-                Box::new(move || {
-                    let data = fs::read_file(&path?)?;
-                    Ok(ok(fsp::ReadFileResult {
+                let p: fsp::ReadFileParams = parse_params(method, params)?;
+                self.reply_later(id, async move {
+                    if p.offset.is_none() && p.length.is_none() {
+                        let data = fs.read_file(&p.path).await?;
+                        return ok(fsp::ReadFileResult {
+                            data_base64: STANDARD.encode(data),
+                            eof: None,
+                        });
+                    }
+                    let (offset, length) = (p.offset.unwrap_or(0), p.length.unwrap_or(u64::MAX));
+                    let (data, eof) = fs.read_range(&p.path, offset, length).await?;
+                    ok(fsp::ReadFileResult {
                         data_base64: STANDARD.encode(data),
-                    }))
-                })
+                        eof: Some(eof),
+                    })
+                });
             }
             fsp::WRITE_FILE => {
-                let params: fsp::WriteFileParams = parse_params(method, params)?;
-                let data =
-                    STANDARD
-                        .decode(params.data_base64.as_bytes())
-                        .map_err(|err| {
-                            RpcError::new(
+                let p: fsp::WriteFileParams = parse_params(method, params)?;
+                let data = STANDARD.decode(p.data_base64.as_bytes()).map_err(|err| {
+                    RpcError::new(
                         ErrorCode::InvalidParams,
                         format!("invalid params for {method}: dataBase64: invalid base64: {err}"),
                     )
-                        })?;
-                let path = fs::absolute(&params.path);
-                Box::new(move || {
-                    fs::write_file(&path?, &data)?;
-                    Ok(ok(fsp::Empty {}))
-                })
+                })?;
+                self.reply_later(id, async move {
+                    let written = if p.append {
+                        fs.append_file(&p.path, data).await
+                    } else {
+                        fs.write_file(&p.path, data).await
+                    };
+                    done(written.map(|()| fsp::Empty {}))
+                });
             }
             fsp::CREATE_DIRECTORY => {
-                let params: fsp::CreateDirectoryParams = parse_params(method, params)?;
-                let path = fs::absolute(&params.path);
-                let recursive = params.recursive.unwrap_or(false);
-                Box::new(move || {
-                    fs::create_directory(&path?, recursive)?;
-                    Ok(ok(fsp::Empty {}))
-                })
+                let p: fsp::CreateDirectoryParams = parse_params(method, params)?;
+                let recursive = p.recursive.unwrap_or(false);
+                self.reply_later(id, async move {
+                    done(
+                        fs.create_directory(&p.path, recursive)
+                            .await
+                            .map(|()| fsp::Empty {}),
+                    )
+                });
             }
             fsp::GET_METADATA => {
-                let path = fs::absolute(&parse_params::<fsp::PathParams>(method, params)?.path);
-                Box::new(move || Ok(ok(fs::metadata(&path?)?)))
+                let p: fsp::PathParams = parse_params(method, params)?;
+                self.reply_later(id, async move { done(fs.metadata(&p.path).await) });
             }
             fsp::READ_DIRECTORY => {
-                let path = fs::absolute(&parse_params::<fsp::PathParams>(method, params)?.path);
-                Box::new(move || {
-                    let entries = fs::read_directory(&path?)?;
-                    Ok(ok(fsp::ReadDirectoryResult { entries }))
-                })
+                let p: fsp::PathParams = parse_params(method, params)?;
+                self.reply_later(id, async move {
+                    let entries = fs.read_directory(&p.path).await?;
+                    ok(fsp::ReadDirectoryResult { entries })
+                });
             }
             fsp::REMOVE => {
-                let params: fsp::RemoveParams = parse_params(method, params)?;
-                let path = fs::absolute(&params.path);
-                let (recursive, force) = (
-                    params.recursive.unwrap_or(false),
-                    params.force.unwrap_or(false),
-                );
-                Box::new(move || {
-                    fs::remove(&path?, recursive, force)?;
-                    Ok(ok(fsp::Empty {}))
-                })
+                let p: fsp::RemoveParams = parse_params(method, params)?;
+                let (recursive, force) = (p.recursive.unwrap_or(false), p.force.unwrap_or(false));
+                self.reply_later(id, async move {
+                    done(
+                        fs.remove(&p.path, recursive, force)
+                            .await
+                            .map(|()| fsp::Empty {}),
+                    )
+                });
             }
             fsp::COPY => {
-                let params: fsp::CopyParams = parse_params(method, params)?;
-                let source = fs::absolute(&params.source_path);
-                let destination = fs::absolute(&params.destination_path);
-                let recursive = params.recursive.unwrap_or(false);
-                Box::new(move || {
-                    fs::copy(&source?, &destination?, recursive)?;
-                    Ok(ok(fsp::Empty {}))
-                })
+                let p: fsp::CopyParams = parse_params(method, params)?;
+                let recursive = p.recursive.unwrap_or(false);
+                self.reply_later(id, async move {
+                    let copied = fs
+                        .copy(&p.source_path, &p.destination_path, recursive)
+                        .await;
+                    done(copied.map(|()| fsp::Empty {}))
+                });
             }
             _ => {
                 return Err(RpcError::new(
@@ -297,39 +297,7 @@ impl Session {
                     format!("unknown method {method:?}"),
                 ))
             }
-        };
-        self.reply_later(id, async move {
-            match tokio::task::spawn_blocking(op).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(err)) => Err(fs_error(err)),
-                Err(err) => Err(RpcError::new(
-                    ErrorCode::Internal,
-                    format!("filesystem task failed: {err}"),
-                )),
-            }
-        });
+        }
         Ok(())
     }
-}
-
-fn start_error(err: StartError) -> RpcError {
-    let code = match &err {
-        StartError::Duplicate(_) => ErrorCode::InvalidRequest,
-        StartError::Spawn(spawn) if spawn.is_bad_input() => ErrorCode::InvalidParams,
-        StartError::Spawn(_) | StartError::ShuttingDown => ErrorCode::Internal,
-    };
-    RpcError::new(code, err.to_string())
-}
-
-fn unknown_process(err: UnknownProcess) -> RpcError {
-    RpcError::new(ErrorCode::InvalidRequest, err.to_string())
-}
-
-fn fs_error(err: FsError) -> RpcError {
-    let code = match &err {
-        FsError::RelativePath(_) | FsError::IsDirectory(_) => ErrorCode::InvalidParams,
-        FsError::NotFound(_) => ErrorCode::NotFound,
-        FsError::Io { .. } => ErrorCode::Internal,
-    };
-    RpcError::new(code, err.to_string())
 }

@@ -1,0 +1,78 @@
+//! `EnvError`: what can go wrong in an environment, the same for local and
+//! remote, and its mapping to and from JSON-RPC error codes.
+
+use execd_protocol::{ErrorCode, RpcError};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    /// A path or program that does not exist (-32004).
+    #[error("{0}")]
+    NotFound(String),
+    /// Bad params: relative path, empty argv, missing cwd ... (-32602).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// Unknown process, duplicate process id, wrong call order (-32600).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The operation failed on the machine (-32603).
+    #[error("{0}")]
+    Failed(String),
+    /// The method does not exist on the other side (-32601).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The connection to the server is gone.
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+    /// No answer in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The peer broke the protocol (e.g. a seq gap).
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+impl EnvError {
+    /// The JSON-RPC code a server answers this error with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            EnvError::NotFound(_) => ErrorCode::NotFound,
+            EnvError::InvalidInput(_) => ErrorCode::InvalidParams,
+            EnvError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            EnvError::Unsupported(_) => ErrorCode::MethodNotFound,
+            EnvError::Failed(_)
+            | EnvError::ConnectionLost(_)
+            | EnvError::Timeout(_)
+            | EnvError::Protocol(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            EnvError::NotFound(m)
+            | EnvError::InvalidInput(m)
+            | EnvError::InvalidRequest(m)
+            | EnvError::Failed(m)
+            | EnvError::Unsupported(m) => m.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<EnvError> for RpcError {
+    fn from(err: EnvError) -> RpcError {
+        RpcError::new(err.code(), err.message())
+    }
+}
+
+impl From<RpcError> for EnvError {
+    fn from(err: RpcError) -> EnvError {
+        let message = err.message;
+        match err.code {
+            -32004 => EnvError::NotFound(message),
+            -32602 => EnvError::InvalidInput(message),
+            -32600 => EnvError::InvalidRequest(message),
+            -32601 => EnvError::Unsupported(message),
+            _ => EnvError::Failed(message),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The environment traits. A harness holds an [`Environment`] and never
+//! needs to know whether it runs here or behind an execd server.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use execd_protocol::fs::{DirectoryEntry, Metadata};
+use execd_protocol::process::{ReadResult, StartParams, TerminalSize, WriteStatus};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::env::router::EventReceiver;
+use crate::env::EnvError;
+use crate::output_log::ExitInfo;
+
+/// Bytes moved per request by the streaming file helpers.
+pub const STREAM_CHUNK: u64 = 4 * 1024 * 1024;
+
+/// Starts processes.
+#[async_trait]
+pub trait ExecBackend: Send + Sync {
+    /// Start a process. Its event channel is open before the process runs,
+    /// so no output is missed.
+    async fn start(&self, params: StartParams) -> Result<StartedProcess, EnvError>;
+}
+
+/// A started process and the channel of its events (seq order; ends after
+/// `Closed`, or with an error if the events cannot be trusted any more).
+pub struct StartedProcess {
+    pub process: Arc<dyn ExecProcess>,
+    pub events: EventReceiver,
+}
+
+/// One process, local or remote.
+#[async_trait]
+pub trait ExecProcess: Send + Sync {
+    fn id(&self) -> &str;
+    /// Retained output after `after_seq` (see `process/read`).
+    async fn read(
+        &self,
+        after_seq: u64,
+        max_bytes: Option<u64>,
+        wait_ms: Option<u64>,
+    ) -> Result<ReadResult, EnvError>;
+    async fn write(&self, chunk: Bytes) -> Result<WriteStatus, EnvError>;
+    /// Send EOF to a pipe process's stdin.
+    async fn close_stdin(&self) -> Result<WriteStatus, EnvError>;
+    async fn resize(&self, size: TerminalSize) -> Result<(), EnvError>;
+    /// Signal the process tree by name (`INT`, `TERM`, ...); true if it was running.
+    async fn signal(&self, signal: &str) -> Result<bool, EnvError>;
+    /// SIGTERM, then SIGKILL after a grace period; true if it was running.
+    async fn terminate(&self) -> Result<bool, EnvError>;
+    /// Wait until the process has exited.
+    async fn wait(&self) -> Result<ExitInfo, EnvError>;
+}
+
+/// Files. Every path is absolute.
+#[async_trait]
+pub trait FileSystem: Send + Sync {
+    async fn read_file(&self, path: &str) -> Result<Vec<u8>, EnvError>;
+    /// Up to `length` bytes from `offset`, and whether that reached the end.
+    async fn read_range(
+        &self,
+        path: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<(Vec<u8>, bool), EnvError>;
+    async fn write_file(&self, path: &str, data: Vec<u8>) -> Result<(), EnvError>;
+    async fn append_file(&self, path: &str, data: Vec<u8>) -> Result<(), EnvError>;
+    async fn create_directory(&self, path: &str, recursive: bool) -> Result<(), EnvError>;
+    async fn metadata(&self, path: &str) -> Result<Metadata, EnvError>;
+    async fn read_directory(&self, path: &str) -> Result<Vec<DirectoryEntry>, EnvError>;
+    async fn remove(&self, path: &str, recursive: bool, force: bool) -> Result<(), EnvError>;
+    async fn copy(&self, source: &str, destination: &str, recursive: bool) -> Result<(), EnvError>;
+}
+
+/// An exec backend and a filesystem that belong together.
+#[derive(Clone)]
+pub struct Environment {
+    pub exec: Arc<dyn ExecBackend>,
+    pub fs: Arc<dyn FileSystem>,
+    /// True when this environment is behind an execd server.
+    pub remote: bool,
+}
+
+/// Stream a file into `writer` in bounded pieces; `progress` gets the bytes
+/// done so far. Returns the total.
+pub async fn read_file_to<W: AsyncWrite + Unpin + ?Sized>(
+    fs: &dyn FileSystem,
+    path: &str,
+    writer: &mut W,
+    mut progress: impl FnMut(u64) + Send,
+) -> Result<u64, EnvError> {
+    let mut offset = 0;
+    loop {
+        let (data, eof) = fs.read_range(path, offset, STREAM_CHUNK).await?;
+        writer
+            .write_all(&data)
+            .await
+            .map_err(|err| EnvError::Failed(format!("writing {path}: {err}")))?;
+        offset += data.len() as u64;
+        progress(offset);
+        if eof || data.is_empty() {
+            break;
+        }
+    }
+    writer
+        .flush()
+        .await
+        .map_err(|err| EnvError::Failed(format!("writing {path}: {err}")))?;
+    Ok(offset)
+}
+
+/// Stream `reader` into a file (replacing it) in bounded pieces.
+pub async fn write_file_from<R: AsyncRead + Unpin + ?Sized>(
+    fs: &dyn FileSystem,
+    path: &str,
+    reader: &mut R,
+    mut progress: impl FnMut(u64) + Send,
+) -> Result<u64, EnvError> {
+    let mut total = 0u64;
+    let mut first = true;
+    loop {
+        let mut piece = Vec::with_capacity(STREAM_CHUNK as usize);
+        let n = (&mut *reader)
+            .take(STREAM_CHUNK)
+            .read_to_end(&mut piece)
+            .await
+            .map_err(|err| EnvError::Failed(format!("reading the source of {path}: {err}")))?;
+        if first {
+            fs.write_file(path, piece).await?;
+            first = false;
+        } else if n > 0 {
+            fs.append_file(path, piece).await?;
+        }
+        total += n as u64;
+        progress(total);
+        if n == 0 || (n as u64) < STREAM_CHUNK {
+            return Ok(total);
+        }
+    }
+}
