@@ -1,0 +1,362 @@
+//! `ExecServerClient`: one connection to an execd server.
+//!
+//! A writer task sends frames; a reader task routes responses to their
+//! waiting callers (by id) and process notifications to the per-process
+//! channels of an [`EventRouter`]. A process's channel is registered before
+//! its `process/start` is sent, so output that beats the start response is
+//! kept. When the connection ends, every waiting call and every open process
+//! channel gets `ConnectionLost`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use execd_core::env::router::{EventReceiver, EventRouter, ExitWatch};
+use execd_core::env::EnvError;
+use execd_core::{EventKind, ExitInfo, ProcessEvent};
+use execd_protocol::envelope::{InitializeParams, InitializeResult};
+use execd_protocol::process::{
+    ClosedNotification, ExitedNotification, OutputNotification, CLOSED, EXITED, OUTPUT,
+};
+use execd_protocol::{ErrorCode, Incoming, RequestId, RpcError};
+use futures_util::{future, Sink, SinkExt, Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
+use tracing::debug;
+
+use crate::error::ClientError;
+
+/// How long an ordinary call may take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest frame accepted from the server.
+const MAX_FRAME: usize = 512 * 1024 * 1024;
+
+type Pending = HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>;
+
+/// State shared with the reader task.
+struct Shared {
+    pending: Mutex<Pending>,
+    router: EventRouter,
+    /// `Some(reason)` once the connection has ended.
+    closed: watch::Sender<Option<String>>,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct Inner {
+    outgoing: mpsc::UnboundedSender<String>,
+    shared: Arc<Shared>,
+    next_id: AtomicI64,
+    session_id: OnceLock<String>,
+    target: String,
+    /// Keeps a stdio server alive (killed on drop).
+    _child: Option<tokio::process::Child>,
+}
+
+/// A connection to an execd server. Cheap to clone; the connection closes
+/// when the last clone is dropped.
+#[derive(Clone)]
+pub struct ExecServerClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ExecServerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecServerClient")
+            .field("target", &self.inner.target)
+            .field("session_id", &self.inner.session_id)
+            .finish()
+    }
+}
+
+impl ExecServerClient {
+    /// Connect to `ws://HOST:PORT` and do the handshake.
+    pub async fn connect(url: &str) -> Result<Self, ClientError> {
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_FRAME))
+            .max_frame_size(Some(MAX_FRAME));
+        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        let (ws, _) = tokio::time::timeout(DEFAULT_TIMEOUT, connect)
+            .await
+            .map_err(|_| ClientError::Connect {
+                target: url.to_string(),
+                reason: "timed out".into(),
+            })?
+            .map_err(|err| ClientError::Connect {
+                target: url.to_string(),
+                reason: err.to_string(),
+            })?;
+        let (sink, stream) = ws.split();
+        let incoming = stream.filter_map(|message| {
+            future::ready(match message {
+                Ok(Message::Text(text)) => Some(Ok(text.as_str().to_owned())),
+                Ok(Message::Close(_)) => Some(Err("server closed the connection".to_string())),
+                Ok(_) => None,
+                Err(err) => Some(Err(err.to_string())),
+            })
+        });
+        let outgoing = sink.with(|text: String| {
+            future::ok::<_, tokio_tungstenite::tungstenite::Error>(Message::text(text))
+        });
+        Self::handshake(url.to_string(), incoming, outgoing, None).await
+    }
+
+    /// Start `command` (e.g. `ssh host execd serve --listen stdio`) and speak
+    /// the protocol over its stdin/stdout. The child is killed when the
+    /// client is dropped.
+    pub async fn connect_stdio(mut command: tokio::process::Command) -> Result<Self, ClientError> {
+        let target = format!("{:?}", command.as_std());
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|err| ClientError::Connect {
+                target: target.clone(),
+                reason: err.to_string(),
+            })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(ClientError::Connect {
+                target,
+                reason: "child has no stdio pipes".into(),
+            });
+        };
+        let incoming = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_FRAME))
+            .map(|line| line.map_err(|err| err.to_string()));
+        let outgoing = FramedWrite::new(stdin, LinesCodec::new());
+        Self::handshake(target, incoming, outgoing, Some(child)).await
+    }
+
+    async fn handshake<I, O>(
+        target: String,
+        incoming: I,
+        outgoing: O,
+        child: Option<tokio::process::Child>,
+    ) -> Result<Self, ClientError>
+    where
+        I: Stream<Item = Result<String, String>> + Send + Unpin + 'static,
+        O: Sink<String> + Send + Unpin + 'static,
+        O::Error: std::fmt::Display,
+    {
+        let (outgoing_tx, outgoing_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(HashMap::new()),
+            router: EventRouter::default(),
+            closed: watch::Sender::new(None),
+        });
+        tokio::spawn(write_frames(outgoing, outgoing_rx, shared.clone()));
+        tokio::spawn(read_frames(incoming, shared.clone(), outgoing_tx.downgrade()));
+        let client = ExecServerClient {
+            inner: Arc::new(Inner {
+                outgoing: outgoing_tx,
+                shared,
+                next_id: AtomicI64::new(1),
+                session_id: OnceLock::new(),
+                target: target.clone(),
+                _child: child,
+            }),
+        };
+        let init: InitializeResult = client
+            .call(
+                "initialize",
+                &InitializeParams {
+                    client_name: "execd-client".into(),
+                },
+            )
+            .await?;
+        client.notify("initialized", &json!({}))?;
+        let _ = client.inner.session_id.set(init.session_id);
+        Ok(client)
+    }
+
+    pub fn session_id(&self) -> &str {
+        self.inner.session_id.get().map_or("", String::as_str)
+    }
+
+    /// Why the connection ended, if it has.
+    pub fn closed_reason(&self) -> Option<String> {
+        self.inner.shared.closed.borrow().clone()
+    }
+
+    /// Resolves when the connection has ended.
+    pub async fn closed(&self) {
+        let mut closed = self.inner.shared.closed.subscribe();
+        let _ = closed.wait_for(Option::is_some).await;
+    }
+
+    fn lost(&self) -> ClientError {
+        ClientError::ConnectionLost(
+            self.closed_reason()
+                .unwrap_or_else(|| format!("connection to {} closed", self.inner.target)),
+        )
+    }
+
+    pub fn notify<P: Serialize>(&self, method: &str, params: &P) -> Result<(), ClientError> {
+        let frame = json!({"method": method, "params": params}).to_string();
+        self.inner.outgoing.send(frame).map_err(|_| self.lost())
+    }
+
+    /// Call `method` with the default timeout.
+    pub async fn call<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, ClientError> {
+        self.call_with_timeout(method, params, DEFAULT_TIMEOUT).await
+    }
+
+    pub async fn call_with_timeout<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+        timeout: Duration,
+    ) -> Result<R, ClientError> {
+        if self.closed_reason().is_some() {
+            return Err(self.lost());
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner.shared.pending().insert(id, tx);
+        let frame = json!({"id": id, "method": method, "params": params}).to_string();
+        if self.inner.outgoing.send(frame).is_err() {
+            self.inner.shared.pending().remove(&id);
+            return Err(self.lost());
+        }
+        let answer = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => return Err(self.lost()),
+            Err(_) => {
+                self.inner.shared.pending().remove(&id);
+                return Err(ClientError::Timeout {
+                    method: method.to_string(),
+                    after: timeout,
+                });
+            }
+        };
+        let value = answer.map_err(|err| ClientError::Server {
+            code: err.code,
+            message: err.message,
+        })?;
+        serde_json::from_value(value)
+            .map_err(|err| ClientError::Protocol(format!("bad result for {method}: {err}")))
+    }
+
+    /// Open the event channel of a process about to be started.
+    pub fn register_process(
+        &self,
+        id: &str,
+    ) -> Result<(EventReceiver, watch::Receiver<ExitWatch>), EnvError> {
+        if self.closed_reason().is_some() {
+            return Err(self.lost().into());
+        }
+        self.inner.shared.router.register(id)
+    }
+
+    pub fn unregister_process(&self, id: &str) {
+        self.inner.shared.router.unregister(id);
+    }
+}
+
+async fn write_frames<O>(mut sink: O, mut frames: mpsc::UnboundedReceiver<String>, shared: Arc<Shared>)
+where
+    O: Sink<String> + Unpin,
+    O::Error: std::fmt::Display,
+{
+    while let Some(frame) = frames.recv().await {
+        if let Err(err) = sink.send(frame).await {
+            shared.closed.send_if_modified(|reason| {
+                reason.get_or_insert_with(|| format!("sending failed: {err}"));
+                true
+            });
+            return;
+        }
+    }
+    // Every client handle is gone: close politely.
+    let _ = sink.close().await;
+}
+
+async fn read_frames<I>(
+    mut incoming: I,
+    shared: Arc<Shared>,
+    outgoing: mpsc::WeakUnboundedSender<String>,
+) where
+    I: Stream<Item = Result<String, String>> + Unpin,
+{
+    let reason = loop {
+        let text = match incoming.next().await {
+            Some(Ok(text)) => text,
+            Some(Err(reason)) => break reason,
+            None => break "the server closed the connection".to_string(),
+        };
+        match Incoming::parse(&text) {
+            Ok(Incoming::Response { id: RequestId::Int(id), result }) => {
+                if let Some(waiter) = shared.pending().remove(&id) {
+                    let _ = waiter.send(result);
+                }
+            }
+            Ok(Incoming::Notification { method, params }) => {
+                if let Some(event) = process_event(&method, params) {
+                    match event {
+                        Ok(event) => shared.router.deliver(event),
+                        Err(err) => debug!(%err, "malformed notification"),
+                    }
+                }
+            }
+            Ok(Incoming::Request { id, method, .. }) => {
+                let reply = json!({"id": id, "error": RpcError::new(ErrorCode::MethodNotFound, format!("client does not handle {method:?}"))});
+                if let Some(outgoing) = outgoing.upgrade() {
+                    let _ = outgoing.send(reply.to_string());
+                }
+            }
+            Ok(Incoming::Response { id, .. }) => debug!(%id, "response to an id we never use"),
+            Err(err) => debug!(message = %err.message, "unparseable frame from server"),
+        }
+    };
+    debug!(%reason, "connection ended");
+    shared.closed.send_if_modified(|current| {
+        current.get_or_insert(reason.clone());
+        true
+    });
+    // Waiting calls see their sender dropped; open processes get an error.
+    shared.pending().clear();
+    shared.router.fail_all(EnvError::ConnectionLost(reason));
+}
+
+/// Decode a process notification; `None` for other methods.
+fn process_event(method: &str, params: Value) -> Option<Result<ProcessEvent, serde_json::Error>> {
+    let event = match method {
+        OUTPUT => serde_json::from_value::<OutputNotification>(params).map(|n| ProcessEvent {
+            process_id: n.process_id.into(),
+            seq: n.seq,
+            kind: EventKind::Output {
+                stream: n.stream,
+                chunk: n.chunk,
+            },
+        }),
+        EXITED => serde_json::from_value::<ExitedNotification>(params).map(|n| ProcessEvent {
+            process_id: n.process_id.into(),
+            seq: n.seq,
+            kind: EventKind::Exited(ExitInfo {
+                code: n.exit_code,
+                signal: n.signal,
+            }),
+        }),
+        CLOSED => serde_json::from_value::<ClosedNotification>(params).map(|n| ProcessEvent {
+            process_id: n.process_id.into(),
+            seq: n.seq,
+            kind: EventKind::Closed,
+        }),
+        _ => return None,
+    };
+    Some(event)
+}

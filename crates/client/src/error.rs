@@ -1,0 +1,34 @@
+//! Errors of the client.
+
+use std::time::Duration;
+
+use execd_core::env::EnvError;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+    #[error("server error {code}: {message}")]
+    Server { code: i64, message: String },
+    #[error("{method} got no answer within {after:?}")]
+    Timeout { method: String, after: Duration },
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+impl From<ClientError> for EnvError {
+    fn from(err: ClientError) -> EnvError {
+        match err {
+            ClientError::Server { code, message } => {
+                EnvError::from(execd_protocol::RpcError { code, message, data: None })
+            }
+            ClientError::Connect { .. } | ClientError::ConnectionLost(_) => {
+                EnvError::ConnectionLost(err.to_string())
+            }
+            ClientError::Timeout { .. } => EnvError::Timeout(err.to_string()),
+            ClientError::Protocol(message) => EnvError::Protocol(message),
+        }
+    }
+}

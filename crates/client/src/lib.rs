@@ -1,0 +1,21 @@
+//! The client side of execd.
+//!
+//! - [`client`]: `ExecServerClient`: connect (WebSocket or a child's stdio),
+//!   handshake, request/response correlation, per-process event channels.
+//! - [`remote`]: the environment traits over a client.
+//! - [`manager`]: `EnvironmentManager`: local, or remote when `EXECD_URL` is set.
+//! - [`error`]: `ClientError`.
+
+pub mod client;
+pub mod error;
+pub mod manager;
+pub mod remote;
+
+pub use client::ExecServerClient;
+pub use error::ClientError;
+pub use execd_core::env::{
+    EnvError, Environment, ExecBackend, ExecProcess, FileSystem, ManagedProcess, OutputCap,
+    ProcessState, StartedProcess,
+};
+pub use manager::EnvironmentManager;
+pub use remote::RemoteEnvironment;

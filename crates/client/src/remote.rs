@@ -1,0 +1,259 @@
+//! The environment traits over an [`ExecServerClient`]: every call is one
+//! protocol request; events arrive through the client's router.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
+use execd_core::env::local::wait_exit;
+use execd_core::env::router::ExitWatch;
+use execd_core::env::{EnvError, Environment, ExecBackend, ExecProcess, FileSystem, StartedProcess};
+use execd_core::ExitInfo;
+use execd_protocol::fs::{self as fsp, DirectoryEntry, Metadata};
+use execd_protocol::process::{self as pp, ReadResult, StartParams, TerminalSize, WriteStatus};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::client::{ExecServerClient, DEFAULT_TIMEOUT};
+
+/// Processes and files behind an execd server.
+#[derive(Clone, Debug)]
+pub struct RemoteEnvironment {
+    client: ExecServerClient,
+}
+
+impl RemoteEnvironment {
+    pub fn new(client: ExecServerClient) -> Self {
+        RemoteEnvironment { client }
+    }
+
+    /// Connect to `url` and wrap the connection as an [`Environment`].
+    pub async fn connect(url: &str) -> Result<Environment, EnvError> {
+        let client = ExecServerClient::connect(url).await?;
+        Ok(RemoteEnvironment::new(client).into_environment())
+    }
+
+    pub fn client(&self) -> &ExecServerClient {
+        &self.client
+    }
+
+    pub fn into_environment(self) -> Environment {
+        let this = Arc::new(self);
+        Environment {
+            exec: this.clone(),
+            fs: this,
+            remote: true,
+        }
+    }
+
+    async fn call<P: Serialize + Sync, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, EnvError> {
+        Ok(self.client.call(method, params).await?)
+    }
+}
+
+#[async_trait]
+impl ExecBackend for RemoteEnvironment {
+    async fn start(&self, params: StartParams) -> Result<StartedProcess, EnvError> {
+        let (events, exit) = self.client.register_process(&params.process_id)?;
+        let started: Result<pp::StartResult, EnvError> = self.call(pp::START, &params).await;
+        if let Err(err) = started {
+            self.client.unregister_process(&params.process_id);
+            return Err(err);
+        }
+        Ok(StartedProcess {
+            process: Arc::new(RemoteProcess {
+                id: params.process_id,
+                env: self.clone(),
+                exit,
+            }),
+            events,
+        })
+    }
+}
+
+struct RemoteProcess {
+    id: String,
+    env: RemoteEnvironment,
+    exit: watch::Receiver<ExitWatch>,
+}
+
+#[async_trait]
+impl ExecProcess for RemoteProcess {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn read(
+        &self,
+        after_seq: u64,
+        max_bytes: Option<u64>,
+        wait_ms: Option<u64>,
+    ) -> Result<ReadResult, EnvError> {
+        let params = pp::ReadParams {
+            process_id: self.id.clone(),
+            after_seq: Some(after_seq),
+            max_bytes,
+            wait_ms,
+        };
+        let timeout = DEFAULT_TIMEOUT + Duration::from_millis(wait_ms.unwrap_or(0));
+        Ok(self
+            .env
+            .client
+            .call_with_timeout(pp::READ, &params, timeout)
+            .await?)
+    }
+
+    async fn write(&self, chunk: Bytes) -> Result<WriteStatus, EnvError> {
+        let params = pp::WriteParams {
+            process_id: self.id.clone(),
+            chunk,
+            close_stdin: false,
+        };
+        let result: pp::WriteResult = self.env.call(pp::WRITE, &params).await?;
+        Ok(result.status)
+    }
+
+    async fn close_stdin(&self) -> Result<WriteStatus, EnvError> {
+        let params = pp::WriteParams {
+            process_id: self.id.clone(),
+            chunk: Bytes::new(),
+            close_stdin: true,
+        };
+        let result: pp::WriteResult = self.env.call(pp::WRITE, &params).await?;
+        Ok(result.status)
+    }
+
+    async fn resize(&self, size: TerminalSize) -> Result<(), EnvError> {
+        let params = pp::ResizeParams {
+            process_id: self.id.clone(),
+            rows: size.rows,
+            cols: size.cols,
+        };
+        let _: fsp::Empty = self.env.call(pp::RESIZE, &params).await?;
+        Ok(())
+    }
+
+    async fn signal(&self, signal: &str) -> Result<bool, EnvError> {
+        let params = pp::SignalParams {
+            process_id: self.id.clone(),
+            signal: signal.to_string(),
+        };
+        let result: pp::SignalResult = self.env.call(pp::SIGNAL, &params).await?;
+        Ok(result.running)
+    }
+
+    async fn terminate(&self) -> Result<bool, EnvError> {
+        let params = pp::TerminateParams {
+            process_id: self.id.clone(),
+        };
+        let result: pp::TerminateResult = self.env.call(pp::TERMINATE, &params).await?;
+        Ok(result.running)
+    }
+
+    async fn wait(&self) -> Result<ExitInfo, EnvError> {
+        wait_exit(self.exit.clone()).await
+    }
+}
+
+fn decode(result: fsp::ReadFileResult) -> Result<Vec<u8>, EnvError> {
+    STANDARD
+        .decode(result.data_base64.as_bytes())
+        .map_err(|err| EnvError::Protocol(format!("fs/readFile returned invalid base64: {err}")))
+}
+
+#[async_trait]
+impl FileSystem for RemoteEnvironment {
+    async fn read_file(&self, path: &str) -> Result<Vec<u8>, EnvError> {
+        decode(self.call(fsp::READ_FILE, &json!({"path": path})).await?)
+    }
+
+    async fn read_range(
+        &self,
+        path: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<(Vec<u8>, bool), EnvError> {
+        let params = fsp::ReadFileParams {
+            path: path.to_string(),
+            offset: Some(offset),
+            length: Some(length),
+        };
+        let result: fsp::ReadFileResult = self.call(fsp::READ_FILE, &params).await?;
+        match result.eof {
+            Some(eof) => Ok((decode(result)?, eof)),
+            // A server without range reads sent the whole file.
+            None if offset == 0 => Ok((decode(result)?, true)),
+            None => Err(EnvError::Unsupported(
+                "the server does not support ranged fs/readFile".into(),
+            )),
+        }
+    }
+
+    async fn write_file(&self, path: &str, data: Vec<u8>) -> Result<(), EnvError> {
+        let params = fsp::WriteFileParams {
+            path: path.to_string(),
+            data_base64: STANDARD.encode(data),
+            append: false,
+        };
+        let _: fsp::Empty = self.call(fsp::WRITE_FILE, &params).await?;
+        Ok(())
+    }
+
+    async fn append_file(&self, path: &str, data: Vec<u8>) -> Result<(), EnvError> {
+        let params = fsp::WriteFileParams {
+            path: path.to_string(),
+            data_base64: STANDARD.encode(data),
+            append: true,
+        };
+        let _: fsp::Empty = self.call(fsp::WRITE_FILE, &params).await?;
+        Ok(())
+    }
+
+    async fn create_directory(&self, path: &str, recursive: bool) -> Result<(), EnvError> {
+        let params = fsp::CreateDirectoryParams {
+            path: path.to_string(),
+            recursive: Some(recursive),
+        };
+        let _: fsp::Empty = self.call(fsp::CREATE_DIRECTORY, &params).await?;
+        Ok(())
+    }
+
+    async fn metadata(&self, path: &str) -> Result<Metadata, EnvError> {
+        self.call(fsp::GET_METADATA, &json!({"path": path})).await
+    }
+
+    async fn read_directory(&self, path: &str) -> Result<Vec<DirectoryEntry>, EnvError> {
+        let result: fsp::ReadDirectoryResult =
+            self.call(fsp::READ_DIRECTORY, &json!({"path": path})).await?;
+        Ok(result.entries)
+    }
+
+    async fn remove(&self, path: &str, recursive: bool, force: bool) -> Result<(), EnvError> {
+        let params = fsp::RemoveParams {
+            path: path.to_string(),
+            recursive: Some(recursive),
+            force: Some(force),
+        };
+        let _: fsp::Empty = self.call(fsp::REMOVE, &params).await?;
+        Ok(())
+    }
+
+    async fn copy(&self, source: &str, destination: &str, recursive: bool) -> Result<(), EnvError> {
+        let params = fsp::CopyParams {
+            source_path: source.to_string(),
+            destination_path: destination.to_string(),
+            recursive: Some(recursive),
+        };
+        let _: fsp::Empty = self.call(fsp::COPY, &params).await?;
+        Ok(())
+    }
+}
