@@ -155,7 +155,11 @@ impl ExecServerClient {
             closed: watch::Sender::new(None),
         });
         tokio::spawn(write_frames(outgoing, outgoing_rx, shared.clone()));
-        tokio::spawn(read_frames(incoming, shared.clone(), outgoing_tx.downgrade()));
+        tokio::spawn(read_frames(
+            incoming,
+            shared.clone(),
+            outgoing_tx.downgrade(),
+        ));
         let client = ExecServerClient {
             inner: Arc::new(Inner {
                 outgoing: outgoing_tx,
@@ -212,7 +216,8 @@ impl ExecServerClient {
         method: &str,
         params: &P,
     ) -> Result<R, ClientError> {
-        self.call_with_timeout(method, params, DEFAULT_TIMEOUT).await
+        self.call_with_timeout(method, params, DEFAULT_TIMEOUT)
+            .await
     }
 
     pub async fn call_with_timeout<P: Serialize, R: DeserializeOwned>(
@@ -267,8 +272,11 @@ impl ExecServerClient {
     }
 }
 
-async fn write_frames<O>(mut sink: O, mut frames: mpsc::UnboundedReceiver<String>, shared: Arc<Shared>)
-where
+async fn write_frames<O>(
+    mut sink: O,
+    mut frames: mpsc::UnboundedReceiver<String>,
+    shared: Arc<Shared>,
+) where
     O: Sink<String> + Unpin,
     O::Error: std::fmt::Display,
 {
@@ -299,7 +307,10 @@ async fn read_frames<I>(
             None => break "the server closed the connection".to_string(),
         };
         match Incoming::parse(&text) {
-            Ok(Incoming::Response { id: RequestId::Int(id), result }) => {
+            Ok(Incoming::Response {
+                id: RequestId::Int(id),
+                result,
+            }) => {
                 if let Some(waiter) = shared.pending().remove(&id) {
                     let _ = waiter.send(result);
                 }

@@ -21,9 +21,11 @@ pub enum ClientError {
 impl From<ClientError> for EnvError {
     fn from(err: ClientError) -> EnvError {
         match err {
-            ClientError::Server { code, message } => {
-                EnvError::from(execd_protocol::RpcError { code, message, data: None })
-            }
+            ClientError::Server { code, message } => EnvError::from(execd_protocol::RpcError {
+                code,
+                message,
+                data: None,
+            }),
             ClientError::Connect { .. } | ClientError::ConnectionLost(_) => {
                 EnvError::ConnectionLost(err.to_string())
             }

@@ -4,7 +4,7 @@
 //!   handshake, request/response correlation, per-process event channels.
 //! - [`remote`]: the environment traits over a client.
 //! - [`manager`]: `EnvironmentManager`: local, or remote when `EXECD_URL` is set.
-//! - [`error`]: `ClientError`.
+//! - [`error`]: the `ClientError` type.
 
 pub mod client;
 pub mod error;

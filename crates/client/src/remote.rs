@@ -10,7 +10,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use execd_core::env::local::wait_exit;
 use execd_core::env::router::ExitWatch;
-use execd_core::env::{EnvError, Environment, ExecBackend, ExecProcess, FileSystem, StartedProcess};
+use execd_core::env::{
+    EnvError, Environment, ExecBackend, ExecProcess, FileSystem, StartedProcess,
+};
 use execd_core::ExitInfo;
 use execd_protocol::fs::{self as fsp, DirectoryEntry, Metadata};
 use execd_protocol::process::{self as pp, ReadResult, StartParams, TerminalSize, WriteStatus};
@@ -232,8 +234,9 @@ impl FileSystem for RemoteEnvironment {
     }
 
     async fn read_directory(&self, path: &str) -> Result<Vec<DirectoryEntry>, EnvError> {
-        let result: fsp::ReadDirectoryResult =
-            self.call(fsp::READ_DIRECTORY, &json!({"path": path})).await?;
+        let result: fsp::ReadDirectoryResult = self
+            .call(fsp::READ_DIRECTORY, &json!({"path": path}))
+            .await?;
         Ok(result.entries)
     }
 
