@@ -1,6 +1,11 @@
-//! The `execd` binary: a thin command line over the server crate.
+//! The `execd` binary: a thin command line over the server crate (`serve`)
+//! and the client library (`run`, `cp`).
 
+mod cp;
+mod run;
 mod serve;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -19,9 +24,16 @@ struct Cli {
 enum Command {
     /// Serve the execd protocol (WebSocket on loopback by default, or stdio).
     Serve(serve::ServeArgs),
+    /// Run a command on an execd server, like `ssh host cmd`: its output
+    /// comes here, local stdin goes to it, and its exit code (128+N for
+    /// signal N) becomes ours; 255 if execd itself fails.
+    Run(run::RunArgs),
+    /// Copy files or directories (-r) between this machine and execd servers
+    /// (`ws://HOST:PORT:/path`, or `:/path` for the --url server).
+    Cp(cp::CpArgs),
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -34,17 +46,23 @@ fn main() -> std::process::ExitCode {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("execd: cannot start the async runtime: {err}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve::run(args)),
-    };
+    match cli.command {
+        Command::Serve(args) => report("execd", runtime.block_on(serve::run(args))),
+        Command::Run(args) => ExitCode::from(runtime.block_on(run::run(args))),
+        Command::Cp(args) => report("execd cp", runtime.block_on(cp::run(args))),
+    }
+}
+
+/// Exit 0, or print the error under `prefix` and exit 1.
+fn report(prefix: &str, result: Result<(), String>) -> ExitCode {
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("execd: {err}");
-            std::process::ExitCode::FAILURE
+            eprintln!("{prefix}: {err}");
+            ExitCode::FAILURE
         }
     }
 }

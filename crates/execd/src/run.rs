@@ -1,0 +1,537 @@
+//! `execd run`: run one command on an execd server, like `ssh host cmd`.
+//!
+//! Owns the command line of `run`, the remote process's environment, the
+//! forwarding of local stdin (then EOF) to the process and of its output to
+//! local stdout/stderr byte for byte, local signals and window size
+//! changes, raw mode of the local terminal under `--tty`, and the mapping of
+//! how the process ended to this program's exit code. Built only on the
+//! client library's environment traits.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::AsFd;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use clap::Args;
+use execd_client::manager::URL_VARIABLE;
+use execd_client::{EnvError, ExecProcess, RemoteEnvironment, StartedProcess};
+use execd_core::{EventKind, ExitInfo, OutputStream, TerminalSize, WriteStatus};
+use execd_protocol::process::StartParams;
+use nix::sys::signal::Signal;
+use nix::sys::termios::{self, SetArg, Termios};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+/// `PATH` of the remote process unless `--env PATH=...` says otherwise.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// `TERM` of a `--tty` process when the local one is not set.
+const DEFAULT_TERM: &str = "xterm-256color";
+/// Exit code for a failure of `execd run` itself (as `ssh` does).
+const EXIT_FAILURE: u8 = 255;
+/// Exit code for a command line that cannot be used (as clap does).
+const EXIT_USAGE: u8 = 2;
+/// Largest piece of local stdin sent in one `process/write`.
+const STDIN_PIECE: usize = 64 * 1024;
+/// Pieces of stdin read ahead of the remote side.
+const STDIN_QUEUE: usize = 4;
+/// How often a write answered `starting` is retried, and how far apart.
+const STARTING_RETRIES: u32 = 100;
+const STARTING_BACKOFF: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Server to run on (`ws://HOST:PORT`); defaults to $EXECD_URL.
+    #[arg(long)]
+    url: Option<String>,
+    /// Run under a pseudo-terminal; a local terminal on stdin is put in raw
+    /// mode while the command runs.
+    #[arg(long)]
+    tty: bool,
+    /// Working directory of the command on the server (absolute).
+    #[arg(long, default_value = "/")]
+    cwd: String,
+    /// Set a variable in the command's environment (repeatable; overrides the
+    /// defaults PATH, LANG and TERM).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_assignment)]
+    env: Vec<(String, String)>,
+    /// The program and its arguments (after `--`).
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<String>,
+}
+
+fn parse_assignment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected K=V, got {text:?}")),
+    }
+}
+
+/// Why `run` stops without the remote exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_FAILURE,
+            message: message.into(),
+        }
+    }
+}
+
+/// Run the command; returns the exit code for this program. Errors are
+/// printed here (after the terminal has been restored).
+pub async fn run(args: RunArgs) -> u8 {
+    match run_command(args).await {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("execd run: {}", failure.message);
+            failure.code
+        }
+    }
+}
+
+/// The server URL: `--url`, else `$EXECD_URL`.
+pub fn server_url(flag: Option<String>) -> Option<String> {
+    flag.or_else(|| std::env::var(URL_VARIABLE).ok())
+        .filter(|url| !url.is_empty())
+}
+
+/// An error's message without a redundant prefix.
+pub fn describe(err: &EnvError) -> String {
+    match err {
+        EnvError::ConnectionLost(message) => format!("connection lost: {message}"),
+        other => other.message(),
+    }
+}
+
+/// Why connecting to `url` failed, naming the URL once.
+pub fn connect_error(url: &str, err: &EnvError) -> String {
+    match err {
+        EnvError::ConnectionLost(message) if message.contains(url) => message.clone(),
+        other => format!("cannot connect to {url}: {}", describe(other)),
+    }
+}
+
+async fn run_command(args: RunArgs) -> Result<u8, Failure> {
+    let Some(url) = server_url(args.url.clone()) else {
+        return Err(Failure {
+            code: EXIT_USAGE,
+            message: format!("no server given: pass --url ws://HOST:PORT or set {URL_VARIABLE}"),
+        });
+    };
+    let stdin_is_terminal = std::io::stdin().is_terminal();
+    let params = StartParams {
+        process_id: process_id(),
+        argv: args.command.clone(),
+        cwd: args.cwd.clone(),
+        env: environment(args.tty, &args.env),
+        tty: args.tty,
+        pipe_stdin: true,
+        arg0: None,
+        size: if args.tty { window_size() } else { None },
+    };
+    let environment = RemoteEnvironment::connect(&url)
+        .await
+        .map_err(|err| Failure::new(connect_error(&url, &err)))?;
+    let program = args.command.first().cloned().unwrap_or_default();
+    let StartedProcess {
+        process,
+        mut events,
+    } = environment
+        .exec
+        .start(params)
+        .await
+        .map_err(|err| Failure::new(format!("cannot start {program}: {}", describe(&err))))?;
+
+    // Restored when this function returns, whichever way.
+    let _raw = if args.tty && stdin_is_terminal {
+        RawMode::enable()
+    } else {
+        None
+    };
+    let stdin = tokio::spawn(forward_stdin(process.clone(), read_stdin()));
+    let mut signals = LocalSignals::new(args.tty)?;
+    let mut output = LocalOutput::default();
+    let mut exit: Option<ExitInfo> = None;
+    let mut interrupts = 0u32;
+
+    let outcome = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Ok(event)) => match event.kind {
+                    EventKind::Output { stream, chunk } => {
+                        if output.write(stream, &chunk) {
+                            // Local stdout is gone (e.g. `| head`): like a local
+                            // program getting SIGPIPE, the command ends.
+                            spawn_quietly(process.clone(), |p| async move {
+                                p.terminate().await.map(drop)
+                            });
+                        }
+                    }
+                    EventKind::Exited(info) => exit = Some(info),
+                    EventKind::Closed => break Ok(()),
+                },
+                Some(Err(err)) => break Err(Failure::new(describe(&err))),
+                None => break Ok(()),
+            },
+            Some(local) = signals.next() => match local {
+                LocalSignal::Forward(name) => {
+                    interrupts += 1;
+                    match interrupts {
+                        1 => spawn_quietly(process.clone(), move |p| async move {
+                            p.signal(name).await.map(drop)
+                        }),
+                        2 => spawn_quietly(process.clone(), move |p| async move {
+                            p.signal(name).await?;
+                            p.terminate().await.map(drop)
+                        }),
+                        _ => break Err(Failure::new(format!(
+                            "interrupted; giving up on process {}", process.id()
+                        ))),
+                    }
+                }
+                LocalSignal::WindowChanged => {
+                    if let Some(size) = window_size() {
+                        spawn_quietly(process.clone(), move |p| async move {
+                            p.resize(size).await
+                        });
+                    }
+                }
+            },
+        }
+    };
+    stdin.abort();
+    outcome?;
+    match exit {
+        Some(info) => Ok(exit_code(&info)),
+        None => Err(Failure::new(format!(
+            "process {} ended without an exit status",
+            process.id()
+        ))),
+    }
+}
+
+/// A process id unique enough for one connection.
+fn process_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("run-{}-{nanos}", std::process::id())
+}
+
+/// PATH, LANG (if set here), TERM (under a tty), then the `--env` entries.
+fn environment(tty: bool, overrides: &[(String, String)]) -> HashMap<String, String> {
+    let mut env = HashMap::new();
+    env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
+    if let Ok(lang) = std::env::var("LANG") {
+        env.insert("LANG".to_string(), lang);
+    }
+    if tty {
+        let term = std::env::var("TERM")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| DEFAULT_TERM.to_string());
+        env.insert("TERM".to_string(), term);
+    }
+    for (key, value) in overrides {
+        env.insert(key.clone(), value.clone());
+    }
+    env
+}
+
+/// The exit code, or 128+N when signal N ended the process.
+fn exit_code(info: &ExitInfo) -> u8 {
+    if let Some(number) = info.signal.as_deref().and_then(signal_number) {
+        if let Ok(number) = u8::try_from(number) {
+            return 128u8.saturating_add(number);
+        }
+    }
+    u8::try_from(info.code).unwrap_or(EXIT_FAILURE)
+}
+
+/// `SIGTERM`, `TERM` or `SIG15` → 15.
+fn signal_number(name: &str) -> Option<i32> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    match Signal::from_str(&full) {
+        Ok(signal) => Some(signal as i32),
+        Err(_) => full["SIG".len()..].parse().ok().filter(|n| *n > 0),
+    }
+}
+
+/// Run `op` on the process in the background, ignoring its outcome: the
+/// event stream reports what matters (exit, lost connection).
+fn spawn_quietly<F, Fut>(process: Arc<dyn ExecProcess>, op: F)
+where
+    F: FnOnce(Arc<dyn ExecProcess>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), EnvError>> + Send + 'static,
+{
+    let future = op(process);
+    tokio::spawn(async move {
+        if let Err(err) = future.await {
+            tracing::debug!(%err, "background process call failed");
+        }
+    });
+}
+
+/// Local stdout and stderr; a stream that failed is not written again.
+#[derive(Default)]
+struct LocalOutput {
+    stdout_broken: bool,
+    stderr_broken: bool,
+}
+
+impl LocalOutput {
+    /// Write and flush one chunk; true the first time stdout fails.
+    fn write(&mut self, stream: OutputStream, chunk: &[u8]) -> bool {
+        match stream {
+            OutputStream::Stdout | OutputStream::Pty => {
+                if self.stdout_broken {
+                    return false;
+                }
+                let mut out = std::io::stdout().lock();
+                if out.write_all(chunk).and_then(|()| out.flush()).is_err() {
+                    self.stdout_broken = true;
+                    return true;
+                }
+            }
+            OutputStream::Stderr => {
+                if self.stderr_broken {
+                    return false;
+                }
+                let mut err = std::io::stderr().lock();
+                if err.write_all(chunk).and_then(|()| err.flush()).is_err() {
+                    self.stderr_broken = true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// Read local stdin on its own thread (a blocking read cannot be cancelled,
+/// so it must not hold up the runtime's shutdown); the channel ends at EOF or
+/// on a read error (e.g. stdin closed), and the thread ends when the
+/// receiver is dropped.
+fn read_stdin() -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(STDIN_QUEUE);
+    let reader = move || {
+        let mut stdin = std::io::stdin();
+        let mut buffer = vec![0u8; STDIN_PIECE];
+        loop {
+            match stdin.read(&mut buffer) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx
+                        .blocking_send(Bytes::copy_from_slice(&buffer[..n]))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    tracing::debug!(%err, "local stdin is not readable; closing remote stdin");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(err) = std::thread::Builder::new()
+        .name("execd-run-stdin".into())
+        .spawn(reader)
+    {
+        // The sender went down with the closure: the remote stdin is closed.
+        tracing::debug!(%err, "cannot start the stdin thread");
+    }
+    rx
+}
+
+/// Send local stdin to the process, then EOF. Stops early when the process
+/// no longer takes input or the connection is gone.
+async fn forward_stdin(process: Arc<dyn ExecProcess>, mut input: mpsc::Receiver<Bytes>) {
+    while let Some(chunk) = input.recv().await {
+        let mut retries = 0;
+        loop {
+            match process.write(chunk.clone()).await {
+                Ok(WriteStatus::Accepted) => break,
+                Ok(WriteStatus::Starting) if retries < STARTING_RETRIES => {
+                    retries += 1;
+                    tokio::time::sleep(STARTING_BACKOFF).await;
+                }
+                Ok(_) | Err(_) => return,
+            }
+        }
+    }
+    if let Err(err) = process.close_stdin().await {
+        tracing::debug!(%err, "closing remote stdin failed");
+    }
+}
+
+enum LocalSignal {
+    /// Pass this signal on to the process (`INT`, `TERM`, `HUP`).
+    Forward(&'static str),
+    /// The local terminal was resized.
+    WindowChanged,
+}
+
+/// Signals this program handles while the command runs.
+struct LocalSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+    window: Option<tokio::signal::unix::Signal>,
+}
+
+impl LocalSignals {
+    fn new(tty: bool) -> Result<LocalSignals, Failure> {
+        let watch = |kind: SignalKind| {
+            signal(kind).map_err(|err| Failure::new(format!("cannot watch signals: {err}")))
+        };
+        Ok(LocalSignals {
+            interrupt: watch(SignalKind::interrupt())?,
+            terminate: watch(SignalKind::terminate())?,
+            hangup: watch(SignalKind::hangup())?,
+            window: if tty {
+                Some(watch(SignalKind::window_change())?)
+            } else {
+                None
+            },
+        })
+    }
+
+    async fn next(&mut self) -> Option<LocalSignal> {
+        let LocalSignals {
+            interrupt,
+            terminate,
+            hangup,
+            window,
+        } = self;
+        let window = async {
+            match window {
+                Some(window) => window.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(()) = interrupt.recv() => Some(LocalSignal::Forward("INT")),
+            Some(()) = terminate.recv() => Some(LocalSignal::Forward("TERM")),
+            Some(()) = hangup.recv() => Some(LocalSignal::Forward("HUP")),
+            Some(()) = window => Some(LocalSignal::WindowChanged),
+            else => None,
+        }
+    }
+}
+
+/// The size of the local terminal (stdin, stdout or stderr, first that is one).
+fn window_size() -> Option<TerminalSize> {
+    [
+        std::io::stdin().as_fd(),
+        std::io::stdout().as_fd(),
+        std::io::stderr().as_fd(),
+    ]
+    .into_iter()
+    .find_map(|fd| {
+        use std::os::fd::AsRawFd;
+        let mut size = nix::libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which
+        // points to a live, writable `winsize`; the descriptor is borrowed
+        // from an open standard stream.
+        let rc = unsafe { nix::libc::ioctl(fd.as_raw_fd(), nix::libc::TIOCGWINSZ, &mut size) };
+        (rc == 0 && size.ws_row > 0 && size.ws_col > 0).then_some(TerminalSize {
+            rows: size.ws_row,
+            cols: size.ws_col,
+        })
+    })
+}
+
+/// The local terminal on stdin in raw mode; the saved mode comes back on drop.
+struct RawMode {
+    saved: Termios,
+}
+
+impl RawMode {
+    /// `None` (with a warning) if the terminal cannot be switched.
+    fn enable() -> Option<RawMode> {
+        let stdin = std::io::stdin();
+        let result = termios::tcgetattr(stdin.as_fd()).and_then(|saved| {
+            let mut raw = saved.clone();
+            termios::cfmakeraw(&mut raw);
+            termios::tcsetattr(stdin.as_fd(), SetArg::TCSADRAIN, &raw)?;
+            Ok(RawMode { saved })
+        });
+        match result {
+            Ok(raw) => Some(raw),
+            Err(err) => {
+                eprintln!("execd run: warning: cannot put the terminal in raw mode: {err}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let stdin = std::io::stdin();
+        if let Err(err) = termios::tcsetattr(stdin.as_fd(), SetArg::TCSADRAIN, &self.saved) {
+            eprintln!("execd run: warning: cannot restore the terminal: {err}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_map_to_128_plus_their_number() {
+        let killed = |name: &str| ExitInfo {
+            code: -1,
+            signal: Some(name.to_string()),
+        };
+        assert_eq!(exit_code(&killed("SIGTERM")), 143);
+        assert_eq!(exit_code(&killed("SIGKILL")), 137);
+        assert_eq!(exit_code(&killed("INT")), 130);
+        assert_eq!(exit_code(&killed("SIG40")), 168);
+        assert_eq!(exit_code(&killed("nonsense")), 255);
+        let exited = |code| ExitInfo { code, signal: None };
+        assert_eq!(exit_code(&exited(0)), 0);
+        assert_eq!(exit_code(&exited(7)), 7);
+        assert_eq!(exit_code(&exited(-1)), 255);
+    }
+
+    #[test]
+    fn env_entries_override_the_defaults() {
+        let env = environment(
+            true,
+            &[("PATH".into(), "/bin".into()), ("A".into(), "B=C".into())],
+        );
+        assert_eq!(env.get("PATH").map(String::as_str), Some("/bin"));
+        assert_eq!(env.get("A").map(String::as_str), Some("B=C"));
+        assert!(env.contains_key("TERM"));
+        assert!(!environment(false, &[]).contains_key("TERM"));
+        assert_eq!(parse_assignment("K=V=W"), Ok(("K".into(), "V=W".into())));
+        assert!(parse_assignment("=V").is_err());
+        assert!(parse_assignment("KV").is_err());
+    }
+}
