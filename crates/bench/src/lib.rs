@@ -1,0 +1,68 @@
+//! `execd bench`: how much a server speaking the execd protocol adds to
+//! running a command, measured against baselines taken in the same run.
+//!
+//! - [`stats`]: samples → median / p90 / p99.
+//! - [`remote`]: the measurements over the protocol (any compatible server).
+//! - [`local`]: the local limit: the same work done directly in this process.
+//! - [`ssh`]: OpenSSH to a loopback sshd, when one is configured.
+//! - [`report`]: the table.
+
+pub mod local;
+pub mod remote;
+pub mod report;
+pub mod ssh;
+pub mod stats;
+
+use std::path::PathBuf;
+
+pub use report::Report;
+
+/// What to measure and how much.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Server to measure.
+    pub url: String,
+    /// The server's pid, when it runs on this machine (for RSS figures).
+    pub server_pid: Option<u32>,
+    /// Repetitions of each latency measurement.
+    pub reps: usize,
+    /// Bytes streamed by the throughput measurement.
+    pub stream_bytes: u64,
+    /// Processes started at once by the fan-out measurement.
+    pub fanout: usize,
+    /// OpenSSH baseline, if configured.
+    pub ssh: Option<ssh::SshTarget>,
+    /// Where the bench binary lives (for describing the run).
+    pub command_line: String,
+    /// Write the Markdown report here as well as to stdout.
+    pub markdown_out: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Env(#[from] execd_core::env::EnvError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("check failed: {0}")]
+    Check(String),
+}
+
+pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
+    let what = what.into();
+    move |source| BenchError::Io { what, source }
+}
+
+/// Run every measurement and return the report.
+pub async fn run(config: &BenchConfig) -> Result<Report, BenchError> {
+    let mut report = Report::new(config);
+    remote::measure(config, &mut report).await?;
+    local::measure(config, &mut report).await?;
+    if let Some(target) = &config.ssh {
+        ssh::measure(config, target, &mut report).await?;
+    }
+    Ok(report)
+}

@@ -1,0 +1,125 @@
+//! The local limit: the same work done directly by this process, with no
+//! server in between (fork+exec+wait, a PTY of our own, a pipe).
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::report::{stream_row, Report};
+use crate::stats::summarize;
+use crate::{io_error, BenchConfig, BenchError};
+
+pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
+    let reps = config.reps;
+    let bytes = config.stream_bytes;
+    let (spawn, echo, stream) = tokio::task::spawn_blocking(move || {
+        Ok::<_, BenchError>((spawn(reps)?, pty_echo(reps)?, stream(bytes)?))
+    })
+    .await
+    .map_err(|err| BenchError::Check(format!("local baseline task failed: {err}")))??;
+    report.latency("spawn /bin/true → closed").local = summarize(&spawn);
+    report.latency("PTY echo, 1 byte").local = summarize(&echo);
+    report.throughput(&stream_row(config.stream_bytes)).local = Some(stream);
+    Ok(())
+}
+
+/// fork + exec + wait of /bin/true.
+fn spawn(reps: usize) -> Result<Vec<Duration>, BenchError> {
+    let mut samples = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let started = Instant::now();
+        let status = Command::new("/bin/true")
+            .status()
+            .map_err(io_error("running /bin/true"))?;
+        samples.push(started.elapsed());
+        if !status.success() {
+            return Err(BenchError::Check("/bin/true failed".into()));
+        }
+    }
+    Ok(samples)
+}
+
+/// One byte through `cat` on a PTY of our own, in raw mode.
+fn pty_echo(reps: usize) -> Result<Vec<Duration>, BenchError> {
+    let pty = nix::pty::openpty(None, None)
+        .map_err(|e| io_error("opening a PTY")(std::io::Error::from(e)))?;
+    let slave: OwnedFd = pty.slave;
+    let clone = |fd: &OwnedFd| fd.try_clone().map_err(io_error("duplicating the PTY"));
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "stty raw -echo; echo ready; exec cat"])
+        .stdin(Stdio::from(clone(&slave)?))
+        .stdout(Stdio::from(clone(&slave)?))
+        .stderr(Stdio::from(slave));
+    // SAFETY: only async-signal-safe calls run in the child.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            if libc::setsid() == -1 || libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(io_error("starting cat on a PTY"))?;
+    drop(command);
+    let mut master = std::fs::File::from(pty.master);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let n = master.read(&mut buf).map_err(io_error("reading the PTY"))?;
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let mut samples = Vec::with_capacity(reps);
+    for i in 0..reps {
+        let byte = b'a' + (i % 26) as u8;
+        let started = Instant::now();
+        master.write_all(&[byte]).map_err(io_error("writing the PTY"))?;
+        loop {
+            let n = master.read(&mut buf).map_err(io_error("reading the PTY"))?;
+            if buf[..n].contains(&byte) {
+                break;
+            }
+        }
+        samples.push(started.elapsed());
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = child.wait();
+    Ok(samples)
+}
+
+/// Bytes per second of `head -c N /dev/zero` read through a pipe.
+fn stream(bytes: u64) -> Result<f64, BenchError> {
+    let started = Instant::now();
+    let mut child = Command::new("head")
+        .args(["-c", &bytes.to_string(), "/dev/zero"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(io_error("starting head"))?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| BenchError::Check("head has no stdout".into()))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = stdout.read(&mut buf).map_err(io_error("reading head"))?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Err(BenchError::Check("local stream is not all zero bytes".into()));
+        }
+        total += n as u64;
+    }
+    child.wait().map_err(io_error("waiting for head"))?;
+    let elapsed = started.elapsed();
+    if total != bytes {
+        return Err(BenchError::Check(format!("local stream got {total} bytes, expected {bytes}")));
+    }
+    Ok(bytes as f64 / elapsed.as_secs_f64())
+}

@@ -1,0 +1,235 @@
+//! Measurements over the protocol. Only baseline methods and notifications
+//! are used, so any server speaking the execd protocol can be measured.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use execd_client::{ExecServerClient, RemoteEnvironment};
+use execd_core::env::{EventReceiver, Environment};
+use execd_core::EventKind;
+use execd_protocol::process::StartParams;
+use tokio::task::JoinSet;
+
+use crate::report::{stream_row, Report};
+use crate::stats::summarize;
+use crate::{BenchConfig, BenchError};
+
+/// Longest any single wait may take before the run is declared broken.
+const WAIT: Duration = Duration::from_secs(120);
+
+fn params(id: String, argv: &[&str], tty: bool) -> StartParams {
+    StartParams {
+        process_id: id,
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        cwd: "/".into(),
+        env: HashMap::from([
+            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+            ("TERM".into(), "xterm".into()),
+        ]),
+        tty,
+        pipe_stdin: false,
+        arg0: None,
+        size: None,
+    }
+}
+
+/// Output bytes of a process until it closed, with its exit code.
+struct Drained {
+    output: Vec<u8>,
+    bytes: u64,
+    exit_code: Option<i32>,
+}
+
+/// Drain a process's events until `Closed`. With `keep`, the output is kept.
+async fn drain(events: &mut EventReceiver, keep: bool) -> Result<Drained, BenchError> {
+    let mut drained = Drained {
+        output: Vec::new(),
+        bytes: 0,
+        exit_code: None,
+    };
+    loop {
+        let event = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .map_err(|_| BenchError::Check("a process did not close in time".into()))?
+            .ok_or_else(|| BenchError::Check("event channel ended before closed".into()))??;
+        match event.kind {
+            EventKind::Output { chunk, .. } => {
+                drained.bytes += chunk.len() as u64;
+                if keep {
+                    drained.output.extend_from_slice(&chunk);
+                } else if chunk.iter().any(|b| *b != 0) {
+                    return Err(BenchError::Check("streamed data is not all zero bytes".into()));
+                }
+            }
+            EventKind::Exited(exit) => drained.exit_code = Some(exit.code),
+            EventKind::Closed => return Ok(drained),
+        }
+    }
+}
+
+/// Resident set size of a process, in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
+    let mut samples = Vec::with_capacity(config.reps);
+    for _ in 0..config.reps {
+        let started = Instant::now();
+        let client = ExecServerClient::connect(&config.url).await.map_err(execd_core::env::EnvError::from)?;
+        samples.push(started.elapsed());
+        drop(client);
+    }
+    report.latency("connect + initialize").execd = summarize(&samples);
+
+    let client = ExecServerClient::connect(&config.url)
+        .await
+        .map_err(execd_core::env::EnvError::from)?;
+    let env = RemoteEnvironment::new(client).into_environment();
+    if let Some(rss) = config.server_pid.and_then(rss_bytes) {
+        report.note("server RSS, idle, one connection", mib(rss));
+    }
+
+    report.latency("spawn /bin/true → closed").execd = summarize(&spawn(&env, config.reps).await?);
+    report.latency("PTY echo, 1 byte").execd = summarize(&pty_echo(&env, config.reps).await?);
+    report.throughput(&stream_row(config.stream_bytes)).execd =
+        Some(stream(&env, config.stream_bytes).await?);
+    fan_out(&env, config, report).await?;
+    Ok(())
+}
+
+async fn spawn(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchError> {
+    let mut samples = Vec::with_capacity(reps);
+    for i in 0..reps {
+        let started = Instant::now();
+        let mut process = env.exec.start(params(format!("spawn{i}"), &["/bin/true"], false)).await?;
+        let drained = drain(&mut process.events, false).await?;
+        samples.push(started.elapsed());
+        if drained.exit_code != Some(0) {
+            return Err(BenchError::Check(format!("/bin/true exited {:?}", drained.exit_code)));
+        }
+    }
+    Ok(samples)
+}
+
+async fn pty_echo(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchError> {
+    let argv = ["sh", "-c", "stty raw -echo; echo ready; exec cat"];
+    let mut process = env.exec.start(params("pty-echo".into(), &argv, true)).await?;
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        seen.extend(next_output(&mut process.events).await?);
+    }
+    let mut samples = Vec::with_capacity(reps);
+    for i in 0..reps {
+        let byte = b'a' + (i % 26) as u8;
+        let started = Instant::now();
+        process.process.write(Bytes::copy_from_slice(&[byte])).await?;
+        loop {
+            let chunk = next_output(&mut process.events).await?;
+            if chunk.contains(&byte) {
+                break;
+            }
+        }
+        samples.push(started.elapsed());
+    }
+    process.process.terminate().await?;
+    drain(&mut process.events, false).await.ok();
+    Ok(samples)
+}
+
+async fn next_output(events: &mut EventReceiver) -> Result<Bytes, BenchError> {
+    loop {
+        let event = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .map_err(|_| BenchError::Check("no output in time".into()))?
+            .ok_or_else(|| BenchError::Check("event channel ended".into()))??;
+        match event.kind {
+            EventKind::Output { chunk, .. } => return Ok(chunk),
+            other => return Err(BenchError::Check(format!("process ended early: {other:?}"))),
+        }
+    }
+}
+
+/// Bytes per second of `head -c N /dev/zero`, start to closed, every byte checked.
+async fn stream(env: &Environment, bytes: u64) -> Result<f64, BenchError> {
+    let count = bytes.to_string();
+    let started = Instant::now();
+    let mut process = env
+        .exec
+        .start(params("stream".into(), &["head", "-c", &count, "/dev/zero"], false))
+        .await?;
+    let drained = drain(&mut process.events, false).await?;
+    let elapsed = started.elapsed();
+    if drained.bytes != bytes {
+        return Err(BenchError::Check(format!(
+            "streamed {} bytes, expected {bytes}",
+            drained.bytes
+        )));
+    }
+    Ok(bytes as f64 / elapsed.as_secs_f64())
+}
+
+async fn fan_out(env: &Environment, config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
+    let n = config.fanout;
+    let script = "printf 'one\\ntwo\\nthree\\n'";
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for i in 0..n {
+        let env = env.clone();
+        tasks.spawn(async move {
+            let mut process = env
+                .exec
+                .start(params(format!("fan{i}"), &["sh", "-c", script], false))
+                .await?;
+            let drained = drain(&mut process.events, true).await?;
+            if drained.output != b"one\ntwo\nthree\n" || drained.exit_code != Some(0) {
+                return Err(BenchError::Check(format!("fan{i}: wrong output {:?}", drained.output)));
+            }
+            Ok::<(), BenchError>(())
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.map_err(|err| BenchError::Check(format!("fan-out task failed: {err}")))??;
+    }
+    let elapsed = started.elapsed();
+    report.note(
+        &format!("fan-out: {n} processes started at once, all output verified"),
+        format!("all closed after {:.1} ms", elapsed.as_secs_f64() * 1000.0),
+    );
+
+    // Server memory per idle process.
+    let Some(pid) = config.server_pid else {
+        return Ok(());
+    };
+    let before = rss_bytes(pid).unwrap_or(0);
+    let mut idle = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut p = params(format!("idle{i}"), &["sleep", "3600"], false);
+        p.pipe_stdin = true;
+        idle.push(env.exec.start(p).await?);
+    }
+    let during = rss_bytes(pid).unwrap_or(0);
+    report.note(
+        &format!("server RSS with {n} idle processes"),
+        format!(
+            "{} ({:.1} KiB per process beyond idle)",
+            mib(during),
+            during.saturating_sub(before) as f64 / n as f64 / 1024.0
+        ),
+    );
+    for process in &idle {
+        process.process.terminate().await?;
+    }
+    for mut process in idle {
+        drain(&mut process.events, false).await?;
+    }
+    Ok(())
+}
