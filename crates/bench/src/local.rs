@@ -75,7 +75,9 @@ fn pty_echo(reps: usize) -> Result<Vec<Duration>, BenchError> {
     for i in 0..reps {
         let byte = b'a' + (i % 26) as u8;
         let started = Instant::now();
-        master.write_all(&[byte]).map_err(io_error("writing the PTY"))?;
+        master
+            .write_all(&[byte])
+            .map_err(io_error("writing the PTY"))?;
         loop {
             let n = master.read(&mut buf).map_err(io_error("reading the PTY"))?;
             if buf[..n].contains(&byte) {
@@ -112,14 +114,18 @@ fn stream(bytes: u64) -> Result<f64, BenchError> {
             break;
         }
         if buf[..n].iter().any(|b| *b != 0) {
-            return Err(BenchError::Check("local stream is not all zero bytes".into()));
+            return Err(BenchError::Check(
+                "local stream is not all zero bytes".into(),
+            ));
         }
         total += n as u64;
     }
     child.wait().map_err(io_error("waiting for head"))?;
     let elapsed = started.elapsed();
     if total != bytes {
-        return Err(BenchError::Check(format!("local stream got {total} bytes, expected {bytes}")));
+        return Err(BenchError::Check(format!(
+            "local stream got {total} bytes, expected {bytes}"
+        )));
     }
     Ok(bytes as f64 / elapsed.as_secs_f64())
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use execd_client::{ExecServerClient, RemoteEnvironment};
-use execd_core::env::{EventReceiver, Environment};
+use execd_core::env::{Environment, EventReceiver};
 use execd_core::EventKind;
 use execd_protocol::process::StartParams;
 use tokio::task::JoinSet;
@@ -59,7 +59,9 @@ async fn drain(events: &mut EventReceiver, keep: bool) -> Result<Drained, BenchE
                 if keep {
                     drained.output.extend_from_slice(&chunk);
                 } else if chunk.iter().any(|b| *b != 0) {
-                    return Err(BenchError::Check("streamed data is not all zero bytes".into()));
+                    return Err(BenchError::Check(
+                        "streamed data is not all zero bytes".into(),
+                    ));
                 }
             }
             EventKind::Exited(exit) => drained.exit_code = Some(exit.code),
@@ -84,7 +86,9 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
     let mut samples = Vec::with_capacity(config.reps);
     for _ in 0..config.reps {
         let started = Instant::now();
-        let client = ExecServerClient::connect(&config.url).await.map_err(execd_core::env::EnvError::from)?;
+        let client = ExecServerClient::connect(&config.url)
+            .await
+            .map_err(execd_core::env::EnvError::from)?;
         samples.push(started.elapsed());
         drop(client);
     }
@@ -110,11 +114,17 @@ async fn spawn(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchErr
     let mut samples = Vec::with_capacity(reps);
     for i in 0..reps {
         let started = Instant::now();
-        let mut process = env.exec.start(params(format!("spawn{i}"), &["/bin/true"], false)).await?;
+        let mut process = env
+            .exec
+            .start(params(format!("spawn{i}"), &["/bin/true"], false))
+            .await?;
         let drained = drain(&mut process.events, false).await?;
         samples.push(started.elapsed());
         if drained.exit_code != Some(0) {
-            return Err(BenchError::Check(format!("/bin/true exited {:?}", drained.exit_code)));
+            return Err(BenchError::Check(format!(
+                "/bin/true exited {:?}",
+                drained.exit_code
+            )));
         }
     }
     Ok(samples)
@@ -122,7 +132,10 @@ async fn spawn(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchErr
 
 async fn pty_echo(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchError> {
     let argv = ["sh", "-c", "stty raw -echo; echo ready; exec cat"];
-    let mut process = env.exec.start(params("pty-echo".into(), &argv, true)).await?;
+    let mut process = env
+        .exec
+        .start(params("pty-echo".into(), &argv, true))
+        .await?;
     let mut seen = Vec::new();
     while !String::from_utf8_lossy(&seen).contains("ready") {
         seen.extend(next_output(&mut process.events).await?);
@@ -131,7 +144,10 @@ async fn pty_echo(env: &Environment, reps: usize) -> Result<Vec<Duration>, Bench
     for i in 0..reps {
         let byte = b'a' + (i % 26) as u8;
         let started = Instant::now();
-        process.process.write(Bytes::copy_from_slice(&[byte])).await?;
+        process
+            .process
+            .write(Bytes::copy_from_slice(&[byte]))
+            .await?;
         loop {
             let chunk = next_output(&mut process.events).await?;
             if chunk.contains(&byte) {
@@ -146,15 +162,13 @@ async fn pty_echo(env: &Environment, reps: usize) -> Result<Vec<Duration>, Bench
 }
 
 async fn next_output(events: &mut EventReceiver) -> Result<Bytes, BenchError> {
-    loop {
-        let event = tokio::time::timeout(WAIT, events.recv())
-            .await
-            .map_err(|_| BenchError::Check("no output in time".into()))?
-            .ok_or_else(|| BenchError::Check("event channel ended".into()))??;
-        match event.kind {
-            EventKind::Output { chunk, .. } => return Ok(chunk),
-            other => return Err(BenchError::Check(format!("process ended early: {other:?}"))),
-        }
+    let event = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .map_err(|_| BenchError::Check("no output in time".into()))?
+        .ok_or_else(|| BenchError::Check("event channel ended".into()))??;
+    match event.kind {
+        EventKind::Output { chunk, .. } => Ok(chunk),
+        other => Err(BenchError::Check(format!("process ended early: {other:?}"))),
     }
 }
 
@@ -164,7 +178,11 @@ async fn stream(env: &Environment, bytes: u64) -> Result<f64, BenchError> {
     let started = Instant::now();
     let mut process = env
         .exec
-        .start(params("stream".into(), &["head", "-c", &count, "/dev/zero"], false))
+        .start(params(
+            "stream".into(),
+            &["head", "-c", &count, "/dev/zero"],
+            false,
+        ))
         .await?;
     let drained = drain(&mut process.events, false).await?;
     let elapsed = started.elapsed();
@@ -177,7 +195,11 @@ async fn stream(env: &Environment, bytes: u64) -> Result<f64, BenchError> {
     Ok(bytes as f64 / elapsed.as_secs_f64())
 }
 
-async fn fan_out(env: &Environment, config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
+async fn fan_out(
+    env: &Environment,
+    config: &BenchConfig,
+    report: &mut Report,
+) -> Result<(), BenchError> {
     let n = config.fanout;
     let script = "printf 'one\\ntwo\\nthree\\n'";
     let started = Instant::now();
@@ -191,7 +213,10 @@ async fn fan_out(env: &Environment, config: &BenchConfig, report: &mut Report) -
                 .await?;
             let drained = drain(&mut process.events, true).await?;
             if drained.output != b"one\ntwo\nthree\n" || drained.exit_code != Some(0) {
-                return Err(BenchError::Check(format!("fan{i}: wrong output {:?}", drained.output)));
+                return Err(BenchError::Check(format!(
+                    "fan{i}: wrong output {:?}",
+                    drained.output
+                )));
             }
             Ok::<(), BenchError>(())
         });

@@ -122,9 +122,14 @@ impl Report {
             out,
             "| latency (ms) | execd median | p90 | p99 | local median | execd/local | ssh median | execd/ssh |"
         );
-        let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let _ = writeln!(
+            out,
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
         for row in &self.latency {
-            let (p90, p99) = row.execd.map_or(("–".into(), "–".into()), |s| (ms(s.p90), ms(s.p99)));
+            let (p90, p99) = row
+                .execd
+                .map_or(("–".into(), "–".into()), |s| (ms(s.p90), ms(s.p99)));
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} | {} |",

@@ -29,26 +29,37 @@ impl SshTarget {
             .arg("-i")
             .arg(&self.identity)
             .args([
-                "-o", "BatchMode=yes",
-                "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
             ]);
         if let Some(path) = control {
-            command.arg("-o").arg(format!("ControlPath={}", path.display()));
+            command
+                .arg("-o")
+                .arg(format!("ControlPath={}", path.display()));
         }
         command.arg(format!("{}@127.0.0.1", self.user));
         command
     }
 }
 
-pub async fn measure(config: &BenchConfig, target: &SshTarget, report: &mut Report) -> Result<(), BenchError> {
+pub async fn measure(
+    config: &BenchConfig,
+    target: &SshTarget,
+    report: &mut Report,
+) -> Result<(), BenchError> {
     let bytes = config.stream_bytes;
     let config = config.clone();
     let target = target.clone();
-    let (connect, spawn, echo, stream) = tokio::task::spawn_blocking(move || run_all(&config, &target))
-        .await
-        .map_err(|err| BenchError::Check(format!("ssh baseline task failed: {err}")))??;
+    let (connect, spawn, echo, stream) =
+        tokio::task::spawn_blocking(move || run_all(&config, &target))
+            .await
+            .map_err(|err| BenchError::Check(format!("ssh baseline task failed: {err}")))??;
     report.latency("connect + initialize").ssh = summarize(&connect);
     report.latency("spawn /bin/true → closed").ssh = summarize(&spawn);
     report.latency("PTY echo, 1 byte").ssh = summarize(&echo);
@@ -62,7 +73,10 @@ pub async fn measure(config: &BenchConfig, target: &SshTarget, report: &mut Repo
 
 type Samples = Vec<Duration>;
 
-fn run_all(config: &BenchConfig, target: &SshTarget) -> Result<(Samples, Samples, Samples, f64), BenchError> {
+fn run_all(
+    config: &BenchConfig,
+    target: &SshTarget,
+) -> Result<(Samples, Samples, Samples, f64), BenchError> {
     let reps = config.reps.min(100);
     let mut connect = Vec::with_capacity(reps);
     for _ in 0..reps {
@@ -73,13 +87,23 @@ fn run_all(config: &BenchConfig, target: &SshTarget) -> Result<(Samples, Samples
 
     let control = std::env::temp_dir().join(format!("execd-bench-ssh-{}", std::process::id()));
     let mut master = target.command(Some(&control));
-    master.args(["-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-N", "-f"]);
+    master.args([
+        "-o",
+        "ControlMaster=yes",
+        "-o",
+        "ControlPersist=yes",
+        "-N",
+        "-f",
+    ]);
     check(master.status(), "starting the ssh master connection")?;
     let result = (|| {
         let mut spawn = Vec::with_capacity(reps);
         for _ in 0..reps {
             let started = Instant::now();
-            check(target.command(Some(&control)).arg("/bin/true").status(), "ssh /bin/true")?;
+            check(
+                target.command(Some(&control)).arg("/bin/true").status(),
+                "ssh /bin/true",
+            )?;
             spawn.push(started.elapsed());
         }
         let echo = pty_echo(target, &control, config.reps)?;
@@ -166,7 +190,9 @@ fn stream(target: &SshTarget, control: &PathBuf, bytes: u64) -> Result<f64, Benc
     }
     child.wait().map_err(io_error("waiting for ssh"))?;
     if total != bytes {
-        return Err(BenchError::Check(format!("ssh stream got {total} bytes, expected {bytes}")));
+        return Err(BenchError::Check(format!(
+            "ssh stream got {total} bytes, expected {bytes}"
+        )));
     }
     Ok(bytes as f64 / started.elapsed().as_secs_f64())
 }

@@ -1,9 +1,11 @@
 //! The `execd` binary: a thin command line over the server crate (`serve`)
-//! and the client library (`run`, `cp`).
+//! and the client library (`run`, `shell`, `cp`, `bench`).
 
+mod bench;
 mod cp;
 mod run;
 mod serve;
+mod shell;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,11 @@ enum Command {
     /// comes here, local stdin goes to it, and its exit code (128+N for
     /// signal N) becomes ours; 255 if execd itself fails.
     Run(run::RunArgs),
+    /// An interactive login shell on an execd server, like `ssh host`.
+    Shell(shell::ShellArgs),
+    /// Measure a server speaking the execd protocol against local and
+    /// OpenSSH baselines.
+    Bench(bench::BenchArgs),
     /// Copy files or directories (-r) between this machine and execd servers
     /// (`ws://HOST:PORT:/path`, or `:/path` for the --url server).
     Cp(cp::CpArgs),
@@ -52,6 +59,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => report("execd", runtime.block_on(serve::run(args))),
         Command::Run(args) => ExitCode::from(runtime.block_on(run::run(args))),
+        Command::Shell(args) => ExitCode::from(runtime.block_on(shell::run(args))),
+        Command::Bench(args) => report("execd bench", runtime.block_on(bench::run(args))),
         Command::Cp(args) => report("execd cp", runtime.block_on(cp::run(args))),
     }
 }

@@ -45,18 +45,18 @@ const STARTING_BACKOFF: Duration = Duration::from_millis(10);
 pub struct RunArgs {
     /// Server to run on (`ws://HOST:PORT`); defaults to $EXECD_URL.
     #[arg(long)]
-    url: Option<String>,
+    pub url: Option<String>,
     /// Run under a pseudo-terminal; a local terminal on stdin is put in raw
     /// mode while the command runs.
     #[arg(long)]
-    tty: bool,
+    pub tty: bool,
     /// Working directory of the command on the server (absolute).
     #[arg(long, default_value = "/")]
-    cwd: String,
+    pub cwd: String,
     /// Set a variable in the command's environment (repeatable; overrides the
     /// defaults PATH, LANG and TERM).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_assignment)]
-    env: Vec<(String, String)>,
+    pub env: Vec<(String, String)>,
     /// The program and its arguments (after `--`).
     #[arg(
         value_name = "CMD",
@@ -64,10 +64,10 @@ pub struct RunArgs {
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
-    command: Vec<String>,
+    pub command: Vec<String>,
 }
 
-fn parse_assignment(text: &str) -> Result<(String, String), String> {
+pub fn parse_assignment(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
         _ => Err(format!("expected K=V, got {text:?}")),

@@ -1,0 +1,98 @@
+//! `execd bench`: measure a server speaking the execd protocol (ours by
+//! default, started here so its memory can be read) against the local limit
+//! and, when configured, OpenSSH. The work itself is in `execd-bench`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use clap::Args;
+use execd_bench::ssh::SshTarget;
+use execd_bench::BenchConfig;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Server to measure; without it, `execd serve` is started on a free loopback port.
+    #[arg(long)]
+    url: Option<String>,
+    /// Pid of the server given by --url, if it runs here (for memory figures).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Repetitions of each latency measurement.
+    #[arg(long, default_value_t = 300)]
+    reps: usize,
+    /// MiB streamed by the throughput measurement.
+    #[arg(long, default_value_t = 1024)]
+    stream_mib: u64,
+    /// Processes started at once by the fan-out measurement.
+    #[arg(long, default_value_t = 1000)]
+    fanout: usize,
+    /// Port of a loopback sshd for the OpenSSH baseline (see bench/run.sh).
+    #[arg(long, requires = "ssh_key")]
+    ssh_port: Option<u16>,
+    /// User for the OpenSSH baseline.
+    #[arg(long, default_value = "root")]
+    ssh_user: String,
+    /// Private key for the OpenSSH baseline.
+    #[arg(long)]
+    ssh_key: Option<PathBuf>,
+    /// Also write the Markdown report to this file.
+    #[arg(long)]
+    markdown_out: Option<PathBuf>,
+}
+
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    let mut own_server = None;
+    let (url, server_pid) = match args.url {
+        Some(url) => (url, args.server_pid),
+        None => {
+            let exe = std::env::current_exe().map_err(|err| format!("cannot find execd: {err}"))?;
+            let mut child = tokio::process::Command::new(exe)
+                .args(["serve", "--listen", "ws://127.0.0.1:0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|err| format!("cannot start execd serve: {err}"))?;
+            let stdout = child.stdout.take().ok_or("execd serve has no stdout")?;
+            let url = BufReader::new(stdout)
+                .lines()
+                .next_line()
+                .await
+                .map_err(|err| format!("reading the server URL: {err}"))?
+                .ok_or("execd serve exited before printing its URL")?;
+            let pid = child.id();
+            own_server = Some(child);
+            (url, pid)
+        }
+    };
+    let ssh = match (args.ssh_port, args.ssh_key) {
+        (Some(port), Some(identity)) => Some(SshTarget {
+            port,
+            user: args.ssh_user,
+            identity,
+        }),
+        _ => None,
+    };
+    let config = BenchConfig {
+        url,
+        server_pid,
+        reps: args.reps.max(1),
+        stream_bytes: args.stream_mib << 20,
+        fanout: args.fanout,
+        ssh,
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        markdown_out: args.markdown_out.clone(),
+    };
+    let report = execd_bench::run(&config)
+        .await
+        .map_err(|err| err.to_string())?;
+    let markdown = report.markdown();
+    print!("{markdown}");
+    if let Some(path) = &args.markdown_out {
+        std::fs::write(path, &markdown)
+            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+    }
+    drop(own_server);
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! The benchmark runs end to end with tiny sizes, so it cannot rot. No
+//! timing is asserted here: numbers belong in docs/BENCHMARKS.md.
+
+use std::process::Command;
+
+#[test]
+fn bench_runs_with_tiny_sizes_and_reports_every_row() {
+    let output = Command::new(env!("CARGO_BIN_EXE_execd"))
+        .args([
+            "bench",
+            "--reps",
+            "3",
+            "--stream-mib",
+            "1",
+            "--fanout",
+            "10",
+        ])
+        .output()
+        .expect("run execd bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "bench failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for row in [
+        "| connect + initialize |",
+        "| spawn /bin/true → closed |",
+        "| PTY echo, 1 byte |",
+        "| stream 1 MiB",
+        "fan-out: 10 processes",
+        "server RSS with 10 idle processes",
+    ] {
+        assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
+    }
+}

@@ -1,0 +1,186 @@
+//! `execd shell` driven through a real pseudo-terminal: the shell runs
+//! locally under a PTY of its own (started with the local environment) and
+//! talks to a real server; we type into that PTY and read the screen.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use execd_core::env::{EventReceiver, LocalEnvironment, StartedProcess};
+use execd_core::{EventKind, TerminalSize};
+use execd_protocol::process::StartParams;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const EXECD: &str = env!("CARGO_BIN_EXE_execd");
+
+/// The local terminal running `script`, and what it has shown so far.
+struct Terminal {
+    started: StartedProcess,
+    screen: Vec<u8>,
+}
+
+impl Terminal {
+    async fn start(script: &str) -> Terminal {
+        let env = LocalEnvironment::environment();
+        let params = StartParams {
+            process_id: "terminal".into(),
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            cwd: "/".into(),
+            env: HashMap::from([
+                ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+                ("TERM".into(), "xterm".into()),
+                ("EXECD".into(), EXECD.into()),
+            ]),
+            tty: true,
+            pipe_stdin: false,
+            arg0: None,
+            size: Some(TerminalSize { rows: 24, cols: 80 }),
+        };
+        let started = env
+            .exec
+            .start(params)
+            .await
+            .expect("start the local terminal");
+        Terminal {
+            started,
+            screen: Vec::new(),
+        }
+    }
+
+    fn events(&mut self) -> &mut EventReceiver {
+        &mut self.started.events
+    }
+
+    async fn type_text(&self, text: &str) {
+        self.started
+            .process
+            .write(Bytes::copy_from_slice(text.as_bytes()))
+            .await
+            .expect("type into the terminal");
+    }
+
+    /// Read until the screen shows `needle` after position `from`.
+    async fn wait_for(&mut self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while !String::from_utf8_lossy(&self.screen).contains(needle) {
+            let event = tokio::time::timeout_at(deadline, self.events().recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{needle:?} never appeared; screen: {:?}",
+                        String::from_utf8_lossy(&self.screen)
+                    )
+                })
+                .expect("terminal events ended")
+                .expect("terminal event error");
+            match event.kind {
+                EventKind::Output { chunk, .. } => self.screen.extend_from_slice(&chunk),
+                other => panic!(
+                    "terminal ended ({other:?}) before {needle:?}; screen: {:?}",
+                    String::from_utf8_lossy(&self.screen)
+                ),
+            }
+        }
+    }
+
+    /// Forget what was shown so far.
+    fn clear(&mut self) {
+        self.screen.clear();
+    }
+
+    /// Wait for the terminal's program to exit; its exit code.
+    async fn exit_code(&mut self) -> i32 {
+        loop {
+            let event = tokio::time::timeout(TIMEOUT, self.events().recv())
+                .await
+                .expect("terminal did not exit in time")
+                .expect("terminal events ended")
+                .expect("terminal event error");
+            match event.kind {
+                EventKind::Output { chunk, .. } => self.screen.extend_from_slice(&chunk),
+                EventKind::Exited(exit) => return exit.code,
+                EventKind::Closed => panic!("closed before exited"),
+            }
+        }
+    }
+}
+
+async fn server() -> execd_server::WsServer {
+    execd_server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        execd_server::ServerConfig::default(),
+    )
+    .await
+    .expect("bind")
+}
+
+#[tokio::test]
+async fn shell_runs_commands_follows_resizes_and_restores_the_terminal() {
+    let server = server().await;
+    // After the shell exits, print its status and the terminal mode.
+    let script = format!(
+        "\"$EXECD\" shell --url {}; echo \"shell-exit:$?\"; stty -a",
+        server.url()
+    );
+    let mut terminal = Terminal::start(&script).await;
+
+    // A command typed into the local terminal runs remotely.
+    terminal.type_text("echo computed-$((40+2))\r").await;
+    terminal.wait_for("computed-42").await;
+
+    // The remote PTY starts with the local size and follows resizes.
+    terminal.type_text("stty size\r").await;
+    terminal.wait_for("24 80").await;
+    terminal
+        .started
+        .process
+        .resize(TerminalSize {
+            rows: 40,
+            cols: 100,
+        })
+        .await
+        .expect("resize the local terminal");
+    terminal.clear();
+    // The resize travels as SIGWINCH → process/resize; retype until it shows.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        terminal.type_text("stty size\r").await;
+        let shown = tokio::time::timeout(Duration::from_secs(2), terminal.wait_for("40 100")).await;
+        if shown.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "resize never reached the remote PTY"
+        );
+    }
+
+    // Ctrl-C interrupts the remote program, not execd.
+    terminal.clear();
+    terminal
+        .type_text("sleep 1000; echo not-interrupted\r")
+        .await;
+    terminal.wait_for("sleep 1000").await;
+    terminal.type_text("\x03").await;
+    terminal.type_text("echo still-$((1+1))\r").await;
+    terminal.wait_for("still-2").await;
+    // (The typed line itself is echoed; the program's output would start a line.)
+    assert!(!String::from_utf8_lossy(&terminal.screen).contains("\nnot-interrupted"));
+
+    // The shell's exit status becomes execd's, and the terminal is back in
+    // cooked mode with echo.
+    terminal.clear();
+    terminal.type_text("exit 7\r").await;
+    terminal.wait_for("shell-exit:7").await;
+    terminal.wait_for("speed").await;
+    assert_eq!(terminal.exit_code().await, 0);
+    let modes = String::from_utf8_lossy(&terminal.screen).into_owned();
+    let words: Vec<&str> = modes.split_whitespace().collect();
+    for mode in ["icanon", "echo", "isig", "opost"] {
+        assert!(
+            words.contains(&mode),
+            "terminal not restored ({mode} missing): {modes}"
+        );
+    }
+    server.shutdown().await;
+}
