@@ -58,7 +58,7 @@ async fn drain(events: &mut EventReceiver, keep: bool) -> Result<Drained, BenchE
                 drained.bytes += chunk.len() as u64;
                 if keep {
                     drained.output.extend_from_slice(&chunk);
-                } else if chunk.iter().any(|b| *b != 0) {
+                } else if !all_zero(&chunk) {
                     return Err(BenchError::Check(
                         "streamed data is not all zero bytes".into(),
                     ));
@@ -68,6 +68,13 @@ async fn drain(events: &mut EventReceiver, keep: bool) -> Result<Drained, BenchE
             EventKind::Closed => return Ok(drained),
         }
     }
+}
+
+/// True if every byte is zero (compared a block at a time).
+fn all_zero(data: &[u8]) -> bool {
+    static ZEROS: [u8; 4096] = [0; 4096];
+    data.chunks(ZEROS.len())
+        .all(|block| block == &ZEROS[..block.len()])
 }
 
 /// Resident set size of a process, in bytes.
@@ -102,6 +109,8 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
         report.note("server RSS, idle, one connection", mib(rss));
     }
 
+    // Memory first, before bulk transfers leave freed memory in the allocator.
+    idle_memory(&env, config, report).await?;
     report.latency("spawn /bin/true → closed").execd = summarize(&spawn(&env, config.reps).await?);
     report.latency("PTY echo, 1 byte").execd = summarize(&pty_echo(&env, config.reps).await?);
     report.throughput(&stream_row(config.stream_bytes)).execd =
@@ -229,8 +238,16 @@ async fn fan_out(
         &format!("fan-out: {n} processes started at once, all output verified"),
         format!("all closed after {:.1} ms", elapsed.as_secs_f64() * 1000.0),
     );
+    Ok(())
+}
 
-    // Server memory per idle process.
+/// Server memory per idle process (each with stdin, stdout and stderr pipes).
+async fn idle_memory(
+    env: &Environment,
+    config: &BenchConfig,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    let n = config.fanout;
     let Some(pid) = config.server_pid else {
         return Ok(());
     };

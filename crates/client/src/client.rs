@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use execd_core::env::router::{EventReceiver, EventRouter, ExitWatch};
 use execd_core::env::EnvError;
 use execd_core::{EventKind, ExitInfo, ProcessEvent};
@@ -99,7 +100,7 @@ impl ExecServerClient {
         let (sink, stream) = ws.split();
         let incoming = stream.filter_map(|message| {
             future::ready(match message {
-                Ok(Message::Text(text)) => Some(Ok(text.as_str().to_owned())),
+                Ok(Message::Text(text)) => Some(Ok(Bytes::from(text))),
                 Ok(Message::Close(_)) => Some(Err("server closed the connection".to_string())),
                 Ok(_) => None,
                 Err(err) => Some(Err(err.to_string())),
@@ -132,7 +133,7 @@ impl ExecServerClient {
             });
         };
         let incoming = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_FRAME))
-            .map(|line| line.map_err(|err| err.to_string()));
+            .map(|line| line.map(Bytes::from).map_err(|err| err.to_string()));
         let outgoing = FramedWrite::new(stdin, LinesCodec::new());
         Self::handshake(target, incoming, outgoing, Some(child)).await
     }
@@ -144,7 +145,7 @@ impl ExecServerClient {
         child: Option<tokio::process::Child>,
     ) -> Result<Self, ClientError>
     where
-        I: Stream<Item = Result<String, String>> + Send + Unpin + 'static,
+        I: Stream<Item = Result<Bytes, String>> + Send + Unpin + 'static,
         O: Sink<String> + Send + Unpin + 'static,
         O::Error: std::fmt::Display,
     {
@@ -298,15 +299,26 @@ async fn read_frames<I>(
     shared: Arc<Shared>,
     outgoing: mpsc::WeakUnboundedSender<String>,
 ) where
-    I: Stream<Item = Result<String, String>> + Unpin,
+    I: Stream<Item = Result<Bytes, String>> + Unpin,
 {
     let reason = loop {
-        let text = match incoming.next().await {
-            Some(Ok(text)) => text,
+        let frame = match incoming.next().await {
+            Some(Ok(frame)) => frame,
             Some(Err(reason)) => break reason,
             None => break "the server closed the connection".to_string(),
         };
-        match Incoming::parse(&text) {
+        // The bulk of the traffic: decoded without building a JSON tree.
+        if let Some(event) = fast_output(&frame) {
+            shared.router.deliver(event);
+            continue;
+        }
+        let parsed = serde_json::from_slice(&frame)
+            .map_err(|err| execd_protocol::envelope::EnvelopeError {
+                id: None,
+                message: format!("frame is not valid JSON: {err}"),
+            })
+            .and_then(Incoming::from_value);
+        match parsed {
             Ok(Incoming::Response {
                 id: RequestId::Int(id),
                 result,
@@ -341,6 +353,52 @@ async fn read_frames<I>(
     // Waiting calls see their sender dropped; open processes get an error.
     shared.pending().clear();
     shared.router.fail_all(EnvError::ConnectionLost(reason));
+}
+
+/// `process/output` with borrowed strings: the base64 is decoded straight
+/// from the frame.
+#[derive(serde::Deserialize)]
+struct OutputFrame<'a> {
+    #[serde(borrow)]
+    method: &'a str,
+    #[serde(borrow)]
+    params: OutputParams<'a>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OutputParams<'a> {
+    #[serde(borrow)]
+    process_id: std::borrow::Cow<'a, str>,
+    seq: u64,
+    stream: execd_protocol::process::OutputStream,
+    #[serde(borrow)]
+    chunk: &'a str,
+}
+
+/// Decode an output notification quickly; `None` if the frame is anything
+/// else (or unusual, e.g. escaped base64), which the general path handles.
+fn fast_output(frame: &[u8]) -> Option<ProcessEvent> {
+    use base64::Engine as _;
+    let head = &frame[..frame.len().min(64)];
+    if !head.windows(OUTPUT.len()).any(|w| w == OUTPUT.as_bytes()) {
+        return None;
+    }
+    let parsed: OutputFrame<'_> = serde_json::from_slice(frame).ok()?;
+    if parsed.method != OUTPUT {
+        return None;
+    }
+    let chunk = base64::engine::general_purpose::STANDARD
+        .decode(parsed.params.chunk)
+        .ok()?;
+    Some(ProcessEvent {
+        process_id: parsed.params.process_id.as_ref().into(),
+        seq: parsed.params.seq,
+        kind: EventKind::Output {
+            stream: parsed.params.stream,
+            chunk: Bytes::from(chunk),
+        },
+    })
 }
 
 /// Decode a process notification; `None` for other methods.

@@ -24,8 +24,10 @@ use crate::output_log::{ExitInfo, OutputLog, ProcessEvent};
 use crate::signal::name_of;
 use crate::spawn::{set_window_size, ReactorFd, Spawned};
 
-/// Size of one read from a child's output.
-const READ_CHUNK: usize = 64 * 1024;
+/// Largest single read from a child's output.
+const MAX_READ: usize = 1024 * 1024;
+/// Read size when the kernel does not say how much is waiting.
+const FALLBACK_READ: usize = 16 * 1024;
 
 /// The live descriptors of a process, released when it closes.
 #[derive(Debug, Default)]
@@ -87,11 +89,7 @@ impl Process {
         });
         let outputs = outputs
             .into_iter()
-            .map(|(stream, fd)| OutputPipe {
-                stream,
-                fd,
-                buf: vec![0; READ_CHUNK].into_boxed_slice(),
-            })
+            .map(|(stream, fd)| OutputPipe { stream, fd })
             .collect();
         tokio::spawn(supervise(process.clone(), child, outputs, events));
         process
@@ -226,11 +224,11 @@ fn session_members(sid: i32) -> Vec<i32> {
     .collect()
 }
 
-/// Our read end of one output source.
+/// Our read end of one output source. It holds no buffer: each read
+/// allocates exactly what is waiting, which becomes the chunk without a copy.
 struct OutputPipe {
     stream: OutputStream,
     fd: ReactorFd,
-    buf: Box<[u8]>,
 }
 
 /// The outcome of one read: data, or the end of the source.
@@ -244,9 +242,8 @@ impl OutputPipe {
     async fn read(&mut self) -> io::Result<ReadOutcome> {
         loop {
             let mut guard = self.fd.readable().await?;
-            let buf = &mut self.buf;
-            match guard.try_io(|fd| read_fd(fd, buf)) {
-                Ok(result) => return result.map(|n| self.outcome(n)),
+            match guard.try_io(read_available) {
+                Ok(result) => return result,
                 Err(_would_block) => continue,
             }
         }
@@ -254,20 +251,36 @@ impl OutputPipe {
 
     /// Read what is there without waiting; `None` when nothing is.
     fn read_now(&mut self) -> io::Result<Option<ReadOutcome>> {
-        match read_fd(&self.fd, &mut self.buf) {
-            Ok(n) => Ok(Some(self.outcome(n))),
+        match read_available(&self.fd) {
+            Ok(outcome) => Ok(Some(outcome)),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(err) => Err(err),
         }
     }
+}
 
-    fn outcome(&self, n: usize) -> ReadOutcome {
-        if n == 0 {
-            ReadOutcome::Eof
-        } else {
-            ReadOutcome::Data(Bytes::copy_from_slice(&self.buf[..n]))
-        }
+/// One read of whatever is waiting (at most `MAX_READ`), sized by FIONREAD.
+fn read_available(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) -> io::Result<ReadOutcome> {
+    use std::os::fd::AsRawFd;
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD stores one `c_int` through the valid pointer.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut waiting) };
+    let want = match usize::try_from(waiting) {
+        Ok(n) if rc == 0 && n > 0 => n.min(MAX_READ),
+        _ => FALLBACK_READ,
+    };
+    let mut buf = bytes::BytesMut::zeroed(want);
+    let n = read_fd(fd, &mut buf)?;
+    if n == 0 {
+        return Ok(ReadOutcome::Eof);
     }
+    buf.truncate(n);
+    // Do not keep a mostly empty allocation alive in the retained log.
+    Ok(ReadOutcome::Data(if n < want / 2 {
+        Bytes::copy_from_slice(&buf)
+    } else {
+        buf.freeze()
+    }))
 }
 
 fn read_fd(

@@ -17,6 +17,9 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::io::unix::AsyncFd;
 use tokio::process::{Child, Command};
 
+/// Requested capacity of a child's stdout pipe.
+const STDOUT_PIPE_BYTES: libc::c_int = 1024 * 1024;
+
 /// A descriptor registered with the tokio reactor, in non-blocking mode.
 pub type ReactorFd = Arc<AsyncFd<OwnedFd>>;
 
@@ -199,6 +202,9 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         let mut stdin_pipe = None;
         let (out_read, out_write) = pipe()?;
         let (err_read, err_write) = pipe()?;
+        // A larger stdout pipe means fewer, bigger reads for bulk output. The
+        // kernel may refuse (per-user pipe limits); the default then stays.
+        let _ = fcntl(&out_read, FcntlArg::F_SETPIPE_SZ(STDOUT_PIPE_BYTES));
         command
             .stdout(Stdio::from(out_write))
             .stderr(Stdio::from(err_write))

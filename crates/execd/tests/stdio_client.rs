@@ -14,7 +14,9 @@ use execd_protocol::process::StartParams;
 async fn remote_environment_over_a_child_s_stdio() {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_execd"));
     command.args(["serve", "--listen", "stdio"]);
-    let client = ExecServerClient::connect_stdio(command).await.expect("connect over stdio");
+    let client = ExecServerClient::connect_stdio(command)
+        .await
+        .expect("connect over stdio");
     assert_eq!(client.session_id().len(), 36);
     let env = RemoteEnvironment::new(client.clone()).into_environment();
 
@@ -29,7 +31,11 @@ async fn remote_environment_over_a_child_s_stdio() {
         size: None,
     };
     let mut started = env.exec.start(params).await.expect("start");
-    started.process.write(Bytes::from_static(b"over stdio\n")).await.unwrap();
+    started
+        .process
+        .write(Bytes::from_static(b"over stdio\n"))
+        .await
+        .unwrap();
     started.process.close_stdin().await.unwrap();
     let (mut stdout, mut stderr, mut exit) = (Vec::new(), Vec::new(), None);
     loop {
@@ -51,6 +57,10 @@ async fn remote_environment_over_a_child_s_stdio() {
     assert_eq!(stderr, b"done:0\n");
     assert_eq!(exit, Some(0));
 
-    let data = env.fs.read_file("/proc/self/cmdline").await.expect("read a file");
+    let data = env
+        .fs
+        .read_file("/proc/self/cmdline")
+        .await
+        .expect("read a file");
     assert!(String::from_utf8_lossy(&data).contains("serve"));
 }

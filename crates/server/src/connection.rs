@@ -21,6 +21,9 @@ const REPLY_QUEUE: usize = 256;
 /// reading output, and the processes block on their full pipes.
 const EVENT_QUEUE: usize = 256;
 
+/// Frames queued behind one another before a flush.
+const MAX_BATCH: usize = 64;
+
 /// One inbound frame as the transport saw it.
 #[derive(Debug)]
 pub enum Inbound {
@@ -80,7 +83,27 @@ async fn write_frames<O>(
             Some(event) = events.recv() => rpc::event_notification(event),
             else => break,
         };
-        if let Err(err) = sink.send(frame).await {
+        if let Err(err) = sink.feed(frame).await {
+            debug!(%err, "peer stopped accepting frames");
+            break;
+        }
+        // Queue whatever else is ready, then flush once.
+        let mut batched = 0;
+        while batched < MAX_BATCH {
+            let frame = if let Ok(reply) = replies.try_recv() {
+                reply
+            } else if let Ok(event) = events.try_recv() {
+                rpc::event_notification(event)
+            } else {
+                break;
+            };
+            if let Err(err) = sink.feed(frame).await {
+                debug!(%err, "peer stopped accepting frames");
+                return;
+            }
+            batched += 1;
+        }
+        if let Err(err) = sink.flush().await {
             debug!(%err, "peer stopped accepting frames");
             break;
         }

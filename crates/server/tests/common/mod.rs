@@ -282,6 +282,22 @@ impl Client {
         }
     }
 
+    /// Wait until process `id`'s output on any stream has at least `n` lines.
+    pub async fn wait_lines(&mut self, id: &str, n: usize) -> Collected {
+        loop {
+            if let Some(p) = self.processes.get(id) {
+                let lines = [&p.stdout[..], &p.stderr[..], &p.pty[..]]
+                    .iter()
+                    .map(|s| s.iter().filter(|b| **b == b'\n').count())
+                    .sum::<usize>();
+                if lines >= n {
+                    return p.clone();
+                }
+            }
+            self.pump().await;
+        }
+    }
+
     /// Run a pipe process to completion.
     pub async fn run(&mut self, id: &str, argv: &[&str]) -> Collected {
         self.start(start_params(id, argv)).await;
