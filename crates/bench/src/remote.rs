@@ -111,12 +111,31 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
 
     // Memory first, before bulk transfers leave freed memory in the allocator.
     idle_memory(&env, config, report).await?;
+    report.latency("request round trip (write to an unknown id)").execd =
+        summarize(&request_round_trip(&env, config.reps).await?);
     report.latency("spawn /bin/true → closed").execd = summarize(&spawn(&env, config.reps).await?);
     report.latency("PTY echo, 1 byte").execd = summarize(&pty_echo(&env, config.reps).await?);
     report.throughput(&stream_row(config.stream_bytes)).execd =
         Some(stream(&env, config.stream_bytes).await?);
     fan_out(&env, config, report).await?;
     Ok(())
+}
+
+/// The protocol's own cost: a request the server answers at once.
+async fn request_round_trip(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchError> {
+    let mut ghost = env.exec.start(params("rtt".into(), &["sleep", "3600"], false)).await?;
+    let mut samples = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let started = Instant::now();
+        let status = ghost.process.write(Bytes::from_static(b"x")).await?;
+        samples.push(started.elapsed());
+        if status != execd_protocol::process::WriteStatus::StdinClosed {
+            return Err(BenchError::Check(format!("unexpected write status {status:?}")));
+        }
+    }
+    ghost.process.terminate().await?;
+    drain(&mut ghost.events, false).await?;
+    Ok(samples)
 }
 
 async fn spawn(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchError> {
@@ -153,17 +172,19 @@ async fn pty_echo(env: &Environment, reps: usize) -> Result<Vec<Duration>, Bench
     for i in 0..reps {
         let byte = b'a' + (i % 26) as u8;
         let started = Instant::now();
-        process
-            .process
-            .write(Bytes::copy_from_slice(&[byte]))
-            .await?;
-        loop {
-            let chunk = next_output(&mut process.events).await?;
-            if chunk.contains(&byte) {
-                break;
+        // Like a terminal: the echo is awaited, not the write's acknowledgement
+        // (which is checked, but may arrive after the echo).
+        let write = process.process.write(Bytes::copy_from_slice(&[byte]));
+        let echo = async {
+            loop {
+                if next_output(&mut process.events).await?.contains(&byte) {
+                    return Ok::<_, BenchError>(started.elapsed());
+                }
             }
-        }
-        samples.push(started.elapsed());
+        };
+        let (written, echoed) = tokio::join!(write, echo);
+        written?;
+        samples.push(echoed?);
     }
     process.process.terminate().await?;
     drain(&mut process.events, false).await.ok();

@@ -2,7 +2,8 @@
 //!
 //! - [`output_log`]: per-process event numbering and bounded output retention.
 //! - [`spawn`]: starting a program on pipes or a PTY in its own process group.
-//! - [`process`]: one running process: its supervisor task, stdin, signals.
+//! - [`process`]: one running process: its supervisor task and signals.
+//! - [`stdin`]: writing to a process's stdin without blocking anyone.
 //! - [`table`]: the processes of one connection, keyed by client-chosen id.
 //! - [`fs`]: the filesystem operations.
 //! - [`signal`]: signal names.
@@ -14,6 +15,7 @@ pub mod output_log;
 pub mod process;
 pub mod signal;
 pub mod spawn;
+pub mod stdin;
 pub mod table;
 
 pub use execd_protocol::process::{OutputStream, TerminalSize, WriteStatus};

@@ -23,6 +23,7 @@ use tracing::debug;
 use crate::output_log::{ExitInfo, OutputLog, ProcessEvent};
 use crate::signal::name_of;
 use crate::spawn::{set_window_size, ReactorFd, Spawned};
+use crate::stdin::StdinWriter;
 
 /// Largest single read from a child's output.
 const MAX_READ: usize = 1024 * 1024;
@@ -32,7 +33,7 @@ const FALLBACK_READ: usize = 16 * 1024;
 /// The live descriptors of a process, released when it closes.
 #[derive(Debug, Default)]
 struct LiveIo {
-    stdin: Option<mpsc::UnboundedSender<Bytes>>,
+    stdin: Option<Arc<StdinWriter>>,
     pty: Option<ReactorFd>,
 }
 
@@ -74,11 +75,7 @@ impl Process {
             outputs,
             pty,
         } = spawned;
-        let stdin = stdin.map(|fd| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(pump_stdin(fd, rx));
-            tx
-        });
+        let stdin = stdin.map(StdinWriter::new);
         let process = Arc::new(Process {
             log: Arc::new(OutputLog::new(id.clone(), retained_bytes)),
             id,
@@ -113,25 +110,22 @@ impl Process {
 
     /// Queue bytes for the process's stdin (or terminal input).
     pub fn write(&self, chunk: Bytes) -> WriteStatus {
-        let live = self.live();
-        match &live.stdin {
-            Some(tx) if tx.send(chunk).is_ok() => WriteStatus::Accepted,
-            _ => WriteStatus::StdinClosed,
-        }
+        let stdin = self.live().stdin.clone();
+        stdin.map_or(WriteStatus::StdinClosed, |stdin| stdin.write(chunk))
     }
 
     /// What a write would answer now, without writing.
     pub fn write_status(&self) -> WriteStatus {
-        match &self.live().stdin {
-            Some(tx) if !tx.is_closed() => WriteStatus::Accepted,
-            _ => WriteStatus::StdinClosed,
-        }
+        let stdin = self.live().stdin.clone();
+        stdin.map_or(WriteStatus::StdinClosed, |stdin| stdin.status())
     }
 
     /// Close stdin (EOF for pipes; for a PTY the terminal stays open).
     pub fn close_stdin(&self) {
         if !self.tty {
-            self.live().stdin = None;
+            if let Some(stdin) = self.live().stdin.take() {
+                stdin.close();
+            }
         }
     }
 
@@ -410,35 +404,5 @@ fn exit_info(status: std::process::ExitStatus) -> ExitInfo {
             code: -1,
             signal: None,
         },
-    }
-}
-
-/// Feed queued chunks to the child's stdin until the queue closes or the
-/// child stops reading (EPIPE / EIO).
-async fn pump_stdin(fd: ReactorFd, mut queue: mpsc::UnboundedReceiver<Bytes>) {
-    while let Some(chunk) = queue.recv().await {
-        let mut rest = &chunk[..];
-        while !rest.is_empty() {
-            let written = async {
-                loop {
-                    let mut guard = fd.writable().await?;
-                    match guard.try_io(|fd| {
-                        nix::unistd::write(fd.get_ref(), rest).map_err(io::Error::from)
-                    }) {
-                        Ok(result) => return result,
-                        Err(_would_block) => continue,
-                    }
-                }
-            }
-            .await;
-            match written {
-                Ok(n) => rest = &rest[n..],
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    debug!(%err, "stdin closed");
-                    return;
-                }
-            }
-        }
     }
 }
