@@ -111,8 +111,9 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
 
     // Memory first, before bulk transfers leave freed memory in the allocator.
     idle_memory(&env, config, report).await?;
-    report.latency("request round trip (write to an unknown id)").execd =
-        summarize(&request_round_trip(&env, config.reps).await?);
+    report
+        .latency("request round trip (write to an unknown id)")
+        .execd = summarize(&request_round_trip(&env, config.reps).await?);
     report.latency("spawn /bin/true → closed").execd = summarize(&spawn(&env, config.reps).await?);
     report.latency("PTY echo, 1 byte").execd = summarize(&pty_echo(&env, config.reps).await?);
     report.throughput(&stream_row(config.stream_bytes)).execd =
@@ -123,14 +124,19 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
 
 /// The protocol's own cost: a request the server answers at once.
 async fn request_round_trip(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchError> {
-    let mut ghost = env.exec.start(params("rtt".into(), &["sleep", "3600"], false)).await?;
+    let mut ghost = env
+        .exec
+        .start(params("rtt".into(), &["sleep", "3600"], false))
+        .await?;
     let mut samples = Vec::with_capacity(reps);
     for _ in 0..reps {
         let started = Instant::now();
         let status = ghost.process.write(Bytes::from_static(b"x")).await?;
         samples.push(started.elapsed());
         if status != execd_protocol::process::WriteStatus::StdinClosed {
-            return Err(BenchError::Check(format!("unexpected write status {status:?}")));
+            return Err(BenchError::Check(format!(
+                "unexpected write status {status:?}"
+            )));
         }
     }
     ghost.process.terminate().await?;

@@ -1,8 +1,8 @@
 //! `ExecServerClient`: one connection to an execd server.
 //!
-//! A writer task sends frames; a reader task routes responses to their
-//! waiting callers (by id) and process notifications to the per-process
-//! channels of an [`EventRouter`]. A process's channel is registered before
+//! Callers write their frames straight to the connection (an `Outbox`); a
+//! reader task routes responses to their waiting callers (by id) and process
+//! notifications to the per-process channels of an [`EventRouter`]. A process's channel is registered before
 //! its `process/start` is sent, so output that beats the start response is
 //! kept. When the connection ends, every waiting call and every open process
 //! channel gets `ConnectionLost`.
@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use execd_core::env::router::{EventReceiver, EventRouter, ExitWatch};
 use execd_core::env::EnvError;
+use execd_core::outbox::Outbox;
 use execd_core::{EventKind, ExitInfo, ProcessEvent};
 use execd_protocol::envelope::{InitializeParams, InitializeResult};
 use execd_protocol::process::{
@@ -25,7 +26,7 @@ use futures_util::{future, Sink, SinkExt, Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
@@ -55,13 +56,26 @@ impl Shared {
 }
 
 struct Inner {
-    outgoing: mpsc::UnboundedSender<String>,
+    outgoing: Arc<Outbox>,
     shared: Arc<Shared>,
     next_id: AtomicI64,
     session_id: OnceLock<String>,
     target: String,
     /// Keeps a stdio server alive (killed on drop).
     _child: Option<tokio::process::Child>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: close the connection politely, and stop the reader.
+    fn drop(&mut self) {
+        let outbox = self.outgoing.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { outbox.finish().await });
+            }
+            Err(_) => outbox.close(),
+        }
+    }
 }
 
 /// A connection to an execd server. Cheap to clone; the connection closes
@@ -149,21 +163,20 @@ impl ExecServerClient {
         O: Sink<String> + Send + Unpin + 'static,
         O::Error: std::fmt::Display,
     {
-        let (outgoing_tx, outgoing_rx) = mpsc::unbounded_channel();
+        let outbox = Outbox::new(outgoing);
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
             router: EventRouter::default(),
             closed: watch::Sender::new(None),
         });
-        tokio::spawn(write_frames(outgoing, outgoing_rx, shared.clone()));
         tokio::spawn(read_frames(
             incoming,
             shared.clone(),
-            outgoing_tx.downgrade(),
+            Arc::downgrade(&outbox),
         ));
         let client = ExecServerClient {
             inner: Arc::new(Inner {
-                outgoing: outgoing_tx,
+                outgoing: outbox,
                 shared,
                 next_id: AtomicI64::new(1),
                 session_id: OnceLock::new(),
@@ -179,7 +192,7 @@ impl ExecServerClient {
                 },
             )
             .await?;
-        client.notify("initialized", &json!({}))?;
+        client.notify("initialized", &json!({})).await?;
         let _ = client.inner.session_id.set(init.session_id);
         Ok(client)
     }
@@ -206,9 +219,13 @@ impl ExecServerClient {
         )
     }
 
-    pub fn notify<P: Serialize>(&self, method: &str, params: &P) -> Result<(), ClientError> {
+    pub async fn notify<P: Serialize>(&self, method: &str, params: &P) -> Result<(), ClientError> {
         let frame = json!({"method": method, "params": params}).to_string();
-        self.inner.outgoing.send(frame).map_err(|_| self.lost())
+        if self.inner.outgoing.send(frame).await {
+            Ok(())
+        } else {
+            Err(self.lost())
+        }
     }
 
     /// Call `method` with the default timeout.
@@ -234,7 +251,7 @@ impl ExecServerClient {
         let (tx, rx) = oneshot::channel();
         self.inner.shared.pending().insert(id, tx);
         let frame = json!({"id": id, "method": method, "params": params}).to_string();
-        if self.inner.outgoing.send(frame).is_err() {
+        if !self.inner.outgoing.send(frame).await {
             self.inner.shared.pending().remove(&id);
             return Err(self.lost());
         }
@@ -273,36 +290,21 @@ impl ExecServerClient {
     }
 }
 
-async fn write_frames<O>(
-    mut sink: O,
-    mut frames: mpsc::UnboundedReceiver<String>,
-    shared: Arc<Shared>,
-) where
-    O: Sink<String> + Unpin,
-    O::Error: std::fmt::Display,
-{
-    while let Some(frame) = frames.recv().await {
-        if let Err(err) = sink.send(frame).await {
-            shared.closed.send_if_modified(|reason| {
-                reason.get_or_insert_with(|| format!("sending failed: {err}"));
-                true
-            });
-            return;
-        }
-    }
-    // Every client handle is gone: close politely.
-    let _ = sink.close().await;
-}
-
-async fn read_frames<I>(
-    mut incoming: I,
-    shared: Arc<Shared>,
-    outgoing: mpsc::WeakUnboundedSender<String>,
-) where
+async fn read_frames<I>(mut incoming: I, shared: Arc<Shared>, outgoing: std::sync::Weak<Outbox>)
+where
     I: Stream<Item = Result<Bytes, String>> + Unpin,
 {
+    let closing = match outgoing.upgrade() {
+        Some(outbox) => outbox.closing_token(),
+        None => return,
+    };
     let reason = loop {
-        let frame = match incoming.next().await {
+        let next = tokio::select! {
+            next = incoming.next() => next,
+            // Every client handle is gone: stop reading, which closes the socket.
+            _ = closing.cancelled() => break "the client closed the connection".to_string(),
+        };
+        let frame = match next {
             Some(Ok(frame)) => frame,
             Some(Err(reason)) => break reason,
             None => break "the server closed the connection".to_string(),
@@ -338,7 +340,7 @@ async fn read_frames<I>(
             Ok(Incoming::Request { id, method, .. }) => {
                 let reply = json!({"id": id, "error": RpcError::new(ErrorCode::MethodNotFound, format!("client does not handle {method:?}"))});
                 if let Some(outgoing) = outgoing.upgrade() {
-                    let _ = outgoing.send(reply.to_string());
+                    outgoing.send(reply.to_string()).await;
                 }
             }
             Ok(Incoming::Response { id, .. }) => debug!(%id, "response to an id we never use"),

@@ -4,6 +4,7 @@
 //! - [`spawn`]: starting a program on pipes or a PTY in its own process group.
 //! - [`process`]: one running process: its supervisor task and signals.
 //! - [`stdin`]: writing to a process's stdin without blocking anyone.
+//! - [`outbox`]: the shared sending half of a connection.
 //! - [`table`]: the processes of one connection, keyed by client-chosen id.
 //! - [`fs`]: the filesystem operations.
 //! - [`signal`]: signal names.
@@ -11,6 +12,7 @@
 
 pub mod env;
 pub mod fs;
+pub mod outbox;
 pub mod output_log;
 pub mod process;
 pub mod signal;
@@ -19,5 +21,5 @@ pub mod stdin;
 pub mod table;
 
 pub use execd_protocol::process::{OutputStream, TerminalSize, WriteStatus};
-pub use output_log::{EventKind, ExitInfo, ProcessEvent};
+pub use output_log::{EventKind, EventSink, ExitInfo, ProcessEvent};
 pub use table::{ProcessTable, StartError, TableConfig};

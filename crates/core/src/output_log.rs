@@ -36,6 +36,21 @@ pub struct ProcessEvent {
     pub kind: EventKind,
 }
 
+/// Where a process's supervisor delivers its events, one at a time and in
+/// seq order. Delivery may wait (flow control); it must not fail.
+#[async_trait::async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    async fn deliver(&self, event: ProcessEvent);
+}
+
+/// A bounded channel as an event sink; a closed receiver drops events.
+#[async_trait::async_trait]
+impl EventSink for tokio::sync::mpsc::Sender<ProcessEvent> {
+    async fn deliver(&self, event: ProcessEvent) {
+        let _ = self.send(event).await;
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetainedChunk {
     pub seq: u64,

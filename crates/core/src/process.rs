@@ -17,10 +17,9 @@ use execd_protocol::process::{OutputStream, TerminalSize, WriteStatus};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::output_log::{ExitInfo, OutputLog, ProcessEvent};
+use crate::output_log::{EventSink, ExitInfo, OutputLog, ProcessEvent};
 use crate::signal::name_of;
 use crate::spawn::{set_window_size, ReactorFd, Spawned};
 use crate::stdin::StdinWriter;
@@ -66,7 +65,7 @@ impl Process {
         id: Arc<str>,
         spawned: Spawned,
         retained_bytes: usize,
-        events: mpsc::Sender<ProcessEvent>,
+        events: Arc<dyn EventSink>,
     ) -> Arc<Process> {
         let Spawned {
             child,
@@ -302,14 +301,14 @@ async fn read_some(pipe: &mut Option<OutputPipe>) -> io::Result<ReadOutcome> {
 
 struct Supervisor {
     process: Arc<Process>,
-    events: mpsc::Sender<ProcessEvent>,
+    events: Arc<dyn EventSink>,
 }
 
 impl Supervisor {
     async fn emit(&self, event: ProcessEvent) {
-        // The receiver is gone when the connection closed; keep draining anyway
+        // A sink whose consumer is gone drops events; we keep draining anyway
         // so the child never blocks on a full pipe.
-        let _ = self.events.send(event).await;
+        self.events.deliver(event).await;
     }
 
     /// Handle one read result; returns false when the source is finished.
@@ -349,7 +348,7 @@ async fn supervise(
     process: Arc<Process>,
     mut child: tokio::process::Child,
     outputs: Vec<OutputPipe>,
-    events: mpsc::Sender<ProcessEvent>,
+    events: Arc<dyn EventSink>,
 ) {
     let supervisor = Supervisor { process, events };
     // At most two sources: stdout + stderr, or the PTY master alone.

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::os::fd::OwnedFd;
 
 use bytes::{Buf, Bytes};
-use tokio::io::unix::AsyncFd;
 use execd_protocol::process::WriteStatus;
 use nix::errno::Errno;
+use tokio::io::unix::AsyncFd;
 use tracing::debug;
 
 use crate::spawn::ReactorFd;

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use execd_protocol::process::WriteStatus;
-use tokio::sync::mpsc;
 
-use crate::output_log::{ProcessEvent, ReadSnapshot};
+use crate::output_log::{EventSink, ReadSnapshot};
 use crate::process::Process;
 use crate::spawn::{spawn, SpawnError, SpawnSpec};
 
@@ -60,16 +59,24 @@ struct TableState {
 }
 
 /// The processes of one owner.
-#[derive(Debug)]
 pub struct ProcessTable {
     config: TableConfig,
-    events: mpsc::Sender<ProcessEvent>,
+    events: Arc<dyn EventSink>,
     state: Mutex<TableState>,
+}
+
+impl std::fmt::Debug for ProcessTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessTable")
+            .field("config", &self.config)
+            .field("processes", &self.lock().processes.len())
+            .finish()
+    }
 }
 
 impl ProcessTable {
     /// Events of every process go to `events`, in seq order per process.
-    pub fn new(config: TableConfig, events: mpsc::Sender<ProcessEvent>) -> Self {
+    pub fn new(config: TableConfig, events: Arc<dyn EventSink>) -> Self {
         ProcessTable {
             config,
             events,

@@ -1,28 +1,22 @@
-//! One client connection, whatever the transport: read frames, hand them to
-//! the [`Session`], and write replies and process events back through one
-//! writer task. When the peer goes away (or the server shuts down), every
-//! process the connection started is terminated, group and all, and reaped.
+//! One client connection, whatever the transport: read frames and hand them
+//! to the [`Session`]; everything that produces a frame (a reply, a process
+//! supervisor's event) writes it straight to the connection's `Outbox`,
+//! with no writer task in between. When the peer goes away (or the server
+//! shuts down), every process the connection started is terminated, group
+//! and all, and reaped.
 
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::fmt::Display;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use execd_core::outbox::Outbox;
+use execd_core::{EventSink, ProcessEvent};
+use futures_util::{Sink, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::dispatch::Session;
 use crate::rpc;
 use crate::ServerConfig;
-use execd_core::ProcessEvent;
-
-/// Replies waiting for the writer. Bounded: a peer that stops reading slows
-/// us down instead of growing memory.
-const REPLY_QUEUE: usize = 256;
-/// Process events waiting for the writer; when full, supervisors stop
-/// reading output, and the processes block on their full pipes.
-const EVENT_QUEUE: usize = 256;
-
-/// Frames queued behind one another before a flush.
-const MAX_BATCH: usize = 64;
 
 /// One inbound frame as the transport saw it.
 #[derive(Debug)]
@@ -33,6 +27,18 @@ pub enum Inbound {
     Invalid(String),
 }
 
+/// Supervisors deliver process events straight into the connection.
+pub struct ConnectionEvents(pub Arc<Outbox>);
+
+#[async_trait::async_trait]
+impl EventSink for ConnectionEvents {
+    async fn deliver(&self, event: ProcessEvent) {
+        // Encoded before taking the lock: many processes encode in parallel.
+        let frame = rpc::event_notification(event);
+        self.0.send(frame).await;
+    }
+}
+
 /// Serve one connection until the peer leaves or `shutdown` fires.
 pub async fn serve_connection<I, O>(
     mut incoming: I,
@@ -41,20 +47,18 @@ pub async fn serve_connection<I, O>(
     shutdown: CancellationToken,
 ) where
     I: Stream<Item = Inbound> + Unpin,
-    O: Sink<String> + Unpin + Send + 'static,
+    O: Sink<String> + Send + 'static,
     O::Error: Display,
 {
-    let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE);
-    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let mut session = Session::new(config, replies_tx, events_tx);
-    let mut writer = tokio::spawn(write_frames(outgoing, replies_rx, events_rx));
+    let outbox = Outbox::new(outgoing);
+    let mut session = Session::new(config, outbox.clone());
     loop {
         tokio::select! {
             frame = incoming.next() => match frame {
                 Some(frame) => session.handle(frame).await,
                 None => break,
             },
-            _ = &mut writer => break,
+            _ = outbox.closed() => break,
             _ = shutdown.cancelled() => break,
         }
     }
@@ -62,51 +66,8 @@ pub async fn serve_connection<I, O>(
         session = session.id(),
         "connection closing; terminating its processes"
     );
-    // Drop the writer (and its event queue) first so no supervisor blocks on
-    // a queue nobody drains while we wait for the processes to close.
-    writer.abort();
-    let _ = writer.await;
+    // No supervisor may wait on a peer that is gone while we wait for the
+    // processes to close.
+    outbox.close();
     session.backend().shutdown().await;
-}
-
-async fn write_frames<O>(
-    mut sink: O,
-    mut replies: mpsc::Receiver<String>,
-    mut events: mpsc::Receiver<ProcessEvent>,
-) where
-    O: Sink<String> + Unpin,
-    O::Error: Display,
-{
-    loop {
-        let frame = tokio::select! {
-            Some(reply) = replies.recv() => reply,
-            Some(event) = events.recv() => rpc::event_notification(event),
-            else => break,
-        };
-        if let Err(err) = sink.feed(frame).await {
-            debug!(%err, "peer stopped accepting frames");
-            break;
-        }
-        // Queue whatever else is ready, then flush once.
-        let mut batched = 0;
-        while batched < MAX_BATCH {
-            let frame = if let Ok(reply) = replies.try_recv() {
-                reply
-            } else if let Ok(event) = events.try_recv() {
-                rpc::event_notification(event)
-            } else {
-                break;
-            };
-            if let Err(err) = sink.feed(frame).await {
-                debug!(%err, "peer stopped accepting frames");
-                return;
-            }
-            batched += 1;
-        }
-        if let Err(err) = sink.flush().await {
-            debug!(%err, "peer stopped accepting frames");
-            break;
-        }
-    }
-    let _ = sink.close().await;
 }

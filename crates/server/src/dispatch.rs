@@ -4,25 +4,25 @@
 //! work run in tasks of their own and reply when done.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use execd_core::env::local::LocalFileSystem;
 use execd_core::env::{EnvError, FileSystem, LocalBackend};
-use execd_core::ProcessEvent;
 use execd_protocol::envelope::{InitializeParams, InitializeResult};
 use execd_protocol::fs as fsp;
 use execd_protocol::process::{self as pp, TerminalSize};
 use execd_protocol::{ErrorCode, Incoming, RequestId, RpcError};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::connection::Inbound;
+use crate::connection::{ConnectionEvents, Inbound};
 use crate::rpc::{self, parse_params};
 use crate::ServerConfig;
+use execd_core::outbox::Outbox;
 
 pub const INITIALIZE: &str = "initialize";
 pub const INITIALIZED: &str = "initialized";
@@ -43,21 +43,20 @@ pub struct Session {
     initialized: bool,
     config: ServerConfig,
     backend: LocalBackend,
-    replies: mpsc::Sender<String>,
+    outbox: Arc<Outbox>,
 }
 
 impl Session {
-    pub fn new(
-        config: ServerConfig,
-        replies: mpsc::Sender<String>,
-        events: mpsc::Sender<ProcessEvent>,
-    ) -> Self {
+    pub fn new(config: ServerConfig, outbox: Arc<Outbox>) -> Self {
         Session {
             id: uuid::Uuid::new_v4().to_string(),
             initialized: false,
-            backend: LocalBackend::new(config.table.clone(), events),
+            backend: LocalBackend::new(
+                config.table.clone(),
+                Arc::new(ConnectionEvents(outbox.clone())),
+            ),
             config,
-            replies,
+            outbox,
         }
     }
 
@@ -70,8 +69,8 @@ impl Session {
     }
 
     async fn send(&self, frame: String) {
-        // Fails only when the writer is gone, i.e. the connection is closing.
-        let _ = self.replies.send(frame).await;
+        // Fails only when the connection is closing.
+        self.outbox.send(frame).await;
     }
 
     /// Handle one inbound frame.
@@ -133,11 +132,11 @@ impl Session {
 
     /// Reply to `id` from a task of its own once `work` is done.
     fn reply_later(&self, id: &RequestId, work: impl Future<Output = RpcResult> + Send + 'static) {
-        let replies = self.replies.clone();
+        let outbox = self.outbox.clone();
         let id = id.clone();
         tokio::spawn(async move {
             let result = work.await;
-            let _ = replies.send(rpc::response(&id, result)).await;
+            outbox.send(rpc::response(&id, result)).await;
         });
     }
 

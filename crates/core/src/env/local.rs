@@ -13,19 +13,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use execd_protocol::fs::{DirectoryEntry, Metadata};
 use execd_protocol::process::{OutputChunk, ReadResult, StartParams, TerminalSize, WriteStatus};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::env::router::{EventRouter, ExitWatch};
 use crate::env::traits::{Environment, ExecBackend, ExecProcess, FileSystem, StartedProcess};
 use crate::env::EnvError;
 use crate::fs::{self, FsError};
-use crate::output_log::{ExitInfo, ProcessEvent};
+use crate::output_log::{EventSink, ExitInfo};
 use crate::process::ControlError;
 use crate::spawn::SpawnSpec;
 use crate::table::{ProcessTable, StartError, TableConfig, UnknownProcess};
-
-/// Events waiting to be routed; supervisors pause when it is full.
-const EVENT_QUEUE: usize = 256;
 
 impl From<StartError> for EnvError {
     fn from(err: StartError) -> EnvError {
@@ -75,7 +72,7 @@ pub struct LocalBackend {
 
 impl LocalBackend {
     /// Events of every process go to `events`, in seq order per process.
-    pub fn new(config: TableConfig, events: mpsc::Sender<ProcessEvent>) -> Self {
+    pub fn new(config: TableConfig, events: Arc<dyn EventSink>) -> Self {
         LocalBackend {
             table: Arc::new(ProcessTable::new(config, events)),
         }
@@ -238,18 +235,11 @@ pub struct LocalEnvironment {
 }
 
 impl LocalEnvironment {
-    /// Must be called inside a tokio runtime (it starts the event router).
     pub fn new(config: TableConfig) -> Arc<Self> {
-        let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
+        // Supervisors deliver straight into the per-process channels.
         let router = Arc::new(EventRouter::default());
-        let routing = router.clone();
-        tokio::spawn(async move {
-            while let Some(event) = events_rx.recv().await {
-                routing.deliver(event);
-            }
-        });
         Arc::new(LocalEnvironment {
-            backend: LocalBackend::new(config, events_tx),
+            backend: LocalBackend::new(config, router.clone()),
             router,
         })
     }

@@ -113,6 +113,14 @@ impl EventRouter {
     }
 }
 
+/// The router is itself an event sink: delivery never waits.
+#[async_trait::async_trait]
+impl crate::output_log::EventSink for EventRouter {
+    async fn deliver(&self, event: ProcessEvent) {
+        EventRouter::deliver(self, event);
+    }
+}
+
 fn fail(route: Route, error: EnvError) {
     route.state.send_modify(|s| s.failure = Some(error.clone()));
     let _ = route.events.send(Err(error));

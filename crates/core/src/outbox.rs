@@ -1,0 +1,83 @@
+//! `Outbox`: the sending half of a connection, shared by every producer of
+//! frames (no writer task in between, so no extra wakeup per frame).
+//!
+//! A frame is written and flushed by its producer while holding the lock, so
+//! frames never interleave and each producer's frames keep their order. A
+//! peer that stops reading makes producers wait (flow control); once the
+//! connection is closing, every send returns at once.
+
+use std::fmt::Display;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Sink, SinkExt};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+type BoxSink = Pin<Box<dyn Sink<String, Error = String> + Send>>;
+
+/// The sending half of a connection, shared by every producer of frames.
+/// A frame is written and flushed by its producer while holding the lock, so
+/// frames never interleave, and each producer's frames keep their order.
+/// A peer that stops reading makes producers wait (flow control); once the
+/// connection is closing, every send returns at once.
+pub struct Outbox {
+    sink: tokio::sync::Mutex<BoxSink>,
+    closing: CancellationToken,
+}
+
+impl Outbox {
+    pub fn new<O>(sink: O) -> Arc<Outbox>
+    where
+        O: Sink<String> + Send + 'static,
+        O::Error: Display,
+    {
+        let sink: BoxSink = Box::pin(sink.sink_map_err(|err| err.to_string()));
+        Arc::new(Outbox {
+            sink: tokio::sync::Mutex::new(sink),
+            closing: CancellationToken::new(),
+        })
+    }
+
+    /// Send one frame. False if the connection is closing or the peer is gone.
+    pub async fn send(&self, frame: String) -> bool {
+        let sent = tokio::select! {
+            biased;
+            _ = self.closing.cancelled() => return false,
+            sent = async { self.sink.lock().await.send(frame).await } => sent,
+        };
+        match sent {
+            Ok(()) => true,
+            Err(err) => {
+                debug!(%err, "peer stopped accepting frames");
+                self.closing.cancel();
+                false
+            }
+        }
+    }
+
+    /// Make every pending and future send return at once.
+    pub fn close(&self) {
+        self.closing.cancel();
+    }
+
+    /// A token cancelled when the connection starts closing.
+    pub fn closing_token(&self) -> CancellationToken {
+        self.closing.clone()
+    }
+
+    /// Resolves once the connection is closing.
+    pub async fn closed(&self) {
+        self.closing.cancelled().await;
+    }
+}
+
+impl Outbox {
+    /// Close the sink politely (e.g. a WebSocket close frame), bounded in time.
+    pub async fn finish(&self) {
+        self.closing.cancel();
+        let close = async { self.sink.lock().await.close().await };
+        let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+    }
+}
