@@ -13,15 +13,62 @@ use crate::{io_error, BenchConfig, BenchError};
 pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
     let reps = config.reps;
     let bytes = config.stream_bytes;
-    let (spawn, echo, stream) = tokio::task::spawn_blocking(move || {
-        Ok::<_, BenchError>((spawn(reps)?, pty_echo(reps)?, stream(bytes)?))
+    let (ping, spawn, echo, stream) = tokio::task::spawn_blocking(move || {
+        Ok::<_, BenchError>((
+            tcp_ping_pong(reps)?,
+            spawn(reps)?,
+            pty_echo(reps)?,
+            stream(bytes)?,
+        ))
     })
     .await
     .map_err(|err| BenchError::Check(format!("local baseline task failed: {err}")))??;
+    report.latency(crate::report::ROUND_TRIP).local = summarize(&ping);
     report.latency("spawn /bin/true → closed").local = summarize(&spawn);
     report.latency("PTY echo, 1 byte").local = summarize(&echo);
     report.throughput(&stream_row(config.stream_bytes)).local = Some(stream);
     Ok(())
+}
+
+/// The floor under any request/response: 64 bytes to an echoing thread
+/// over loopback TCP (Nagle off) and back.
+fn tcp_ping_pong(reps: usize) -> Result<Vec<Duration>, BenchError> {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io_error("binding loopback"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io_error("binding loopback"))?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut peer, _) = listener.accept()?;
+        peer.set_nodelay(true)?;
+        let mut buf = [0u8; 64];
+        loop {
+            match peer.read(&mut buf)? {
+                0 => return Ok(()),
+                n => peer.write_all(&buf[..n])?,
+            }
+        }
+    });
+    let mut stream = TcpStream::connect(addr).map_err(io_error("connecting on loopback"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(io_error("setting TCP_NODELAY"))?;
+    let message = [7u8; 64];
+    let mut back = [0u8; 64];
+    let mut samples = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let started = Instant::now();
+        stream
+            .write_all(&message)
+            .map_err(io_error("loopback write"))?;
+        stream
+            .read_exact(&mut back)
+            .map_err(io_error("loopback read"))?;
+        samples.push(started.elapsed());
+    }
+    drop(stream);
+    let _ = echo.join();
+    Ok(samples)
 }
 
 /// fork + exec + wait of /bin/true.

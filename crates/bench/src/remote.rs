@@ -111,9 +111,8 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
 
     // Memory first, before bulk transfers leave freed memory in the allocator.
     idle_memory(&env, config, report).await?;
-    report
-        .latency("request round trip (write to an unknown id)")
-        .execd = summarize(&request_round_trip(&env, config.reps).await?);
+    report.latency(crate::report::ROUND_TRIP).execd =
+        summarize(&request_round_trip(&env, config.reps).await?);
     report.latency("spawn /bin/true → closed").execd = summarize(&spawn(&env, config.reps).await?);
     report.latency("PTY echo, 1 byte").execd = summarize(&pty_echo(&env, config.reps).await?);
     report.throughput(&stream_row(config.stream_bytes)).execd =
@@ -122,7 +121,8 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
     Ok(())
 }
 
-/// The protocol's own cost: a request the server answers at once.
+/// The protocol's own cost: a `process/write` the server answers at once
+/// (`stdinClosed`: the process has no stdin).
 async fn request_round_trip(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchError> {
     let mut ghost = env
         .exec

@@ -35,6 +35,9 @@ pub struct Report {
     pub notes: Vec<(String, String)>,
 }
 
+/// The request round-trip row (local baseline: a TCP ping-pong).
+pub const ROUND_TRIP: &str = "request round trip (local: TCP ping-pong)";
+
 /// The name of the throughput row for a stream of `bytes`.
 pub fn stream_row(bytes: u64) -> String {
     format!("stream {} MiB, `head -c` from /dev/zero", bytes >> 20)
