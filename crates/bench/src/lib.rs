@@ -5,6 +5,7 @@
 //! - [`remote`]: the measurements over the protocol (any compatible server).
 //! - [`local`]: the local limit: the same work done directly in this process.
 //! - [`ssh`]: OpenSSH to a loopback sshd, when one is configured.
+//! - [`stream`]: reading a child's zero stream, checked, as a rate.
 //! - [`report`]: the table.
 
 pub mod local;
@@ -12,6 +13,7 @@ pub mod remote;
 pub mod report;
 pub mod ssh;
 pub mod stats;
+pub mod stream;
 
 use std::path::PathBuf;
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::report::{stream_row, Report};
 use crate::stats::summarize;
+use crate::stream::zero_stream_rate;
 use crate::{io_error, BenchConfig, BenchError};
 
 pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
@@ -143,36 +144,7 @@ fn pty_echo(reps: usize) -> Result<Vec<Duration>, BenchError> {
 
 /// Bytes per second of `head -c N /dev/zero` read through a pipe.
 fn stream(bytes: u64) -> Result<f64, BenchError> {
-    let started = Instant::now();
-    let mut child = Command::new("head")
-        .args(["-c", &bytes.to_string(), "/dev/zero"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(io_error("starting head"))?;
-    let mut stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| BenchError::Check("head has no stdout".into()))?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = stdout.read(&mut buf).map_err(io_error("reading head"))?;
-        if n == 0 {
-            break;
-        }
-        if buf[..n].iter().any(|b| *b != 0) {
-            return Err(BenchError::Check(
-                "local stream is not all zero bytes".into(),
-            ));
-        }
-        total += n as u64;
-    }
-    child.wait().map_err(io_error("waiting for head"))?;
-    let elapsed = started.elapsed();
-    if total != bytes {
-        return Err(BenchError::Check(format!(
-            "local stream got {total} bytes, expected {bytes}"
-        )));
-    }
-    Ok(bytes as f64 / elapsed.as_secs_f64())
+    let mut command = Command::new("head");
+    command.args(["-c", &bytes.to_string(), "/dev/zero"]);
+    zero_stream_rate(command, bytes, "local head")
 }

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::report::{stream_row, Report};
 use crate::stats::summarize;
+use crate::stream::all_zero;
 use crate::{BenchConfig, BenchError};
 
 /// Longest any single wait may take before the run is declared broken.
@@ -68,13 +69,6 @@ async fn drain(events: &mut EventReceiver, keep: bool) -> Result<Drained, BenchE
             EventKind::Closed => return Ok(drained),
         }
     }
-}
-
-/// True if every byte is zero (compared a block at a time).
-fn all_zero(data: &[u8]) -> bool {
-    static ZEROS: [u8; 4096] = [0; 4096];
-    data.chunks(ZEROS.len())
-        .all(|block| block == &ZEROS[..block.len()])
 }
 
 /// Resident set size of a process, in bytes.

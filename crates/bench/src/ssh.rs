@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::report::{stream_row, Report};
 use crate::stats::summarize;
+use crate::stream::zero_stream_rate;
 use crate::{io_error, BenchConfig, BenchError};
 
 /// Where and how to reach the loopback sshd.
@@ -168,31 +169,7 @@ fn pty_echo(target: &SshTarget, control: &PathBuf, reps: usize) -> Result<Sample
 }
 
 fn stream(target: &SshTarget, control: &PathBuf, bytes: u64) -> Result<f64, BenchError> {
-    let started = Instant::now();
-    let mut child = target
-        .command(Some(control))
-        .arg(format!("head -c {bytes} /dev/zero"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(io_error("ssh head"))?;
-    let mut stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| BenchError::Check("ssh has no stdout".into()))?;
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = stdout.read(&mut buf).map_err(io_error("reading ssh"))?;
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-    }
-    child.wait().map_err(io_error("waiting for ssh"))?;
-    if total != bytes {
-        return Err(BenchError::Check(format!(
-            "ssh stream got {total} bytes, expected {bytes}"
-        )));
-    }
-    Ok(bytes as f64 / started.elapsed().as_secs_f64())
+    let mut command = target.command(Some(control));
+    command.arg(format!("head -c {bytes} /dev/zero"));
+    zero_stream_rate(command, bytes, "ssh head")
 }
