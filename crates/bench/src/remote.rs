@@ -32,6 +32,7 @@ fn params(id: String, argv: &[&str], tty: bool) -> StartParams {
         pipe_stdin: false,
         arg0: None,
         size: None,
+        exec_policy: None,
     }
 }
 

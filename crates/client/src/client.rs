@@ -16,8 +16,10 @@ use bytes::Bytes;
 use execd_core::env::router::{EventReceiver, EventRouter, ExitWatch};
 use execd_core::env::EnvError;
 use execd_core::outbox::Outbox;
+use execd_core::policy::ExecGate;
 use execd_core::{EventKind, ExitInfo, ProcessEvent};
 use execd_protocol::envelope::{InitializeParams, InitializeResult};
+use execd_protocol::policy::{ApproveParams, ApproveResult, DecisionParams, APPROVE, DECISION};
 use execd_protocol::process::{
     ClosedNotification, ExitedNotification, OutputNotification, CLOSED, EXITED, OUTPUT,
 };
@@ -44,6 +46,8 @@ type Pending = HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>;
 /// State shared with the reader task.
 struct Shared {
     pending: Mutex<Pending>,
+    /// Answers `exec/approve` and receives `exec/decision`.
+    gate: std::sync::RwLock<Option<Arc<dyn ExecGate>>>,
     router: EventRouter,
     /// `Some(reason)` once the connection has ended.
     closed: watch::Sender<Option<String>>,
@@ -52,6 +56,10 @@ struct Shared {
 impl Shared {
     fn pending(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn gate(&self) -> Option<Arc<dyn ExecGate>> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -166,6 +174,7 @@ impl ExecServerClient {
         let outbox = Outbox::new(outgoing);
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
+            gate: std::sync::RwLock::new(None),
             router: EventRouter::default(),
             closed: watch::Sender::new(None),
         });
@@ -274,6 +283,18 @@ impl ExecServerClient {
             .map_err(|err| ClientError::Protocol(format!("bad result for {method}: {err}")))
     }
 
+    /// Decide the server's `exec/approve` requests (and receive every
+    /// `exec/decision`) with `gate`. Without one, approvals are refused,
+    /// which the server takes as deny.
+    pub fn set_exec_gate(&self, gate: Arc<dyn ExecGate>) {
+        *self
+            .inner
+            .shared
+            .gate
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(gate);
+    }
+
     /// Open the event channel of a process about to be started.
     pub fn register_process(
         &self,
@@ -329,6 +350,17 @@ where
                     let _ = waiter.send(result);
                 }
             }
+            Ok(Incoming::Notification { method, params }) if method == DECISION => {
+                match (
+                    shared.gate(),
+                    serde_json::from_value::<DecisionParams>(params),
+                ) {
+                    // Inline, so reports keep their order.
+                    (Some(gate), Ok(decision)) => gate.report(decision).await,
+                    (_, Err(err)) => debug!(%err, "malformed exec/decision"),
+                    (None, Ok(_)) => {}
+                }
+            }
             Ok(Incoming::Notification { method, params }) => {
                 if let Some(event) = process_event(&method, params) {
                     match event {
@@ -337,11 +369,21 @@ where
                     }
                 }
             }
-            Ok(Incoming::Request { id, method, .. }) => {
-                let reply = json!({"id": id, "error": RpcError::new(ErrorCode::MethodNotFound, format!("client does not handle {method:?}"))});
-                if let Some(outgoing) = outgoing.upgrade() {
-                    outgoing.send(reply.to_string()).await;
-                }
+            Ok(Incoming::Request { id, method, params }) => {
+                // Answered from a task: the gate may take its time, and reading
+                // must go on meanwhile.
+                let gate = shared.gate();
+                let outgoing = outgoing.clone();
+                tokio::spawn(async move {
+                    let result = serve_request(gate, &method, params).await;
+                    let reply = match result {
+                        Ok(value) => json!({"id": id, "result": value}),
+                        Err(error) => json!({"id": id, "error": error}),
+                    };
+                    if let Some(outgoing) = outgoing.upgrade() {
+                        outgoing.send(reply.to_string()).await;
+                    }
+                });
             }
             Ok(Incoming::Response { id, .. }) => debug!(%id, "response to an id we never use"),
             Err(err) => debug!(message = %err.message, "unparseable frame from server"),
@@ -355,6 +397,30 @@ where
     // Waiting calls see their sender dropped; open processes get an error.
     shared.pending().clear();
     shared.router.fail_all(EnvError::ConnectionLost(reason));
+}
+
+/// Answer a server→client request.
+async fn serve_request(
+    gate: Option<Arc<dyn ExecGate>>,
+    method: &str,
+    params: Value,
+) -> Result<Value, RpcError> {
+    let (APPROVE, Some(gate)) = (method, gate) else {
+        return Err(RpcError::new(
+            ErrorCode::MethodNotFound,
+            format!("client does not handle {method:?}"),
+        ));
+    };
+    let request: ApproveParams = serde_json::from_value(params).map_err(|err| {
+        RpcError::new(
+            ErrorCode::InvalidParams,
+            format!("invalid exec/approve: {err}"),
+        )
+    })?;
+    match gate.ask(request).await {
+        Some(decision) => Ok(json!(ApproveResult { decision })),
+        None => Err(RpcError::new(ErrorCode::Internal, "no decision")),
+    }
 }
 
 /// `process/output` with borrowed strings: the base64 is decoded straight

@@ -81,6 +81,7 @@ fn params(argv: &[&str]) -> StartParams {
         pipe_stdin: false,
         arg0: None,
         size: None,
+        exec_policy: None,
     }
 }
 

@@ -17,6 +17,8 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::io::unix::AsyncFd;
 use tokio::process::{Child, Command};
 
+use crate::exec_guard::{self, Guard};
+
 /// Requested capacity of a child's stdout pipe.
 const STDOUT_PIPE_BYTES: libc::c_int = 1024 * 1024;
 
@@ -34,6 +36,8 @@ pub struct SpawnSpec {
     pub pipe_stdin: bool,
     pub arg0: Option<String>,
     pub size: TerminalSize,
+    /// Hold every exec of the tree for a decision under this policy.
+    pub exec_policy: Option<execd_protocol::policy::ExecPolicy>,
 }
 
 /// A started child and our ends of its descriptors.
@@ -62,6 +66,8 @@ pub enum SpawnError {
     ProgramNotFound(String),
     #[error("program {0:?} is not executable (permission denied)")]
     PermissionDenied(String),
+    #[error("program {0:?} was denied by the exec policy (or is not executable)")]
+    Denied(String),
     #[error("cannot start {program:?}: {source}")]
     InvalidInput { program: String, source: io::Error },
     #[error("cannot start {program:?}: {source}")]
@@ -151,8 +157,9 @@ fn validate(spec: &SpawnSpec) -> Result<&str, SpawnError> {
     Ok(program)
 }
 
-/// Start the program described by `spec`.
-pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
+/// Start the program described by `spec`. With an exec policy, `guard`
+/// decides every exec of the tree (the program's own included).
+pub fn spawn(spec: &SpawnSpec, guard: Option<Guard>) -> Result<Spawned, SpawnError> {
     let program = validate(spec)?;
     let mut command = Command::new(program);
     command
@@ -227,9 +234,35 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         stdin = stdin_pipe.map(register).transpose()?;
     }
 
-    let child = command
-        .spawn()
-        .map_err(|source| classify(program, source))?;
+    // Registered last: the filter must not see the set-up above.
+    let mut guard_socket = None;
+    if let Some(guard) = guard {
+        let (ours, theirs) = exec_guard::channel().map_err(|source| SpawnError::Setup {
+            what: "the exec guard",
+            source,
+        })?;
+        // The guard answers the program's own exec, which `spawn` waits for.
+        guard.start(ours).map_err(|source| SpawnError::Setup {
+            what: "the exec guard",
+            source,
+        })?;
+        let socket = theirs.as_raw_fd();
+        // SAFETY: `install_in_child` makes only raw syscalls.
+        unsafe {
+            command.pre_exec(move || exec_guard::install_in_child(socket));
+        }
+        guard_socket = Some(theirs);
+    }
+    let spawned = command.spawn();
+    drop(guard_socket);
+    let child = spawned.map_err(|source| {
+        let denied = spec.exec_policy.is_some() && source.kind() == io::ErrorKind::PermissionDenied;
+        if denied {
+            SpawnError::Denied(program.to_string())
+        } else {
+            classify(program, source)
+        }
+    })?;
     // Dropping the command closes our copies of the child's ends, so EOF
     // arrives when the child (and its descendants) close theirs.
     drop(command);

@@ -11,7 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use execd_protocol::process::WriteStatus;
 
+use crate::exec_guard::Guard;
 use crate::output_log::{EventSink, ReadSnapshot};
+use crate::policy::ExecGate;
 use crate::process::Process;
 use crate::spawn::{spawn, SpawnError, SpawnSpec};
 
@@ -53,6 +55,8 @@ pub struct UnknownProcess(pub String);
 #[derive(Debug, Default)]
 struct TableState {
     processes: HashMap<Arc<str>, Arc<Process>>,
+    /// Ids reserved by starts still in progress.
+    starting: std::collections::HashSet<Arc<str>>,
     /// Ids in start order, for evicting the oldest closed records.
     order: VecDeque<Arc<str>>,
     shutting_down: bool,
@@ -62,6 +66,7 @@ struct TableState {
 pub struct ProcessTable {
     config: TableConfig,
     events: Arc<dyn EventSink>,
+    gate: Arc<dyn ExecGate>,
     state: Mutex<TableState>,
 }
 
@@ -76,10 +81,12 @@ impl std::fmt::Debug for ProcessTable {
 
 impl ProcessTable {
     /// Events of every process go to `events`, in seq order per process.
-    pub fn new(config: TableConfig, events: Arc<dyn EventSink>) -> Self {
+    /// Exec decisions of processes started with a policy go through `gate`.
+    pub fn new(config: TableConfig, events: Arc<dyn EventSink>, gate: Arc<dyn ExecGate>) -> Self {
         ProcessTable {
             config,
             events,
+            gate,
             state: Mutex::new(TableState::default()),
         }
     }
@@ -102,16 +109,34 @@ impl ProcessTable {
 
     /// Start a process under a fresh id.
     pub fn start(&self, id: &str, spec: &SpawnSpec) -> Result<Arc<Process>, StartError> {
+        self.reserve(id)?;
+        self.start_reserved(id, spec)
+    }
+
+    /// Claim `id` for a start that will finish later (writes meanwhile
+    /// answer `starting`).
+    pub fn reserve(&self, id: &str) -> Result<(), StartError> {
         let mut state = self.lock();
         if state.shutting_down {
             return Err(StartError::ShuttingDown);
         }
-        if state.processes.contains_key(id) {
+        if state.processes.contains_key(id) || state.starting.contains(id) {
             return Err(StartError::Duplicate(id.to_string()));
         }
-        // Spawning under the lock keeps the duplicate check and the insert atomic;
-        // fork+exec is quick.
-        let spawned = spawn(spec)?;
+        state.starting.insert(Arc::from(id));
+        Ok(())
+    }
+
+    /// Start a process under an id claimed with [`ProcessTable::reserve`].
+    /// May block until the program has exec'd (with an exec policy, until
+    /// its first exec is decided).
+    pub fn start_reserved(&self, id: &str, spec: &SpawnSpec) -> Result<Arc<Process>, StartError> {
+        let spawned = self
+            .guard_for(id, spec)
+            .and_then(|guard| Ok(spawn(spec, guard)?));
+        let mut state = self.lock();
+        state.starting.remove(id);
+        let spawned = spawned?;
         let id: Arc<str> = Arc::from(id);
         let process = Process::start(
             id.clone(),
@@ -119,10 +144,29 @@ impl ProcessTable {
             self.config.retained_bytes_per_process,
             self.events.clone(),
         );
+        if state.shutting_down {
+            process.kill();
+        }
         state.processes.insert(id.clone(), process.clone());
         state.order.push_back(id);
         self.evict_closed(&mut state);
         Ok(process)
+    }
+
+    fn guard_for(&self, id: &str, spec: &SpawnSpec) -> Result<Option<Guard>, StartError> {
+        let Some(policy) = &spec.exec_policy else {
+            return Ok(None);
+        };
+        let runtime = tokio::runtime::Handle::try_current().map_err(|err| SpawnError::Setup {
+            what: "the exec guard",
+            source: std::io::Error::other(err.to_string()),
+        })?;
+        Ok(Some(Guard {
+            process_id: id.to_string(),
+            policy: policy.clone(),
+            gate: self.gate.clone(),
+            runtime,
+        }))
     }
 
     fn evict_closed(&self, state: &mut TableState) {
@@ -176,6 +220,9 @@ impl ProcessTable {
     }
 
     pub fn write(&self, id: &str, chunk: Bytes) -> WriteStatus {
+        if self.lock().starting.contains(id) {
+            return WriteStatus::Starting;
+        }
         match self.get(id) {
             Ok(process) => process.write(chunk),
             Err(_) => WriteStatus::UnknownProcess,

@@ -140,6 +140,7 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
         pipe_stdin: true,
         arg0: None,
         size: if args.tty { window_size() } else { None },
+        exec_policy: None,
     };
     let environment = RemoteEnvironment::connect(&url)
         .await

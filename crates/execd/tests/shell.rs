@@ -35,6 +35,7 @@ impl Terminal {
             pipe_stdin: false,
             arg0: None,
             size: Some(TerminalSize { rows: 24, cols: 80 }),
+            exec_policy: None,
         };
         let started = env
             .exec

@@ -29,6 +29,7 @@ async fn remote_environment_over_a_child_s_stdio() {
         pipe_stdin: true,
         arg0: None,
         size: None,
+        exec_policy: None,
     };
     let mut started = env.exec.start(params).await.expect("start");
     started

@@ -7,7 +7,9 @@
 
 pub mod envelope;
 pub mod fs;
+pub mod policy;
 pub mod process;
+pub mod sandbox;
 
 mod base64_bytes;
 

@@ -56,6 +56,9 @@ pub struct StartParams {
     /// Extension: initial PTY size (default 24x80).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<TerminalSize>,
+    /// Extension: hold every exec of the process tree for a decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_policy: Option<crate::policy::ExecPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -20,6 +20,7 @@ use serde_json::Value;
 use tracing::debug;
 
 use crate::connection::{ConnectionEvents, Inbound};
+use crate::gate::ConnectionGate;
 use crate::rpc::{self, parse_params};
 use crate::ServerConfig;
 use execd_core::outbox::Outbox;
@@ -44,17 +45,21 @@ pub struct Session {
     config: ServerConfig,
     backend: LocalBackend,
     outbox: Arc<Outbox>,
+    gate: Arc<ConnectionGate>,
 }
 
 impl Session {
     pub fn new(config: ServerConfig, outbox: Arc<Outbox>) -> Self {
+        let gate = ConnectionGate::new(outbox.clone());
         Session {
             id: uuid::Uuid::new_v4().to_string(),
             initialized: false,
             backend: LocalBackend::new(
                 config.table.clone(),
                 Arc::new(ConnectionEvents(outbox.clone())),
+                gate.clone(),
             ),
+            gate,
             config,
             outbox,
         }
@@ -94,7 +99,15 @@ impl Session {
                     debug!(%method, "ignoring unknown notification");
                 }
             }
-            Ok(Incoming::Response { id, .. }) => debug!(%id, "ignoring unexpected response"),
+            Ok(Incoming::Response { id, result }) => {
+                let ours = match id {
+                    RequestId::Int(n) => self.gate.answer(n, result),
+                    RequestId::Str(_) => false,
+                };
+                if !ours {
+                    debug!(%id, "ignoring a response to no request of ours");
+                }
+            }
         }
     }
 
@@ -110,7 +123,7 @@ impl Session {
             )));
         }
         Some(match method {
-            pp::START => self.start(params),
+            pp::START => return self.start(id, params),
             pp::WRITE => self.write(params),
             pp::TERMINATE => self.terminate(params),
             pp::RESIZE => self.resize(params),
@@ -150,12 +163,33 @@ impl Session {
         })
     }
 
-    fn start(&mut self, params: Value) -> RpcResult {
-        let params: pp::StartParams = parse_params(pp::START, params)?;
-        self.backend.start(&params)?;
-        ok(pp::StartResult {
-            process_id: params.process_id,
-        })
+    /// Inline, so a following write finds the process; but a start under
+    /// an exec policy may wait for a client's answer, which this loop must
+    /// stay free to read, so that one replies from a task.
+    fn start(&mut self, id: &RequestId, params: Value) -> Option<RpcResult> {
+        let params: pp::StartParams = match parse_params(pp::START, params) {
+            Ok(params) => params,
+            Err(err) => return Some(Err(err)),
+        };
+        let result = |params: pp::StartParams| {
+            ok(pp::StartResult {
+                process_id: params.process_id,
+            })
+        };
+        if params.exec_policy.is_none() {
+            return Some(
+                self.backend
+                    .start_now(&params)
+                    .map_err(RpcError::from)
+                    .and_then(|()| result(params)),
+            );
+        }
+        let backend = self.backend.clone();
+        self.reply_later(id, async move {
+            backend.start(&params).await?;
+            result(params)
+        });
+        None
     }
 
     fn write(&mut self, params: Value) -> RpcResult {

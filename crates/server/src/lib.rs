@@ -1,9 +1,11 @@
 //! The execd server: one [`connection`] per client, whose frames are decoded
 //! by [`rpc`] and carried out by [`dispatch`] on top of `execd-core`; the
-//! [`transport`]s (WebSocket, stdio) only move text frames.
+//! [`transport`]s (WebSocket, stdio) only move text frames; [`gate`] carries
+//! exec decisions to and from the client.
 
 pub mod connection;
 pub mod dispatch;
+pub mod gate;
 pub mod rpc;
 pub mod transport;
 

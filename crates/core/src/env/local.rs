@@ -20,6 +20,7 @@ use crate::env::traits::{Environment, ExecBackend, ExecProcess, FileSystem, Star
 use crate::env::EnvError;
 use crate::fs::{self, FsError};
 use crate::output_log::{EventSink, ExitInfo};
+use crate::policy::{ExecGate, NoGate};
 use crate::process::ControlError;
 use crate::spawn::SpawnSpec;
 use crate::table::{ProcessTable, StartError, TableConfig, UnknownProcess};
@@ -72,14 +73,14 @@ pub struct LocalBackend {
 
 impl LocalBackend {
     /// Events of every process go to `events`, in seq order per process.
-    pub fn new(config: TableConfig, events: Arc<dyn EventSink>) -> Self {
+    pub fn new(config: TableConfig, events: Arc<dyn EventSink>, gate: Arc<dyn ExecGate>) -> Self {
         LocalBackend {
-            table: Arc::new(ProcessTable::new(config, events)),
+            table: Arc::new(ProcessTable::new(config, events, gate)),
         }
     }
 
-    pub fn start(&self, params: &StartParams) -> Result<(), EnvError> {
-        let spec = SpawnSpec {
+    fn spec(params: &StartParams) -> SpawnSpec {
+        SpawnSpec {
             argv: params.argv.clone(),
             cwd: PathBuf::from(&params.cwd),
             env: params.env.clone(),
@@ -87,8 +88,32 @@ impl LocalBackend {
             pipe_stdin: params.pipe_stdin,
             arg0: params.arg0.clone(),
             size: params.size.unwrap_or_default(),
-        };
-        self.table.start(&params.process_id, &spec)?;
+            exec_policy: params.exec_policy.clone(),
+        }
+    }
+
+    /// Start a process and return once its program runs. With an exec
+    /// policy the program's first exec waits for its decision (maybe a
+    /// client's answer): callers that must keep serving meanwhile use
+    /// [`LocalBackend::start`] from a task of its own.
+    pub fn start_now(&self, params: &StartParams) -> Result<(), EnvError> {
+        self.table.start(&params.process_id, &Self::spec(params))?;
+        Ok(())
+    }
+
+    /// Start a process; the spawn runs on the blocking pool when it may
+    /// wait on an exec decision. Writes meanwhile answer `starting`.
+    pub async fn start(&self, params: &StartParams) -> Result<(), EnvError> {
+        if params.exec_policy.is_none() {
+            return self.start_now(params);
+        }
+        let id = params.process_id.clone();
+        let spec = Self::spec(params);
+        self.table.reserve(&id)?;
+        let table = self.table.clone();
+        tokio::task::spawn_blocking(move || table.start_reserved(&id, &spec).map(drop))
+            .await
+            .map_err(|err| EnvError::Failed(format!("start task failed: {err}")))??;
         Ok(())
     }
 
@@ -236,10 +261,16 @@ pub struct LocalEnvironment {
 
 impl LocalEnvironment {
     pub fn new(config: TableConfig) -> Arc<Self> {
-        // Supervisors deliver straight into the per-process channels.
+        Self::with_gate(config, Arc::new(NoGate))
+    }
+
+    /// Like [`LocalEnvironment::new`], with `gate` deciding `ask` verdicts of
+    /// exec policies and receiving every decision (the local counterpart of
+    /// a client's `exec/approve` handler).
+    pub fn with_gate(config: TableConfig, gate: Arc<dyn ExecGate>) -> Arc<Self> {
         let router = Arc::new(EventRouter::default());
         Arc::new(LocalEnvironment {
-            backend: LocalBackend::new(config, router.clone()),
+            backend: LocalBackend::new(config, router.clone(), gate),
             router,
         })
     }
@@ -266,7 +297,7 @@ impl LocalEnvironment {
 impl ExecBackend for LocalEnvironment {
     async fn start(&self, params: StartParams) -> Result<StartedProcess, EnvError> {
         let (events, exit) = self.router.register(&params.process_id)?;
-        if let Err(err) = self.backend.start(&params) {
+        if let Err(err) = self.backend.start(&params).await {
             self.router.unregister(&params.process_id);
             return Err(err);
         }

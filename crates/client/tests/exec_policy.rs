@@ -1,0 +1,370 @@
+//! Per-command exec decisions, the same on both backends: real shells (bash,
+//! dash, zsh) and Python run under a policy; every exec in the tree is held
+//! until decided by a rule, or by the harness's gate for `ask`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use execd_client::{EnvError, Environment, ExecServerClient, RemoteEnvironment};
+use execd_core::env::LocalEnvironment;
+use execd_core::policy::ExecGate;
+use execd_core::{EventKind, TableConfig};
+use execd_protocol::policy::{
+    Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Rule, Verdict,
+};
+use execd_protocol::process::StartParams;
+use execd_server::WsServer;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a test gate answers an ask (`None`: never).
+type AnswerFn = dyn Fn(&ApproveParams) -> Option<Answer> + Send + Sync;
+
+/// A harness's gate: answers asks with a function (or never), records all.
+struct TestGate {
+    answer: Box<AnswerFn>,
+    asked: Mutex<Vec<ApproveParams>>,
+    decisions: Mutex<Vec<DecisionParams>>,
+}
+
+impl TestGate {
+    fn new(answer: impl Fn(&ApproveParams) -> Option<Answer> + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(TestGate {
+            answer: Box::new(answer),
+            asked: Mutex::new(Vec::new()),
+            decisions: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn decisions(&self) -> Vec<DecisionParams> {
+        self.decisions.lock().unwrap().clone()
+    }
+
+    /// The decision reported for the exec whose argv starts with `argv0`.
+    fn decision_for(&self, argv0: &str) -> DecisionParams {
+        self.decisions()
+            .into_iter()
+            .find(|d| d.argv.first().map(String::as_str) == Some(argv0))
+            .unwrap_or_else(|| panic!("no decision for {argv0}: {:?}", self.decisions()))
+    }
+}
+
+#[async_trait]
+impl ExecGate for TestGate {
+    async fn ask(&self, request: ApproveParams) -> Option<Answer> {
+        self.asked.lock().unwrap().push(request.clone());
+        match (self.answer)(&request) {
+            Some(answer) => Some(answer),
+            // Never answers: the policy's timeout must decide.
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn report(&self, decision: DecisionParams) {
+        self.decisions.lock().unwrap().push(decision);
+    }
+}
+
+enum Guard {
+    Local,
+    Remote(WsServer, ExecServerClient),
+}
+
+fn table() -> TableConfig {
+    TableConfig {
+        terminate_grace: Duration::from_millis(500),
+        ..TableConfig::default()
+    }
+}
+
+async fn local(gate: Arc<TestGate>) -> (Environment, Guard) {
+    (
+        LocalEnvironment::with_gate(table(), gate).into_environment(),
+        Guard::Local,
+    )
+}
+
+async fn remote(gate: Arc<TestGate>) -> (Environment, Guard) {
+    let config = execd_server::ServerConfig {
+        table: table(),
+        ..Default::default()
+    };
+    let server = execd_server::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    let client = ExecServerClient::connect(&server.url()).await.unwrap();
+    client.set_exec_gate(gate);
+    let env = RemoteEnvironment::new(client.clone()).into_environment();
+    (env, Guard::Remote(server, client))
+}
+
+impl Guard {
+    async fn finish(self) {
+        if let Guard::Remote(server, client) = self {
+            drop(client);
+            server.shutdown().await;
+        }
+    }
+}
+
+fn rule(prefix: &[&str], decision: Verdict) -> Rule {
+    Rule {
+        prefix: prefix.iter().map(|s| s.to_string()).collect(),
+        decision,
+    }
+}
+
+fn policy(rules: Vec<Rule>) -> ExecPolicy {
+    ExecPolicy {
+        rules,
+        default: Verdict::Allow,
+        ask_timeout_ms: None,
+    }
+}
+
+fn params(id: &str, argv: &[&str], policy: ExecPolicy) -> StartParams {
+    StartParams {
+        process_id: id.into(),
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        cwd: "/tmp".into(),
+        env: HashMap::from([("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())]),
+        tty: false,
+        pipe_stdin: false,
+        arg0: None,
+        size: None,
+        exec_policy: Some(policy),
+    }
+}
+
+struct Ran {
+    stdout: String,
+    stderr: String,
+    exit_code: i32,
+}
+
+async fn run(env: &Environment, params: StartParams) -> Ran {
+    let mut started = env.exec.start(params).await.expect("start");
+    let (mut stdout, mut stderr, mut exit_code) = (Vec::new(), Vec::new(), None);
+    loop {
+        let event = tokio::time::timeout(TIMEOUT, started.events.recv())
+            .await
+            .expect("event in time")
+            .expect("channel open")
+            .expect("no event error");
+        match event.kind {
+            EventKind::Output { stream, chunk } => match stream {
+                execd_core::OutputStream::Stderr => stderr.extend_from_slice(&chunk),
+                _ => stdout.extend_from_slice(&chunk),
+            },
+            EventKind::Exited(exit) => exit_code = Some(exit.code),
+            EventKind::Closed => break,
+        }
+    }
+    Ran {
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        exit_code: exit_code.expect("exited"),
+    }
+}
+
+const SCRIPT: &str = "echo start; ls / >/dev/null && echo ls-ok; rm -f /tmp/execd-policy-none || echo rm-denied; echo end";
+
+/// An allowed command runs; a denied one fails with a message and the shell goes on.
+async fn shell_runs_allowed_and_survives_denied(
+    shell: &str,
+    env: Environment,
+    gate: Arc<TestGate>,
+) {
+    let ran = run(
+        &env,
+        params(
+            "sh",
+            &[shell, "-c", SCRIPT],
+            policy(vec![rule(&["rm"], Verdict::Deny)]),
+        ),
+    )
+    .await;
+    assert_eq!(
+        ran.stdout, "start\nls-ok\nrm-denied\nend\n",
+        "{shell}: stderr {}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("ermission denied"),
+        "{shell}: {}",
+        ran.stderr
+    );
+    assert_eq!(ran.exit_code, 0);
+    let rm = gate.decision_for("rm");
+    assert_eq!(
+        (rm.decision, rm.decided_by),
+        (Verdict::Deny, DecidedBy::Rule)
+    );
+    assert_eq!(rm.rule, Some(vec!["rm".to_string()]));
+    assert!(rm.path.ends_with("/rm"), "{rm:?}");
+    let ls = gate.decision_for("ls");
+    assert_eq!(
+        (ls.decision, ls.decided_by),
+        (Verdict::Allow, DecidedBy::Default)
+    );
+    // The shell's own exec was held and decided too.
+    assert_eq!(gate.decision_for(shell).decision, Verdict::Allow);
+}
+
+async fn bash_under_policy(env: Environment, gate: Arc<TestGate>) {
+    shell_runs_allowed_and_survives_denied("bash", env, gate).await;
+}
+
+async fn dash_under_policy(env: Environment, gate: Arc<TestGate>) {
+    shell_runs_allowed_and_survives_denied("dash", env, gate).await;
+}
+
+async fn zsh_under_policy(env: Environment, gate: Arc<TestGate>) {
+    shell_runs_allowed_and_survives_denied("zsh", env, gate).await;
+}
+
+async fn ask_is_answered_both_ways(env: Environment, gate: Arc<TestGate>) {
+    let script = "cat /etc/hostname >/dev/null && echo first-ran; cat /etc/passwd >/dev/null || echo second-denied";
+    let ran = run(
+        &env,
+        params(
+            "ask",
+            &["bash", "-c", script],
+            policy(vec![rule(&["cat"], Verdict::Ask)]),
+        ),
+    )
+    .await;
+    assert_eq!(
+        ran.stdout, "first-ran\nsecond-denied\n",
+        "stderr {}",
+        ran.stderr
+    );
+    let asked = gate.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!(asked[0].argv, vec!["cat", "/etc/hostname"]);
+    assert_eq!(asked[0].cwd, "/tmp");
+    assert_eq!(asked[0].process_id, "ask");
+    let client_decisions: Vec<_> = gate
+        .decisions()
+        .into_iter()
+        .filter(|d| d.decided_by == DecidedBy::Client)
+        .map(|d| d.decision)
+        .collect();
+    assert_eq!(client_decisions, vec![Verdict::Allow, Verdict::Deny]);
+}
+
+fn answer_by_argv(request: &ApproveParams) -> Option<Answer> {
+    if request.argv.iter().any(|a| a == "/etc/hostname") {
+        Some(Answer::Run)
+    } else if request.argv.iter().any(|a| a == "/etc/passwd") {
+        Some(Answer::Deny)
+    } else {
+        None
+    }
+}
+
+async fn unanswered_ask_times_out_and_denies(env: Environment, gate: Arc<TestGate>) {
+    let mut p = policy(vec![rule(&["cat"], Verdict::Ask)]);
+    p.ask_timeout_ms = Some(300);
+    let ran = run(
+        &env,
+        params(
+            "silent",
+            &["bash", "-c", "cat /etc/shadow || echo timed-out"],
+            p,
+        ),
+    )
+    .await;
+    assert_eq!(ran.stdout, "timed-out\n");
+    let cat = gate.decision_for("cat");
+    assert_eq!(
+        (cat.decision, cat.decided_by),
+        (Verdict::Deny, DecidedBy::Timeout)
+    );
+}
+
+async fn python_subprocess_is_intercepted(env: Environment, gate: Arc<TestGate>) {
+    let code = "import subprocess\ntry:\n    subprocess.run(['true'])\n    print('ran')\nexcept PermissionError:\n    print('denied')";
+    let ran = run(
+        &env,
+        params(
+            "py",
+            &["/usr/bin/python3", "-c", code],
+            policy(vec![rule(&["true"], Verdict::Deny)]),
+        ),
+    )
+    .await;
+    assert_eq!(ran.stdout, "denied\n", "stderr {}", ran.stderr);
+    let denied = gate.decision_for("true");
+    assert_eq!(denied.decision, Verdict::Deny);
+}
+
+async fn denied_program_fails_to_start(env: Environment, gate: Arc<TestGate>) {
+    let err = env
+        .exec
+        .start(params(
+            "rm",
+            &["rm", "-rf", "/tmp/nothing"],
+            policy(vec![rule(&["rm"], Verdict::Deny)]),
+        ))
+        .await
+        .err()
+        .expect("start must fail");
+    assert!(
+        matches!(err, EnvError::InvalidInput(ref m) if m.contains("denied by the exec policy")),
+        "{err:?}"
+    );
+    assert_eq!(gate.decision_for("rm").decision, Verdict::Deny);
+}
+
+async fn escalation_is_refused_with_a_reason(env: Environment, gate: Arc<TestGate>) {
+    let ran = run(
+        &env,
+        params(
+            "esc",
+            &["bash", "-c", "id -u || echo refused"],
+            policy(vec![rule(&["id"], Verdict::Escalate)]),
+        ),
+    )
+    .await;
+    assert_eq!(ran.stdout, "refused\n");
+    let id = gate.decision_for("id");
+    assert_eq!(id.decision, Verdict::Deny);
+    assert!(id.reason.unwrap_or_default().contains("escalation"));
+}
+
+macro_rules! suite {
+    ($backend:ident: $($test:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let gate = super::TestGate::new(super::answer_by_argv);
+                    let (env, guard) = super::$backend(gate.clone()).await;
+                    super::$test(env, gate).await;
+                    guard.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! both_backends {
+    ($($test:ident),* $(,)?) => {
+        suite!(local: $($test),*);
+        suite!(remote: $($test),*);
+    };
+}
+
+both_backends!(
+    bash_under_policy,
+    dash_under_policy,
+    zsh_under_policy,
+    ask_is_answered_both_ways,
+    unanswered_ask_times_out_and_denies,
+    python_subprocess_is_intercepted,
+    denied_program_fails_to_start,
+    escalation_is_refused_with_a_reason,
+);

@@ -1,0 +1,468 @@
+//! Holding every exec of a process tree until it is decided.
+//!
+//! A seccomp filter returning `SECCOMP_RET_USER_NOTIF` for `execve` and
+//! `execveat` is installed in the child just before it execs (so it covers
+//! the program itself and every descendant, whatever starts them). The
+//! filter's listener comes back to us over a socketpair. One thread per tree
+//! receives each held exec, reads its path and argv from the process's
+//! memory, asks the policy (and, for `ask`, the owner's [`ExecGate`]),
+//! reports the decision, and lets the exec continue or fails it with EACCES.
+//!
+//! Execs through another syscall ABI (i386 `int 0x80`, x32) are refused
+//! outright, since the filter could not hold them for a decision.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use execd_protocol::policy::{
+    Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Verdict,
+};
+use tracing::debug;
+
+use crate::policy::{evaluate, ExecGate};
+
+/// How long an `ask` waits by default.
+const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bounds on what is read from a process's memory.
+const MAX_ARGS: usize = 4096;
+const MAX_ARG_BYTES: usize = 128 * 1024;
+
+#[cfg(target_arch = "x86_64")]
+mod arch {
+    pub const AUDIT_ARCH: u32 = 0xC000_003E;
+    pub const EXECVE: i32 = 59;
+    pub const EXECVEAT: i32 = 322;
+    /// x32 syscalls carry this bit.
+    pub const X32_BIT: u32 = 0x4000_0000;
+    pub const COMPAT_EXECVE: u32 = 11;
+    pub const COMPAT_EXECVEAT: u32 = 358;
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arch {
+    pub const AUDIT_ARCH: u32 = 0xC000_00B7;
+    pub const EXECVE: i32 = 221;
+    pub const EXECVEAT: i32 = 281;
+    /// No x32 here: no syscall number reaches this.
+    pub const X32_BIT: u32 = 0xFFFF_FFFF;
+    pub const COMPAT_EXECVE: u32 = 11;
+    pub const COMPAT_EXECVEAT: u32 = 387;
+}
+
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JEQ_K: u16 = 0x15;
+const BPF_JGE_K: u16 = 0x35;
+const BPF_RET_K: u16 = 0x06;
+const RET_ALLOW: u32 = 0x7fff_0000;
+const RET_USER_NOTIF: u32 = 0x7fc0_0000;
+const RET_ERRNO_EACCES: u32 = 0x0005_0000 | libc::EACCES as u32;
+const OFFSET_NR: u32 = 0;
+const OFFSET_ARCH: u32 = 4;
+
+const fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// Jumps are relative to the next instruction; the layout is fixed below.
+static FILTER: [libc::sock_filter; 12] = [
+    /* 0 */ op(BPF_LD_W_ABS, 0, 0, OFFSET_ARCH),
+    /* 1 */ op(BPF_JEQ_K, 0, 4, arch::AUDIT_ARCH), // not native → 6
+    /* 2 */ op(BPF_LD_W_ABS, 0, 0, OFFSET_NR),
+    /* 3 */ op(BPF_JGE_K, 7, 0, arch::X32_BIT), // x32 → 11
+    /* 4 */ op(BPF_JEQ_K, 5, 0, arch::EXECVE as u32), // → 10
+    /* 5 */ op(BPF_JEQ_K, 4, 3, arch::EXECVEAT as u32), // → 10, else → 9
+    /* 6 */ op(BPF_LD_W_ABS, 0, 0, OFFSET_NR),
+    /* 7 */ op(BPF_JEQ_K, 3, 0, arch::COMPAT_EXECVE), // → 11
+    /* 8 */ op(BPF_JEQ_K, 2, 0, arch::COMPAT_EXECVEAT), // → 11, else → 9
+    /* 9 */ op(BPF_RET_K, 0, 0, RET_ALLOW),
+    /* 10 */ op(BPF_RET_K, 0, 0, RET_USER_NOTIF),
+    /* 11 */ op(BPF_RET_K, 0, 0, RET_ERRNO_EACCES),
+];
+
+/// Install the filter and send its listener to the parent over `socket`.
+///
+/// # Safety
+/// Runs in the forked child before exec: only raw, async-signal-safe
+/// syscalls, no allocation. `socket` must be a connected unix socket.
+pub unsafe fn install_in_child(socket: RawFd) -> io::Result<()> {
+    // Without CAP_SYS_ADMIN a filter needs no_new_privs.
+    if libc::geteuid() != 0 && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let program = libc::sock_fprog {
+        len: FILTER.len() as u16,
+        filter: FILTER.as_ptr().cast_mut(),
+    };
+    let listener = libc::syscall(
+        libc::SYS_seccomp,
+        libc::SECCOMP_SET_MODE_FILTER,
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+        &program as *const libc::sock_fprog,
+    );
+    if listener < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let listener = listener as RawFd;
+    let sent = send_fd(socket, listener);
+    libc::close(listener);
+    sent
+}
+
+/// `sendmsg` one descriptor with SCM_RIGHTS, using stack buffers only.
+unsafe fn send_fd(socket: RawFd, fd: RawFd) -> io::Result<()> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // Room for one `cmsghdr` + an int, 8-byte aligned.
+    let mut control = [0u64; 4];
+    let mut message: libc::msghdr = std::mem::zeroed();
+    message.msg_iov = &mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as _;
+    let header = libc::CMSG_FIRSTHDR(&message);
+    if header.is_null() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    (*header).cmsg_level = libc::SOL_SOCKET;
+    (*header).cmsg_type = libc::SCM_RIGHTS;
+    (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+    std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<RawFd>(), fd);
+    if libc::sendmsg(socket, &message, 0) < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Receive the listener the child sent; `None` if the child died first.
+fn receive_fd(socket: &OwnedFd) -> io::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let message = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    for control in message.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = control {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: SCM_RIGHTS just gave us this descriptor; we own it.
+                return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A connected socketpair: (ours, the child's).
+pub fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Who decides for one process tree.
+pub struct Guard {
+    pub process_id: String,
+    pub policy: ExecPolicy,
+    pub gate: Arc<dyn ExecGate>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// One held exec, as read from the process.
+struct PendingExec {
+    pid: u32,
+    path: String,
+    argv: Vec<String>,
+    cwd: String,
+}
+
+impl Guard {
+    /// Start the thread that decides for this tree; it ends when no process
+    /// uses the filter any more (or the child died before sending it).
+    pub fn start(self, socket: OwnedFd) -> io::Result<()> {
+        std::thread::Builder::new()
+            .name(format!("exec-guard-{}", self.process_id))
+            .spawn(move || {
+                if let Err(err) = self.run(socket) {
+                    debug!(%err, "exec guard stopped");
+                }
+            })
+            .map(drop)
+    }
+
+    fn run(self, socket: OwnedFd) -> io::Result<()> {
+        let Some(listener) = receive_fd(&socket)? else {
+            return Ok(());
+        };
+        drop(socket);
+        loop {
+            let mut poll = libc::pollfd {
+                fd: listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut poll, 1, -1) } < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            if poll.revents & libc::POLLIN == 0 {
+                // POLLHUP: every process under the filter has exited.
+                return Ok(());
+            }
+            // SAFETY: the kernel wants a zeroed `seccomp_notif` to fill.
+            let mut request: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+            // SAFETY: RECV fills the struct we pass.
+            if unsafe {
+                libc::ioctl(
+                    listener.as_raw_fd(),
+                    libc::SECCOMP_IOCTL_NOTIF_RECV,
+                    &mut request,
+                )
+            } < 0
+            {
+                let err = io::Error::last_os_error();
+                match err.raw_os_error() {
+                    // The target died before we received it, or a signal.
+                    Some(libc::ENOENT) | Some(libc::EINTR) => continue,
+                    _ => return Err(err),
+                }
+            }
+            self.decide(&listener, &request);
+        }
+    }
+
+    fn decide(&self, listener: &OwnedFd, request: &libc::seccomp_notif) {
+        let (allow, report) = match inspect(request) {
+            Ok(exec) => self.verdict(exec),
+            Err(err) => {
+                let pid = request.pid;
+                (
+                    false,
+                    DecisionParams {
+                        process_id: self.process_id.clone(),
+                        pid,
+                        path: String::new(),
+                        argv: Vec::new(),
+                        decision: Verdict::Deny,
+                        decided_by: DecidedBy::Error,
+                        rule: None,
+                        reason: Some(format!("cannot read the exec of pid {pid}: {err}")),
+                    },
+                )
+            }
+        };
+        // The memory we read belongs to the exec only if it is still pending.
+        let mut id = request.id;
+        // SAFETY: ID_VALID reads one u64.
+        let valid = unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+                &mut id,
+            )
+        } == 0;
+        if !valid {
+            return;
+        }
+        // Reported before the exec goes on, so the transcript precedes its output.
+        let gate = self.gate.clone();
+        self.runtime
+            .block_on(async move { gate.report(report).await });
+        let response = libc::seccomp_notif_resp {
+            id: request.id,
+            val: 0,
+            error: if allow { 0 } else { -libc::EACCES },
+            flags: if allow {
+                libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
+            } else {
+                0
+            },
+        };
+        // SAFETY: SEND reads the response struct.
+        let sent = unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SEND,
+                &response,
+            )
+        };
+        if sent < 0 {
+            debug!(err = %io::Error::last_os_error(), "answering a held exec failed (target gone?)");
+        }
+    }
+
+    /// Apply the policy (asking the owner if it says so).
+    fn verdict(&self, exec: PendingExec) -> (bool, DecisionParams) {
+        let matched = evaluate(&self.policy, &exec.path, &exec.argv);
+        let mut decided_by = matched.decided_by;
+        let mut reason = None;
+        let allow = match matched.verdict {
+            Verdict::Allow => true,
+            Verdict::Deny => false,
+            Verdict::Escalate => {
+                reason = Some("escalation is not supported yet; denied".to_string());
+                false
+            }
+            Verdict::Ask => {
+                let request = ApproveParams {
+                    process_id: self.process_id.clone(),
+                    pid: exec.pid,
+                    path: exec.path.clone(),
+                    argv: exec.argv.clone(),
+                    cwd: exec.cwd.clone(),
+                    escalation: false,
+                };
+                let timeout = self
+                    .policy
+                    .ask_timeout_ms
+                    .map_or(DEFAULT_ASK_TIMEOUT, Duration::from_millis);
+                let gate = self.gate.clone();
+                let answer = self.runtime.block_on(async move {
+                    tokio::time::timeout(timeout, gate.ask(request)).await
+                });
+                match answer {
+                    Ok(Some(Answer::Run)) => {
+                        decided_by = DecidedBy::Client;
+                        true
+                    }
+                    Ok(Some(Answer::Deny)) => {
+                        decided_by = DecidedBy::Client;
+                        false
+                    }
+                    Ok(Some(Answer::Escalate)) => {
+                        decided_by = DecidedBy::Client;
+                        reason = Some("escalation is not supported yet; denied".to_string());
+                        false
+                    }
+                    Ok(None) => {
+                        decided_by = DecidedBy::Timeout;
+                        reason = Some("no answer from the client".to_string());
+                        false
+                    }
+                    Err(_) => {
+                        decided_by = DecidedBy::Timeout;
+                        reason = Some(format!("no answer within {timeout:?}"));
+                        false
+                    }
+                }
+            }
+        };
+        let report = DecisionParams {
+            process_id: self.process_id.clone(),
+            pid: exec.pid,
+            path: exec.path,
+            argv: exec.argv,
+            decision: if allow { Verdict::Allow } else { Verdict::Deny },
+            decided_by,
+            rule: matched.rule,
+            reason,
+        };
+        (allow, report)
+    }
+}
+
+/// Read a held exec's path, argv and cwd from the process.
+fn inspect(request: &libc::seccomp_notif) -> io::Result<PendingExec> {
+    let pid = request.pid;
+    let args = request.data.args;
+    let (dirfd, path_at, argv_at) = if request.data.nr == arch::EXECVE {
+        (libc::AT_FDCWD, args[0], args[1])
+    } else {
+        (args[0] as i32, args[1], args[2])
+    };
+    let memory = File::open(format!("/proc/{pid}/mem"))?;
+    let path = read_string(&memory, path_at)?;
+    let argv = read_argv(&memory, argv_at)?;
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))?;
+    let resolved = if path.starts_with('/') {
+        path
+    } else if dirfd == libc::AT_FDCWD {
+        cwd.join(&path).to_string_lossy().into_owned()
+    } else {
+        let base = std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}"))?;
+        base.join(&path).to_string_lossy().into_owned()
+    };
+    Ok(PendingExec {
+        pid,
+        path: resolved,
+        argv,
+        cwd: cwd.to_string_lossy().into_owned(),
+    })
+}
+
+/// A NUL-terminated string at `address`, read page by page.
+fn read_string(memory: &File, mut address: u64) -> io::Result<String> {
+    const PAGE: u64 = 4096;
+    let mut bytes = Vec::new();
+    loop {
+        let room = (PAGE - address % PAGE) as usize;
+        let mut piece = vec![0u8; room];
+        let n = memory.read_at(&mut piece, address)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "string runs off mapped memory",
+            ));
+        }
+        if let Some(end) = piece[..n].iter().position(|b| *b == 0) {
+            bytes.extend_from_slice(&piece[..end]);
+            return Ok(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        bytes.extend_from_slice(&piece[..n]);
+        if bytes.len() > MAX_ARG_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "argument too long",
+            ));
+        }
+        address += n as u64;
+    }
+}
+
+/// The NULL-terminated array of string pointers at `address`.
+fn read_argv(memory: &File, address: u64) -> io::Result<Vec<String>> {
+    let mut argv = Vec::new();
+    if address == 0 {
+        return Ok(argv);
+    }
+    for index in 0..MAX_ARGS as u64 {
+        let mut pointer = [0u8; 8];
+        memory.read_exact_at(&mut pointer, address + index * 8)?;
+        let pointer = u64::from_ne_bytes(pointer);
+        if pointer == 0 {
+            return Ok(argv);
+        }
+        argv.push(read_string(memory, pointer)?);
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "too many arguments",
+    ))
+}
+
+/// Whether this build can hold execs (x86_64 and aarch64 Linux).
+pub fn supported() -> bool {
+    Path::new("/proc/self/mem").exists()
+}
