@@ -33,6 +33,7 @@ fn params(id: String, argv: &[&str], tty: bool) -> StartParams {
         arg0: None,
         size: None,
         exec_policy: None,
+        sandbox: None,
     }
 }
 

@@ -82,6 +82,7 @@ fn params(argv: &[&str]) -> StartParams {
         arg0: None,
         size: None,
         exec_policy: None,
+        sandbox: None,
     }
 }
 

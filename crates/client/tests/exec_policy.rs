@@ -1,6 +1,7 @@
-//! Per-command exec decisions, the same on both backends: real shells (bash,
-//! dash, zsh) and Python run under a policy; every exec in the tree is held
-//! until decided by a rule, or by the harness's gate for `ask`.
+//! Per-command exec decisions and the sandbox, the same on both backends:
+//! real shells (bash, dash, zsh) and Python run under a policy; every exec in
+//! the tree is held until decided by a rule, or by the harness's gate for
+//! `ask`; a sandboxed tree cannot write outside its roots or reach the network.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -135,6 +136,7 @@ fn params(id: &str, argv: &[&str], policy: ExecPolicy) -> StartParams {
         arg0: None,
         size: None,
         exec_policy: Some(policy),
+        sandbox: None,
     }
 }
 
@@ -335,6 +337,85 @@ async fn escalation_is_refused_with_a_reason(env: Environment, gate: Arc<TestGat
     assert!(id.reason.unwrap_or_default().contains("escalation"));
 }
 
+fn sandboxed(id: &str, script: &str, roots: Vec<String>) -> StartParams {
+    let mut p = params(id, &["bash", "-c", script], policy(vec![]));
+    p.exec_policy = None;
+    p.sandbox = Some(execd_protocol::sandbox::SandboxSpec {
+        writable_roots: roots,
+        network: false,
+        read_only: true,
+    });
+    p
+}
+
+async fn sandbox_confines_writes_and_network(env: Environment, _gate: Arc<TestGate>) {
+    let base = std::env::temp_dir().join(format!(
+        "execd-sandbox-{}-{}",
+        std::process::id(),
+        env.remote
+    ));
+    let root = base.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let outside = base.join("outside");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!(
+        "echo ok > {root}/inside && echo wrote-inside; \
+         (echo x > {outside}) 2>/dev/null || echo outside-denied; \
+         cat /etc/hostname >/dev/null && echo read-ok; \
+         (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo connected || echo network-denied",
+        root = root.display(),
+        outside = outside.display(),
+    );
+    let ran = run(
+        &env,
+        sandboxed("box", &script, vec![root.display().to_string()]),
+    )
+    .await;
+    assert_eq!(
+        ran.stdout, "wrote-inside\noutside-denied\nread-ok\nnetwork-denied\n",
+        "stderr {}",
+        ran.stderr
+    );
+    assert!(root.join("inside").exists());
+    assert!(!outside.exists());
+    // The same command without the sandbox reaches the listener and writes.
+    let mut free = sandboxed("free", &script, vec![]);
+    free.sandbox = None;
+    let ran = run(&env, free).await;
+    assert_eq!(
+        ran.stdout, "wrote-inside\nread-ok\nconnected\n",
+        "stderr {}",
+        ran.stderr
+    );
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+async fn sandbox_rejects_a_bad_root(env: Environment, _gate: Arc<TestGate>) {
+    let err = env
+        .exec
+        .start(sandboxed("bad", "true", vec!["relative/dir".into()]))
+        .await
+        .err()
+        .expect("start must fail");
+    assert!(
+        matches!(err, EnvError::InvalidInput(ref m) if m.contains("relative/dir")),
+        "{err:?}"
+    );
+}
+
+async fn policy_holds_inside_the_sandbox(env: Environment, gate: Arc<TestGate>) {
+    let mut p = sandboxed(
+        "both",
+        "rm -f /tmp/none || echo rm-denied; echo done",
+        vec![],
+    );
+    p.exec_policy = Some(policy(vec![rule(&["rm"], Verdict::Deny)]));
+    let ran = run(&env, p).await;
+    assert_eq!(ran.stdout, "rm-denied\ndone\n", "stderr {}", ran.stderr);
+    assert_eq!(gate.decision_for("rm").decision, Verdict::Deny);
+}
+
 macro_rules! suite {
     ($backend:ident: $($test:ident),* $(,)?) => {
         mod $backend {
@@ -367,4 +448,7 @@ both_backends!(
     python_subprocess_is_intercepted,
     denied_program_fails_to_start,
     escalation_is_refused_with_a_reason,
+    sandbox_confines_writes_and_network,
+    sandbox_rejects_a_bad_root,
+    policy_holds_inside_the_sandbox,
 );

@@ -18,6 +18,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::process::{Child, Command};
 
 use crate::exec_guard::{self, Guard};
+use crate::sandbox::PreparedSandbox;
 
 /// Requested capacity of a child's stdout pipe.
 const STDOUT_PIPE_BYTES: libc::c_int = 1024 * 1024;
@@ -38,6 +39,8 @@ pub struct SpawnSpec {
     pub size: TerminalSize,
     /// Hold every exec of the tree for a decision under this policy.
     pub exec_policy: Option<execd_protocol::policy::ExecPolicy>,
+    /// Confine the tree.
+    pub sandbox: Option<execd_protocol::sandbox::SandboxSpec>,
 }
 
 /// A started child and our ends of its descriptors.
@@ -72,6 +75,8 @@ pub enum SpawnError {
     InvalidInput { program: String, source: io::Error },
     #[error("cannot start {program:?}: {source}")]
     Os { program: String, source: io::Error },
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     #[error("cannot set up {what}: {source}")]
     Setup {
         what: &'static str,
@@ -82,7 +87,11 @@ pub enum SpawnError {
 impl SpawnError {
     /// True when the request itself was at fault (rather than the machine).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, SpawnError::Os { .. } | SpawnError::Setup { .. })
+        match self {
+            SpawnError::Os { .. } | SpawnError::Setup { .. } => false,
+            SpawnError::Sandbox(err) => err.is_bad_input(),
+            _ => true,
+        }
     }
 }
 
@@ -234,6 +243,15 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<Guard>) -> Result<Spawned, SpawnErr
         stdin = stdin_pipe.map(register).transpose()?;
     }
 
+    // After the terminal set-up: confine the tree (no_new_privs, network
+    // namespace, Landlock), all inherited by every descendant.
+    if let Some(spec) = &spec.sandbox {
+        let sandbox = PreparedSandbox::prepare(spec)?;
+        // SAFETY: `apply_in_child` makes only raw syscalls.
+        unsafe {
+            command.pre_exec(move || sandbox.apply_in_child());
+        }
+    }
     // Registered last: the filter must not see the set-up above.
     let mut guard_socket = None;
     if let Some(guard) = guard {

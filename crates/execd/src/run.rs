@@ -141,6 +141,7 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
         arg0: None,
         size: if args.tty { window_size() } else { None },
         exec_policy: None,
+        sandbox: None,
     };
     let environment = RemoteEnvironment::connect(&url)
         .await

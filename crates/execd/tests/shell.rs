@@ -36,6 +36,7 @@ impl Terminal {
             arg0: None,
             size: Some(TerminalSize { rows: 24, cols: 80 }),
             exec_policy: None,
+            sandbox: None,
         };
         let started = env
             .exec

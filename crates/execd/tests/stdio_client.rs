@@ -30,6 +30,7 @@ async fn remote_environment_over_a_child_s_stdio() {
         arg0: None,
         size: None,
         exec_policy: None,
+        sandbox: None,
     };
     let mut started = env.exec.start(params).await.expect("start");
     started

@@ -222,6 +222,19 @@ pub struct InitializeResult {
     pub session_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_version: Option<String>,
+    /// Extension: what this server can do beyond the baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+}
+
+/// `initialize` result extension.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    /// `execPolicy` on `process/start` is honoured.
+    pub exec_policy: bool,
+    /// What `sandbox` on `process/start` can enforce on this kernel.
+    pub sandbox: crate::sandbox::SandboxFeatures,
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ pub struct StartParams {
     /// Extension: hold every exec of the process tree for a decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec_policy: Option<crate::policy::ExecPolicy>,
+    /// Extension: confine the process tree (filesystem, network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::sandbox::SandboxSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

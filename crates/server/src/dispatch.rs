@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use execd_core::env::local::LocalFileSystem;
 use execd_core::env::{EnvError, FileSystem, LocalBackend};
-use execd_protocol::envelope::{InitializeParams, InitializeResult};
+use execd_protocol::envelope::{Capabilities, InitializeParams, InitializeResult};
 use execd_protocol::fs as fsp;
 use execd_protocol::process::{self as pp, TerminalSize};
 use execd_protocol::{ErrorCode, Incoming, RequestId, RpcError};
@@ -160,6 +160,10 @@ impl Session {
         ok(InitializeResult {
             session_id: self.id.clone(),
             server_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            capabilities: Some(Capabilities {
+                exec_policy: execd_core::exec_guard::supported(),
+                sandbox: execd_core::sandbox::features(),
+            }),
         })
     }
 

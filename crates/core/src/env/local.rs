@@ -89,6 +89,7 @@ impl LocalBackend {
             arg0: params.arg0.clone(),
             size: params.size.unwrap_or_default(),
             exec_policy: params.exec_policy.clone(),
+            sandbox: params.sandbox.clone(),
         }
     }
 
