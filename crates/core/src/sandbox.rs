@@ -345,9 +345,49 @@ impl PreparedSandbox {
                     return Err(io::Error::last_os_error());
                 }
             }
+            drop_capabilities()?;
         }
         Ok(())
     }
+}
+
+/// Empty the capability bounding set and the ambient set, so the program
+/// about to be exec'd (and its descendants) hold no capabilities, even as
+/// root: a sandboxed root could otherwise load a kernel module, remount, or
+/// set up devices. Without CAP_SETPCAP (a non-root server) there is nothing
+/// to drop.
+///
+/// # Safety
+/// Raw syscalls only; call in the child before exec.
+unsafe fn drop_capabilities() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINVAL) {
+                return Err(err);
+            }
+        }
+        for capability in 0..64 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0) != 0 {
+                match io::Error::last_os_error().raw_os_error() {
+                    // Past the last capability this kernel knows.
+                    Some(libc::EINVAL) => break,
+                    // Not privileged: the bounding set cannot grant anything anyway.
+                    Some(libc::EPERM) => break,
+                    _ => return Err(io::Error::last_os_error()),
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An `O_PATH` descriptor of a writable root (close-on-exec, like every
@@ -733,6 +773,28 @@ mod tests {
         assert_ok(&output);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(stdout.contains("NoNewPrivs:\t1"), "{}", describe(&output));
+    }
+
+    #[test]
+    fn sandboxed_programs_hold_no_capabilities_even_as_root() {
+        let spec = spec(&[], true, false);
+        let output = sh(&spec, "grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/self/status");
+        assert_ok(&output);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let caps: Vec<&str> = stdout.lines().collect();
+        assert_eq!(caps.len(), 4, "{}", describe(&output));
+        for line in caps {
+            assert!(
+                line.ends_with("0000000000000000"),
+                "{line} in {}",
+                describe(&output)
+            );
+        }
+        // Without the sandbox the same program, run by root, has them.
+        if unsafe { libc::geteuid() } == 0 {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            assert!(!status.contains("CapEff:\t0000000000000000"));
+        }
     }
 
     #[test]
