@@ -120,11 +120,17 @@ impl Process {
     }
 
     /// Close stdin (EOF for pipes; for a PTY the terminal stays open).
+    /// EOF for the program: a pipe's write end is closed; a terminal stays
+    /// open (it is also the output) and gets its end-of-file character
+    /// (VEOF, ^D), which a program reading in canonical mode takes as EOF.
     pub fn close_stdin(&self) {
-        if !self.tty {
-            if let Some(stdin) = self.live().stdin.take() {
-                stdin.close();
+        if self.tty {
+            let stdin = self.live().stdin.clone();
+            if let Some(stdin) = stdin {
+                stdin.write(Bytes::from_static(b"\x04"));
             }
+        } else if let Some(stdin) = self.live().stdin.take() {
+            stdin.close();
         }
     }
 

@@ -415,6 +415,22 @@ async fn run_with_tty_merges_output_on_a_terminal() {
 }
 
 #[tokio::test]
+async fn run_with_tty_ends_when_piped_input_ends() {
+    let server = server().await;
+    // Local stdin is a pipe, not a terminal: its EOF becomes the remote
+    // terminal's EOF character, so `cat` under the PTY finishes.
+    let command = execd(&["run", "--url", &server.url, "--tty", "--", "cat"]);
+    let output = output_of(command, Some(b"one\ntwo\n")).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("two\r\n"),
+        "{text:?} / {}",
+        stderr_of(&output)
+    );
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[tokio::test]
 async fn run_exits_255_when_the_connection_drops() {
     let mut server = server().await;
     let mut child = execd(&[
