@@ -91,25 +91,31 @@ impl Report {
     }
 
     pub fn latency(&mut self, name: &str) -> &mut LatencyRow {
-        if let Some(i) = self.latency.iter().position(|r| r.name == name) {
-            return &mut self.latency[i];
-        }
-        self.latency.push(LatencyRow {
-            name: name.into(),
-            ..LatencyRow::default()
-        });
-        self.latency.last_mut().expect("just pushed")
+        let index = match self.latency.iter().position(|r| r.name == name) {
+            Some(index) => index,
+            None => {
+                self.latency.push(LatencyRow {
+                    name: name.into(),
+                    ..LatencyRow::default()
+                });
+                self.latency.len() - 1
+            }
+        };
+        &mut self.latency[index]
     }
 
     pub fn throughput(&mut self, name: &str) -> &mut ThroughputRow {
-        if let Some(i) = self.throughput.iter().position(|r| r.name == name) {
-            return &mut self.throughput[i];
-        }
-        self.throughput.push(ThroughputRow {
-            name: name.into(),
-            ..ThroughputRow::default()
-        });
-        self.throughput.last_mut().expect("just pushed")
+        let index = match self.throughput.iter().position(|r| r.name == name) {
+            Some(index) => index,
+            None => {
+                self.throughput.push(ThroughputRow {
+                    name: name.into(),
+                    ..ThroughputRow::default()
+                });
+                self.throughput.len() - 1
+            }
+        };
+        &mut self.throughput[index]
     }
 
     pub fn note(&mut self, key: &str, value: String) {
