@@ -258,7 +258,9 @@ async fn ask_is_answered_both_ways(env: Environment, gate: Arc<TestGate>) {
 }
 
 fn answer_by_argv(request: &ApproveParams) -> Option<Answer> {
-    if request.argv.iter().any(|a| a == "/etc/hostname") {
+    if request.argv.first().is_some_and(|a| a == "touch") {
+        Some(Answer::Escalate)
+    } else if request.argv.iter().any(|a| a == "/etc/hostname") {
         Some(Answer::Run)
     } else if request.argv.iter().any(|a| a == "/etc/passwd") {
         Some(Answer::Deny)
@@ -321,22 +323,6 @@ async fn denied_program_fails_to_start(env: Environment, gate: Arc<TestGate>) {
     assert_eq!(gate.decision_for("rm").decision, Verdict::Deny);
 }
 
-async fn escalation_is_refused_with_a_reason(env: Environment, gate: Arc<TestGate>) {
-    let ran = run(
-        &env,
-        params(
-            "esc",
-            &["bash", "-c", "id -u || echo refused"],
-            policy(vec![rule(&["id"], Verdict::Escalate)]),
-        ),
-    )
-    .await;
-    assert_eq!(ran.stdout, "refused\n");
-    let id = gate.decision_for("id");
-    assert_eq!(id.decision, Verdict::Deny);
-    assert!(id.reason.unwrap_or_default().contains("escalation"));
-}
-
 fn sandboxed(id: &str, script: &str, roots: Vec<String>) -> StartParams {
     let mut p = params(id, &["bash", "-c", script], policy(vec![]));
     p.exec_policy = None;
@@ -388,6 +374,66 @@ async fn sandbox_confines_writes_and_network(env: Environment, _gate: Arc<TestGa
         "stderr {}",
         ran.stderr
     );
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// A sandboxed shell's escalated command runs outside the sandbox; its output
+/// and exit status arrive through the original process.
+async fn escalated_commands_run_outside_the_sandbox(env: Environment, gate: Arc<TestGate>) {
+    let base = std::env::temp_dir().join(format!(
+        "execd-escalate-{}-{}",
+        std::process::id(),
+        env.remote
+    ));
+    std::fs::create_dir_all(&base).unwrap();
+    let by_rule = base.join("by-rule");
+    let by_client = base.join("by-client");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
+    let script = format!(
+        "echo hi | tee {by_rule}; echo \"tee:$?\"; \
+         sh -c 'exit 7'; echo \"sh:$?\"; \
+         touch {by_client}; echo \"touch:$?\"; \
+         (echo no > {base}/direct) 2>/dev/null || echo direct-denied; \
+         (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null || echo network-denied; \
+         bash -c '{connect}'; echo \"net:$?\"",
+        by_rule = by_rule.display(),
+        by_client = by_client.display(),
+        base = base.display(),
+    );
+    let mut p = sandboxed("esc", &script, vec![]);
+    p.exec_policy = Some(policy(vec![
+        rule(&["tee"], Verdict::Escalate),
+        rule(&["sh"], Verdict::Escalate),
+        rule(&["touch"], Verdict::Ask),
+        rule(&["bash", "-c", &connect], Verdict::Escalate),
+    ]));
+    let ran = run(&env, p).await;
+    assert_eq!(
+        ran.stdout, "hi\ntee:0\nsh:7\ntouch:0\ndirect-denied\nnetwork-denied\nconnected\nnet:0\n",
+        "stderr {}",
+        ran.stderr
+    );
+    // Written outside the sandbox's (empty) writable roots.
+    assert_eq!(std::fs::read_to_string(&by_rule).unwrap(), "hi\n");
+    assert!(by_client.exists());
+    let tee = gate.decision_for("tee");
+    assert_eq!(
+        (tee.decision, tee.decided_by),
+        (Verdict::Escalate, DecidedBy::Rule)
+    );
+    let touch = gate.decision_for("touch");
+    assert_eq!(
+        (touch.decision, touch.decided_by),
+        (Verdict::Escalate, DecidedBy::Client)
+    );
+    assert!(gate
+        .asked
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|a| a.escalation && a.argv[0] == "touch"));
     std::fs::remove_dir_all(&base).unwrap();
 }
 
@@ -447,7 +493,7 @@ both_backends!(
     unanswered_ask_times_out_and_denies,
     python_subprocess_is_intercepted,
     denied_program_fails_to_start,
-    escalation_is_refused_with_a_reason,
+    escalated_commands_run_outside_the_sandbox,
     sandbox_confines_writes_and_network,
     sandbox_rejects_a_bad_root,
     policy_holds_inside_the_sandbox,

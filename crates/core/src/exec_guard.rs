@@ -179,11 +179,14 @@ pub fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Who decides for one process tree.
+#[derive(Clone)]
 pub struct Guard {
     pub process_id: String,
     pub policy: ExecPolicy,
     pub gate: Arc<dyn ExecGate>,
     pub runtime: tokio::runtime::Handle,
+    /// Execs already decided through the wrapper (`escalation`).
+    pub approved: crate::escalation::Approved,
 }
 
 /// One held exec, as read from the process.
@@ -255,6 +258,11 @@ impl Guard {
 
     fn decide(&self, listener: &OwnedFd, request: &libc::seccomp_notif) {
         let (allow, report) = match inspect(request) {
+            Ok(exec) if self.pre_approved(&exec) => {
+                // Decided (and reported) when the wrapper asked: let it through.
+                respond(listener, request.id, true);
+                return;
+            }
             Ok(exec) => self.verdict(exec),
             Err(err) => {
                 let pid = request.pid;
@@ -290,29 +298,43 @@ impl Guard {
         let gate = self.gate.clone();
         self.runtime
             .block_on(async move { gate.report(report).await });
-        let response = libc::seccomp_notif_resp {
-            id: request.id,
-            val: 0,
-            error: if allow { 0 } else { -libc::EACCES },
-            flags: if allow {
-                libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
-            } else {
-                0
-            },
-        };
-        // SAFETY: SEND reads the response struct.
-        let sent = unsafe {
-            libc::ioctl(
-                listener.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_SEND,
-                &response,
-            )
-        };
-        if sent < 0 {
-            debug!(err = %io::Error::last_os_error(), "answering a held exec failed (target gone?)");
-        }
+        respond(listener, request.id, allow);
     }
 
+    fn pre_approved(&self, exec: &PendingExec) -> bool {
+        self.approved
+            .lock()
+            .map(|mut approved| approved.remove(&(exec.pid, exec.path.clone())))
+            .unwrap_or(false)
+    }
+}
+
+/// Let a held exec continue, or fail it with EACCES.
+fn respond(listener: &OwnedFd, id: u64, allow: bool) {
+    let response = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: if allow { 0 } else { -libc::EACCES },
+        flags: if allow {
+            libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
+        } else {
+            0
+        },
+    };
+    // SAFETY: SEND reads the response struct.
+    let sent = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &response,
+        )
+    };
+    if sent < 0 {
+        debug!(err = %io::Error::last_os_error(), "answering a held exec failed (target gone?)");
+    }
+}
+
+impl Guard {
     /// Apply the policy (asking the owner if it says so).
     fn verdict(&self, exec: PendingExec) -> (bool, DecisionParams) {
         let matched = evaluate(&self.policy, &exec.path, &exec.argv);
@@ -322,7 +344,7 @@ impl Guard {
             Verdict::Allow => true,
             Verdict::Deny => false,
             Verdict::Escalate => {
-                reason = Some("escalation is not supported yet; denied".to_string());
+                reason = Some("escalation needs the execd wrapper, which this exec bypassed (static binary or no libc execve); denied".to_string());
                 false
             }
             Verdict::Ask => {
@@ -353,7 +375,7 @@ impl Guard {
                     }
                     Ok(Some(Answer::Escalate)) => {
                         decided_by = DecidedBy::Client;
-                        reason = Some("escalation is not supported yet; denied".to_string());
+                        reason = Some("escalation needs the execd wrapper, which this exec bypassed (static binary or no libc execve); denied".to_string());
                         false
                     }
                     Ok(None) => {

@@ -11,9 +11,12 @@
 //! - [`signal`]: signal names.
 //! - [`policy`], [`exec_guard`]: per-command exec decisions, and holding
 //!   every exec of a process tree (seccomp user notification) until decided.
+//! - [`escalation`]: the wrapper protocol (`LD_PRELOAD` shim) that can run
+//!   a command outside the sandbox.
 //! - [`env`]: the environment traits and their local implementation.
 
 pub mod env;
+pub mod escalation;
 pub mod exec_guard;
 pub mod fs;
 pub mod outbox;

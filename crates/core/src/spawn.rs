@@ -17,6 +17,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::io::unix::AsyncFd;
 use tokio::process::{Child, Command};
 
+use crate::escalation::{self, Wrapper};
 use crate::exec_guard::{self, Guard};
 use crate::sandbox::PreparedSandbox;
 
@@ -254,16 +255,54 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<Guard>) -> Result<Spawned, SpawnErr
     }
     // Registered last: the filter must not see the set-up above.
     let mut guard_socket = None;
+    let mut wrapper_socket = None;
     if let Some(guard) = guard {
         let (ours, theirs) = exec_guard::channel().map_err(|source| SpawnError::Setup {
             what: "the exec guard",
             source,
         })?;
         // The guard answers the program's own exec, which `spawn` waits for.
-        guard.start(ours).map_err(|source| SpawnError::Setup {
-            what: "the exec guard",
-            source,
-        })?;
+        guard
+            .clone()
+            .start(ours)
+            .map_err(|source| SpawnError::Setup {
+                what: "the exec guard",
+                source,
+            })?;
+        // Dynamically linked programs also get the wrapper, which can escalate.
+        if let Some(library) = escalation::preload_library() {
+            let (ours_w, theirs_w) = escalation::channel().map_err(|source| SpawnError::Setup {
+                what: "the escalation socket",
+                source,
+            })?;
+            let wrapper = Wrapper {
+                process_id: guard.process_id.clone(),
+                policy: guard.policy.clone(),
+                gate: guard.gate.clone(),
+                approved: guard.approved.clone(),
+            };
+            wrapper
+                .serve(ours_w, &guard.runtime)
+                .map_err(|source| SpawnError::Setup {
+                    what: "the escalation socket",
+                    source,
+                })?;
+            let preload = match spec.env.get("LD_PRELOAD") {
+                Some(existing) if !existing.is_empty() => {
+                    format!("{}:{existing}", library.display())
+                }
+                _ => library.display().to_string(),
+            };
+            command
+                .env("LD_PRELOAD", preload)
+                .env(escalation::FD_VARIABLE, escalation::CHILD_FD.to_string());
+            let socket = theirs_w.as_raw_fd();
+            // SAFETY: `install_in_child` makes one raw syscall.
+            unsafe {
+                command.pre_exec(move || escalation::install_in_child(socket));
+            }
+            wrapper_socket = Some(theirs_w);
+        }
         let socket = theirs.as_raw_fd();
         // SAFETY: `install_in_child` makes only raw syscalls.
         unsafe {
@@ -273,6 +312,7 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<Guard>) -> Result<Spawned, SpawnErr
     }
     let spawned = command.spawn();
     drop(guard_socket);
+    drop(wrapper_socket);
     let child = spawned.map_err(|source| {
         let denied = spec.exec_policy.is_some() && source.kind() == io::ErrorKind::PermissionDenied;
         if denied {

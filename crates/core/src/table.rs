@@ -166,6 +166,7 @@ impl ProcessTable {
             policy: policy.clone(),
             gate: self.gate.clone(),
             runtime,
+            approved: Default::default(),
         }))
     }
 

@@ -1,0 +1,348 @@
+//! The wrapper protocol: processes under an exec policy get
+//! `libexecd_preload.so` (`LD_PRELOAD`) and a socket (`EXECD_ESCALATION_FD`).
+//! Before a dynamically linked program execs, the shim sends us the path,
+//! argv, cwd, environment and its stdin/stdout/stderr (`SCM_RIGHTS`), plus a
+//! socket for our answer:
+//!
+//! - run: the real `execve` proceeds; the kernel guard lets that exec through
+//!   without asking again (it was decided here);
+//! - deny: the `execve` fails with EACCES;
+//! - escalate: we run the command ourselves, outside the sandbox and the
+//!   policy, on the caller's own stdio, and send back its exit status, with
+//!   which the caller exits, as if it had exec'd the program.
+//!
+//! Static binaries and programs that exec without libc's `execve` skip the
+//! shim; the kernel guard still decides for them, but cannot escalate.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use execd_protocol::policy::{
+    Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Verdict,
+};
+use tracing::debug;
+
+use crate::policy::{evaluate, ExecGate};
+
+/// The descriptor number the socket gets in the child.
+pub const CHILD_FD: RawFd = 1023;
+/// Names the socket in the child's environment.
+pub const FD_VARIABLE: &str = "EXECD_ESCALATION_FD";
+/// The shim's file name, looked for next to the running executable.
+pub const LIBRARY: &str = "libexecd_preload.so";
+
+/// Execs decided through the wrapper, which the kernel guard then lets through.
+pub type Approved = Arc<Mutex<HashSet<(u32, String)>>>;
+
+/// Where the shim is: `$EXECD_PRELOAD_LIB`, or next to (or one directory
+/// above) the running executable, as cargo lays out binaries and tests.
+pub fn preload_library() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("EXECD_PRELOAD_LIB") {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join(LIBRARY), dir.parent()?.join(LIBRARY)]
+        .into_iter()
+        .find(|path| path.is_file())
+}
+
+/// A socketpair for the wrapper: (ours, the child's), both close-on-exec
+/// (the child's copy is `dup2`ed to [`CHILD_FD`] before exec).
+pub fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
+    crate::exec_guard::channel()
+}
+
+/// Give the child its socket at [`CHILD_FD`].
+///
+/// # Safety
+/// In the forked child before exec: one raw syscall.
+pub unsafe fn install_in_child(socket: RawFd) -> io::Result<()> {
+    if libc::dup2(socket, CHILD_FD) < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Who decides, and where decisions go (shared with the kernel guard).
+#[derive(Clone)]
+pub struct Wrapper {
+    pub process_id: String,
+    pub policy: ExecPolicy,
+    pub gate: Arc<dyn ExecGate>,
+    pub approved: Approved,
+}
+
+struct Request {
+    pid: u32,
+    path: String,
+    cwd: String,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    stdio: [OwnedFd; 3],
+    reply: OwnedFd,
+}
+
+enum Outcome {
+    Run,
+    Deny,
+    Escalate,
+}
+
+impl Wrapper {
+    /// Serve the wrapper's requests until every process holding the socket is gone.
+    pub fn serve(self, socket: OwnedFd, runtime: &tokio::runtime::Handle) -> io::Result<()> {
+        let _entered = runtime.enter();
+        let socket = crate::spawn::reactor_fd(socket)?;
+        runtime.spawn(async move {
+            loop {
+                let received = async {
+                    loop {
+                        let mut guard = socket.readable().await?;
+                        match guard.try_io(|fd| receive(fd.get_ref())) {
+                            Ok(result) => return result,
+                            Err(_would_block) => continue,
+                        }
+                    }
+                }
+                .await;
+                match received {
+                    Ok(Some(request)) => {
+                        let wrapper = self.clone();
+                        tokio::spawn(async move { wrapper.handle(request).await });
+                    }
+                    Ok(None) => return,
+                    Err(err) => {
+                        debug!(%err, "escalation socket failed");
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn handle(self, request: Request) {
+        let matched = evaluate(&self.policy, &request.path, &request.argv);
+        let mut decided_by = matched.decided_by;
+        let mut reason = None;
+        let outcome = match matched.verdict {
+            Verdict::Allow => Outcome::Run,
+            Verdict::Deny => Outcome::Deny,
+            Verdict::Escalate => Outcome::Escalate,
+            Verdict::Ask => {
+                let ask = ApproveParams {
+                    process_id: self.process_id.clone(),
+                    pid: request.pid,
+                    path: request.path.clone(),
+                    argv: request.argv.clone(),
+                    cwd: request.cwd.clone(),
+                    escalation: true,
+                };
+                let timeout = self
+                    .policy
+                    .ask_timeout_ms
+                    .map_or(Duration::from_secs(30), Duration::from_millis);
+                match tokio::time::timeout(timeout, self.gate.ask(ask)).await {
+                    Ok(Some(answer)) => {
+                        decided_by = DecidedBy::Client;
+                        match answer {
+                            Answer::Run => Outcome::Run,
+                            Answer::Deny => Outcome::Deny,
+                            Answer::Escalate => Outcome::Escalate,
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        decided_by = DecidedBy::Timeout;
+                        reason = Some("no answer from the client".to_string());
+                        Outcome::Deny
+                    }
+                }
+            }
+        };
+        let decision = match outcome {
+            Outcome::Run => Verdict::Allow,
+            Outcome::Deny => Verdict::Deny,
+            Outcome::Escalate => {
+                reason = Some("run outside the sandbox".to_string());
+                Verdict::Escalate
+            }
+        };
+        self.gate
+            .report(DecisionParams {
+                process_id: self.process_id.clone(),
+                pid: request.pid,
+                path: request.path.clone(),
+                argv: request.argv.clone(),
+                decision,
+                decided_by,
+                rule: matched.rule,
+                reason,
+            })
+            .await;
+        let (kind, value) = match outcome {
+            Outcome::Run => {
+                if let Ok(mut approved) = self.approved.lock() {
+                    approved.insert((request.pid, request.path.clone()));
+                }
+                (b'R', 0)
+            }
+            Outcome::Deny => (b'D', libc::EACCES),
+            Outcome::Escalate => escalate(&request).await,
+        };
+        let mut reply = [kind, 0, 0, 0, 0];
+        reply[1..].copy_from_slice(&value.to_le_bytes());
+        // SAFETY: sending 5 bytes from a valid buffer on a socket we own.
+        let sent = unsafe {
+            libc::send(
+                request.reply.as_raw_fd(),
+                reply.as_ptr().cast(),
+                reply.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if sent < 0 {
+            debug!(err = %io::Error::last_os_error(), "the exec's caller is gone");
+        }
+    }
+}
+
+/// Run the request's command outside the sandbox on the caller's stdio;
+/// its exit status as the wrapper's answer.
+async fn escalate(request: &Request) -> (u8, i32) {
+    use std::os::unix::process::ExitStatusExt;
+    let Some((arg0, args)) = request.argv.split_first() else {
+        return (b'D', libc::EINVAL);
+    };
+    let stdio = |fd: &OwnedFd| fd.try_clone().map(Stdio::from);
+    let (Ok(stdin), Ok(stdout), Ok(stderr)) = (
+        stdio(&request.stdio[0]),
+        stdio(&request.stdio[1]),
+        stdio(&request.stdio[2]),
+    ) else {
+        return (b'D', libc::EMFILE);
+    };
+    let env = request
+        .env
+        .iter()
+        .filter(|(key, _)| key != FD_VARIABLE && key != "LD_PRELOAD");
+    let child = tokio::process::Command::new(&request.path)
+        .arg0(arg0)
+        .args(args)
+        .env_clear()
+        .envs(env.cloned())
+        .current_dir(&request.cwd)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .status()
+        .await;
+    match child {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => (b'X', code),
+            (None, Some(signal)) => (b'S', signal),
+            (None, None) => (b'X', 255),
+        },
+        Err(err) => {
+            debug!(%err, path = %request.path, "escalated command did not start");
+            (b'D', err.raw_os_error().unwrap_or(libc::ENOENT))
+        }
+    }
+}
+
+/// One request, or `None` when every sender is gone.
+fn receive(socket: &OwnedFd) -> io::Result<Option<Request>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buffer = vec![0u8; 64 * 1024];
+    let (bytes, fds) = {
+        let mut iov = [io::IoSliceMut::new(&mut buffer)];
+        let mut space = nix::cmsg_space!([RawFd; 4]);
+        let message = recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(io::Error::from)?;
+        let mut fds = Vec::new();
+        for control in message.cmsgs().map_err(io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(received) = control {
+                // SAFETY: SCM_RIGHTS just gave us these descriptors.
+                fds.extend(
+                    received
+                        .into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        (message.bytes, fds)
+    };
+    if bytes == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    parse(&buffer[..bytes], fds).map(Some)
+}
+
+fn parse(bytes: &[u8], fds: Vec<OwnedFd>) -> io::Result<Request> {
+    let bad = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("wrapper request: {what}"),
+        )
+    };
+    let mut fields = bytes
+        .split(|b| *b == 0)
+        .map(|field| String::from_utf8_lossy(field).into_owned());
+    let mut next = |what: &str| fields.next().ok_or_else(|| bad(what));
+    if next("magic")? != "XQ1" {
+        return Err(bad("unknown version"));
+    }
+    let pid: u32 = next("pid")?.parse().map_err(|_| bad("pid"))?;
+    let path = next("path")?;
+    let cwd = next("cwd")?;
+    let argc: usize = next("argc")?.parse().map_err(|_| bad("argc"))?;
+    let argv = (0..argc)
+        .map(|_| next("argv"))
+        .collect::<io::Result<Vec<_>>>()?;
+    let envc: usize = next("envc")?.parse().map_err(|_| bad("envc"))?;
+    let env = (0..envc)
+        .map(|_| next("env"))
+        .collect::<io::Result<Vec<_>>>()?
+        .into_iter()
+        .filter_map(|entry| {
+            entry
+                .split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let mut fds = fds.into_iter();
+    let (Some(stdin), Some(stdout), Some(stderr), Some(reply)) =
+        (fds.next(), fds.next(), fds.next(), fds.next())
+    else {
+        return Err(bad("expected four descriptors"));
+    };
+    let path = if path.starts_with('/') {
+        path
+    } else {
+        PathBuf::from(&cwd)
+            .join(&path)
+            .to_string_lossy()
+            .into_owned()
+    };
+    Ok(Request {
+        pid,
+        path,
+        cwd,
+        argv,
+        env,
+        stdio: [stdin, stdout, stderr],
+        reply,
+    })
+}
