@@ -346,3 +346,89 @@ fn parse(bytes: &[u8], fds: Vec<OwnedFd>) -> io::Result<Request> {
         reply,
     })
 }
+
+/// execd's answer to a wrapper request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// Exec the program (the kernel guard will let it through).
+    Run,
+    /// Do not: fail with this errno.
+    Deny(i32),
+    /// execd ran it outside the sandbox; it exited with this code.
+    Exited(i32),
+    /// execd ran it outside the sandbox; this signal ended it.
+    Signaled(i32),
+}
+
+/// The socket named by [`FD_VARIABLE`] in this process's environment.
+pub fn socket_from_env() -> Option<RawFd> {
+    let fd: RawFd = std::env::var(FD_VARIABLE).ok()?.parse().ok()?;
+    // SAFETY: F_GETFD only inspects the descriptor.
+    (unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0).then_some(fd)
+}
+
+/// Ask execd about running `path` with `argv` (the client side of the
+/// protocol, for `execd exec-wrapper`; the `LD_PRELOAD` shim speaks it too).
+/// Our stdin, stdout and stderr go along, for an escalated run.
+pub fn request(
+    socket: RawFd,
+    path: &str,
+    argv: &[String],
+    cwd: &str,
+    env: &[(String, String)],
+) -> io::Result<Reply> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let mut message = Vec::new();
+    let mut field = |text: &str| {
+        message.extend_from_slice(text.as_bytes());
+        message.push(0);
+    };
+    field("XQ1");
+    field(&std::process::id().to_string());
+    field(path);
+    field(cwd);
+    field(&argv.len().to_string());
+    argv.iter().for_each(|arg| field(arg));
+    field(&env.len().to_string());
+    env.iter()
+        .for_each(|(key, value)| field(&format!("{key}={value}")));
+
+    let (ours, theirs) = channel()?;
+    let fds = [0, 1, 2, theirs.as_raw_fd()];
+    let iov = [io::IoSlice::new(&message)];
+    sendmsg::<()>(
+        socket,
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(io::Error::from)?;
+    drop(theirs);
+    let mut reply = [0u8; 5];
+    let n = loop {
+        // SAFETY: receiving into a valid 5-byte buffer.
+        let n = unsafe { libc::recv(ours.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        break n;
+    };
+    if n != 5 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "execd did not answer",
+        ));
+    }
+    let value = i32::from_le_bytes([reply[1], reply[2], reply[3], reply[4]]);
+    match reply[0] {
+        b'R' => Ok(Reply::Run),
+        b'D' => Ok(Reply::Deny(value)),
+        b'X' => Ok(Reply::Exited(value)),
+        b'S' => Ok(Reply::Signaled(value)),
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unknown answer {other:?}"),
+        )),
+    }
+}

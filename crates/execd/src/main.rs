@@ -3,6 +3,7 @@
 
 mod bench;
 mod cp;
+mod exec_wrapper;
 mod run;
 mod serve;
 mod shell;
@@ -35,6 +36,10 @@ enum Command {
     /// Measure a server speaking the execd protocol against local and
     /// OpenSSH baselines.
     Bench(bench::BenchArgs),
+    /// Run one command through the exec policy of the execd process tree
+    /// this runs in (allowed: exec it; denied: exit 1; escalated: execd runs
+    /// it outside the sandbox and we exit with its status).
+    ExecWrapper(exec_wrapper::ExecWrapperArgs),
     /// Copy files or directories (-r) between this machine and execd servers
     /// (`ws://HOST:PORT:/path`, or `:/path` for the --url server).
     Cp(cp::CpArgs),
@@ -49,19 +54,35 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The exec wrapper runs (and execs) without a runtime.
+    let command = match cli.command {
+        Command::ExecWrapper(args) => return exec_wrapper::run(args),
+        command => command,
+    };
+    // The server spreads connections and processes over every core. The
+    // client commands drive one connection: on one thread, a frame read by
+    // the connection's reader wakes its consumer without a cross-core
+    // wakeup (PTY echo ~0.17 → ~0.11 ms, docs/BENCHMARKS.md).
+    let runtime = match command {
+        Command::Serve(_) => tokio::runtime::Runtime::new(),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("execd: cannot start the async runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
+    match command {
         Command::Serve(args) => report("execd", runtime.block_on(serve::run(args))),
         Command::Run(args) => ExitCode::from(runtime.block_on(run::run(args))),
         Command::Shell(args) => ExitCode::from(runtime.block_on(shell::run(args))),
         Command::Bench(args) => report("execd bench", runtime.block_on(bench::run(args))),
         Command::Cp(args) => report("execd cp", runtime.block_on(cp::run(args))),
+        Command::ExecWrapper(args) => exec_wrapper::run(args),
     }
 }
 
