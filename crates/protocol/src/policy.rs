@@ -17,7 +17,8 @@ pub enum Verdict {
     Allow,
     /// Fail it with EACCES.
     Deny,
-    /// Run it outside the sandbox (not implemented yet: denied, and reported so).
+    /// Run it outside the sandbox, on the caller's stdio (through the
+    /// wrapper; an exec that bypasses the wrapper is denied instead).
     Escalate,
     /// Ask the client with `exec/approve`.
     Ask,
@@ -62,7 +63,7 @@ pub struct ApproveParams {
     pub path: String,
     pub argv: Vec<String>,
     pub cwd: String,
-    /// True when a rule asked for escalation.
+    /// True when the exec came through the wrapper, so `escalate` can be done.
     pub escalation: bool,
 }
 
@@ -101,7 +102,7 @@ pub struct DecisionParams {
     pub pid: u32,
     pub path: String,
     pub argv: Vec<String>,
-    /// `allow` or `deny` (what actually happened).
+    /// `allow`, `deny` or `escalate` (what actually happened).
     pub decision: Verdict,
     pub decided_by: DecidedBy,
     /// The matching rule's prefix, when a rule decided.
