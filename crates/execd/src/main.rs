@@ -59,15 +59,16 @@ fn main() -> ExitCode {
         Command::ExecWrapper(args) => return exec_wrapper::run(args),
         command => command,
     };
-    // The server spreads connections and processes over every core. The
-    // client commands drive one connection: on one thread, a frame read by
-    // the connection's reader wakes its consumer without a cross-core
-    // wakeup (PTY echo ~0.17 → ~0.11 ms, docs/BENCHMARKS.md).
+    // The interactive shell drives one connection whose latency is what a
+    // person feels: on one thread, a frame read by the connection's reader
+    // wakes its consumer without a cross-core wakeup (PTY echo ~0.17 → ~0.12
+    // ms). Everything else moves bulk data and uses every core (streaming
+    // ~700 vs ~500 MB/s); see docs/BENCHMARKS.md.
     let runtime = match command {
-        Command::Serve(_) => tokio::runtime::Runtime::new(),
-        _ => tokio::runtime::Builder::new_current_thread()
+        Command::Shell(_) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
+        _ => tokio::runtime::Runtime::new(),
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,
