@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use execd_client::{EnvError, Environment, ExecServerClient, RemoteEnvironment};
+use execd_core::env::collect;
 use execd_core::env::LocalEnvironment;
 use execd_core::policy::ExecGate;
-use execd_core::{EventKind, TableConfig};
+use execd_core::TableConfig;
 use execd_protocol::policy::{
     Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Rule, Verdict,
 };
@@ -148,26 +149,14 @@ struct Ran {
 
 async fn run(env: &Environment, params: StartParams) -> Ran {
     let mut started = env.exec.start(params).await.expect("start");
-    let (mut stdout, mut stderr, mut exit_code) = (Vec::new(), Vec::new(), None);
-    loop {
-        let event = tokio::time::timeout(TIMEOUT, started.events.recv())
-            .await
-            .expect("event in time")
-            .expect("channel open")
-            .expect("no event error");
-        match event.kind {
-            EventKind::Output { stream, chunk } => match stream {
-                execd_core::OutputStream::Stderr => stderr.extend_from_slice(&chunk),
-                _ => stdout.extend_from_slice(&chunk),
-            },
-            EventKind::Exited(exit) => exit_code = Some(exit.code),
-            EventKind::Closed => break,
-        }
-    }
+    let done = tokio::time::timeout(TIMEOUT, collect(&mut started.events))
+        .await
+        .expect("closed in time")
+        .expect("no event error");
     Ran {
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        exit_code: exit_code.expect("exited"),
+        stdout: done.stdout_text(),
+        stderr: done.stderr_text(),
+        exit_code: done.code().expect("exited"),
     }
 }
 

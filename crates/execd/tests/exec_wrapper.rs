@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use execd_client::RemoteEnvironment;
-use execd_core::EventKind;
+use execd_core::env::collect;
 use execd_protocol::policy::{ExecPolicy, Rule, Verdict};
 use execd_protocol::process::StartParams;
 use execd_protocol::sandbox::SandboxSpec;
@@ -56,28 +56,12 @@ async fn wrapper_runs_escalates_and_denies() {
         }),
     };
     let mut started = env.exec.start(params).await.expect("start");
-    let (mut stdout, mut stderr, mut code) = (Vec::new(), Vec::new(), None);
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(60), started.events.recv())
-            .await
-            .expect("event in time")
-            .expect("channel open")
-            .expect("no event error");
-        match event.kind {
-            EventKind::Output { stream, chunk } => match stream {
-                execd_core::OutputStream::Stderr => stderr.extend_from_slice(&chunk),
-                _ => stdout.extend_from_slice(&chunk),
-            },
-            EventKind::Exited(exit) => code = Some(exit.code),
-            EventKind::Closed => break,
-        }
-    }
-    let stderr = String::from_utf8_lossy(&stderr);
-    assert_eq!(
-        String::from_utf8_lossy(&stdout),
-        "hi\ntee:0\nrm:1\nplain\n",
-        "stderr {stderr}"
-    );
+    let done = tokio::time::timeout(Duration::from_secs(60), collect(&mut started.events))
+        .await
+        .expect("closed in time")
+        .expect("no event error");
+    let (stdout, stderr, code) = (done.stdout_text(), done.stderr_text(), done.code());
+    assert_eq!(stdout, "hi\ntee:0\nrm:1\nplain\n", "stderr {stderr}");
     assert!(
         stderr.contains("execd exec-wrapper: rm: denied by the exec policy"),
         "{stderr}"

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use execd_client::{ExecServerClient, RemoteEnvironment};
-use execd_core::EventKind;
+use execd_core::env::collect;
 use execd_protocol::process::StartParams;
 
 #[tokio::test]
@@ -39,22 +39,12 @@ async fn remote_environment_over_a_child_s_stdio() {
         .await
         .unwrap();
     started.process.close_stdin().await.unwrap();
-    let (mut stdout, mut stderr, mut exit) = (Vec::new(), Vec::new(), None);
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(30), started.events.recv())
-            .await
-            .expect("event in time")
-            .expect("channel open")
-            .expect("no event error");
-        match event.kind {
-            EventKind::Output { stream, chunk } => match stream {
-                execd_core::OutputStream::Stderr => stderr.extend_from_slice(&chunk),
-                _ => stdout.extend_from_slice(&chunk),
-            },
-            EventKind::Exited(info) => exit = Some(info.code),
-            EventKind::Closed => break,
-        }
-    }
+    let done = tokio::time::timeout(Duration::from_secs(30), collect(&mut started.events))
+        .await
+        .expect("closed in time")
+        .expect("no event error");
+    let exit = done.code();
+    let (stdout, stderr) = (done.stdout, done.stderr);
     assert_eq!(stdout, b"over stdio\n");
     assert_eq!(stderr, b"done:0\n");
     assert_eq!(exit, Some(0));

@@ -1,0 +1,51 @@
+//! Running a process to the end and keeping everything it printed, by
+//! stream: the simplest way to use a [`StartedProcess`](super::StartedProcess)'s events.
+
+use crate::env::{EnvError, EventReceiver};
+use crate::output_log::{EventKind, ExitInfo};
+use execd_protocol::process::OutputStream;
+
+/// Everything a process printed, and how it ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collected {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// The merged stream of a PTY process.
+    pub pty: Vec<u8>,
+    pub exit: Option<ExitInfo>,
+}
+
+impl Collected {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    /// The exit code (-1 for a signal); `None` if the process never exited.
+    pub fn code(&self) -> Option<i32> {
+        self.exit.as_ref().map(|exit| exit.code)
+    }
+}
+
+/// Read a process's events until it closed. Unbounded: wrap it in a timeout
+/// if the process may not end.
+pub async fn collect(events: &mut EventReceiver) -> Result<Collected, EnvError> {
+    let mut collected = Collected::default();
+    loop {
+        let event = events.recv().await.ok_or_else(|| {
+            EnvError::ConnectionLost("the process's events ended before it closed".into())
+        })??;
+        match event.kind {
+            EventKind::Output { stream, chunk } => match stream {
+                OutputStream::Stdout => collected.stdout.extend_from_slice(&chunk),
+                OutputStream::Stderr => collected.stderr.extend_from_slice(&chunk),
+                OutputStream::Pty => collected.pty.extend_from_slice(&chunk),
+            },
+            EventKind::Exited(exit) => collected.exit = Some(exit),
+            EventKind::Closed => return Ok(collected),
+        }
+    }
+}
