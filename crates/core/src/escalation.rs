@@ -39,17 +39,20 @@ pub const LIBRARY: &str = "libexecd_preload.so";
 /// Execs decided through the wrapper, which the kernel guard then lets through.
 pub type Approved = Arc<Mutex<HashSet<(u32, String)>>>;
 
-/// Where the shim is: `$EXECD_PRELOAD_LIB`, or next to (or one directory
-/// above) the running executable, as cargo lays out binaries and tests.
+/// Where the shim is: `$EXECD_PRELOAD_LIB`, else next to the running
+/// executable (an installed execd), else where the build put it.
 pub fn preload_library() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("EXECD_PRELOAD_LIB") {
         let path = PathBuf::from(path);
         return path.is_file().then_some(path);
     }
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?;
-    [dir.join(LIBRARY), dir.parent()?.join(LIBRARY)]
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(LIBRARY)));
+    let built = option_env!("EXECD_PRELOAD_BUILT").map(PathBuf::from);
+    beside_exe
         .into_iter()
+        .chain(built)
         .find(|path| path.is_file())
 }
 
