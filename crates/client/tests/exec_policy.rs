@@ -312,6 +312,61 @@ async fn denied_program_fails_to_start(env: Environment, gate: Arc<TestGate>) {
     assert_eq!(gate.decision_for("rm").decision, Verdict::Deny);
 }
 
+/// A static binary that execs with a raw syscall (no libc `execve`, no
+/// shim): built once per test process with the system C compiler.
+fn raw_exec_binary() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rawexec");
+            std::fs::create_dir_all(&dir).unwrap();
+            let source = dir.join("rawexec.c");
+            std::fs::write(
+                &source,
+                "#include <errno.h>\n#include <stdio.h>\n#include <sys/syscall.h>\n#include <unistd.h>\n\
+                 int main(void) {\n  char *argv[] = {\"echo\", \"ran\", 0};\n  char *envp[] = {0};\n\
+                 syscall(SYS_execve, \"/bin/echo\", argv, envp);\n\
+                 printf(\"exec failed: %d\\n\", errno);\n  return 0;\n}\n",
+            )
+            .unwrap();
+            let binary = dir.join("rawexec");
+            let status = std::process::Command::new("cc")
+                .args(["-static", "-O2", "-o"])
+                .arg(&binary)
+                .arg(&source)
+                .status()
+                .expect("run cc");
+            assert!(status.success(), "cc -static failed");
+            binary
+        })
+        .clone()
+}
+
+/// Execs that bypass libc (static binaries, raw syscalls) are held by the
+/// kernel guard all the same.
+async fn static_binaries_are_held_too(env: Environment, gate: Arc<TestGate>) {
+    let binary = raw_exec_binary();
+    let program = binary.to_str().unwrap();
+    let ran = run(
+        &env,
+        params(
+            "static",
+            &[program],
+            policy(vec![rule(&["echo"], Verdict::Deny)]),
+        ),
+    )
+    .await;
+    assert_eq!(ran.stdout, "exec failed: 13\n", "stderr {}", ran.stderr);
+    let echo = gate.decision_for("echo");
+    assert_eq!(
+        (echo.decision, echo.path.as_str()),
+        (Verdict::Deny, "/bin/echo")
+    );
+    // Allowed, the same raw exec goes through.
+    let ran = run(&env, params("static-ok", &[program], policy(vec![]))).await;
+    assert_eq!(ran.stdout, "ran\n");
+}
+
 fn sandboxed(id: &str, script: &str, roots: Vec<String>) -> StartParams {
     let mut p = params(id, &["bash", "-c", script], policy(vec![]));
     p.exec_policy = None;
@@ -483,6 +538,7 @@ both_backends!(
     python_subprocess_is_intercepted,
     denied_program_fails_to_start,
     escalated_commands_run_outside_the_sandbox,
+    static_binaries_are_held_too,
     sandbox_confines_writes_and_network,
     sandbox_rejects_a_bad_root,
     policy_holds_inside_the_sandbox,
