@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::report::{stream_row, Report};
+use crate::report::{stream_rows, Report};
 use crate::stats::summarize;
 use crate::stream::zero_stream_rate;
 use crate::{io_error, BenchConfig, BenchError};
@@ -27,7 +27,9 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
     report.latency(crate::report::ROUND_TRIP).local = summarize(&ping);
     report.latency("spawn /bin/true → closed").local = summarize(&spawn);
     report.latency("PTY echo, 1 byte").local = summarize(&echo);
-    report.throughput(&stream_row(config.stream_bytes)).local = Some(stream);
+    for row in stream_rows(config.stream_bytes) {
+        report.throughput(&row).local = Some(stream);
+    }
     Ok(())
 }
 

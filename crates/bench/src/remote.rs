@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use execd_client::{ExecServerClient, RemoteEnvironment};
+use execd_client::{ConnectOptions, ExecServerClient, RemoteEnvironment};
 use execd_core::env::{Environment, EventReceiver};
 use execd_core::EventKind;
 use execd_protocol::process::StartParams;
 use tokio::task::JoinSet;
 
-use crate::report::{stream_row, Report};
+use crate::report::{binary_stream_row, stream_row, Report};
 use crate::stats::summarize;
 use crate::stream::all_zero;
 use crate::{BenchConfig, BenchError};
@@ -111,8 +111,21 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
         summarize(&request_round_trip(&env, config.reps).await?);
     report.latency("spawn /bin/true → closed").execd = summarize(&spawn(&env, config.reps).await?);
     report.latency("PTY echo, 1 byte").execd = summarize(&pty_echo(&env, config.reps).await?);
+    // The JSON/base64 baseline protocol, then execd's binary output frames.
+    let json = ExecServerClient::connect_with(
+        &config.url,
+        ConnectOptions {
+            binary_output: false,
+        },
+    )
+    .await
+    .map_err(execd_core::env::EnvError::from)?;
+    let json = RemoteEnvironment::new(json).into_environment();
     report.throughput(&stream_row(config.stream_bytes)).execd =
-        Some(stream(&env, config.stream_bytes).await?);
+        Some(stream(&json, config.stream_bytes).await?);
+    report
+        .throughput(&binary_stream_row(config.stream_bytes))
+        .execd = Some(stream(&env, config.stream_bytes).await?);
     fan_out(&env, config, report).await?;
     Ok(())
 }

@@ -38,9 +38,25 @@ pub struct Report {
 /// The request round-trip row (local baseline: a TCP ping-pong).
 pub const ROUND_TRIP: &str = "request round trip (local: TCP ping-pong)";
 
-/// The name of the throughput row for a stream of `bytes`.
+/// The name of the throughput row for a stream of `bytes` over JSON/base64.
 pub fn stream_row(bytes: u64) -> String {
-    format!("stream {} MiB, `head -c` from /dev/zero", bytes >> 20)
+    format!(
+        "stream {} MiB, `head -c` from /dev/zero, JSON/base64",
+        bytes >> 20
+    )
+}
+
+/// The same stream with binary output frames (execd's extension).
+pub fn binary_stream_row(bytes: u64) -> String {
+    format!(
+        "stream {} MiB, `head -c` from /dev/zero, binary frames",
+        bytes >> 20
+    )
+}
+
+/// Both stream rows (baselines go on each).
+pub fn stream_rows(bytes: u64) -> [String; 2] {
+    [stream_row(bytes), binary_stream_row(bytes)]
 }
 
 fn ms(d: Duration) -> String {

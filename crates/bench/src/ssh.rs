@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::report::{stream_row, Report};
+use crate::report::{stream_rows, Report};
 use crate::stats::summarize;
 use crate::stream::zero_stream_rate;
 use crate::{io_error, BenchConfig, BenchError};
@@ -64,7 +64,9 @@ pub async fn measure(
     report.latency("connect + initialize").ssh = summarize(&connect);
     report.latency("spawn /bin/true → closed").ssh = summarize(&spawn);
     report.latency("PTY echo, 1 byte").ssh = summarize(&echo);
-    report.throughput(&stream_row(bytes)).ssh = Some(stream);
+    for row in stream_rows(bytes) {
+        report.throughput(&row).ssh = Some(stream);
+    }
     report.note(
         "ssh rows",
         "connect = a new `ssh host true` (handshake, auth, session); spawn and the rest reuse one multiplexed master connection (ControlMaster)".into(),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use execd_core::env::router::{EventReceiver, EventRouter, ExitWatch};
 use execd_core::env::EnvError;
-use execd_core::outbox::Outbox;
+use execd_core::outbox::{Frame, Outbox};
 use execd_core::policy::ExecGate;
 use execd_core::{EventKind, ExitInfo, ProcessEvent};
 use execd_protocol::envelope::{InitializeParams, InitializeResult};
@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
+use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tracing::debug;
 
 use crate::error::ClientError;
@@ -102,9 +102,37 @@ impl std::fmt::Debug for ExecServerClient {
     }
 }
 
+/// A frame from the server.
+enum InFrame {
+    Text(Bytes),
+    /// A binary output frame (`execd_protocol::binary`).
+    Binary(Bytes),
+}
+
+/// How to connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Ask for `process/output` as binary frames (WebSocket only; a server
+    /// that does not know the extension keeps sending JSON).
+    pub binary_output: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            binary_output: true,
+        }
+    }
+}
+
 impl ExecServerClient {
     /// Connect to `ws://HOST:PORT` and do the handshake.
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
+        Self::connect_with(url, ConnectOptions::default()).await
+    }
+
+    /// Connect to `ws://HOST:PORT` with `options`.
+    pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Self, ClientError> {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_FRAME))
             .max_frame_size(Some(MAX_FRAME));
@@ -122,16 +150,27 @@ impl ExecServerClient {
         let (sink, stream) = ws.split();
         let incoming = stream.filter_map(|message| {
             future::ready(match message {
-                Ok(Message::Text(text)) => Some(Ok(Bytes::from(text))),
+                Ok(Message::Text(text)) => Some(Ok(InFrame::Text(Bytes::from(text)))),
+                Ok(Message::Binary(bytes)) => Some(Ok(InFrame::Binary(bytes))),
                 Ok(Message::Close(_)) => Some(Err("server closed the connection".to_string())),
                 Ok(_) => None,
                 Err(err) => Some(Err(err.to_string())),
             })
         });
-        let outgoing = sink.with(|text: String| {
-            future::ok::<_, tokio_tungstenite::tungstenite::Error>(Message::text(text))
+        let outgoing = sink.with(|frame: Frame| {
+            future::ok::<_, tokio_tungstenite::tungstenite::Error>(match frame {
+                Frame::Text(text) => Message::text(text),
+                Frame::Binary(bytes) => Message::binary(bytes),
+            })
         });
-        Self::handshake(url.to_string(), incoming, outgoing, None).await
+        Self::handshake(
+            url.to_string(),
+            incoming,
+            outgoing,
+            None,
+            options.binary_output,
+        )
+        .await
     }
 
     /// Start `command` (e.g. `ssh host execd serve --listen stdio`) and speak
@@ -154,10 +193,21 @@ impl ExecServerClient {
                 reason: "child has no stdio pipes".into(),
             });
         };
-        let incoming = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_FRAME))
-            .map(|line| line.map(Bytes::from).map_err(|err| err.to_string()));
-        let outgoing = FramedWrite::new(stdin, LinesCodec::new());
-        Self::handshake(target, incoming, outgoing, Some(child)).await
+        let incoming =
+            FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_FRAME)).map(|line| {
+                line.map(|l| InFrame::Text(Bytes::from(l)))
+                    .map_err(|err| err.to_string())
+            });
+        // Lines carry text only; we never send anything else.
+        let outgoing = FramedWrite::new(stdin, LinesCodec::new()).with(|frame: Frame| {
+            future::ready(match frame {
+                Frame::Text(text) => Ok(text),
+                Frame::Binary(_) => Err(LinesCodecError::Io(std::io::Error::other(
+                    "binary frames cannot go over stdio",
+                ))),
+            })
+        });
+        Self::handshake(target, incoming, outgoing, Some(child), false).await
     }
 
     async fn handshake<I, O>(
@@ -165,10 +215,11 @@ impl ExecServerClient {
         incoming: I,
         outgoing: O,
         child: Option<tokio::process::Child>,
+        binary_output: bool,
     ) -> Result<Self, ClientError>
     where
-        I: Stream<Item = Result<Bytes, String>> + Send + Unpin + 'static,
-        O: Sink<String> + Send + Unpin + 'static,
+        I: Stream<Item = Result<InFrame, String>> + Send + Unpin + 'static,
+        O: Sink<Frame> + Send + Unpin + 'static,
         O::Error: std::fmt::Display,
     {
         let outbox = Outbox::new(outgoing);
@@ -198,6 +249,7 @@ impl ExecServerClient {
                 "initialize",
                 &InitializeParams {
                     client_name: "execd-client".into(),
+                    binary_output,
                 },
             )
             .await?;
@@ -313,7 +365,7 @@ impl ExecServerClient {
 
 async fn read_frames<I>(mut incoming: I, shared: Arc<Shared>, outgoing: std::sync::Weak<Outbox>)
 where
-    I: Stream<Item = Result<Bytes, String>> + Unpin,
+    I: Stream<Item = Result<InFrame, String>> + Unpin,
 {
     let closing = match outgoing.upgrade() {
         Some(outbox) => outbox.closing_token(),
@@ -326,7 +378,21 @@ where
             _ = closing.cancelled() => break "the client closed the connection".to_string(),
         };
         let frame = match next {
-            Some(Ok(frame)) => frame,
+            Some(Ok(InFrame::Text(frame))) => frame,
+            Some(Ok(InFrame::Binary(frame))) => {
+                match execd_protocol::binary::decode_output(frame) {
+                    Ok(output) => shared.router.deliver(ProcessEvent {
+                        process_id: output.process_id.into(),
+                        seq: output.seq,
+                        kind: EventKind::Output {
+                            stream: output.stream,
+                            chunk: output.chunk,
+                        },
+                    }),
+                    Err(err) => debug!(%err, "malformed binary frame"),
+                }
+                continue;
+            }
             Some(Err(reason)) => break reason,
             None => break "the server closed the connection".to_string(),
         };

@@ -11,7 +11,7 @@ pub mod error;
 pub mod manager;
 pub mod remote;
 
-pub use client::ExecServerClient;
+pub use client::{ConnectOptions, ExecServerClient};
 pub use error::ClientError;
 pub use execd_core::env::{
     EnvError, Environment, ExecBackend, ExecProcess, FileSystem, ManagedProcess, OutputCap,

@@ -15,7 +15,15 @@ use futures_util::{Sink, SinkExt};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-type BoxSink = Pin<Box<dyn Sink<String, Error = String> + Send>>;
+/// One outgoing frame: JSON text, or a binary frame (see
+/// `execd_protocol::binary`), which only WebSocket connections carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Text(String),
+    Binary(bytes::Bytes),
+}
+
+type BoxSink = Pin<Box<dyn Sink<Frame, Error = String> + Send>>;
 
 /// The sending half of a connection, shared by every producer of frames.
 /// A frame is written and flushed by its producer while holding the lock, so
@@ -30,7 +38,7 @@ pub struct Outbox {
 impl Outbox {
     pub fn new<O>(sink: O) -> Arc<Outbox>
     where
-        O: Sink<String> + Send + 'static,
+        O: Sink<Frame> + Send + 'static,
         O::Error: Display,
     {
         let sink: BoxSink = Box::pin(sink.sink_map_err(|err| err.to_string()));
@@ -40,8 +48,13 @@ impl Outbox {
         })
     }
 
-    /// Send one frame. False if the connection is closing or the peer is gone.
+    /// Send one text frame. False if the connection is closing or the peer is gone.
     pub async fn send(&self, frame: String) -> bool {
+        self.send_frame(Frame::Text(frame)).await
+    }
+
+    /// Send one frame of either kind.
+    pub async fn send_frame(&self, frame: Frame) -> bool {
         let sent = tokio::select! {
             biased;
             _ = self.closing.cancelled() => return false,

@@ -268,12 +268,11 @@ fn read_available(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) -> io::Re
         Ok(n) if rc == 0 && n > 0 => n.min(MAX_READ),
         _ => FALLBACK_READ,
     };
-    let mut buf = bytes::BytesMut::zeroed(want);
-    let n = read_fd(fd, &mut buf)?;
+    let mut buf = bytes::BytesMut::with_capacity(want);
+    let n = read_into_spare(fd, &mut buf, want)?;
     if n == 0 {
         return Ok(ReadOutcome::Eof);
     }
-    buf.truncate(n);
     // Do not keep a mostly empty allocation alive in the retained log.
     Ok(ReadOutcome::Data(if n < want / 2 {
         Bytes::copy_from_slice(&buf)
@@ -282,17 +281,31 @@ fn read_available(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) -> io::Re
     }))
 }
 
-fn read_fd(
+/// Read up to `want` bytes into `buf`'s spare capacity (no zeroing first)
+/// and extend its length by what was read.
+fn read_into_spare(
     fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
-    buf: &mut [u8],
+    buf: &mut bytes::BytesMut,
+    want: usize,
 ) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let spare = buf.spare_capacity_mut();
+    let want = want.min(spare.len());
     loop {
-        match nix::unistd::read(fd.get_ref(), buf) {
-            Ok(n) => return Ok(n),
-            Err(Errno::EINTR) => continue,
+        // SAFETY: the kernel writes at most `want` bytes into memory we own
+        // (spare capacity); only the bytes it reports are marked initialised.
+        let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), want) };
+        if n >= 0 {
+            let n = n as usize;
+            // SAFETY: `read` initialised exactly `n` bytes of the spare capacity.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Ok(n);
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
             // A PTY master reads EIO once every slave descriptor is closed.
-            Err(Errno::EIO) => return Ok(0),
-            Err(errno) => return Err(io::Error::from(errno)),
+            Errno::EIO => return Ok(0),
+            errno => return Err(io::Error::from(errno)),
         }
     }
 }

@@ -213,6 +213,9 @@ pub struct Notification<'a, T: Serialize> {
 #[serde(rename_all = "camelCase")]
 pub struct InitializeParams {
     pub client_name: String,
+    /// Extension: ask for `process/output` as binary frames (see `binary`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binary_output: bool,
 }
 
 /// The `initialize` result. `serverVersion` is an extension.
@@ -235,6 +238,9 @@ pub struct Capabilities {
     pub exec_policy: bool,
     /// What `sandbox` on `process/start` can enforce on this kernel.
     pub sandbox: crate::sandbox::SandboxFeatures,
+    /// `process/output` comes as binary frames on this connection.
+    #[serde(default)]
+    pub binary_output: bool,
 }
 
 #[cfg(test)]

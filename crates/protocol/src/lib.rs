@@ -5,6 +5,7 @@
 //! the extensions listed in `docs/PROTOCOL.md`; field names are camelCase on
 //! the wire. Unknown input fields are ignored so newer clients keep working.
 
+pub mod binary;
 pub mod envelope;
 pub mod fs;
 pub mod policy;

@@ -8,8 +8,11 @@
 use std::fmt::Display;
 use std::sync::Arc;
 
-use execd_core::outbox::Outbox;
-use execd_core::{EventSink, ProcessEvent};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use execd_core::outbox::{Frame, Outbox};
+use execd_core::{EventKind, EventSink, ProcessEvent};
+use execd_protocol::binary;
 use futures_util::{Sink, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -28,30 +31,58 @@ pub enum Inbound {
 }
 
 /// Supervisors deliver process events straight into the connection.
-pub struct ConnectionEvents(pub Arc<Outbox>);
+pub struct ConnectionEvents {
+    outbox: Arc<Outbox>,
+    /// The client asked for binary output frames (and the transport has them).
+    binary: AtomicBool,
+}
+
+impl ConnectionEvents {
+    pub fn new(outbox: Arc<Outbox>) -> Arc<ConnectionEvents> {
+        Arc::new(ConnectionEvents {
+            outbox,
+            binary: AtomicBool::new(false),
+        })
+    }
+
+    pub fn use_binary_output(&self) {
+        self.binary.store(true, Ordering::Relaxed);
+    }
+}
 
 #[async_trait::async_trait]
 impl EventSink for ConnectionEvents {
     async fn deliver(&self, event: ProcessEvent) {
         // Encoded before taking the lock: many processes encode in parallel.
-        let frame = rpc::event_notification(event);
-        self.0.send(frame).await;
+        let binary = match &event.kind {
+            EventKind::Output { stream, chunk } if self.binary.load(Ordering::Relaxed) => {
+                binary::encode_output(&event.process_id, event.seq, *stream, chunk)
+            }
+            _ => None,
+        };
+        let frame = match binary {
+            Some(bytes) => Frame::Binary(bytes),
+            None => Frame::Text(rpc::event_notification(event)),
+        };
+        self.outbox.send_frame(frame).await;
     }
 }
 
 /// Serve one connection until the peer leaves or `shutdown` fires.
+/// `binary_frames`: the transport can carry binary frames (WebSocket).
 pub async fn serve_connection<I, O>(
     mut incoming: I,
     outgoing: O,
+    binary_frames: bool,
     config: ServerConfig,
     shutdown: CancellationToken,
 ) where
     I: Stream<Item = Inbound> + Unpin,
-    O: Sink<String> + Send + 'static,
+    O: Sink<Frame> + Send + 'static,
     O::Error: Display,
 {
     let outbox = Outbox::new(outgoing);
-    let mut session = Session::new(config, outbox.clone());
+    let mut session = Session::new(config, outbox.clone(), binary_frames);
     loop {
         tokio::select! {
             frame = incoming.next() => match frame {

@@ -46,20 +46,22 @@ pub struct Session {
     backend: LocalBackend,
     outbox: Arc<Outbox>,
     gate: Arc<ConnectionGate>,
+    events: Arc<ConnectionEvents>,
+    /// The transport can carry binary frames.
+    binary_frames: bool,
 }
 
 impl Session {
-    pub fn new(config: ServerConfig, outbox: Arc<Outbox>) -> Self {
+    pub fn new(config: ServerConfig, outbox: Arc<Outbox>, binary_frames: bool) -> Self {
         let gate = ConnectionGate::new(outbox.clone());
+        let events = ConnectionEvents::new(outbox.clone());
         Session {
             id: uuid::Uuid::new_v4().to_string(),
             initialized: false,
-            backend: LocalBackend::new(
-                config.table.clone(),
-                Arc::new(ConnectionEvents(outbox.clone())),
-                gate.clone(),
-            ),
+            backend: LocalBackend::new(config.table.clone(), events.clone(), gate.clone()),
             gate,
+            events,
+            binary_frames,
             config,
             outbox,
         }
@@ -157,12 +159,17 @@ impl Session {
         let params: InitializeParams = parse_params(INITIALIZE, params)?;
         debug!(session = %self.id, client = %params.client_name, "initialize");
         self.initialized = true;
+        let binary_output = params.binary_output && self.binary_frames;
+        if binary_output {
+            self.events.use_binary_output();
+        }
         ok(InitializeResult {
             session_id: self.id.clone(),
             server_version: Some(env!("CARGO_PKG_VERSION").to_string()),
             capabilities: Some(Capabilities {
                 exec_policy: execd_core::exec_guard::supported(),
                 sandbox: execd_core::sandbox::features(),
+                binary_output,
             }),
         })
     }

@@ -1,7 +1,8 @@
 //! stdio transport: one JSON message per line on stdin, replies on stdout.
 //! For running execd as a child of a harness, or `ssh host execd serve --listen stdio`.
 
-use futures_util::{future, StreamExt};
+use execd_core::outbox::Frame;
+use futures_util::{future, SinkExt, StreamExt};
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +21,14 @@ pub async fn serve_stdio(config: ServerConfig, shutdown: CancellationToken) {
                 Err(_) => Some(Inbound::Invalid(format!("line longer than {max} bytes"))),
             })
         });
-    let outgoing = FramedWrite::new(tokio::io::stdout(), LinesCodec::new());
-    serve_connection(Box::pin(incoming), outgoing, config, shutdown).await;
+    // Lines carry only text: binary output is never negotiated here.
+    let outgoing = FramedWrite::new(tokio::io::stdout(), LinesCodec::new()).with(|frame: Frame| {
+        future::ready(match frame {
+            Frame::Text(text) => Ok(text),
+            Frame::Binary(_) => Err(LinesCodecError::Io(std::io::Error::other(
+                "binary frames cannot go over stdio",
+            ))),
+        })
+    });
+    serve_connection(Box::pin(incoming), outgoing, false, config, shutdown).await;
 }

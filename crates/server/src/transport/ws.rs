@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::connection::{serve_connection, Inbound};
 use crate::ServerConfig;
+use execd_core::outbox::Frame;
 
 /// A listening server. Dropping it does not stop it; call [`WsServer::shutdown`].
 pub struct WsServer {
@@ -131,9 +132,12 @@ async fn handle_connection(
                 _ => None,
             })
         });
-    let outgoing = sink.with(|text: String| {
-        future::ok::<_, tokio_tungstenite::tungstenite::Error>(Message::text(text))
+    let outgoing = sink.with(|frame: Frame| {
+        future::ok::<_, tokio_tungstenite::tungstenite::Error>(match frame {
+            Frame::Text(text) => Message::text(text),
+            Frame::Binary(bytes) => Message::binary(bytes),
+        })
     });
-    serve_connection(Box::pin(incoming), outgoing, config, shutdown).await;
+    serve_connection(Box::pin(incoming), outgoing, true, config, shutdown).await;
     debug!(%peer, "disconnected");
 }
