@@ -312,6 +312,63 @@ async fn denied_program_fails_to_start(env: Environment, gate: Arc<TestGate>) {
     assert_eq!(gate.decision_for("rm").decision, Verdict::Deny);
 }
 
+/// Pids whose command line is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<u32> {
+    let wanted: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            (cmdline == wanted).then_some(pid)
+        })
+        .collect()
+}
+
+/// Poll (bounded) until `check` holds: process births and deaths outside
+/// the tree have no event to wait for.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An escalated command runs outside the tree's process group, yet
+/// terminating the tree ends it too, and the tree closes.
+async fn terminating_the_tree_ends_its_escalated_commands(env: Environment, _gate: Arc<TestGate>) {
+    let seconds = if env.remote { "987" } else { "986" };
+    let script = format!("echo started; sleep {seconds}; echo after");
+    let mut started = env
+        .exec
+        .start(params(
+            "esc-kill",
+            &["bash", "-c", &script],
+            policy(vec![rule(&["sleep"], Verdict::Escalate)]),
+        ))
+        .await
+        .expect("start");
+    eventually("the escalated sleep", || {
+        !pids_running(&["sleep", seconds]).is_empty()
+    })
+    .await;
+    let running = started.process.terminate().await.unwrap();
+    let done = tokio::time::timeout(TIMEOUT, collect(&mut started.events))
+        .await
+        .expect("the tree closed")
+        .expect("no event error");
+    assert!(running, "already exited: {done:?} / {}", done.stderr_text());
+    assert_eq!(done.stdout_text(), "started\n");
+    eventually("the escalated sleep to die", || {
+        pids_running(&["sleep", seconds]).is_empty()
+    })
+    .await;
+}
+
 /// A static binary that execs with a raw syscall (no libc `execve`, no
 /// shim): built once per test process with the system C compiler.
 fn raw_exec_binary() -> std::path::PathBuf {
@@ -539,6 +596,7 @@ both_backends!(
     denied_program_fails_to_start,
     escalated_commands_run_outside_the_sandbox,
     static_binaries_are_held_too,
+    terminating_the_tree_ends_its_escalated_commands,
     sandbox_confines_writes_and_network,
     sandbox_rejects_a_bad_root,
     policy_holds_inside_the_sandbox,

@@ -39,6 +39,10 @@ pub const LIBRARY: &str = "libexecd_preload.so";
 /// Execs decided through the wrapper, which the kernel guard then lets through.
 pub type Approved = Arc<Mutex<HashSet<(u32, String)>>>;
 
+/// Process groups of escalated commands still running for one tree: every
+/// signal to the tree goes to them too, so they are cleaned up with it.
+pub type Escalated = Arc<Mutex<HashSet<i32>>>;
+
 /// Where the shim is: `$EXECD_PRELOAD_LIB`, else next to the running
 /// executable (an installed execd), else where the build put it.
 pub fn preload_library() -> Option<PathBuf> {
@@ -80,6 +84,7 @@ pub struct Wrapper {
     pub policy: ExecPolicy,
     pub gate: Arc<dyn ExecGate>,
     pub approved: Approved,
+    pub escalated: Escalated,
 }
 
 struct Request {
@@ -197,7 +202,7 @@ impl Wrapper {
                 (b'R', 0)
             }
             Outcome::Deny => (b'D', libc::EACCES),
-            Outcome::Escalate => escalate(&request).await,
+            Outcome::Escalate => escalate(&request, &self.escalated).await,
         };
         let mut reply = [kind, 0, 0, 0, 0];
         reply[1..].copy_from_slice(&value.to_le_bytes());
@@ -216,9 +221,10 @@ impl Wrapper {
     }
 }
 
-/// Run the request's command outside the sandbox on the caller's stdio;
-/// its exit status as the wrapper's answer.
-async fn escalate(request: &Request) -> (u8, i32) {
+/// Run the request's command outside the sandbox on the caller's stdio, in
+/// a process group of its own registered in `escalated`; its exit status as
+/// the wrapper's answer.
+async fn escalate(request: &Request, escalated: &Escalated) -> (u8, i32) {
     use std::os::unix::process::ExitStatusExt;
     let Some((arg0, args)) = request.argv.split_first() else {
         return (b'D', libc::EINVAL);
@@ -235,7 +241,7 @@ async fn escalate(request: &Request) -> (u8, i32) {
         .env
         .iter()
         .filter(|(key, _)| key != FD_VARIABLE && key != "LD_PRELOAD");
-    let child = tokio::process::Command::new(&request.path)
+    let spawned = tokio::process::Command::new(&request.path)
         .arg0(arg0)
         .args(args)
         .env_clear()
@@ -244,10 +250,25 @@ async fn escalate(request: &Request) -> (u8, i32) {
         .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr)
+        .process_group(0)
         .kill_on_drop(true)
-        .status()
-        .await;
-    match child {
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => {
+            debug!(%err, path = %request.path, "escalated command did not start");
+            return (b'D', err.raw_os_error().unwrap_or(libc::ENOENT));
+        }
+    };
+    let group = child.id().and_then(|pid| i32::try_from(pid).ok());
+    if let (Some(group), Ok(mut groups)) = (group, escalated.lock()) {
+        groups.insert(group);
+    }
+    let status = child.wait().await;
+    if let (Some(group), Ok(mut groups)) = (group, escalated.lock()) {
+        groups.remove(&group);
+    }
+    match status {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => (b'X', code),
             (None, Some(signal)) => (b'S', signal),

@@ -187,6 +187,8 @@ pub struct Guard {
     pub runtime: tokio::runtime::Handle,
     /// Execs already decided through the wrapper (`escalation`).
     pub approved: crate::escalation::Approved,
+    /// Process groups of the tree's escalated commands.
+    pub escalated: crate::escalation::Escalated,
 }
 
 /// One held exec, as read from the process.

@@ -46,6 +46,8 @@ pub struct Process {
     log: Arc<OutputLog>,
     io: Mutex<LiveIo>,
     terminating: AtomicBool,
+    /// Process groups of escalated commands run for this tree.
+    escalated: Option<crate::escalation::Escalated>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,7 @@ impl Process {
             stdin,
             outputs,
             pty,
+            escalated,
         } = spawned;
         let stdin = stdin.map(StdinWriter::new);
         let process = Arc::new(Process {
@@ -82,6 +85,7 @@ impl Process {
             tty: pty.is_some(),
             io: Mutex::new(LiveIo { stdin, pty }),
             terminating: AtomicBool::new(false),
+            escalated,
         });
         let outputs = outputs
             .into_iter()
@@ -155,8 +159,10 @@ impl Process {
         if self.log.is_closed() {
             return false;
         }
-        signal_tree(self.pgid, self.tty, signal);
-        self.log.exit().is_none()
+        // Decided before signalling: the signal may end it at once.
+        let running = self.log.exit().is_none();
+        self.signal_all(signal);
+        running
     }
 
     /// SIGTERM the tree now, SIGKILL whatever is left after `grace`.
@@ -168,7 +174,7 @@ impl Process {
             tokio::spawn(async move {
                 if tokio::time::timeout(grace, process.closed()).await.is_err() {
                     debug!(id = %process.id, "grace period over; killing the process tree");
-                    signal_tree(process.pgid, process.tty, Signal::SIGKILL);
+                    process.signal_all(Signal::SIGKILL);
                 }
             });
         }
@@ -178,7 +184,20 @@ impl Process {
     /// SIGKILL the tree at once (used when the owner goes away).
     pub fn kill(&self) {
         if !self.log.is_closed() {
-            signal_tree(self.pgid, self.tty, Signal::SIGKILL);
+            self.signal_all(Signal::SIGKILL);
+        }
+    }
+
+    /// Signal the tree and the groups of its escalated commands.
+    fn signal_all(&self, signal: Signal) {
+        signal_tree(self.pgid, self.tty, signal);
+        let groups: Vec<i32> = self
+            .escalated
+            .as_ref()
+            .and_then(|groups| groups.lock().ok().map(|g| g.iter().copied().collect()))
+            .unwrap_or_default();
+        for group in groups {
+            signal_tree(group, false, signal);
         }
     }
 

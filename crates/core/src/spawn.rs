@@ -56,6 +56,8 @@ pub struct Spawned {
     pub outputs: Vec<(OutputStream, ReactorFd)>,
     /// The PTY master, for resizing.
     pub pty: Option<ReactorFd>,
+    /// Process groups of the tree's escalated commands (exec policy only).
+    pub escalated: Option<crate::escalation::Escalated>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +258,7 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<Guard>) -> Result<Spawned, SpawnErr
     // Registered last: the filter must not see the set-up above.
     let mut guard_socket = None;
     let mut wrapper_socket = None;
+    let escalated = guard.as_ref().map(|guard| guard.escalated.clone());
     if let Some(guard) = guard {
         let (ours, theirs) = exec_guard::channel().map_err(|source| SpawnError::Setup {
             what: "the exec guard",
@@ -280,6 +283,7 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<Guard>) -> Result<Spawned, SpawnErr
                 policy: guard.policy.clone(),
                 gate: guard.gate.clone(),
                 approved: guard.approved.clone(),
+                escalated: guard.escalated.clone(),
             };
             wrapper
                 .serve(ours_w, &guard.runtime)
@@ -337,6 +341,7 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<Guard>) -> Result<Spawned, SpawnErr
         stdin,
         outputs,
         pty,
+        escalated,
     })
 }
 

@@ -167,6 +167,7 @@ impl ProcessTable {
             gate: self.gate.clone(),
             runtime,
             approved: Default::default(),
+            escalated: Default::default(),
         }))
     }
 
