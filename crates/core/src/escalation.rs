@@ -20,14 +20,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use execd_protocol::policy::{
-    Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Verdict,
-};
 use tracing::debug;
 
-use crate::policy::{evaluate, ExecGate};
+use execd_protocol::policy::ExecPolicy;
+
+use crate::policy::{decide, ExecGate, Outcome, PendingExec};
 
 /// The descriptor number the socket gets in the child.
 pub const CHILD_FD: RawFd = 1023;
@@ -97,12 +95,6 @@ struct Request {
     reply: OwnedFd,
 }
 
-enum Outcome {
-    Run,
-    Deny,
-    Escalate,
-}
-
 impl Wrapper {
     /// Serve the wrapper's requests until every process holding the socket is gone.
     pub fn serve(self, socket: OwnedFd, runtime: &tokio::runtime::Handle) -> io::Result<()> {
@@ -137,63 +129,27 @@ impl Wrapper {
     }
 
     async fn handle(self, request: Request) {
-        let matched = evaluate(&self.policy, &request.path, &request.argv);
-        let mut decided_by = matched.decided_by;
-        let mut reason = None;
-        let outcome = match matched.verdict {
-            Verdict::Allow => Outcome::Run,
-            Verdict::Deny => Outcome::Deny,
-            Verdict::Escalate => Outcome::Escalate,
-            Verdict::Ask => {
-                let ask = ApproveParams {
-                    process_id: self.process_id.clone(),
-                    pid: request.pid,
-                    path: request.path.clone(),
-                    argv: request.argv.clone(),
-                    cwd: request.cwd.clone(),
-                    escalation: true,
-                };
-                let timeout = self
-                    .policy
-                    .ask_timeout_ms
-                    .map_or(Duration::from_secs(30), Duration::from_millis);
-                match tokio::time::timeout(timeout, self.gate.ask(ask)).await {
-                    Ok(Some(answer)) => {
-                        decided_by = DecidedBy::Client;
-                        match answer {
-                            Answer::Run => Outcome::Run,
-                            Answer::Deny => Outcome::Deny,
-                            Answer::Escalate => Outcome::Escalate,
-                        }
-                    }
-                    Ok(None) | Err(_) => {
-                        decided_by = DecidedBy::Timeout;
-                        reason = Some("no answer from the client".to_string());
-                        Outcome::Deny
-                    }
-                }
-            }
+        // A probe for a program that is not there (e.g. a PATH search): fail
+        // it as the kernel would, with nothing to decide or report.
+        if !std::path::Path::new(&request.path).exists() {
+            reply(&request, b'D', libc::ENOENT);
+            return;
+        }
+        let exec = PendingExec {
+            pid: request.pid,
+            path: request.path.clone(),
+            argv: request.argv.clone(),
+            cwd: request.cwd.clone(),
         };
-        let decision = match outcome {
-            Outcome::Run => Verdict::Allow,
-            Outcome::Deny => Verdict::Deny,
-            Outcome::Escalate => {
-                reason = Some("run outside the sandbox".to_string());
-                Verdict::Escalate
-            }
-        };
-        self.gate
-            .report(DecisionParams {
-                process_id: self.process_id.clone(),
-                pid: request.pid,
-                path: request.path.clone(),
-                argv: request.argv.clone(),
-                decision,
-                decided_by,
-                rule: matched.rule,
-                reason,
-            })
-            .await;
+        let (outcome, report) = decide(
+            &self.policy,
+            self.gate.as_ref(),
+            &self.process_id,
+            exec,
+            true,
+        )
+        .await;
+        self.gate.report(report).await;
         let (kind, value) = match outcome {
             Outcome::Run => {
                 if let Ok(mut approved) = self.approved.lock() {
@@ -204,20 +160,25 @@ impl Wrapper {
             Outcome::Deny => (b'D', libc::EACCES),
             Outcome::Escalate => escalate(&request, &self.escalated).await,
         };
-        let mut reply = [kind, 0, 0, 0, 0];
-        reply[1..].copy_from_slice(&value.to_le_bytes());
-        // SAFETY: sending 5 bytes from a valid buffer on a socket we own.
-        let sent = unsafe {
-            libc::send(
-                request.reply.as_raw_fd(),
-                reply.as_ptr().cast(),
-                reply.len(),
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        if sent < 0 {
-            debug!(err = %io::Error::last_os_error(), "the exec's caller is gone");
-        }
+        reply(&request, kind, value);
+    }
+}
+
+/// Answer the wrapper: a kind byte and a little-endian value.
+fn reply(request: &Request, kind: u8, value: i32) {
+    let mut message = [kind, 0, 0, 0, 0];
+    message[1..].copy_from_slice(&value.to_le_bytes());
+    // SAFETY: sending 5 bytes from a valid buffer on a socket we own.
+    let sent = unsafe {
+        libc::send(
+            request.reply.as_raw_fd(),
+            message.as_ptr().cast(),
+            message.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    if sent < 0 {
+        debug!(err = %io::Error::last_os_error(), "the exec's caller is gone");
     }
 }
 

@@ -17,17 +17,13 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use execd_protocol::policy::{
-    Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Verdict,
-};
 use tracing::debug;
 
-use crate::policy::{evaluate, ExecGate};
+use execd_protocol::policy::{DecidedBy, DecisionParams, ExecPolicy, Verdict};
 
-/// How long an `ask` waits by default.
-const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::policy::{decide, ExecGate, Outcome, PendingExec};
+
 /// Bounds on what is read from a process's memory.
 const MAX_ARGS: usize = 4096;
 const MAX_ARG_BYTES: usize = 128 * 1024;
@@ -191,14 +187,6 @@ pub struct Guard {
     pub escalated: crate::escalation::Escalated,
 }
 
-/// One held exec, as read from the process.
-struct PendingExec {
-    pid: u32,
-    path: String,
-    argv: Vec<String>,
-    cwd: String,
-}
-
 impl Guard {
     /// Start the thread that decides for this tree; it ends when no process
     /// uses the filter any more (or the child died before sending it).
@@ -259,48 +247,64 @@ impl Guard {
     }
 
     fn decide(&self, listener: &OwnedFd, request: &libc::seccomp_notif) {
-        let (allow, report) = match inspect(request) {
-            Ok(exec) if self.pre_approved(&exec) => {
-                // Decided (and reported) when the wrapper asked: let it through.
-                respond(listener, request.id, true);
-                return;
-            }
-            Ok(exec) => self.verdict(exec),
-            Err(err) => {
-                let pid = request.pid;
-                (
-                    false,
-                    DecisionParams {
-                        process_id: self.process_id.clone(),
-                        pid,
-                        path: String::new(),
-                        argv: Vec::new(),
-                        decision: Verdict::Deny,
-                        decided_by: DecidedBy::Error,
-                        rule: None,
-                        reason: Some(format!("cannot read the exec of pid {pid}: {err}")),
-                    },
-                )
-            }
-        };
+        let exec = inspect(request);
         // The memory we read belongs to the exec only if it is still pending.
-        let mut id = request.id;
-        // SAFETY: ID_VALID reads one u64.
-        let valid = unsafe {
-            libc::ioctl(
-                listener.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
-                &mut id,
-            )
-        } == 0;
-        if !valid {
+        if !still_pending(listener, request.id) {
             return;
         }
-        // Reported before the exec goes on, so the transcript precedes its output.
-        let gate = self.gate.clone();
-        self.runtime
-            .block_on(async move { gate.report(report).await });
+        let allow = match exec {
+            // A probe for a program that is not there (e.g. a PATH search):
+            // failed as the kernel would, with nothing to decide or report.
+            // Refused rather than continued, so nothing can appear meanwhile.
+            Ok(exec) if !Path::new(&exec.path).exists() => {
+                respond_error(listener, request.id, libc::ENOENT);
+                return;
+            }
+            // Decided (and reported) when the wrapper asked: let it through.
+            Ok(exec) if self.pre_approved(&exec) => true,
+            Ok(exec) => {
+                let (policy, gate, id) = (
+                    self.policy.clone(),
+                    self.gate.clone(),
+                    self.process_id.clone(),
+                );
+                // Reported before the exec goes on, so the transcript
+                // precedes its output.
+                let outcome = self.on_runtime(async move {
+                    let (outcome, report) = decide(&policy, gate.as_ref(), &id, exec, false).await;
+                    gate.report(report).await;
+                    outcome
+                });
+                outcome == Some(Outcome::Run)
+            }
+            Err(err) => {
+                let pid = request.pid;
+                let report = DecisionParams {
+                    process_id: self.process_id.clone(),
+                    pid,
+                    path: String::new(),
+                    argv: Vec::new(),
+                    decision: Verdict::Deny,
+                    decided_by: DecidedBy::Error,
+                    rule: None,
+                    reason: Some(format!("cannot read the exec of pid {pid}: {err}")),
+                };
+                let gate = self.gate.clone();
+                self.on_runtime(async move { gate.report(report).await });
+                false
+            }
+        };
         respond(listener, request.id, allow);
+    }
+
+    /// Run `work` as a task on the runtime and wait for it. This thread
+    /// drives no timers, so a runtime shutting down just cancels the task
+    /// (`None`), which the caller treats as deny.
+    fn on_runtime<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        self.runtime.block_on(self.runtime.spawn(work)).ok()
     }
 
     fn pre_approved(&self, exec: &PendingExec) -> bool {
@@ -311,17 +315,45 @@ impl Guard {
     }
 }
 
+/// Whether the held exec `id` is still waiting (its process alive, its
+/// syscall not interrupted).
+fn still_pending(listener: &OwnedFd, id: u64) -> bool {
+    let mut id = id;
+    // SAFETY: ID_VALID reads one u64.
+    unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &mut id,
+        ) == 0
+    }
+}
+
 /// Let a held exec continue, or fail it with EACCES.
 fn respond(listener: &OwnedFd, id: u64, allow: bool) {
+    if allow {
+        send_response(
+            listener,
+            id,
+            0,
+            libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+        );
+    } else {
+        respond_error(listener, id, libc::EACCES);
+    }
+}
+
+/// Fail a held exec with `errno`.
+fn respond_error(listener: &OwnedFd, id: u64, errno: i32) {
+    send_response(listener, id, -errno, 0);
+}
+
+fn send_response(listener: &OwnedFd, id: u64, error: i32, flags: u32) {
     let response = libc::seccomp_notif_resp {
         id,
         val: 0,
-        error: if allow { 0 } else { -libc::EACCES },
-        flags: if allow {
-            libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
-        } else {
-            0
-        },
+        error,
+        flags,
     };
     // SAFETY: SEND reads the response struct.
     let sent = unsafe {
@@ -333,77 +365,6 @@ fn respond(listener: &OwnedFd, id: u64, allow: bool) {
     };
     if sent < 0 {
         debug!(err = %io::Error::last_os_error(), "answering a held exec failed (target gone?)");
-    }
-}
-
-impl Guard {
-    /// Apply the policy (asking the owner if it says so).
-    fn verdict(&self, exec: PendingExec) -> (bool, DecisionParams) {
-        let matched = evaluate(&self.policy, &exec.path, &exec.argv);
-        let mut decided_by = matched.decided_by;
-        let mut reason = None;
-        let allow = match matched.verdict {
-            Verdict::Allow => true,
-            Verdict::Deny => false,
-            Verdict::Escalate => {
-                reason = Some("escalation needs the execd wrapper, which this exec bypassed (static binary or no libc execve); denied".to_string());
-                false
-            }
-            Verdict::Ask => {
-                let request = ApproveParams {
-                    process_id: self.process_id.clone(),
-                    pid: exec.pid,
-                    path: exec.path.clone(),
-                    argv: exec.argv.clone(),
-                    cwd: exec.cwd.clone(),
-                    escalation: false,
-                };
-                let timeout = self
-                    .policy
-                    .ask_timeout_ms
-                    .map_or(DEFAULT_ASK_TIMEOUT, Duration::from_millis);
-                let gate = self.gate.clone();
-                let answer = self.runtime.block_on(async move {
-                    tokio::time::timeout(timeout, gate.ask(request)).await
-                });
-                match answer {
-                    Ok(Some(Answer::Run)) => {
-                        decided_by = DecidedBy::Client;
-                        true
-                    }
-                    Ok(Some(Answer::Deny)) => {
-                        decided_by = DecidedBy::Client;
-                        false
-                    }
-                    Ok(Some(Answer::Escalate)) => {
-                        decided_by = DecidedBy::Client;
-                        reason = Some("escalation needs the execd wrapper, which this exec bypassed (static binary or no libc execve); denied".to_string());
-                        false
-                    }
-                    Ok(None) => {
-                        decided_by = DecidedBy::Timeout;
-                        reason = Some("no answer from the client".to_string());
-                        false
-                    }
-                    Err(_) => {
-                        decided_by = DecidedBy::Timeout;
-                        reason = Some(format!("no answer within {timeout:?}"));
-                        false
-                    }
-                }
-            }
-        };
-        let report = DecisionParams {
-            process_id: self.process_id.clone(),
-            pid: exec.pid,
-            path: exec.path,
-            argv: exec.argv,
-            decision: if allow { Verdict::Allow } else { Verdict::Deny },
-            decided_by,
-            rule: matched.rule,
-            reason,
-        };
-        (allow, report)
     }
 }
 

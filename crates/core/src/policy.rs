@@ -2,10 +2,18 @@
 //! [`ExecGate`] through which the owner of a process (a connection, or a
 //! local environment) is asked about `ask` verdicts and told every decision.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use execd_protocol::policy::{
     Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Verdict,
 };
+
+/// How long an `ask` waits when the policy does not say.
+pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why an escalation is refused when the exec did not come through the wrapper.
+const CANNOT_ESCALATE: &str = "escalation needs the execd wrapper, which this exec bypassed (static binary or no libc execve); denied";
 
 /// The owner's side of exec decisions.
 #[async_trait]
@@ -82,6 +90,102 @@ pub fn evaluate(policy: &ExecPolicy, path: &str, argv: &[String]) -> RuleMatch {
             rule: None,
         },
     }
+}
+
+/// One exec to decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingExec {
+    pub pid: u32,
+    /// The program, resolved to an absolute path.
+    pub path: String,
+    pub argv: Vec<String>,
+    pub cwd: String,
+}
+
+/// What happens to a decided exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Run,
+    Deny,
+    /// Run outside the sandbox (only when the exec came through the wrapper).
+    Escalate,
+}
+
+/// Decide one exec of process tree `process_id`: the rules, then for `ask`
+/// the gate, within the policy's timeout. `can_escalate`: the exec came
+/// through the wrapper, so an escalation can be carried out; otherwise it
+/// is denied, with the reason. Returns the outcome and its report.
+pub async fn decide(
+    policy: &ExecPolicy,
+    gate: &dyn ExecGate,
+    process_id: &str,
+    exec: PendingExec,
+    can_escalate: bool,
+) -> (Outcome, DecisionParams) {
+    let matched = evaluate(policy, &exec.path, &exec.argv);
+    let mut decided_by = matched.decided_by;
+    let mut reason = None;
+    let wanted = match matched.verdict {
+        Verdict::Allow => Outcome::Run,
+        Verdict::Deny => Outcome::Deny,
+        Verdict::Escalate => Outcome::Escalate,
+        Verdict::Ask => {
+            let request = ApproveParams {
+                process_id: process_id.to_string(),
+                pid: exec.pid,
+                path: exec.path.clone(),
+                argv: exec.argv.clone(),
+                cwd: exec.cwd.clone(),
+                escalation: can_escalate,
+            };
+            let timeout = policy
+                .ask_timeout_ms
+                .map_or(DEFAULT_ASK_TIMEOUT, Duration::from_millis);
+            match tokio::time::timeout(timeout, gate.ask(request)).await {
+                Ok(Some(answer)) => {
+                    decided_by = DecidedBy::Client;
+                    match answer {
+                        Answer::Run => Outcome::Run,
+                        Answer::Deny => Outcome::Deny,
+                        Answer::Escalate => Outcome::Escalate,
+                    }
+                }
+                Ok(None) => {
+                    decided_by = DecidedBy::Timeout;
+                    reason = Some("no answer from the client".to_string());
+                    Outcome::Deny
+                }
+                Err(_) => {
+                    decided_by = DecidedBy::Timeout;
+                    reason = Some(format!("no answer within {timeout:?}"));
+                    Outcome::Deny
+                }
+            }
+        }
+    };
+    let (outcome, decision) = match wanted {
+        Outcome::Run => (Outcome::Run, Verdict::Allow),
+        Outcome::Deny => (Outcome::Deny, Verdict::Deny),
+        Outcome::Escalate if can_escalate => {
+            reason = Some("run outside the sandbox".to_string());
+            (Outcome::Escalate, Verdict::Escalate)
+        }
+        Outcome::Escalate => {
+            reason = Some(CANNOT_ESCALATE.to_string());
+            (Outcome::Deny, Verdict::Deny)
+        }
+    };
+    let report = DecisionParams {
+        process_id: process_id.to_string(),
+        pid: exec.pid,
+        path: exec.path,
+        argv: exec.argv,
+        decision,
+        decided_by,
+        rule: matched.rule,
+        reason,
+    };
+    (outcome, report)
 }
 
 #[cfg(test)]

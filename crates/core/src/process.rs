@@ -117,13 +117,6 @@ impl Process {
         stdin.map_or(WriteStatus::StdinClosed, |stdin| stdin.write(chunk))
     }
 
-    /// What a write would answer now, without writing.
-    pub fn write_status(&self) -> WriteStatus {
-        let stdin = self.live().stdin.clone();
-        stdin.map_or(WriteStatus::StdinClosed, |stdin| stdin.status())
-    }
-
-    /// Close stdin (EOF for pipes; for a PTY the terminal stays open).
     /// EOF for the program: a pipe's write end is closed; a terminal stays
     /// open (it is also the output) and gets its end-of-file character
     /// (VEOF, ^D), which a program reading in canonical mode takes as EOF.

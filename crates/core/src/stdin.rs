@@ -68,17 +68,8 @@ impl StdinWriter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether a write would be accepted now.
-    pub fn status(&self) -> WriteStatus {
-        let state = self.lock();
-        if state.fd.is_some() && !state.close_requested {
-            WriteStatus::Accepted
-        } else {
-            WriteStatus::StdinClosed
-        }
-    }
-
-    /// Write (or queue) `chunk`.
+    /// Write (or queue) `chunk`. An empty chunk writes nothing and answers
+    /// whether stdin is open.
     pub fn write(self: &Arc<Self>, chunk: Bytes) -> WriteStatus {
         let mut state = self.lock();
         let Some(fd) = state.fd.clone() else {

@@ -221,14 +221,21 @@ impl ProcessTable {
         Ok(log.snapshot(after_seq, max_bytes))
     }
 
-    pub fn write(&self, id: &str, chunk: Bytes) -> WriteStatus {
+    /// Queue input; with `close_stdin`, EOF follows it. A start still in
+    /// progress answers `starting`.
+    pub fn write(&self, id: &str, chunk: Bytes, close_stdin: bool) -> WriteStatus {
         if self.lock().starting.contains(id) {
             return WriteStatus::Starting;
         }
-        match self.get(id) {
-            Ok(process) => process.write(chunk),
-            Err(_) => WriteStatus::UnknownProcess,
+        let Ok(process) = self.get(id) else {
+            return WriteStatus::UnknownProcess;
+        };
+        // An empty chunk writes nothing and reports whether stdin is open.
+        let status = process.write(chunk);
+        if close_stdin {
+            process.close_stdin();
         }
+        status
     }
 
     /// Terminate a process tree; true if the process was running.

@@ -195,9 +195,14 @@ impl Session {
                     .and_then(|()| result(params)),
             );
         }
+        // Claimed now, in frame order, so a write right behind this start
+        // answers `starting`.
+        if let Err(err) = self.backend.reserve(&params) {
+            return Some(Err(err.into()));
+        }
         let backend = self.backend.clone();
         self.reply_later(id, async move {
-            backend.start(&params).await?;
+            backend.start_reserved(&params).await?;
             result(params)
         });
         None

@@ -565,3 +565,59 @@ async fn server_shutdown_terminates_every_process() {
     // shutdown() returns only after every process closed (and was reaped).
     assert!(!is_alive(pids[0]));
 }
+
+#[tokio::test]
+async fn writes_during_a_start_held_for_approval_answer_starting() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    // The program's own exec is asked about; this client never answers.
+    let mut params = stdin_params("held", &["cat"]);
+    params["env"]["PATH"] = json!("/no/such/dir:/usr/local/bin:/usr/bin:/bin");
+    params["execPolicy"] = json!({
+        "rules": [{"prefix": ["cat"], "decision": "ask"}],
+        "askTimeoutMs": 500
+    });
+    let start = client.send_request("process/start", params).await;
+    let write = client
+        .call(
+            "process/write",
+            json!({"processId": "held", "chunk": b64(b"x")}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(write, json!({"status": "starting"}));
+    // Unanswered: denied at the timeout, and the start fails saying so.
+    let err = client.response(start).await.unwrap_err();
+    assert_eq!(err["code"], -32602);
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("denied by the exec policy"),
+        "{err}"
+    );
+    let write = client
+        .call(
+            "process/write",
+            json!({"processId": "held", "chunk": b64(b"x")}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(write, json!({"status": "unknownProcess"}));
+    // `cat` was looked up along PATH: probes of directories without it
+    // fail as "not found" and are neither asked about nor reported.
+    let decided: Vec<String> = client
+        .take_notifications()
+        .into_iter()
+        .filter(|n| n["method"] == "exec/decision")
+        .map(|n| n["params"]["path"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(!decided.is_empty());
+    for path in &decided {
+        assert!(
+            std::path::Path::new(path).exists(),
+            "decision reported for {path}"
+        );
+    }
+    server.shutdown().await;
+}

@@ -108,9 +108,21 @@ impl LocalBackend {
         if params.exec_policy.is_none() {
             return self.start_now(params);
         }
+        self.reserve(params)?;
+        self.start_reserved(params).await
+    }
+
+    /// Claim the id of a start that may wait on an exec decision, so that
+    /// from now on writes answer `starting` and a second start is a duplicate.
+    pub fn reserve(&self, params: &StartParams) -> Result<(), EnvError> {
+        Ok(self.table.reserve(&params.process_id)?)
+    }
+
+    /// Finish a start claimed with [`LocalBackend::reserve`], on the blocking
+    /// pool (the program's first exec may wait for a decision).
+    pub async fn start_reserved(&self, params: &StartParams) -> Result<(), EnvError> {
         let id = params.process_id.clone();
         let spec = Self::spec(params);
-        self.table.reserve(&id)?;
         let table = self.table.clone();
         tokio::task::spawn_blocking(move || table.start_reserved(&id, &spec).map(drop))
             .await
@@ -149,18 +161,7 @@ impl LocalBackend {
 
     /// Queue input; with `close_stdin`, EOF follows it.
     pub fn write(&self, id: &str, chunk: Bytes, close_stdin: bool) -> WriteStatus {
-        let Ok(process) = self.table.get(id) else {
-            return WriteStatus::UnknownProcess;
-        };
-        let status = if chunk.is_empty() && close_stdin {
-            process.write_status()
-        } else {
-            process.write(chunk)
-        };
-        if close_stdin {
-            process.close_stdin();
-        }
-        status
+        self.table.write(id, chunk, close_stdin)
     }
 
     pub fn resize(&self, id: &str, size: TerminalSize) -> Result<(), EnvError> {
