@@ -58,12 +58,6 @@ pub fn preload_library() -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// A socketpair for the wrapper: (ours, the child's), both close-on-exec
-/// (the child's copy is `dup2`ed to [`CHILD_FD`] before exec).
-pub fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
-    crate::exec_guard::channel()
-}
-
 /// Give the child its socket at [`CHILD_FD`].
 ///
 /// # Safety
@@ -378,7 +372,7 @@ pub fn request(
     env.iter()
         .for_each(|(key, value)| field(&format!("{key}={value}")));
 
-    let (ours, theirs) = channel()?;
+    let (ours, theirs) = crate::exec_guard::channel()?;
     let fds = [0, 1, 2, theirs.as_raw_fd()];
     let iov = [io::IoSlice::new(&message)];
     sendmsg::<()>(

@@ -162,7 +162,8 @@ fn receive_fd(socket: &OwnedFd) -> io::Result<Option<OwnedFd>> {
     Ok(None)
 }
 
-/// A connected socketpair: (ours, the child's).
+/// A connected `SOCK_SEQPACKET` socketpair, both ends close-on-exec:
+/// (ours, the child's). Used for the guard's listener and the wrapper socket.
 pub fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     socketpair(

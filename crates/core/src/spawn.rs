@@ -274,7 +274,7 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<Guard>) -> Result<Spawned, SpawnErr
             })?;
         // Dynamically linked programs also get the wrapper, which can escalate.
         if let Some(library) = escalation::preload_library() {
-            let (ours_w, theirs_w) = escalation::channel().map_err(|source| SpawnError::Setup {
+            let (ours_w, theirs_w) = exec_guard::channel().map_err(|source| SpawnError::Setup {
                 what: "the escalation socket",
                 source,
             })?;
