@@ -99,10 +99,6 @@ impl Process {
         &self.id
     }
 
-    pub fn pid(&self) -> i32 {
-        self.pgid
-    }
-
     pub fn log(&self) -> &Arc<OutputLog> {
         &self.log
     }

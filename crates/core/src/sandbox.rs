@@ -313,11 +313,6 @@ impl PreparedSandbox {
         })
     }
 
-    /// Whether a Landlock domain will be entered.
-    pub fn uses_landlock(&self) -> bool {
-        self.ruleset.is_some()
-    }
-
     /// Enter the sandbox: `no_new_privs`, a new network namespace (when the
     /// network is off), then the Landlock domain. Restrictions are inherited
     /// by every descendant and cannot be undone.

@@ -95,10 +95,6 @@ impl ProcessTable {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn config(&self) -> &TableConfig {
-        &self.config
-    }
-
     pub fn get(&self, id: &str) -> Result<Arc<Process>, UnknownProcess> {
         self.lock()
             .processes
