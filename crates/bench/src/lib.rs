@@ -61,7 +61,14 @@ pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -
 /// Run every measurement and return the report.
 pub async fn run(config: &BenchConfig) -> Result<Report, BenchError> {
     let mut report = Report::new(config);
-    remote::measure(config, &mut report).await?;
+    remote::measure_memory(config, &mut report).await?;
+    let latency_config = config.clone();
+    let mut report = tokio::task::spawn_blocking(move || {
+        remote::measure_latency(&latency_config, &mut report).map(|()| report)
+    })
+    .await
+    .map_err(|err| BenchError::Check(format!("the latency measurements failed: {err}")))??;
+    remote::measure_bulk(config, &mut report).await?;
     local::measure(config, &mut report).await?;
     if let Some(target) = &config.ssh {
         ssh::measure(config, target, &mut report).await?;

@@ -85,7 +85,19 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
+/// The latency rows, measured the way `execd shell` runs its client: on a
+/// current-thread runtime of their own (a frame read by the connection's
+/// reader wakes the waiting measurement on the same thread, with no
+/// cross-core wakeup in between). Blocks the calling thread.
+pub fn measure_latency(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(crate::io_error("starting a runtime for the latency rows"))?;
+    runtime.block_on(latency(config, report))
+}
+
+async fn latency(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
     let mut samples = Vec::with_capacity(config.reps);
     for _ in 0..config.reps {
         let started = Instant::now();
@@ -97,30 +109,36 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
     }
     report.latency("connect + initialize").execd = summarize(&samples);
 
-    let client = ExecServerClient::connect(&config.url)
-        .await
-        .map_err(execd_core::env::EnvError::from)?;
-    let env = RemoteEnvironment::new(client).into_environment();
-    if let Some(rss) = config.server_pid.and_then(rss_bytes) {
-        report.note("server RSS, idle, one connection", mib(rss));
-    }
-
-    // Memory first, before bulk transfers leave freed memory in the allocator.
-    idle_memory(&env, config, report).await?;
+    let env = connect(&config.url, ConnectOptions::default()).await?;
     report.latency(crate::report::ROUND_TRIP).execd =
         summarize(&request_round_trip(&env, config.reps).await?);
     report.latency("spawn /bin/true → closed").execd = summarize(&spawn(&env, config.reps).await?);
     report.latency("PTY echo, 1 byte").execd = summarize(&pty_echo(&env, config.reps).await?);
+    Ok(())
+}
+
+/// Server memory, idle and with idle processes; measured first, before
+/// anything leaves freed memory in the server's allocator.
+pub async fn measure_memory(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
+    let env = connect(&config.url, ConnectOptions::default()).await?;
+    if let Some(rss) = config.server_pid.and_then(rss_bytes) {
+        report.note("server RSS, idle, one connection", mib(rss));
+    }
+    idle_memory(&env, config, report).await
+}
+
+/// Throughput and fan-out, measured the way `execd run` and `execd cp` run
+/// their client: on the caller's (multi-threaded) runtime.
+pub async fn measure_bulk(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
+    let env = connect(&config.url, ConnectOptions::default()).await?;
     // The JSON/base64 baseline protocol, then execd's binary output frames.
-    let json = ExecServerClient::connect_with(
+    let json = connect(
         &config.url,
         ConnectOptions {
             binary_output: false,
         },
     )
-    .await
-    .map_err(execd_core::env::EnvError::from)?;
-    let json = RemoteEnvironment::new(json).into_environment();
+    .await?;
     report.throughput(&stream_row(config.stream_bytes)).execd =
         Some(stream(&json, config.stream_bytes).await?);
     report
@@ -128,6 +146,13 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
         .execd = Some(stream(&env, config.stream_bytes).await?);
     fan_out(&env, config, report).await?;
     Ok(())
+}
+
+async fn connect(url: &str, options: ConnectOptions) -> Result<Environment, BenchError> {
+    let client = ExecServerClient::connect_with(url, options)
+        .await
+        .map_err(execd_core::env::EnvError::from)?;
+    Ok(RemoteEnvironment::new(client).into_environment())
 }
 
 /// The protocol's own cost: a `process/write` the server answers at once

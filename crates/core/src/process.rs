@@ -250,7 +250,18 @@ impl OutputPipe {
         loop {
             let mut guard = self.fd.readable().await?;
             match guard.try_io(read_available) {
-                Ok(result) => return result,
+                Ok(Ok(read)) => {
+                    // A short read emptied the source: waiting for the next
+                    // readiness event saves the read that would only say
+                    // EAGAIN (and, on a PTY, a wait for the TTY's flush
+                    // work). Data arriving after the read raises a new event,
+                    // which this clear does not erase.
+                    if read.drained {
+                        guard.clear_ready();
+                    }
+                    return Ok(read.outcome);
+                }
+                Ok(Err(err)) => return Err(err),
                 Err(_would_block) => continue,
             }
         }
@@ -259,34 +270,50 @@ impl OutputPipe {
     /// Read what is there without waiting; `None` when nothing is.
     fn read_now(&mut self) -> io::Result<Option<ReadOutcome>> {
         match read_available(&self.fd) {
-            Ok(outcome) => Ok(Some(outcome)),
+            Ok(read) => Ok(Some(read.outcome)),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(err) => Err(err),
         }
     }
 }
 
+/// One read, and whether it left the source empty.
+struct Read {
+    outcome: ReadOutcome,
+    /// The read got less than it asked for: nothing was left behind.
+    drained: bool,
+}
+
 /// One read of whatever is waiting (at most `MAX_READ`), sized by FIONREAD.
-fn read_available(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) -> io::Result<ReadOutcome> {
+fn read_available(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) -> io::Result<Read> {
     use std::os::fd::AsRawFd;
     let mut waiting: libc::c_int = 0;
     // SAFETY: FIONREAD stores one `c_int` through the valid pointer.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut waiting) };
+    // One byte more than is waiting, so a read that comes back short proves
+    // the source empty.
     let want = match usize::try_from(waiting) {
-        Ok(n) if rc == 0 && n > 0 => n.min(MAX_READ),
+        Ok(n) if rc == 0 && n > 0 => n.min(MAX_READ - 1) + 1,
         _ => FALLBACK_READ,
     };
     let mut buf = bytes::BytesMut::with_capacity(want);
     let n = read_into_spare(fd, &mut buf, want)?;
     if n == 0 {
-        return Ok(ReadOutcome::Eof);
+        return Ok(Read {
+            outcome: ReadOutcome::Eof,
+            drained: false,
+        });
     }
     // Do not keep a mostly empty allocation alive in the retained log.
-    Ok(ReadOutcome::Data(if n < want / 2 {
+    let chunk = if n < want / 2 {
         Bytes::copy_from_slice(&buf)
     } else {
         buf.freeze()
-    }))
+    };
+    Ok(Read {
+        outcome: ReadOutcome::Data(chunk),
+        drained: n < want,
+    })
 }
 
 /// Read up to `want` bytes into `buf`'s spare capacity (no zeroing first)
