@@ -3,11 +3,13 @@
 //!
 //! - [`stats`]: samples → median / p90 / p99.
 //! - [`remote`]: the measurements over the protocol (any compatible server).
+//! - [`echo`]: the PTY echo row, execd and its baselines measured round-robin.
 //! - [`local`]: the local limit: the same work done directly in this process.
 //! - [`ssh`]: OpenSSH to a loopback sshd, when one is configured.
 //! - [`stream`]: reading a child's zero stream, checked, as a rate.
 //! - [`report`]: the table.
 
+pub mod echo;
 pub mod local;
 pub mod remote;
 pub mod report;

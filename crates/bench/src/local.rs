@@ -2,8 +2,7 @@
 //! server in between (fork+exec+wait, a PTY of our own, a pipe).
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::report::{stream_rows, Report};
@@ -14,19 +13,13 @@ use crate::{io_error, BenchConfig, BenchError};
 pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
     let reps = config.reps;
     let bytes = config.stream_bytes;
-    let (ping, spawn, echo, stream) = tokio::task::spawn_blocking(move || {
-        Ok::<_, BenchError>((
-            tcp_ping_pong(reps)?,
-            spawn(reps)?,
-            pty_echo(reps)?,
-            stream(bytes)?,
-        ))
+    let (ping, spawn, stream) = tokio::task::spawn_blocking(move || {
+        Ok::<_, BenchError>((tcp_ping_pong(reps)?, spawn(reps)?, stream(bytes)?))
     })
     .await
     .map_err(|err| BenchError::Check(format!("local baseline task failed: {err}")))??;
     report.latency(crate::report::ROUND_TRIP).local = summarize(&ping);
     report.latency("spawn /bin/true → closed").local = summarize(&spawn);
-    report.latency("PTY echo, 1 byte").local = summarize(&echo);
     for row in stream_rows(config.stream_bytes) {
         report.throughput(&row).local = Some(stream);
     }
@@ -87,60 +80,6 @@ fn spawn(reps: usize) -> Result<Vec<Duration>, BenchError> {
             return Err(BenchError::Check("/bin/true failed".into()));
         }
     }
-    Ok(samples)
-}
-
-/// One byte through `cat` on a PTY of our own, in raw mode.
-fn pty_echo(reps: usize) -> Result<Vec<Duration>, BenchError> {
-    let pty = nix::pty::openpty(None, None)
-        .map_err(|e| io_error("opening a PTY")(std::io::Error::from(e)))?;
-    let slave: OwnedFd = pty.slave;
-    let clone = |fd: &OwnedFd| fd.try_clone().map_err(io_error("duplicating the PTY"));
-    let mut command = Command::new("sh");
-    command
-        .args(["-c", "stty raw -echo; echo ready; exec cat"])
-        .stdin(Stdio::from(clone(&slave)?))
-        .stdout(Stdio::from(clone(&slave)?))
-        .stderr(Stdio::from(slave));
-    // SAFETY: only async-signal-safe calls run in the child.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        command.pre_exec(|| {
-            if libc::setsid() == -1 || libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().map_err(io_error("starting cat on a PTY"))?;
-    drop(command);
-    let mut master = std::fs::File::from(pty.master);
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("ready") {
-        let n = master.read(&mut buf).map_err(io_error("reading the PTY"))?;
-        seen.extend_from_slice(&buf[..n]);
-    }
-    let mut samples = Vec::with_capacity(reps);
-    for i in 0..reps {
-        let byte = b'a' + (i % 26) as u8;
-        let started = Instant::now();
-        master
-            .write_all(&[byte])
-            .map_err(io_error("writing the PTY"))?;
-        loop {
-            let n = master.read(&mut buf).map_err(io_error("reading the PTY"))?;
-            if buf[..n].contains(&byte) {
-                break;
-            }
-        }
-        samples.push(started.elapsed());
-    }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    let _ = child.wait();
     Ok(samples)
 }
 

@@ -19,7 +19,7 @@ use crate::{BenchConfig, BenchError};
 /// Longest any single wait may take before the run is declared broken.
 const WAIT: Duration = Duration::from_secs(120);
 
-fn params(id: String, argv: &[&str], tty: bool) -> StartParams {
+pub(crate) fn params(id: String, argv: &[&str], tty: bool) -> StartParams {
     StartParams {
         process_id: id,
         argv: argv.iter().map(|s| s.to_string()).collect(),
@@ -113,7 +113,7 @@ async fn latency(config: &BenchConfig, report: &mut Report) -> Result<(), BenchE
     report.latency(crate::report::ROUND_TRIP).execd =
         summarize(&request_round_trip(&env, config.reps).await?);
     report.latency("spawn /bin/true → closed").execd = summarize(&spawn(&env, config.reps).await?);
-    report.latency("PTY echo, 1 byte").execd = summarize(&pty_echo(&env, config.reps).await?);
+    crate::echo::measure(&env, config.ssh.as_ref(), config.reps, report).await?;
     Ok(())
 }
 
@@ -198,40 +198,7 @@ async fn spawn(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchErr
     Ok(samples)
 }
 
-async fn pty_echo(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchError> {
-    let argv = ["sh", "-c", "stty raw -echo; echo ready; exec cat"];
-    let mut process = env
-        .exec
-        .start(params("pty-echo".into(), &argv, true))
-        .await?;
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("ready") {
-        seen.extend(next_output(&mut process.events).await?);
-    }
-    let mut samples = Vec::with_capacity(reps);
-    for i in 0..reps {
-        let byte = b'a' + (i % 26) as u8;
-        let started = Instant::now();
-        // Like a terminal: the echo is awaited, not the write's acknowledgement
-        // (which is checked, but may arrive after the echo).
-        let write = process.process.write(Bytes::copy_from_slice(&[byte]));
-        let echo = async {
-            loop {
-                if next_output(&mut process.events).await?.contains(&byte) {
-                    return Ok::<_, BenchError>(started.elapsed());
-                }
-            }
-        };
-        let (written, echoed) = tokio::join!(write, echo);
-        written?;
-        samples.push(echoed?);
-    }
-    process.process.terminate().await?;
-    drain(&mut process.events, false).await.ok();
-    Ok(samples)
-}
-
-async fn next_output(events: &mut EventReceiver) -> Result<Bytes, BenchError> {
+pub(crate) async fn next_output(events: &mut EventReceiver) -> Result<Bytes, BenchError> {
     let event = tokio::time::timeout(WAIT, events.recv())
         .await
         .map_err(|_| BenchError::Check("no output in time".into()))?

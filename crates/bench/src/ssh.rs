@@ -1,7 +1,6 @@
 //! The OpenSSH baseline: the same work through `ssh` to a loopback sshd
 //! (which `bench/run.sh` sets up with throwaway keys).
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,13 +56,11 @@ pub async fn measure(
     let bytes = config.stream_bytes;
     let config = config.clone();
     let target = target.clone();
-    let (connect, spawn, echo, stream) =
-        tokio::task::spawn_blocking(move || run_all(&config, &target))
-            .await
-            .map_err(|err| BenchError::Check(format!("ssh baseline task failed: {err}")))??;
+    let (connect, spawn, stream) = tokio::task::spawn_blocking(move || run_all(&config, &target))
+        .await
+        .map_err(|err| BenchError::Check(format!("ssh baseline task failed: {err}")))??;
     report.latency("connect + initialize").ssh = summarize(&connect);
     report.latency("spawn /bin/true → closed").ssh = summarize(&spawn);
-    report.latency("PTY echo, 1 byte").ssh = summarize(&echo);
     for row in stream_rows(bytes) {
         report.throughput(&row).ssh = Some(stream);
     }
@@ -79,7 +76,7 @@ type Samples = Vec<Duration>;
 fn run_all(
     config: &BenchConfig,
     target: &SshTarget,
-) -> Result<(Samples, Samples, Samples, f64), BenchError> {
+) -> Result<(Samples, Samples, f64), BenchError> {
     let reps = config.reps.min(100);
     let mut connect = Vec::with_capacity(reps);
     for _ in 0..reps {
@@ -88,36 +85,63 @@ fn run_all(
         connect.push(started.elapsed());
     }
 
-    let control = std::env::temp_dir().join(format!("execd-bench-ssh-{}", std::process::id()));
-    let mut master = target.command(Some(&control));
-    master.args([
-        "-o",
-        "ControlMaster=yes",
-        "-o",
-        "ControlPersist=yes",
-        "-N",
-        "-f",
-    ]);
-    check(master.status(), "starting the ssh master connection")?;
-    let result = (|| {
-        let mut spawn = Vec::with_capacity(reps);
-        for _ in 0..reps {
-            let started = Instant::now();
-            check(
-                target.command(Some(&control)).arg("/bin/true").status(),
-                "ssh /bin/true",
-            )?;
-            spawn.push(started.elapsed());
-        }
-        let echo = pty_echo(target, &control, config.reps)?;
-        let stream = stream(target, &control, config.stream_bytes)?;
-        Ok((connect, spawn, echo, stream))
-    })();
-    let mut stop = target.command(Some(&control));
-    stop.args(["-O", "exit"]).stderr(Stdio::null());
-    let _ = stop.status();
-    result
+    let master = SshMaster::start(target)?;
+    let mut spawn = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let started = Instant::now();
+        check(master.command().arg("/bin/true").status(), "ssh /bin/true")?;
+        spawn.push(started.elapsed());
+    }
+    let stream = stream(&master, config.stream_bytes)?;
+    Ok((connect, spawn, stream))
 }
+
+/// One multiplexed master connection (`ControlMaster`); later `ssh`
+/// commands through it skip the handshake. Stopped when dropped.
+pub struct SshMaster {
+    target: SshTarget,
+    control: PathBuf,
+}
+
+impl SshMaster {
+    pub fn start(target: &SshTarget) -> Result<SshMaster, BenchError> {
+        let control = std::env::temp_dir().join(format!(
+            "execd-bench-ssh-{}-{}",
+            std::process::id(),
+            MASTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let mut master = target.command(Some(&control));
+        master.args([
+            "-o",
+            "ControlMaster=yes",
+            "-o",
+            "ControlPersist=yes",
+            "-N",
+            "-f",
+        ]);
+        check(master.status(), "starting the ssh master connection")?;
+        Ok(SshMaster {
+            target: target.clone(),
+            control,
+        })
+    }
+
+    /// `ssh` through this master; add the remote command.
+    pub fn command(&self) -> Command {
+        self.target.command(Some(&self.control))
+    }
+}
+
+impl Drop for SshMaster {
+    fn drop(&mut self) {
+        let mut stop = self.command();
+        stop.args(["-O", "exit"]).stderr(Stdio::null());
+        let _ = stop.status();
+    }
+}
+
+/// Masters started by this process (each needs a control path of its own).
+static MASTERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn check(status: std::io::Result<std::process::ExitStatus>, what: &str) -> Result<(), BenchError> {
     let status = status.map_err(io_error(what))?;
@@ -128,50 +152,8 @@ fn check(status: std::io::Result<std::process::ExitStatus>, what: &str) -> Resul
     }
 }
 
-fn pty_echo(target: &SshTarget, control: &PathBuf, reps: usize) -> Result<Samples, BenchError> {
-    let mut child = target
-        .command(Some(control))
-        .args(["-tt", "stty raw -echo; echo ready; exec cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(io_error("ssh -tt cat"))?;
-    let (Some(mut input), Some(mut output)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(BenchError::Check("ssh has no stdio pipes".into()));
-    };
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("ready") {
-        let n = output.read(&mut buf).map_err(io_error("reading ssh"))?;
-        if n == 0 {
-            return Err(BenchError::Check("ssh -tt ended early".into()));
-        }
-        seen.extend_from_slice(&buf[..n]);
-    }
-    let mut samples = Vec::with_capacity(reps);
-    for i in 0..reps {
-        let byte = b'a' + (i % 26) as u8;
-        let started = Instant::now();
-        input.write_all(&[byte]).map_err(io_error("writing ssh"))?;
-        input.flush().map_err(io_error("writing ssh"))?;
-        loop {
-            let n = output.read(&mut buf).map_err(io_error("reading ssh"))?;
-            if n == 0 {
-                return Err(BenchError::Check("ssh -tt ended early".into()));
-            }
-            if buf[..n].contains(&byte) {
-                break;
-            }
-        }
-        samples.push(started.elapsed());
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    Ok(samples)
-}
-
-fn stream(target: &SshTarget, control: &PathBuf, bytes: u64) -> Result<f64, BenchError> {
-    let mut command = target.command(Some(control));
+fn stream(master: &SshMaster, bytes: u64) -> Result<f64, BenchError> {
+    let mut command = master.command();
     command.arg(format!("head -c {bytes} /dev/zero"));
     zero_stream_rate(command, bytes, "ssh head")
 }
