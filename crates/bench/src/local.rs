@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::report::{stream_rows, Report};
 use crate::stats::summarize;
-use crate::stream::zero_stream_rate;
+use crate::stream::zero_stream_median;
 use crate::{io_error, BenchConfig, BenchError};
 
 pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
@@ -85,7 +85,10 @@ fn spawn(reps: usize) -> Result<Vec<Duration>, BenchError> {
 
 /// Bytes per second of `head -c N /dev/zero` read through a pipe.
 fn stream(bytes: u64) -> Result<f64, BenchError> {
-    let mut command = Command::new("head");
-    command.args(["-c", &bytes.to_string(), "/dev/zero"]);
-    zero_stream_rate(command, bytes, "local head")
+    let head = || {
+        let mut command = Command::new("head");
+        command.args(["-c", &bytes.to_string(), "/dev/zero"]);
+        command
+    };
+    zero_stream_median(head, bytes, "local head")
 }

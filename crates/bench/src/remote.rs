@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::report::{binary_stream_row, stream_row, Report};
 use crate::stats::summarize;
-use crate::stream::all_zero;
+use crate::stream::{all_zero, median_rate};
 use crate::{BenchConfig, BenchError};
 
 /// Longest any single wait may take before the run is declared broken.
@@ -131,7 +131,7 @@ pub async fn measure_memory(config: &BenchConfig, report: &mut Report) -> Result
 /// their client: on the caller's (multi-threaded) runtime.
 pub async fn measure_bulk(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
     let env = connect(&config.url, ConnectOptions::default()).await?;
-    // The JSON/base64 baseline protocol, then execd's binary output frames.
+    // The JSON/base64 baseline protocol and execd's binary output frames, in turn.
     let json = connect(
         &config.url,
         ConnectOptions {
@@ -139,11 +139,22 @@ pub async fn measure_bulk(config: &BenchConfig, report: &mut Report) -> Result<(
         },
     )
     .await?;
-    report.throughput(&stream_row(config.stream_bytes)).execd =
-        Some(stream(&json, config.stream_bytes).await?);
+    let (mut json_rates, mut binary_rates) = (Vec::new(), Vec::new());
+    for run in 0..crate::stream::RUNS {
+        json_rates.push(stream(&json, format!("json{run}"), config.stream_bytes).await?);
+        binary_rates.push(stream(&env, format!("binary{run}"), config.stream_bytes).await?);
+    }
+    report.note(
+        "throughput rows",
+        format!(
+            "median of {} runs each (execd's JSON and binary runs alternate)",
+            crate::stream::RUNS
+        ),
+    );
+    report.throughput(&stream_row(config.stream_bytes)).execd = Some(median_rate(json_rates));
     report
         .throughput(&binary_stream_row(config.stream_bytes))
-        .execd = Some(stream(&env, config.stream_bytes).await?);
+        .execd = Some(median_rate(binary_rates));
     fan_out(&env, config, report).await?;
     Ok(())
 }
@@ -210,16 +221,12 @@ pub(crate) async fn next_output(events: &mut EventReceiver) -> Result<Bytes, Ben
 }
 
 /// Bytes per second of `head -c N /dev/zero`, start to closed, every byte checked.
-async fn stream(env: &Environment, bytes: u64) -> Result<f64, BenchError> {
+async fn stream(env: &Environment, id: String, bytes: u64) -> Result<f64, BenchError> {
     let count = bytes.to_string();
     let started = Instant::now();
     let mut process = env
         .exec
-        .start(params(
-            "stream".into(),
-            &["head", "-c", &count, "/dev/zero"],
-            false,
-        ))
+        .start(params(id, &["head", "-c", &count, "/dev/zero"], false))
         .await?;
     let drained = drain(&mut process.events, false).await?;
     let elapsed = started.elapsed();

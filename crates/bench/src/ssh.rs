@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::report::{stream_rows, Report};
 use crate::stats::summarize;
-use crate::stream::zero_stream_rate;
+use crate::stream::zero_stream_median;
 use crate::{io_error, BenchConfig, BenchError};
 
 /// Where and how to reach the loopback sshd.
@@ -153,7 +153,10 @@ fn check(status: std::io::Result<std::process::ExitStatus>, what: &str) -> Resul
 }
 
 fn stream(master: &SshMaster, bytes: u64) -> Result<f64, BenchError> {
-    let mut command = master.command();
-    command.arg(format!("head -c {bytes} /dev/zero"));
-    zero_stream_rate(command, bytes, "ssh head")
+    let head = || {
+        let mut command = master.command();
+        command.arg(format!("head -c {bytes} /dev/zero"));
+        command
+    };
+    zero_stream_median(head, bytes, "ssh head")
 }

@@ -7,6 +7,28 @@ use std::time::Instant;
 
 use crate::{io_error, BenchError};
 
+/// Each stream is run this many times and its median rate reported: one
+/// transfer of a gigabyte moves by ±20 % with what else the machine does.
+pub const RUNS: usize = 3;
+
+/// The median of `RUNS` rates.
+pub fn median_rate(mut rates: Vec<f64>) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates.get(rates.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The median rate of `RUNS` runs of `command()`.
+pub fn zero_stream_median(
+    mut command: impl FnMut() -> Command,
+    bytes: u64,
+    what: &str,
+) -> Result<f64, BenchError> {
+    let rates = (0..RUNS)
+        .map(|_| zero_stream_rate(command(), bytes, what))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(median_rate(rates))
+}
+
 /// True if every byte is zero (compared a block at a time).
 pub fn all_zero(data: &[u8]) -> bool {
     static ZEROS: [u8; 4096] = [0; 4096];
