@@ -278,14 +278,14 @@ impl OutputPipe {
 }
 
 /// One read, and whether it left the source empty.
-struct Read {
+struct PipeRead {
     outcome: ReadOutcome,
     /// The read got less than it asked for: nothing was left behind.
     drained: bool,
 }
 
 /// One read of whatever is waiting (at most `MAX_READ`), sized by FIONREAD.
-fn read_available(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) -> io::Result<Read> {
+fn read_available(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) -> io::Result<PipeRead> {
     use std::os::fd::AsRawFd;
     let mut waiting: libc::c_int = 0;
     // SAFETY: FIONREAD stores one `c_int` through the valid pointer.
@@ -299,7 +299,7 @@ fn read_available(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) -> io::Re
     let mut buf = bytes::BytesMut::with_capacity(want);
     let n = read_into_spare(fd, &mut buf, want)?;
     if n == 0 {
-        return Ok(Read {
+        return Ok(PipeRead {
             outcome: ReadOutcome::Eof,
             drained: false,
         });
@@ -310,7 +310,7 @@ fn read_available(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) -> io::Re
     } else {
         buf.freeze()
     };
-    Ok(Read {
+    Ok(PipeRead {
         outcome: ReadOutcome::Data(chunk),
         drained: n < want,
     })

@@ -4,6 +4,7 @@
 mod bench;
 mod cp;
 mod exec_wrapper;
+mod init;
 mod run;
 mod serve;
 mod shell;
@@ -59,6 +60,12 @@ fn main() -> ExitCode {
         Command::ExecWrapper(args) => return exec_wrapper::run(args),
         command => command,
     };
+    // As a container's PID 1, a minimal init stays in front of the server.
+    if matches!(command, Command::Serve(_)) {
+        if let init::Role::Exited(code) = init::split_if_pid1() {
+            return code;
+        }
+    }
     // The interactive shell drives one connection whose latency is what a
     // person feels: on one thread, a frame read by the connection's reader
     // wakes its consumer without a cross-core wakeup (PTY echo ~0.17 → ~0.12
