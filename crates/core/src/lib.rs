@@ -4,6 +4,7 @@
 //! - [`spawn`]: starting a program on pipes or a PTY in its own process group.
 //! - [`sandbox`]: the opt-in per-process sandbox (Landlock, network namespace, `no_new_privs`).
 //! - [`process`]: one running process: its supervisor task and signals.
+//! - [`procfs`]: other processes as `/proc` shows them (session members, output holders).
 //! - [`stdin`]: writing to a process's stdin without blocking anyone.
 //! - [`outbox`]: the shared sending half of a connection.
 //! - [`table`]: the processes of one connection, keyed by client-chosen id.
@@ -23,6 +24,7 @@ pub mod outbox;
 pub mod output_log;
 pub mod policy;
 pub mod process;
+pub mod procfs;
 pub mod sandbox;
 pub mod signal;
 pub mod spawn;

@@ -48,6 +48,9 @@ pub struct Process {
     terminating: AtomicBool,
     /// Process groups of escalated commands run for this tree.
     escalated: Option<crate::escalation::Escalated>,
+    /// How `/proc` names the write side of the output (see
+    /// [`crate::procfs::output_link`]), to find holders outside the tree.
+    output_links: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +81,10 @@ impl Process {
             escalated,
         } = spawned;
         let stdin = stdin.map(StdinWriter::new);
+        let output_links = outputs
+            .iter()
+            .filter_map(|(_, fd)| crate::procfs::output_link(fd.get_ref().as_fd()))
+            .collect();
         let process = Arc::new(Process {
             log: Arc::new(OutputLog::new(id.clone(), retained_bytes)),
             id,
@@ -86,6 +93,7 @@ impl Process {
             io: Mutex::new(LiveIo { stdin, pty }),
             terminating: AtomicBool::new(false),
             escalated,
+            output_links,
         });
         let outputs = outputs
             .into_iter()
@@ -164,6 +172,7 @@ impl Process {
                 if tokio::time::timeout(grace, process.closed()).await.is_err() {
                     debug!(id = %process.id, "grace period over; killing the process tree");
                     process.signal_all(Signal::SIGKILL);
+                    process.kill_output_holders().await;
                 }
             });
         }
@@ -174,6 +183,23 @@ impl Process {
     pub fn kill(&self) {
         if !self.log.is_closed() {
             self.signal_all(Signal::SIGKILL);
+        }
+    }
+
+    /// SIGKILL every process still holding the output: a descendant that
+    /// left the group and session (`setsid`) would otherwise keep `closed`
+    /// from ever coming. (A holder found here could exit and its pid be
+    /// reused before the signal, as with any pid-based kill; the window is
+    /// one `/proc` scan.)
+    async fn kill_output_holders(&self) {
+        let links = self.output_links.clone();
+        let scan = tokio::task::spawn_blocking(move || {
+            for pid in crate::procfs::holders(&links) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        });
+        if let Err(err) = scan.await {
+            debug!(id = %self.id, %err, "scanning for output holders failed");
         }
     }
 
@@ -209,26 +235,10 @@ fn signal_tree(pgid: i32, whole_session: bool, signal: Signal) {
         Err(err) => debug!(pgid, %err, "killpg failed"),
     }
     if whole_session {
-        for pid in session_members(pgid) {
+        for pid in crate::procfs::session_members(pgid) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
         }
     }
-}
-
-/// Pids of the processes whose session id is `sid`, from /proc.
-fn session_members(sid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|entry| {
-        let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command name: state ppid pgrp session ...
-        let rest = &stat[stat.rfind(')')? + 1..];
-        let session: i32 = rest.split_whitespace().nth(3)?.parse().ok()?;
-        (session == sid).then_some(pid)
-    })
-    .collect()
 }
 
 /// Our read end of one output source. It holds no buffer: each read

@@ -190,11 +190,14 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
             Some(local) = signals.next() => match local {
                 LocalSignal::Forward(name) => {
                     interrupts += 1;
+                    // Once the command has exited, only leftovers holding its
+                    // output keep us waiting: the first interrupt ends them.
+                    let leftovers = exit.is_some();
                     match interrupts {
-                        1 => spawn_quietly(process.clone(), move |p| async move {
+                        1 if !leftovers => spawn_quietly(process.clone(), move |p| async move {
                             p.signal(name).await.map(drop)
                         }),
-                        2 => spawn_quietly(process.clone(), move |p| async move {
+                        1 | 2 => spawn_quietly(process.clone(), move |p| async move {
                             p.signal(name).await?;
                             p.terminate().await.map(drop)
                         }),

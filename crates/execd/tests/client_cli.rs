@@ -390,6 +390,54 @@ async fn run_does_not_wait_for_local_stdin_once_the_process_closed() {
     assert_eq!(stdout, b"done\n");
 }
 
+/// The command exits but a child that left its group and session keeps the
+/// output open: `execd run` waits (as ssh does), and one SIGTERM ends the
+/// leftovers (after the server's grace period) and the wait.
+#[tokio::test]
+async fn run_ends_leftovers_holding_the_output_on_the_first_interrupt() {
+    let server = server().await;
+    let script = "setsid sleep 1000 & \
+        until [ \"$(cut -d' ' -f6 /proc/$!/stat)\" = $! ]; do :; done; echo $!";
+    let mut child = execd(&["run", "--url", &server.url, "--", "bash", "-c", script])
+        .spawn()
+        .expect("spawn execd run");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let pid: i32 = tokio::time::timeout(TIMEOUT, lines.next_line())
+        .await
+        .expect("no pid in time")
+        .expect("read execd run stdout")
+        .expect("execd run printed nothing")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let leftover = PathBuf::from(format!("/proc/{pid}"));
+    assert!(leftover.exists(), "the leftover is not running");
+    let run = Pid::from_raw(child.id().expect("execd run is running") as i32);
+    kill(run, Signal::SIGTERM).expect("signal execd run");
+    let status = tokio::time::timeout(TIMEOUT, child.wait())
+        .await
+        .expect("execd run kept waiting for the leftover")
+        .expect("wait for execd run");
+    // The command itself exited 0 before the interrupt.
+    assert_eq!(status.code(), Some(0));
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while leftover.exists() && !is_zombie(pid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leftover survived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
 #[tokio::test]
 async fn run_with_tty_merges_output_on_a_terminal() {
     let server = server().await;

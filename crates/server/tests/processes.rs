@@ -280,6 +280,37 @@ async fn terminate_after_exit_still_reaps_lingering_children() {
     server.shutdown().await;
 }
 
+/// A descendant that leaves the group and session (`setsid`) escapes the
+/// group signal; if it holds the output, `closed` would wait for it forever.
+/// After the grace period it is killed as a holder of the output.
+#[tokio::test]
+async fn terminate_kills_a_setsid_escapee_holding_the_output() {
+    for tty in [false, true] {
+        let server = start_server().await;
+        let mut client = Client::connect_initialized(&server.url()).await;
+        // The shell waits until the child has its own session (field 6 of
+        // its stat), or on a PTY the hangup at the shell's exit could still
+        // reach it.
+        let script = "setsid sleep 1000 & \
+            until [ \"$(cut -d' ' -f6 /proc/$!/stat)\" = $! ]; do :; done; echo $!";
+        let mut params = start_params("escape", &["bash", "-c", script]);
+        params["tty"] = json!(tty);
+        client.start(params).await;
+        let out = client.wait_exited("escape").await;
+        let printed = if tty { out.pty_str() } else { out.stdout_str() };
+        let pids = pids_in(&printed);
+        assert_eq!(pids.len(), 1, "tty {tty}: {out:?}");
+        assert!(is_alive(pids[0]), "tty {tty}: the escapee is not running");
+        client
+            .call("process/terminate", json!({"processId": "escape"}))
+            .await
+            .unwrap();
+        client.wait_closed("escape").await;
+        wait_dead(&pids).await;
+        server.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn read_returns_retained_output_with_seq_bounds() {
     let server = start_server().await;

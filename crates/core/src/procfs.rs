@@ -1,0 +1,97 @@
+//! What `/proc` says about other processes, for finding every member of a
+//! process tree a signal must reach: the members of a session, and the
+//! holders of a process's output (a pipe or a terminal). A process that left
+//! its group and session (`setsid`) but still holds the output is part of the
+//! tree for the one thing that matters: `closed` waits for it.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// Every pid in `/proc` except ours.
+fn other_pids() -> impl Iterator<Item = i32> {
+    let own = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(move |pid| *pid != own)
+}
+
+/// Pids of the processes whose session id is `sid`.
+pub fn session_members(sid: i32) -> Vec<i32> {
+    other_pids()
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // Fields after the command name: state ppid pgrp session ...
+            let session = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().nth(3)?.parse().ok());
+            session == Some(sid)
+        })
+        .collect()
+}
+
+/// How other processes' `/proc/PID/fd` links name the other side of our
+/// output descriptor `fd`: `pipe:[INODE]` for a pipe's read end, the slave's
+/// `/dev/pts/N` for a PTY master. `None` for anything else.
+pub fn output_link(fd: BorrowedFd<'_>) -> Option<String> {
+    let stat = nix::sys::stat::fstat(fd).ok()?;
+    if stat.st_mode & libc::S_IFMT == libc::S_IFIFO {
+        return Some(format!("pipe:[{}]", stat.st_ino));
+    }
+    let mut number: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN stores one `c_uint` through the valid pointer; on a
+    // descriptor that is not a PTY master it fails and stores nothing.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGPTN, &mut number) };
+    (rc == 0).then(|| format!("/dev/pts/{number}"))
+}
+
+/// Pids of the processes (other than us) with a descriptor on any of `links`.
+pub fn holders(links: &[String]) -> Vec<i32> {
+    if links.is_empty() {
+        return Vec::new();
+    }
+    other_pids()
+        .filter(|pid| {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                return false;
+            };
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|target| {
+                    links.iter().any(|link| target.as_os_str() == link.as_str())
+                })
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn finds_the_holder_of_a_pipe_and_not_ourselves() {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn sleep");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let link = output_link(stdout.as_fd()).expect("a pipe has a link");
+        assert!(link.starts_with("pipe:["), "{link}");
+        let found = holders(std::slice::from_ref(&link));
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+        assert_eq!(found, vec![child.id() as i32]);
+        assert!(holders(&[link]).is_empty());
+    }
+
+    #[test]
+    fn a_regular_file_has_no_output_link() {
+        let file = std::fs::File::open("/proc/self/stat").expect("open a file");
+        assert_eq!(output_link(file.as_fd()), None);
+    }
+}
