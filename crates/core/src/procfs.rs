@@ -47,11 +47,28 @@ pub fn output_link(fd: BorrowedFd<'_>) -> Option<String> {
     (rc == 0).then(|| format!("/dev/pts/{number}"))
 }
 
-/// Pids of the processes (other than us) with a descriptor on any of `links`.
+/// The parent pid of `pid`, if it still exists.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name: state ppid ...
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Pids of the processes with a descriptor on any of `links`, except us and
+/// our own children: a child of ours between fork and exec holds a copy of
+/// every descriptor we had, other trees' output included, and one whose
+/// exec is held for approval stays in that state for as long as the
+/// decision takes. (A tree's root is our child too; the group signal is
+/// what reaches it.)
 pub fn holders(links: &[String]) -> Vec<i32> {
     if links.is_empty() {
         return Vec::new();
     }
+    let own = std::process::id() as i32;
     other_pids()
         .filter(|pid| {
             let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -63,6 +80,7 @@ pub fn holders(links: &[String]) -> Vec<i32> {
                 })
             })
         })
+        .filter(|pid| parent_of(*pid) != Some(own))
         .collect()
 }
 
@@ -73,19 +91,28 @@ mod tests {
     use std::process::{Command, Stdio};
 
     #[test]
-    fn finds_the_holder_of_a_pipe_and_not_ourselves() {
-        let mut child = Command::new("sleep")
-            .arg("30")
+    fn finds_a_holder_of_a_pipe_but_not_ourselves_or_our_children() {
+        // sh (our child) starts sleep (its child) and waits; both hold the
+        // pipe, only the grandchild counts.
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 30 & echo $!; wait"])
             .stdout(Stdio::piped())
             .spawn()
-            .expect("spawn sleep");
-        let stdout = child.stdout.take().expect("piped stdout");
+            .expect("spawn sh");
+        let mut stdout = child.stdout.take().expect("piped stdout");
         let link = output_link(stdout.as_fd()).expect("a pipe has a link");
         assert!(link.starts_with("pipe:["), "{link}");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut stdout), &mut line)
+            .expect("read the sleep's pid");
+        let sleep: i32 = line.trim().parse().expect("a pid");
         let found = holders(std::slice::from_ref(&link));
-        child.kill().expect("kill sleep");
-        child.wait().expect("reap sleep");
-        assert_eq!(found, vec![child.id() as i32]);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(sleep),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        child.wait().expect("reap sh");
+        assert_eq!(found, vec![sleep]);
         assert!(holders(&[link]).is_empty());
     }
 

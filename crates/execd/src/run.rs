@@ -181,7 +181,16 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
                             });
                         }
                     }
-                    EventKind::Exited(info) => exit = Some(info),
+                    EventKind::Exited(info) => {
+                        exit = Some(info);
+                        // Interrupted while it ran: whatever still holds its
+                        // output is not waited for either.
+                        if interrupts > 0 {
+                            spawn_quietly(process.clone(), |p| async move {
+                                p.terminate().await.map(drop)
+                            });
+                        }
+                    }
                     EventKind::Closed => break Ok(()),
                 },
                 Some(Err(err)) => break Err(Failure::new(describe(&err))),
@@ -191,7 +200,8 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
                 LocalSignal::Forward(name) => {
                     interrupts += 1;
                     // Once the command has exited, only leftovers holding its
-                    // output keep us waiting: the first interrupt ends them.
+                    // output keep us waiting: an interrupt ends them (at
+                    // once, or when the command exits, above).
                     let leftovers = exit.is_some();
                     match interrupts {
                         1 if !leftovers => spawn_quietly(process.clone(), move |p| async move {

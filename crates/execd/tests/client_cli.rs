@@ -391,8 +391,9 @@ async fn run_does_not_wait_for_local_stdin_once_the_process_closed() {
 }
 
 /// The command exits but a child that left its group and session keeps the
-/// output open: `execd run` waits (as ssh does), and one SIGTERM ends the
-/// leftovers (after the server's grace period) and the wait.
+/// output open: `execd run` waits (as ssh does), and one SIGTERM, before or
+/// after the command's exit, ends the leftovers (after the server's grace
+/// period) and the wait.
 #[tokio::test]
 async fn run_ends_leftovers_holding_the_output_on_the_first_interrupt() {
     let server = server().await;
@@ -419,8 +420,12 @@ async fn run_ends_leftovers_holding_the_output_on_the_first_interrupt() {
         .await
         .expect("execd run kept waiting for the leftover")
         .expect("wait for execd run");
-    // The command itself exited 0 before the interrupt.
-    assert_eq!(status.code(), Some(0));
+    // The command exited (0) before the interrupt reached it, or the
+    // forwarded SIGTERM ended it (143).
+    assert!(
+        matches!(status.code(), Some(0 | 143)),
+        "execd run ended with {status}"
+    );
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while leftover.exists() && !is_zombie(pid) {
         assert!(
