@@ -308,8 +308,16 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<Guard>) -> Result<Spawned, SpawnErr
             wrapper_socket = Some(theirs_w);
         }
         let socket = theirs.as_raw_fd();
-        // SAFETY: `install_in_child` makes only raw syscalls.
+        // The child's exec may be held for as long as a decision takes, and
+        // until it execs it holds a copy of every descriptor we had at the
+        // fork (close-on-exec has not happened yet): other processes' stdin
+        // and output, client connections. It closes them first.
+        let mut keep = vec![socket];
+        keep.extend(wrapper_socket.as_ref().map(|s: &OwnedFd| s.as_raw_fd()));
+        let inherited = Inherited::snapshot(&keep);
+        // SAFETY: `close_in_child` and `install_in_child` make only raw syscalls.
         unsafe {
+            command.pre_exec(move || inherited.close_in_child());
             command.pre_exec(move || exec_guard::install_in_child(socket));
         }
         guard_socket = Some(theirs);
@@ -353,4 +361,53 @@ fn classify(program: &str, source: io::Error) -> SpawnError {
         io::ErrorKind::InvalidInput => SpawnError::InvalidInput { program, source },
         _ => SpawnError::Os { program, source },
     }
+}
+
+/// Our descriptors a child would inherit across a fork (all but stdio and
+/// those kept), each with the identity of its file, so that the child can
+/// close exactly these and nothing that was opened after the snapshot (the
+/// pipe `std` uses to report a failed exec, for one).
+struct Inherited(Vec<(libc::c_int, libc::dev_t, libc::ino_t)>);
+
+impl Inherited {
+    fn snapshot(keep: &[libc::c_int]) -> Inherited {
+        // Numbers first: the directory's own descriptor is closed before the
+        // identities are taken, so it is not among them.
+        let numbers: Vec<libc::c_int> = std::fs::read_dir("/proc/self/fd")
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2 && !keep.contains(fd))
+            .collect();
+        Inherited(
+            numbers
+                .into_iter()
+                .filter_map(|fd| identity(fd).map(|(dev, ino)| (fd, dev, ino)))
+                .collect(),
+        )
+    }
+
+    /// In the child, between fork and exec: close each descriptor that is
+    /// still the file it was. Only `fstat` and `close`: async-signal-safe.
+    fn close_in_child(&self) -> io::Result<()> {
+        for &(fd, dev, ino) in &self.0 {
+            if identity(fd) == Some((dev, ino)) {
+                // SAFETY: closing a descriptor of this (forked) process.
+                unsafe { libc::close(fd) };
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The device and inode of the file behind `fd`.
+fn identity(fd: libc::c_int) -> Option<(libc::dev_t, libc::ino_t)> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a whole `stat` on success, and only then is it read.
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: initialised by the successful fstat.
+    let stat = unsafe { stat.assume_init() };
+    Some((stat.st_dev, stat.st_ino))
 }

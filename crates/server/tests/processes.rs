@@ -597,6 +597,49 @@ async fn server_shutdown_terminates_every_process() {
     assert!(!is_alive(pids[0]));
 }
 
+/// A child whose exec is held for approval has not exec'd, so it still has
+/// a copy of every descriptor the server had when it forked (close-on-exec
+/// has not happened yet). It must not hold another process's stdin open:
+/// closing that stdin must still be EOF at once.
+#[tokio::test]
+async fn a_start_held_for_approval_holds_no_other_process_open() {
+    let server = start_server().await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    client.start(stdin_params("cat", &["cat"])).await;
+    let mut held = start_params("held", &["sleep", "1"]);
+    // One directory, so the exec is asked about once (a denied exec makes
+    // the PATH search try the next directory, and ask again).
+    held["env"]["PATH"] = json!("/usr/bin");
+    held["execPolicy"] = json!({
+        "rules": [{"prefix": ["sleep"], "decision": "ask"}],
+        "askTimeoutMs": 20000
+    });
+    let start = client.send_request("process/start", held).await;
+    // The held child exists once the server asks about its exec.
+    let ask = client.recv_frame().await;
+    assert_eq!(ask["method"], "exec/approve", "{ask}");
+    client
+        .call(
+            "process/write",
+            json!({"processId": "cat", "chunk": b64(b"last"), "closeStdin": true}),
+        )
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), client.wait_closed("cat"))
+        .await
+        .expect("cat got no EOF while another start was held for approval");
+    assert_eq!(closed.stdout_str(), "last");
+    // Denied: the held start fails.
+    client
+        .send_raw(
+            &json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"decision": "deny"}}).to_string(),
+        )
+        .await;
+    let err = client.response(start).await.unwrap_err();
+    assert!(err["message"].as_str().unwrap().contains("denied"), "{err}");
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn writes_during_a_start_held_for_approval_answer_starting() {
     let server = start_server().await;
