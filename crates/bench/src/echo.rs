@@ -38,6 +38,8 @@ pub async fn measure(
         Some(master) => Some(TerminalEcho::ssh(master)?),
         None => None,
     };
+    // The baselines' keystrokes block this runtime's only thread, which is
+    // harmless: nothing of execd's is in flight between its own keystrokes.
     let mut samples = [(); 3].map(|()| Vec::with_capacity(reps));
     for i in 0..reps {
         let byte = b'a' + (i % 26) as u8;
@@ -95,7 +97,9 @@ impl RemoteEcho {
 
     async fn close(mut self) {
         let _ = self.started.process.terminate().await;
-        while let Some(Ok(_)) = self.started.events.recv().await {}
+        let events = &mut self.started.events;
+        let drained = async { while let Some(Ok(_)) = events.recv().await {} };
+        let _ = tokio::time::timeout(crate::remote::WAIT, drained).await;
     }
 }
 

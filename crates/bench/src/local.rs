@@ -1,5 +1,6 @@
 //! The local limit: the same work done directly by this process, with no
-//! server in between (fork+exec+wait, a PTY of our own, a pipe).
+//! server in between (a TCP ping-pong, fork+exec+wait, a pipe; the PTY of
+//! our own is in [`crate::echo`]).
 
 use std::io::{Read, Write};
 use std::process::Command;

@@ -17,7 +17,7 @@ use crate::stream::{all_zero, median_rate};
 use crate::{BenchConfig, BenchError};
 
 /// Longest any single wait may take before the run is declared broken.
-const WAIT: Duration = Duration::from_secs(120);
+pub(crate) const WAIT: Duration = Duration::from_secs(120);
 
 pub(crate) fn params(id: String, argv: &[&str], tty: bool) -> StartParams {
     StartParams {
