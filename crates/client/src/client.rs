@@ -518,7 +518,6 @@ struct OutputParams<'a> {
 /// Decode an output notification quickly; `None` if the frame is anything
 /// else (or unusual, e.g. escaped base64), which the general path handles.
 fn fast_output(frame: &[u8]) -> Option<ProcessEvent> {
-    use base64::Engine as _;
     let head = &frame[..frame.len().min(64)];
     if !head.windows(OUTPUT.len()).any(|w| w == OUTPUT.as_bytes()) {
         return None;
@@ -527,8 +526,10 @@ fn fast_output(frame: &[u8]) -> Option<ProcessEvent> {
     if parsed.method != OUTPUT {
         return None;
     }
-    let chunk = base64::engine::general_purpose::STANDARD
-        .decode(parsed.params.chunk)
+    // SIMD base64: the scalar decoder was 20 % of all CPU samples while
+    // streaming over JSON.
+    let chunk = base64_simd::STANDARD
+        .decode_to_vec(parsed.params.chunk)
         .ok()?;
     Some(ProcessEvent {
         process_id: parsed.params.process_id.as_ref().into(),
@@ -567,4 +568,47 @@ fn process_event(method: &str, params: Value) -> Option<Result<ProcessEvent, ser
         _ => return None,
     };
     Some(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    /// The fast path decodes what a reference base64 encoder wrote, for
+    /// every length around the SIMD block sizes, and leaves frames it cannot
+    /// take to the general path.
+    #[test]
+    fn fast_output_decodes_every_length_exactly() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let data: Vec<u8> = (0..4096)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        for len in (0..200).chain([1023, 1024, 1025, 4095, 4096]) {
+            let chunk = &data[..len];
+            let frame = serde_json::json!({
+                "method": OUTPUT,
+                "params": {
+                    "processId": "p",
+                    "seq": 7,
+                    "stream": "stdout",
+                    "chunk": base64::engine::general_purpose::STANDARD.encode(chunk),
+                }
+            })
+            .to_string();
+            let event = fast_output(frame.as_bytes()).expect("an output frame");
+            assert_eq!(event.seq, 7);
+            match event.kind {
+                EventKind::Output { chunk: got, .. } => assert_eq!(&got[..], chunk, "len {len}"),
+                other => panic!("not output: {other:?}"),
+            }
+        }
+        let bad = r#"{"method":"process/output","params":{"processId":"p","seq":1,"stream":"stdout","chunk":"!!"}}"#;
+        assert!(fast_output(bad.as_bytes()).is_none());
+    }
 }

@@ -1,8 +1,6 @@
 //! Encoding outgoing frames and decoding typed params, with errors that
 //! name the offending field and value.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use execd_core::{EventKind, ProcessEvent};
 use execd_protocol::envelope::{Notification, Response, ResponseBody};
 use execd_protocol::process::{
@@ -78,7 +76,9 @@ fn output_notification(process_id: &str, seq: u64, stream: OutputStream, chunk: 
     frame.push_str(r#"","params":{"processId":"#);
     frame.push_str(&id);
     let _ = write!(frame, r#","seq":{seq},"stream":"{stream}","chunk":""#);
-    STANDARD.encode_string(chunk, &mut frame);
+    // SIMD base64: the scalar encoder was 17 % of all CPU samples while
+    // streaming over JSON.
+    base64_simd::STANDARD.encode_append(chunk, &mut frame);
     frame.push_str(r#""}}"#);
     frame
 }
@@ -113,11 +113,17 @@ mod tests {
 
     #[test]
     fn hand_written_output_frame_matches_serde() {
-        for (id, chunk) in [
+        // Every length around the SIMD encoder's block sizes, too.
+        let long: Vec<u8> = (0..5000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut cases = vec![
             ("p1", &b"hi\n"[..]),
             ("we\"ird\\id\u{1}", &[0u8, 255, 7][..]),
             ("e", &b""[..]),
-        ] {
+        ];
+        for len in (0..130).chain([1023, 1024, 1025, 4096, 5000]) {
+            cases.push(("long", &long[..len]));
+        }
+        for (id, chunk) in cases {
             let frame = event_notification(ProcessEvent {
                 process_id: Arc::from(id),
                 seq: 42,
