@@ -94,6 +94,20 @@ async fn execd_output(args: &[&str]) -> Output {
     output_of(execd(args), None).await
 }
 
+/// The pid that the command under `execd run` printed as its first line.
+async fn printed_pid(child: &mut Child) -> i32 {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    tokio::time::timeout(TIMEOUT, lines.next_line())
+        .await
+        .expect("no pid line in time")
+        .expect("read stdout")
+        .expect("execd run ended early")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
 fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -402,16 +416,7 @@ async fn run_ends_leftovers_holding_the_output_on_the_first_interrupt() {
     let mut child = execd(&["run", "--url", &server.url, "--", "bash", "-c", script])
         .spawn()
         .expect("spawn execd run");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let pid: i32 = tokio::time::timeout(TIMEOUT, lines.next_line())
-        .await
-        .expect("no pid in time")
-        .expect("read execd run stdout")
-        .expect("execd run printed nothing")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let pid = printed_pid(&mut child).await;
     let leftover = PathBuf::from(format!("/proc/{pid}"));
     assert!(leftover.exists(), "the leftover is not running");
     let run = Pid::from_raw(child.id().expect("execd run is running") as i32);
@@ -497,16 +502,7 @@ async fn run_exits_255_when_the_connection_drops() {
     ])
     .spawn()
     .expect("spawn execd run");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let pid: i32 = tokio::time::timeout(TIMEOUT, lines.next_line())
-        .await
-        .expect("no pid line in time")
-        .expect("read stdout")
-        .expect("execd run ended early")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let pid = printed_pid(&mut child).await;
     // A killed server cannot clean up: the sleeper is killed here.
     struct KillOnDrop(i32);
     impl Drop for KillOnDrop {
