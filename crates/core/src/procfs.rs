@@ -16,19 +16,22 @@ fn other_pids() -> impl Iterator<Item = i32> {
         .filter(move |pid| *pid != own)
 }
 
+/// Numeric field `n` after the command name in `/proc/PID/stat` (after the
+/// state: 1 ppid, 2 pgrp, 3 session, ...), if the process still exists.
+fn stat_field(pid: i32, n: usize) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: split after the last ')'.
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(n)?
+        .parse()
+        .ok()
+}
+
 /// Pids of the processes whose session id is `sid`.
 pub fn session_members(sid: i32) -> Vec<i32> {
     other_pids()
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // Fields after the command name: state ppid pgrp session ...
-            let session = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().nth(3)?.parse().ok());
-            session == Some(sid)
-        })
+        .filter(|pid| stat_field(*pid, 3) == Some(sid))
         .collect()
 }
 
@@ -45,17 +48,6 @@ pub fn output_link(fd: BorrowedFd<'_>) -> Option<String> {
     // descriptor that is not a PTY master it fails and stores nothing.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGPTN, &mut number) };
     (rc == 0).then(|| format!("/dev/pts/{number}"))
-}
-
-/// The parent pid of `pid`, if it still exists.
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name: state ppid ...
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// Pids of the processes with a descriptor on any of `links`, except us and
@@ -80,7 +72,7 @@ pub fn holders(links: &[String]) -> Vec<i32> {
                 })
             })
         })
-        .filter(|pid| parent_of(*pid) != Some(own))
+        .filter(|pid| stat_field(*pid, 1) != Some(own))
         .collect()
 }
 
