@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use bytes::Bytes;
 use execd_core::env::local::wait_exit;
 use execd_core::env::router::ExitWatch;
@@ -14,6 +12,7 @@ use execd_core::env::{
     EnvError, Environment, ExecBackend, ExecProcess, FileSystem, StartedProcess,
 };
 use execd_core::ExitInfo;
+use execd_protocol::base64_bytes;
 use execd_protocol::fs::{self as fsp, DirectoryEntry, Metadata};
 use execd_protocol::process::{self as pp, ReadResult, StartParams, TerminalSize, WriteStatus};
 use serde::de::DeserializeOwned;
@@ -167,8 +166,7 @@ impl ExecProcess for RemoteProcess {
 }
 
 fn decode(result: fsp::ReadFileResult) -> Result<Vec<u8>, EnvError> {
-    STANDARD
-        .decode(result.data_base64.as_bytes())
+    base64_bytes::decode(result.data_base64.as_bytes())
         .map_err(|err| EnvError::Protocol(format!("fs/readFile returned invalid base64: {err}")))
 }
 
@@ -203,7 +201,7 @@ impl FileSystem for RemoteEnvironment {
     async fn write_file(&self, path: &str, data: Vec<u8>) -> Result<(), EnvError> {
         let params = fsp::WriteFileParams {
             path: path.to_string(),
-            data_base64: STANDARD.encode(data),
+            data_base64: base64_bytes::encode(&data),
             append: false,
         };
         let _: fsp::Empty = self.call(fsp::WRITE_FILE, &params).await?;
@@ -213,7 +211,7 @@ impl FileSystem for RemoteEnvironment {
     async fn append_file(&self, path: &str, data: Vec<u8>) -> Result<(), EnvError> {
         let params = fsp::WriteFileParams {
             path: path.to_string(),
-            data_base64: STANDARD.encode(data),
+            data_base64: base64_bytes::encode(&data),
             append: true,
         };
         let _: fsp::Empty = self.call(fsp::WRITE_FILE, &params).await?;

@@ -12,6 +12,6 @@ pub mod policy;
 pub mod process;
 pub mod sandbox;
 
-mod base64_bytes;
+pub mod base64_bytes;
 
 pub use envelope::{ErrorCode, Incoming, RequestId, RpcError};

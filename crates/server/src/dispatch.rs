@@ -7,10 +7,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use execd_core::env::local::LocalFileSystem;
 use execd_core::env::{EnvError, FileSystem, LocalBackend};
+use execd_protocol::base64_bytes;
 use execd_protocol::envelope::{Capabilities, InitializeParams, InitializeResult};
 use execd_protocol::fs as fsp;
 use execd_protocol::process::{self as pp, TerminalSize};
@@ -268,21 +267,21 @@ impl Session {
                     if p.offset.is_none() && p.length.is_none() {
                         let data = fs.read_file(&p.path).await?;
                         return ok(fsp::ReadFileResult {
-                            data_base64: STANDARD.encode(data),
+                            data_base64: base64_bytes::encode(&data),
                             eof: None,
                         });
                     }
                     let (offset, length) = (p.offset.unwrap_or(0), p.length.unwrap_or(u64::MAX));
                     let (data, eof) = fs.read_range(&p.path, offset, length).await?;
                     ok(fsp::ReadFileResult {
-                        data_base64: STANDARD.encode(data),
+                        data_base64: base64_bytes::encode(&data),
                         eof: Some(eof),
                     })
                 });
             }
             fsp::WRITE_FILE => {
                 let p: fsp::WriteFileParams = parse_params(method, params)?;
-                let data = STANDARD.decode(p.data_base64.as_bytes()).map_err(|err| {
+                let data = base64_bytes::decode(p.data_base64.as_bytes()).map_err(|err| {
                     RpcError::new(
                         ErrorCode::InvalidParams,
                         format!("invalid params for {method}: dataBase64: invalid base64: {err}"),
