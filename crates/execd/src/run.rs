@@ -176,9 +176,7 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
                         if output.write(stream, &chunk) {
                             // Local stdout is gone (e.g. `| head`): like a local
                             // program getting SIGPIPE, the command ends.
-                            spawn_quietly(process.clone(), |p| async move {
-                                p.terminate().await.map(drop)
-                            });
+                            terminate_quietly(&process);
                         }
                     }
                     EventKind::Exited(info) => {
@@ -186,9 +184,7 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
                         // Interrupted while it ran: whatever still holds its
                         // output is not waited for either.
                         if interrupts > 0 {
-                            spawn_quietly(process.clone(), |p| async move {
-                                p.terminate().await.map(drop)
-                            });
+                            terminate_quietly(&process);
                         }
                     }
                     EventKind::Closed => break Ok(()),
@@ -287,6 +283,14 @@ fn signal_number(name: &str) -> Option<i32> {
         Ok(signal) => Some(signal as i32),
         Err(_) => full["SIG".len()..].parse().ok().filter(|n| *n > 0),
     }
+}
+
+/// Terminate the process in the background; its events tell the outcome.
+fn terminate_quietly(process: &Arc<dyn ExecProcess>) {
+    spawn_quietly(
+        process.clone(),
+        |p| async move { p.terminate().await.map(drop) },
+    );
 }
 
 /// Run `op` on the process in the background, ignoring its outcome: the
