@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use execd_core::env::{Environment, StartedProcess};
+use execd_environment::{Environment, StartedProcess};
 
 use crate::remote::{next_output, params};
 use crate::report::Report;

@@ -45,7 +45,7 @@ pub struct BenchConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("{0}")]
-    Env(#[from] execd_core::env::EnvError),
+    Env(#[from] execd_environment::EnvError),
     #[error("{what}: {source}")]
     Io {
         what: String,

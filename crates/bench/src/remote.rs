@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use execd_client::{ConnectOptions, ExecServerClient, RemoteEnvironment};
-use execd_core::env::{Environment, EventReceiver};
-use execd_core::EventKind;
+use execd_environment::{Environment, EventReceiver};
+use execd_protocol::event::EventKind;
 use execd_protocol::process::StartParams;
 use tokio::task::JoinSet;
 
@@ -103,7 +103,7 @@ async fn latency(config: &BenchConfig, report: &mut Report) -> Result<(), BenchE
         let started = Instant::now();
         let client = ExecServerClient::connect(&config.url)
             .await
-            .map_err(execd_core::env::EnvError::from)?;
+            .map_err(execd_environment::EnvError::from)?;
         samples.push(started.elapsed());
         drop(client);
     }
@@ -162,7 +162,7 @@ pub async fn measure_bulk(config: &BenchConfig, report: &mut Report) -> Result<(
 async fn connect(url: &str, options: ConnectOptions) -> Result<Environment, BenchError> {
     let client = ExecServerClient::connect_with(url, options)
         .await
-        .map_err(execd_core::env::EnvError::from)?;
+        .map_err(execd_environment::EnvError::from)?;
     Ok(RemoteEnvironment::new(client).into_environment())
 }
 

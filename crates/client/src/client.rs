@@ -13,23 +13,22 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use execd_core::env::router::{EventReceiver, EventRouter, ExitWatch};
-use execd_core::env::EnvError;
-use execd_core::outbox::{Frame, Outbox};
-use execd_core::policy::ExecGate;
-use execd_core::{EventKind, ExitInfo, ProcessEvent};
+use execd_environment::EnvError;
+use execd_environment::{EventReceiver, EventRouter, ExitWatch};
+use execd_policy::decision::ExecGate;
 use execd_protocol::envelope::{InitializeParams, InitializeResult};
+use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
 use execd_protocol::policy::{ApproveParams, ApproveResult, DecisionParams, APPROVE, DECISION};
 use execd_protocol::process::{
     ClosedNotification, ExitedNotification, OutputNotification, CLOSED, EXITED, OUTPUT,
 };
 use execd_protocol::{ErrorCode, Incoming, RequestId, RpcError};
+use execd_transport::outbox::{Frame, Outbox};
 use futures_util::{future, Sink, SinkExt, Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tracing::debug;
@@ -40,11 +39,6 @@ use crate::error::ClientError;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest frame accepted from the server.
 const MAX_FRAME: usize = 512 * 1024 * 1024;
-/// WebSocket read size. tungstenite zeroes the free part of its read buffer
-/// before every read, even one that finds nothing, so the default 128 KiB
-/// costs a 128 KiB memset per small frame; 32 KiB keeps bulk reads large.
-const READ_BUFFER: usize = 32 * 1024;
-
 type Pending = HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>;
 
 /// State shared with the reader task.
@@ -137,10 +131,7 @@ impl ExecServerClient {
 
     /// Connect to `ws://HOST:PORT` with `options`.
     pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Self, ClientError> {
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_FRAME))
-            .max_frame_size(Some(MAX_FRAME))
-            .read_buffer_size(READ_BUFFER);
+        let config = execd_transport::ws::config(MAX_FRAME);
         let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
         let (ws, _) = tokio::time::timeout(DEFAULT_TIMEOUT, connect)
             .await

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use execd_core::env::EnvError;
+use execd_environment::EnvError;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ClientError {

@@ -13,7 +13,7 @@ pub mod remote;
 
 pub use client::{ConnectOptions, ExecServerClient};
 pub use error::ClientError;
-pub use execd_core::env::{
+pub use execd_environment::{
     EnvError, Environment, ExecBackend, ExecProcess, FileSystem, ManagedProcess, OutputCap,
     ProcessState, StartedProcess,
 };

@@ -2,7 +2,8 @@
 //! `EXECD_URL` set it is that server (connected lazily, on first use);
 //! otherwise this machine.
 
-use execd_core::env::{EnvError, Environment, LocalEnvironment};
+use execd_environment::{EnvError, Environment};
+use execd_local::LocalEnvironment;
 use tokio::sync::OnceCell;
 
 use crate::remote::RemoteEnvironment;

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use execd_core::env::local::wait_exit;
-use execd_core::env::router::ExitWatch;
-use execd_core::env::{
+use execd_environment::wait_exit;
+use execd_environment::ExitWatch;
+use execd_environment::{
     EnvError, Environment, ExecBackend, ExecProcess, FileSystem, StartedProcess,
 };
-use execd_core::ExitInfo;
 use execd_protocol::base64_bytes;
+use execd_protocol::event::ExitInfo;
 use execd_protocol::fs::{self as fsp, DirectoryEntry, Metadata};
 use execd_protocol::process::{self as pp, ReadResult, StartParams, TerminalSize, WriteStatus};
 use serde::de::DeserializeOwned;

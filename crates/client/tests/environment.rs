@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use execd_client::{EnvError, Environment, EnvironmentManager, ManagedProcess, RemoteEnvironment};
-use execd_core::env::traits::{read_file_to, write_file_from};
-use execd_core::env::LocalEnvironment;
-use execd_core::{EventKind, ProcessEvent, TableConfig};
+use execd_environment::traits::{read_file_to, write_file_from};
+use execd_local::LocalEnvironment;
+use execd_local::TableConfig;
+use execd_protocol::event::{EventKind, ProcessEvent};
 use execd_protocol::process::{OutputStream, StartParams, TerminalSize, WriteStatus};
 use execd_server::{ServerConfig, WsServer};
 
@@ -98,7 +99,7 @@ struct Finished {
 }
 
 async fn next_event(
-    events: &mut execd_core::env::EventReceiver,
+    events: &mut execd_environment::EventReceiver,
 ) -> Option<Result<ProcessEvent, EnvError>> {
     tokio::time::timeout(TIMEOUT, events.recv())
         .await
@@ -106,7 +107,7 @@ async fn next_event(
 }
 
 /// Drain a channel to the end, checking order as we go.
-async fn drain(events: &mut execd_core::env::EventReceiver) -> Finished {
+async fn drain(events: &mut execd_environment::EventReceiver) -> Finished {
     let mut done = Finished::default();
     while let Some(event) = next_event(events).await {
         let event = event.expect("event error");
@@ -136,7 +137,7 @@ async fn drain(events: &mut execd_core::env::EventReceiver) -> Finished {
 }
 
 /// Read events until the output (any stream) contains `needle`.
-async fn wait_for_output(events: &mut execd_core::env::EventReceiver, needle: &str) -> String {
+async fn wait_for_output(events: &mut execd_environment::EventReceiver, needle: &str) -> String {
     let mut seen = Vec::new();
     while !String::from_utf8_lossy(&seen).contains(needle) {
         match next_event(events).await {

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use execd_client::{EnvError, Environment, ExecServerClient, RemoteEnvironment};
-use execd_core::env::collect;
-use execd_core::env::LocalEnvironment;
-use execd_core::policy::ExecGate;
-use execd_core::TableConfig;
+use execd_environment::collect;
+use execd_local::LocalEnvironment;
+use execd_local::TableConfig;
+use execd_policy::decision::ExecGate;
 use execd_protocol::policy::{
     Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Rule, Verdict,
 };

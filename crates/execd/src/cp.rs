@@ -14,8 +14,8 @@ use std::path::Path;
 use clap::Args;
 use execd_client::manager::URL_VARIABLE;
 use execd_client::{EnvError, Environment, FileSystem, RemoteEnvironment};
-use execd_core::env::traits::STREAM_CHUNK;
-use execd_core::env::LocalEnvironment;
+use execd_environment::traits::STREAM_CHUNK;
+use execd_local::LocalEnvironment;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::run::{connect_error, describe, server_url};

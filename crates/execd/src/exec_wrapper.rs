@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
-use execd_core::escalation::{self, Reply};
+use execd_policy::escalation::{self, Reply};
 
 #[derive(Debug, Args)]
 pub struct ExecWrapperArgs {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use execd_client::RemoteEnvironment;
-use execd_core::env::collect;
+use execd_environment::collect;
 use execd_protocol::policy::{ExecPolicy, Rule, Verdict};
 use execd_protocol::process::StartParams;
 use execd_protocol::sandbox::SandboxSpec;

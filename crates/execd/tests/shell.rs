@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use execd_core::env::{EventReceiver, LocalEnvironment, StartedProcess};
-use execd_core::{EventKind, TerminalSize};
+use execd_environment::{EventReceiver, StartedProcess};
+use execd_local::LocalEnvironment;
+use execd_protocol::event::EventKind;
 use execd_protocol::process::StartParams;
+use execd_protocol::process::TerminalSize;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const EXECD: &str = env!("CARGO_BIN_EXE_execd");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use execd_client::{ExecServerClient, RemoteEnvironment};
-use execd_core::env::collect;
+use execd_environment::collect;
 use execd_protocol::process::StartParams;
 
 #[tokio::test]

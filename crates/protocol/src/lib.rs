@@ -7,6 +7,7 @@
 
 pub mod binary;
 pub mod envelope;
+pub mod event;
 pub mod fs;
 pub mod policy;
 pub mod process;

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use execd_core::outbox::{Frame, Outbox};
-use execd_core::{EventKind, EventSink, ProcessEvent};
+use execd_process::output_log::EventSink;
 use execd_protocol::binary;
+use execd_protocol::event::{EventKind, ProcessEvent};
+use execd_transport::outbox::{Frame, Outbox};
 use futures_util::{Sink, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;

@@ -7,8 +7,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use execd_core::env::local::LocalFileSystem;
-use execd_core::env::{EnvError, FileSystem, LocalBackend};
+use execd_environment::{EnvError, FileSystem};
+use execd_local::LocalBackend;
+use execd_local::LocalFileSystem;
 use execd_protocol::base64_bytes;
 use execd_protocol::envelope::{Capabilities, InitializeParams, InitializeResult};
 use execd_protocol::fs as fsp;
@@ -22,7 +23,7 @@ use crate::connection::{ConnectionEvents, Inbound};
 use crate::gate::ConnectionGate;
 use crate::rpc::{self, parse_params};
 use crate::ServerConfig;
-use execd_core::outbox::Outbox;
+use execd_transport::outbox::Outbox;
 
 pub const INITIALIZE: &str = "initialize";
 pub const INITIALIZED: &str = "initialized";
@@ -166,8 +167,8 @@ impl Session {
             session_id: self.id.clone(),
             server_version: Some(env!("CARGO_PKG_VERSION").to_string()),
             capabilities: Some(Capabilities {
-                exec_policy: execd_core::exec_guard::supported(),
-                sandbox: execd_core::sandbox::features(),
+                exec_policy: execd_policy::exec_guard::supported(),
+                sandbox: execd_policy::sandbox::features(),
                 binary_output,
             }),
         })

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use execd_core::outbox::Outbox;
-use execd_core::policy::ExecGate;
+use execd_policy::decision::ExecGate;
 use execd_protocol::policy::{
     Answer, ApproveParams, ApproveResult, DecisionParams, APPROVE, DECISION,
 };
 use execd_protocol::RpcError;
+use execd_transport::outbox::Outbox;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tracing::debug;

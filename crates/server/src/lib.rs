@@ -11,7 +11,7 @@ pub mod transport;
 
 use std::time::Duration;
 
-use execd_core::TableConfig;
+use execd_local::TableConfig;
 
 pub use transport::stdio::serve_stdio;
 pub use transport::ws::{bind, WsServer};

@@ -1,8 +1,8 @@
 //! Encoding outgoing frames and decoding typed params, with errors that
 //! name the offending field and value.
 
-use execd_core::{EventKind, ProcessEvent};
 use execd_protocol::envelope::{Notification, Response, ResponseBody};
+use execd_protocol::event::{EventKind, ProcessEvent};
 use execd_protocol::process::{
     ClosedNotification, ExitedNotification, OutputStream, CLOSED, EXITED, OUTPUT,
 };

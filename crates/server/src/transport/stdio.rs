@@ -1,7 +1,7 @@
 //! stdio transport: one JSON message per line on stdin, replies on stdout.
 //! For running execd as a child of a harness, or `ssh host execd serve --listen stdio`.
 
-use execd_core::outbox::Frame;
+use execd_transport::outbox::Frame;
 use futures_util::{future, SinkExt, StreamExt};
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;

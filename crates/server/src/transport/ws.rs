@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 
 use futures_util::{future, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -15,12 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::connection::{serve_connection, Inbound};
 use crate::ServerConfig;
-use execd_core::outbox::Frame;
-
-/// WebSocket read size. tungstenite zeroes the free part of its read buffer
-/// before every read, even one that finds nothing, so the default 128 KiB
-/// costs a 128 KiB memset per small frame; 32 KiB keeps bulk reads large.
-const READ_BUFFER: usize = 32 * 1024;
+use execd_transport::outbox::Frame;
 
 /// A listening server. Dropping it does not stop it; call [`WsServer::shutdown`].
 pub struct WsServer {
@@ -106,10 +100,7 @@ async fn handle_connection(
     if let Err(err) = stream.set_nodelay(true) {
         debug!(%peer, %err, "cannot disable Nagle");
     }
-    let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(config.max_frame_bytes))
-        .max_frame_size(Some(config.max_frame_bytes))
-        .read_buffer_size(READ_BUFFER);
+    let ws_config = execd_transport::ws::config(config.max_frame_bytes);
     let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(ws_config)).await {
         Ok(ws) => ws,
         Err(err) => {

@@ -9,32 +9,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+pub use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
 use execd_protocol::process::OutputStream;
 use tokio::sync::watch;
-
-/// How a process ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExitInfo {
-    /// The exit code, or -1 when a signal ended the process.
-    pub code: i32,
-    /// The signal's name (`SIGKILL`) when a signal ended the process.
-    pub signal: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventKind {
-    Output { stream: OutputStream, chunk: Bytes },
-    Exited(ExitInfo),
-    Closed,
-}
-
-/// One numbered event of one process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessEvent {
-    pub process_id: Arc<str>,
-    pub seq: u64,
-    pub kind: EventKind,
-}
 
 /// Where a process's supervisor delivers its events, one at a time and in
 /// seq order. Delivery may wait (flow control); it must not fail.

@@ -17,9 +17,9 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::io::unix::AsyncFd;
 use tokio::process::{Child, Command};
 
-use crate::escalation::{self, Wrapper};
-use crate::exec_guard::{self, Guard};
-use crate::sandbox::PreparedSandbox;
+use execd_policy::child::SetupError;
+use execd_policy::sandbox::{PreparedSandbox, SandboxError};
+use execd_policy::tree::{Escalated, TreeGuard};
 
 /// Requested capacity of a child's stdout pipe.
 const STDOUT_PIPE_BYTES: libc::c_int = 1024 * 1024;
@@ -57,7 +57,7 @@ pub struct Spawned {
     /// The PTY master, for resizing.
     pub pty: Option<ReactorFd>,
     /// Process groups of the tree's escalated commands (exec policy only).
-    pub escalated: Option<crate::escalation::Escalated>,
+    pub escalated: Option<Escalated>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,9 @@ pub enum SpawnError {
     #[error("cannot start {program:?}: {source}")]
     Os { program: String, source: io::Error },
     #[error("sandbox: {0}")]
-    Sandbox(#[from] crate::sandbox::SandboxError),
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Guard(#[from] SetupError),
     #[error("cannot set up {what}: {source}")]
     Setup {
         what: &'static str,
@@ -91,7 +93,7 @@ impl SpawnError {
     /// True when the request itself was at fault (rather than the machine).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            SpawnError::Os { .. } | SpawnError::Setup { .. } => false,
+            SpawnError::Os { .. } | SpawnError::Setup { .. } | SpawnError::Guard(_) => false,
             SpawnError::Sandbox(err) => err.is_bad_input(),
             _ => true,
         }
@@ -171,7 +173,7 @@ fn validate(spec: &SpawnSpec) -> Result<&str, SpawnError> {
 
 /// Start the program described by `spec`. With an exec policy, `guard`
 /// decides every exec of the tree (the program's own included).
-pub fn spawn(spec: &SpawnSpec, guard: Option<Guard>) -> Result<Spawned, SpawnError> {
+pub fn spawn(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, SpawnError> {
     let program = validate(spec)?;
     let mut command = Command::new(program);
     command
@@ -256,75 +258,20 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<Guard>) -> Result<Spawned, SpawnErr
         }
     }
     // Registered last: the filter must not see the set-up above.
-    let mut guard_socket = None;
-    let mut wrapper_socket = None;
+    let mut held_sockets = Vec::new();
     let escalated = guard.as_ref().map(|guard| guard.escalated.clone());
     if let Some(guard) = guard {
-        let (ours, theirs) = exec_guard::channel().map_err(|source| SpawnError::Setup {
-            what: "the exec guard",
-            source,
-        })?;
-        // The guard answers the program's own exec, which `spawn` waits for.
-        guard
-            .clone()
-            .start(ours)
-            .map_err(|source| SpawnError::Setup {
-                what: "the exec guard",
-                source,
-            })?;
-        // Dynamically linked programs also get the wrapper, which can escalate.
-        if let Some(library) = escalation::preload_library() {
-            let (ours_w, theirs_w) = exec_guard::channel().map_err(|source| SpawnError::Setup {
-                what: "the escalation socket",
-                source,
-            })?;
-            let wrapper = Wrapper {
-                process_id: guard.process_id.clone(),
-                policy: guard.policy.clone(),
-                gate: guard.gate.clone(),
-                approved: guard.approved.clone(),
-                escalated: guard.escalated.clone(),
-            };
-            wrapper
-                .serve(ours_w, &guard.runtime)
-                .map_err(|source| SpawnError::Setup {
-                    what: "the escalation socket",
-                    source,
-                })?;
-            let preload = match spec.env.get("LD_PRELOAD") {
-                Some(existing) if !existing.is_empty() => {
-                    format!("{}:{existing}", library.display())
-                }
-                _ => library.display().to_string(),
-            };
-            command
-                .env("LD_PRELOAD", preload)
-                .env(escalation::FD_VARIABLE, escalation::CHILD_FD.to_string());
-            let socket = theirs_w.as_raw_fd();
-            // SAFETY: `install_in_child` makes one raw syscall.
-            unsafe {
-                command.pre_exec(move || escalation::install_in_child(socket));
-            }
-            wrapper_socket = Some(theirs_w);
-        }
-        let socket = theirs.as_raw_fd();
-        // The child's exec may be held for as long as a decision takes, and
-        // until it execs it holds a copy of every descriptor we had at the
-        // fork (close-on-exec has not happened yet): other processes' stdin
-        // and output, client connections. It closes them first.
-        let mut keep = vec![socket];
-        keep.extend(wrapper_socket.as_ref().map(|s: &OwnedFd| s.as_raw_fd()));
-        let inherited = Inherited::snapshot(&keep);
-        // SAFETY: `close_in_child` and `install_in_child` make only raw syscalls.
+        let setup = guard.prepare_child(spec.env.get("LD_PRELOAD").map(String::as_str))?;
+        command.envs(setup.env);
+        let install = setup.install;
+        // SAFETY: `ChildInstall::run` makes only raw syscalls.
         unsafe {
-            command.pre_exec(move || inherited.close_in_child());
-            command.pre_exec(move || exec_guard::install_in_child(socket));
+            command.pre_exec(move || install.run());
         }
-        guard_socket = Some(theirs);
+        held_sockets = setup.sockets;
     }
     let spawned = command.spawn();
-    drop(guard_socket);
-    drop(wrapper_socket);
+    drop(held_sockets);
     let child = spawned.map_err(|source| {
         let denied = spec.exec_policy.is_some() && source.kind() == io::ErrorKind::PermissionDenied;
         if denied {
@@ -361,53 +308,4 @@ fn classify(program: &str, source: io::Error) -> SpawnError {
         io::ErrorKind::InvalidInput => SpawnError::InvalidInput { program, source },
         _ => SpawnError::Os { program, source },
     }
-}
-
-/// Our descriptors a child would inherit across a fork (all but stdio and
-/// those kept), each with the identity of its file, so that the child can
-/// close exactly these and nothing that was opened after the snapshot (the
-/// pipe `std` uses to report a failed exec, for one).
-struct Inherited(Vec<(libc::c_int, libc::dev_t, libc::ino_t)>);
-
-impl Inherited {
-    fn snapshot(keep: &[libc::c_int]) -> Inherited {
-        // Numbers first: the directory's own descriptor is closed before the
-        // identities are taken, so it is not among them.
-        let numbers: Vec<libc::c_int> = std::fs::read_dir("/proc/self/fd")
-            .into_iter()
-            .flatten()
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|fd| *fd > 2 && !keep.contains(fd))
-            .collect();
-        Inherited(
-            numbers
-                .into_iter()
-                .filter_map(|fd| identity(fd).map(|(dev, ino)| (fd, dev, ino)))
-                .collect(),
-        )
-    }
-
-    /// In the child, between fork and exec: close each descriptor that is
-    /// still the file it was. Only `fstat` and `close`: async-signal-safe.
-    fn close_in_child(&self) -> io::Result<()> {
-        for &(fd, dev, ino) in &self.0 {
-            if identity(fd) == Some((dev, ino)) {
-                // SAFETY: closing a descriptor of this (forked) process.
-                unsafe { libc::close(fd) };
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The device and inode of the file behind `fd`.
-fn identity(fd: libc::c_int) -> Option<(libc::dev_t, libc::ino_t)> {
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes a whole `stat` on success, and only then is it read.
-    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: initialised by the successful fstat.
-    let stat = unsafe { stat.assume_init() };
-    Some((stat.st_dev, stat.st_ino))
 }

@@ -14,18 +14,17 @@
 //! Static binaries and programs that exec without libc's `execve` skip the
 //! shim; the kernel guard still decides for them, but cannot escalate.
 
-use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 
+use tokio::io::unix::AsyncFd;
 use tracing::debug;
 
-use execd_protocol::policy::ExecPolicy;
-
-use crate::policy::{decide, ExecGate, Outcome, PendingExec};
+use crate::decision::{decide, Outcome, PendingExec};
+use crate::fdpass::channel;
+use crate::tree::{Escalated, TreeGuard};
 
 /// The descriptor number the socket gets in the child.
 pub const CHILD_FD: RawFd = 1023;
@@ -33,13 +32,6 @@ pub const CHILD_FD: RawFd = 1023;
 pub const FD_VARIABLE: &str = "EXECD_ESCALATION_FD";
 /// The shim's file name, looked for next to the running executable.
 pub const LIBRARY: &str = "libexecd_preload.so";
-
-/// Execs decided through the wrapper, which the kernel guard then lets through.
-pub type Approved = Arc<Mutex<HashSet<(u32, String)>>>;
-
-/// Process groups of escalated commands still running for one tree: every
-/// signal to the tree goes to them too, so they are cleaned up with it.
-pub type Escalated = Arc<Mutex<HashSet<i32>>>;
 
 /// Where the shim is: `$EXECD_PRELOAD_LIB`, else next to the running
 /// executable (an installed execd), else where the build put it.
@@ -69,15 +61,9 @@ pub unsafe fn install_in_child(socket: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Who decides, and where decisions go (shared with the kernel guard).
+/// Serves one tree's wrapper requests (decisions shared with the kernel guard).
 #[derive(Clone)]
-pub struct Wrapper {
-    pub process_id: String,
-    pub policy: ExecPolicy,
-    pub gate: Arc<dyn ExecGate>,
-    pub approved: Approved,
-    pub escalated: Escalated,
-}
+struct Wrapper(TreeGuard);
 
 struct Request {
     pid: u32,
@@ -89,39 +75,44 @@ struct Request {
     reply: OwnedFd,
 }
 
-impl Wrapper {
-    /// Serve the wrapper's requests until every process holding the socket is gone.
-    pub fn serve(self, socket: OwnedFd, runtime: &tokio::runtime::Handle) -> io::Result<()> {
-        let _entered = runtime.enter();
-        let socket = crate::spawn::reactor_fd(socket)?;
-        runtime.spawn(async move {
-            loop {
-                let received = async {
-                    loop {
-                        let mut guard = socket.readable().await?;
-                        match guard.try_io(|fd| receive(fd.get_ref())) {
-                            Ok(result) => return result,
-                            Err(_would_block) => continue,
-                        }
-                    }
-                }
-                .await;
-                match received {
-                    Ok(Some(request)) => {
-                        let wrapper = self.clone();
-                        tokio::spawn(async move { wrapper.handle(request).await });
-                    }
-                    Ok(None) => return,
-                    Err(err) => {
-                        debug!(%err, "escalation socket failed");
-                        return;
+/// Serve the wrapper's requests of `guard`'s tree on `socket` until every
+/// process holding the socket's other end is gone.
+pub fn serve(guard: TreeGuard, socket: OwnedFd) -> io::Result<()> {
+    let runtime = guard.runtime.clone();
+    let _entered = runtime.enter();
+    // Requests are received with MSG_DONTWAIT, so the socket itself may block.
+    // SAFETY: the `OwnedFd` is open and owned by the `AsyncFd` for its whole life.
+    let socket = unsafe { AsyncFd::register(socket) }?;
+    let wrapper = Wrapper(guard);
+    runtime.spawn(async move {
+        loop {
+            let received = async {
+                loop {
+                    let mut guard = socket.readable().await?;
+                    match guard.try_io(|fd| receive(fd.get_ref())) {
+                        Ok(result) => return result,
+                        Err(_would_block) => continue,
                     }
                 }
             }
-        });
-        Ok(())
-    }
+            .await;
+            match received {
+                Ok(Some(request)) => {
+                    let wrapper = wrapper.clone();
+                    tokio::spawn(async move { wrapper.handle(request).await });
+                }
+                Ok(None) => return,
+                Err(err) => {
+                    debug!(%err, "escalation socket failed");
+                    return;
+                }
+            }
+        }
+    });
+    Ok(())
+}
 
+impl Wrapper {
     async fn handle(self, request: Request) {
         // A probe for a program that is not there (e.g. a PATH search): fail
         // it as the kernel would, with nothing to decide or report.
@@ -136,23 +127,23 @@ impl Wrapper {
             cwd: request.cwd.clone(),
         };
         let (outcome, report) = decide(
-            &self.policy,
-            self.gate.as_ref(),
-            &self.process_id,
+            &self.0.policy,
+            self.0.gate.as_ref(),
+            &self.0.process_id,
             exec,
             true,
         )
         .await;
-        self.gate.report(report).await;
+        self.0.gate.report(report).await;
         let (kind, value) = match outcome {
             Outcome::Run => {
-                if let Ok(mut approved) = self.approved.lock() {
+                if let Ok(mut approved) = self.0.approved.lock() {
                     approved.insert((request.pid, request.path.clone()));
                 }
                 (b'R', 0)
             }
             Outcome::Deny => (b'D', libc::EACCES),
-            Outcome::Escalate => escalate(&request, &self.escalated).await,
+            Outcome::Escalate => escalate(&request, &self.0.escalated).await,
         };
         reply(&request, kind, value);
     }
@@ -372,7 +363,7 @@ pub fn request(
     env.iter()
         .for_each(|(key, value)| field(&format!("{key}={value}")));
 
-    let (ours, theirs) = crate::exec_guard::channel()?;
+    let (ours, theirs) = channel()?;
     let fds = [0, 1, 2, theirs.as_raw_fd()];
     let iov = [io::IoSlice::new(&message)];
     sendmsg::<()>(

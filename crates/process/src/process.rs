@@ -19,6 +19,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tracing::debug;
 
+use execd_policy::tree::Escalated;
+
 use crate::output_log::{EventSink, ExitInfo, OutputLog, ProcessEvent};
 use crate::signal::name_of;
 use crate::spawn::{set_window_size, ReactorFd, Spawned};
@@ -47,7 +49,7 @@ pub struct Process {
     io: Mutex<LiveIo>,
     terminating: AtomicBool,
     /// Process groups of escalated commands run for this tree.
-    escalated: Option<crate::escalation::Escalated>,
+    escalated: Option<Escalated>,
     /// How `/proc` names the write side of the output (see
     /// [`crate::procfs::output_link`]), to find holders outside the tree.
     output_links: Vec<String>,

@@ -11,10 +11,10 @@ use bytes::Bytes;
 use execd_protocol::process::{StartParams, WriteStatus};
 use tokio::sync::watch;
 
-use crate::env::router::EventReceiver;
-use crate::env::traits::{Environment, ExecProcess, StartedProcess};
-use crate::env::EnvError;
-use crate::output_log::EventKind;
+use crate::router::EventReceiver;
+use crate::traits::{Environment, ExecProcess, StartedProcess};
+use crate::EnvError;
+use execd_protocol::event::EventKind;
 
 /// Output kept up to a byte limit: the first half of the limit from the
 /// start, the rest from the end, and a count of what was dropped between.

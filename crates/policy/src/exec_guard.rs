@@ -16,13 +16,14 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
 
 use tracing::debug;
 
-use execd_protocol::policy::{DecidedBy, DecisionParams, ExecPolicy, Verdict};
+use execd_protocol::policy::{DecidedBy, DecisionParams, Verdict};
 
-use crate::policy::{decide, ExecGate, Outcome, PendingExec};
+use crate::decision::{decide, Outcome, PendingExec};
+use crate::fdpass::{receive_fd, send_fd};
+use crate::tree::TreeGuard;
 
 /// Bounds on what is read from a process's memory.
 const MAX_ARGS: usize = 4096;
@@ -109,99 +110,24 @@ pub unsafe fn install_in_child(socket: RawFd) -> io::Result<()> {
     sent
 }
 
-/// `sendmsg` one descriptor with SCM_RIGHTS, using stack buffers only.
-unsafe fn send_fd(socket: RawFd, fd: RawFd) -> io::Result<()> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // Room for one `cmsghdr` + an int, 8-byte aligned.
-    let mut control = [0u64; 4];
-    let mut message: libc::msghdr = std::mem::zeroed();
-    message.msg_iov = &mut iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.as_mut_ptr().cast();
-    message.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as _;
-    let header = libc::CMSG_FIRSTHDR(&message);
-    if header.is_null() {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    (*header).cmsg_level = libc::SOL_SOCKET;
-    (*header).cmsg_type = libc::SCM_RIGHTS;
-    (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-    std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<RawFd>(), fd);
-    if libc::sendmsg(socket, &message, 0) < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Receive the listener the child sent; `None` if the child died first.
-fn receive_fd(socket: &OwnedFd) -> io::Result<Option<OwnedFd>> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::FromRawFd;
-    let mut byte = [0u8; 1];
-    let mut iov = [io::IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!(RawFd);
-    let message = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(io::Error::from)?;
-    for control in message.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = control {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: SCM_RIGHTS just gave us this descriptor; we own it.
-                return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }));
+/// Start the thread that decides for `guard`'s tree, receiving the filter's
+/// listener over `socket`; it ends when no process uses the filter any more
+/// (or the child died before sending it).
+pub fn start(guard: TreeGuard, socket: OwnedFd) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("exec-guard-{}", guard.process_id))
+        .spawn(move || {
+            if let Err(err) = KernelGuard(guard).run(socket) {
+                debug!(%err, "exec guard stopped");
             }
-        }
-    }
-    Ok(None)
+        })
+        .map(drop)
 }
 
-/// A connected `SOCK_SEQPACKET` socketpair, both ends close-on-exec:
-/// (ours, the child's). Used for the guard's listener and the wrapper socket.
-pub fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(io::Error::from)
-}
+/// The thread deciding one tree's held execs.
+struct KernelGuard(TreeGuard);
 
-/// Who decides for one process tree.
-#[derive(Clone)]
-pub struct Guard {
-    pub process_id: String,
-    pub policy: ExecPolicy,
-    pub gate: Arc<dyn ExecGate>,
-    pub runtime: tokio::runtime::Handle,
-    /// Execs already decided through the wrapper (`escalation`).
-    pub approved: crate::escalation::Approved,
-    /// Process groups of the tree's escalated commands.
-    pub escalated: crate::escalation::Escalated,
-}
-
-impl Guard {
-    /// Start the thread that decides for this tree; it ends when no process
-    /// uses the filter any more (or the child died before sending it).
-    pub fn start(self, socket: OwnedFd) -> io::Result<()> {
-        std::thread::Builder::new()
-            .name(format!("exec-guard-{}", self.process_id))
-            .spawn(move || {
-                if let Err(err) = self.run(socket) {
-                    debug!(%err, "exec guard stopped");
-                }
-            })
-            .map(drop)
-    }
-
+impl KernelGuard {
     fn run(self, socket: OwnedFd) -> io::Result<()> {
         let Some(listener) = receive_fd(&socket)? else {
             return Ok(());
@@ -265,9 +191,9 @@ impl Guard {
             Ok(exec) if self.pre_approved(&exec) => true,
             Ok(exec) => {
                 let (policy, gate, id) = (
-                    self.policy.clone(),
-                    self.gate.clone(),
-                    self.process_id.clone(),
+                    self.0.policy.clone(),
+                    self.0.gate.clone(),
+                    self.0.process_id.clone(),
                 );
                 // Reported before the exec goes on, so the transcript
                 // precedes its output.
@@ -281,7 +207,7 @@ impl Guard {
             Err(err) => {
                 let pid = request.pid;
                 let report = DecisionParams {
-                    process_id: self.process_id.clone(),
+                    process_id: self.0.process_id.clone(),
                     pid,
                     path: String::new(),
                     argv: Vec::new(),
@@ -290,7 +216,7 @@ impl Guard {
                     rule: None,
                     reason: Some(format!("cannot read the exec of pid {pid}: {err}")),
                 };
-                let gate = self.gate.clone();
+                let gate = self.0.gate.clone();
                 self.on_runtime(async move { gate.report(report).await });
                 false
             }
@@ -305,11 +231,12 @@ impl Guard {
         &self,
         work: impl std::future::Future<Output = T> + Send + 'static,
     ) -> Option<T> {
-        self.runtime.block_on(self.runtime.spawn(work)).ok()
+        self.0.runtime.block_on(self.0.runtime.spawn(work)).ok()
     }
 
     fn pre_approved(&self, exec: &PendingExec) -> bool {
-        self.approved
+        self.0
+            .approved
             .lock()
             .map(|mut approved| approved.remove(&(exec.pid, exec.path.clone())))
             .unwrap_or(false)

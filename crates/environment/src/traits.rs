@@ -9,9 +9,9 @@ use execd_protocol::fs::{DirectoryEntry, Metadata};
 use execd_protocol::process::{ReadResult, StartParams, TerminalSize, WriteStatus};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::env::router::EventReceiver;
-use crate::env::EnvError;
-use crate::output_log::ExitInfo;
+use crate::router::EventReceiver;
+use crate::EnvError;
+use execd_protocol::event::ExitInfo;
 
 /// Bytes moved per request by the streaming file helpers.
 pub const STREAM_CHUNK: u64 = 4 * 1024 * 1024;

@@ -1,8 +1,8 @@
 //! Running a process to the end and keeping everything it printed, by
 //! stream: the simplest way to use a [`StartedProcess`](super::StartedProcess)'s events.
 
-use crate::env::{EnvError, EventReceiver};
-use crate::output_log::{EventKind, ExitInfo};
+use crate::{EnvError, EventReceiver};
+use execd_protocol::event::{EventKind, ExitInfo};
 use execd_protocol::process::OutputStream;
 
 /// Everything a process printed, and how it ended.

@@ -11,9 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use execd_protocol::process::WriteStatus;
 
-use crate::exec_guard::Guard;
+use execd_policy::decision::ExecGate;
+use execd_policy::tree::TreeGuard;
+
 use crate::output_log::{EventSink, ReadSnapshot};
-use crate::policy::ExecGate;
 use crate::process::Process;
 use crate::spawn::{spawn, SpawnError, SpawnSpec};
 
@@ -149,7 +150,7 @@ impl ProcessTable {
         Ok(process)
     }
 
-    fn guard_for(&self, id: &str, spec: &SpawnSpec) -> Result<Option<Guard>, StartError> {
+    fn guard_for(&self, id: &str, spec: &SpawnSpec) -> Result<Option<TreeGuard>, StartError> {
         let Some(policy) = &spec.exec_policy else {
             return Ok(None);
         };
@@ -157,14 +158,12 @@ impl ProcessTable {
             what: "the exec guard",
             source: std::io::Error::other(err.to_string()),
         })?;
-        Ok(Some(Guard {
-            process_id: id.to_string(),
-            policy: policy.clone(),
-            gate: self.gate.clone(),
+        Ok(Some(TreeGuard::new(
+            id,
+            policy.clone(),
+            self.gate.clone(),
             runtime,
-            approved: Default::default(),
-            escalated: Default::default(),
-        }))
+        )))
     }
 
     fn evict_closed(&self, state: &mut TableState) {

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::env::EnvError;
-use crate::output_log::{EventKind, ExitInfo, ProcessEvent};
+use crate::EnvError;
+use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
 
 /// One process's events; ends after `Closed` or an error.
 pub type EventReceiver = mpsc::UnboundedReceiver<Result<ProcessEvent, EnvError>>;
@@ -113,11 +113,16 @@ impl EventRouter {
     }
 }
 
-/// The router is itself an event sink: delivery never waits.
-#[async_trait::async_trait]
-impl crate::output_log::EventSink for EventRouter {
-    async fn deliver(&self, event: ProcessEvent) {
-        EventRouter::deliver(self, event);
+/// Wait on an [`ExitWatch`] until the process exited or its events failed.
+pub async fn wait_exit(mut watch: watch::Receiver<ExitWatch>) -> Result<ExitInfo, EnvError> {
+    let state = watch
+        .wait_for(|s| s.exit.is_some() || s.failure.is_some())
+        .await
+        .map_err(|_| EnvError::ConnectionLost("the process's event source is gone".into()))?;
+    match (&state.exit, &state.failure) {
+        (Some(exit), _) => Ok(exit.clone()),
+        (None, Some(failure)) => Err(failure.clone()),
+        (None, None) => Err(EnvError::Failed("no exit status".into())),
     }
 }
 

@@ -1,0 +1,173 @@
+//! [`LocalBackend`]: the process operations of one owner (a connection or
+//! a local environment) on this machine, in the environment's terms
+//! (`EnvError`, wire results). The server's process methods are a thin
+//! adapter over it; [`LocalEnvironment`](crate::LocalEnvironment) wraps it
+//! in the environment traits.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use execd_environment::EnvError;
+use execd_policy::decision::ExecGate;
+use execd_process::output_log::EventSink;
+use execd_process::process::ControlError;
+use execd_process::spawn::SpawnSpec;
+use execd_process::table::{ProcessTable, StartError, TableConfig, UnknownProcess};
+use execd_protocol::process::{OutputChunk, ReadResult, StartParams, TerminalSize, WriteStatus};
+
+/// How a failed start reads in the environment's terms.
+fn start_error(err: StartError) -> EnvError {
+    let message = err.to_string();
+    match err {
+        StartError::Duplicate(_) => EnvError::InvalidRequest(message),
+        StartError::Spawn(spawn) if spawn.is_bad_input() => EnvError::InvalidInput(message),
+        StartError::Spawn(_) | StartError::ShuttingDown => EnvError::Failed(message),
+    }
+}
+
+fn unknown(err: UnknownProcess) -> EnvError {
+    EnvError::InvalidRequest(err.to_string())
+}
+
+fn control_error(err: ControlError) -> EnvError {
+    let message = err.to_string();
+    match err {
+        ControlError::NotATerminal(_) | ControlError::Closed(_) => EnvError::InvalidInput(message),
+        ControlError::Resize { .. } => EnvError::Failed(message),
+    }
+}
+
+/// The process operations of one owner (a connection or an environment).
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    table: Arc<ProcessTable>,
+}
+
+impl LocalBackend {
+    /// Events of every process go to `events`, in seq order per process.
+    pub fn new(config: TableConfig, events: Arc<dyn EventSink>, gate: Arc<dyn ExecGate>) -> Self {
+        LocalBackend {
+            table: Arc::new(ProcessTable::new(config, events, gate)),
+        }
+    }
+
+    fn spec(params: &StartParams) -> SpawnSpec {
+        SpawnSpec {
+            argv: params.argv.clone(),
+            cwd: PathBuf::from(&params.cwd),
+            env: params.env.clone(),
+            tty: params.tty,
+            pipe_stdin: params.pipe_stdin,
+            arg0: params.arg0.clone(),
+            size: params.size.unwrap_or_default(),
+            exec_policy: params.exec_policy.clone(),
+            sandbox: params.sandbox.clone(),
+        }
+    }
+
+    /// Start a process and return once its program runs. With an exec
+    /// policy the program's first exec waits for its decision (maybe a
+    /// client's answer): callers that must keep serving meanwhile use
+    /// [`LocalBackend::start`] from a task of its own.
+    pub fn start_now(&self, params: &StartParams) -> Result<(), EnvError> {
+        self.table
+            .start(&params.process_id, &Self::spec(params))
+            .map_err(start_error)?;
+        Ok(())
+    }
+
+    /// Start a process; the spawn runs on the blocking pool when it may
+    /// wait on an exec decision. Writes meanwhile answer `starting`.
+    pub async fn start(&self, params: &StartParams) -> Result<(), EnvError> {
+        if params.exec_policy.is_none() {
+            return self.start_now(params);
+        }
+        self.reserve(params)?;
+        self.start_reserved(params).await
+    }
+
+    /// Claim the id of a start that may wait on an exec decision, so that
+    /// from now on writes answer `starting` and a second start is a duplicate.
+    pub fn reserve(&self, params: &StartParams) -> Result<(), EnvError> {
+        self.table.reserve(&params.process_id).map_err(start_error)
+    }
+
+    /// Finish a start claimed with [`LocalBackend::reserve`], on the blocking
+    /// pool (the program's first exec may wait for a decision).
+    pub async fn start_reserved(&self, params: &StartParams) -> Result<(), EnvError> {
+        let id = params.process_id.clone();
+        let spec = Self::spec(params);
+        let table = self.table.clone();
+        tokio::task::spawn_blocking(move || table.start_reserved(&id, &spec).map(drop))
+            .await
+            .map_err(|err| EnvError::Failed(format!("start task failed: {err}")))?
+            .map_err(start_error)?;
+        Ok(())
+    }
+
+    pub async fn read(
+        &self,
+        id: &str,
+        after_seq: u64,
+        max_bytes: Option<u64>,
+        wait: Duration,
+    ) -> Result<ReadResult, EnvError> {
+        let max_bytes = max_bytes.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let snapshot = self
+            .table
+            .read(id, after_seq, max_bytes, wait)
+            .await
+            .map_err(unknown)?;
+        let exit = snapshot.exit;
+        Ok(ReadResult {
+            chunks: snapshot
+                .chunks
+                .into_iter()
+                .map(|c| OutputChunk {
+                    seq: c.seq,
+                    stream: c.stream,
+                    chunk: c.chunk,
+                })
+                .collect(),
+            next_seq: snapshot.next_seq,
+            exited: exit.is_some(),
+            exit_code: exit.as_ref().map(|e| e.code),
+            closed: snapshot.closed,
+            failure: snapshot.failure,
+            signal: exit.and_then(|e| e.signal),
+        })
+    }
+
+    /// Queue input; with `close_stdin`, EOF follows it.
+    pub fn write(&self, id: &str, chunk: Bytes, close_stdin: bool) -> WriteStatus {
+        self.table.write(id, chunk, close_stdin)
+    }
+
+    pub fn resize(&self, id: &str, size: TerminalSize) -> Result<(), EnvError> {
+        self.table
+            .get(id)
+            .map_err(unknown)?
+            .resize(size)
+            .map_err(control_error)
+    }
+
+    pub fn signal(&self, id: &str, name: &str) -> Result<bool, EnvError> {
+        let signal = execd_process::signal::parse(name).ok_or_else(|| {
+            EnvError::InvalidInput(format!(
+                "unknown signal {name:?}; expected one of INT, TERM, KILL, HUP, QUIT, USR1, USR2, WINCH"
+            ))
+        })?;
+        Ok(self.table.get(id).map_err(unknown)?.signal(signal))
+    }
+
+    pub fn terminate(&self, id: &str) -> bool {
+        self.table.terminate(id)
+    }
+
+    /// Terminate every process and wait (bounded) until all have closed.
+    pub async fn shutdown(&self) {
+        self.table.shutdown().await;
+    }
+}

@@ -1,0 +1,87 @@
+//! [`LocalFileSystem`]: this machine's files behind the environment's
+//! `FileSystem` trait; each operation (`crate::fs`) runs on the blocking pool.
+
+use async_trait::async_trait;
+use execd_environment::{EnvError, FileSystem};
+use execd_protocol::fs::{DirectoryEntry, Metadata};
+
+use crate::fs::{self, FsError};
+
+impl From<FsError> for EnvError {
+    fn from(err: FsError) -> EnvError {
+        let message = err.to_string();
+        match err {
+            FsError::RelativePath(_) | FsError::IsDirectory(_) => EnvError::InvalidInput(message),
+            FsError::NotFound(_) => EnvError::NotFound(message),
+            FsError::Io { .. } => EnvError::Failed(message),
+        }
+    }
+}
+
+/// This machine's filesystem.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalFileSystem;
+
+/// Run a blocking filesystem call off the async threads.
+async fn blocking<T: Send + 'static>(
+    op: impl FnOnce() -> Result<T, FsError> + Send + 'static,
+) -> Result<T, EnvError> {
+    match tokio::task::spawn_blocking(op).await {
+        Ok(result) => result.map_err(EnvError::from),
+        Err(err) => Err(EnvError::Failed(format!("filesystem task failed: {err}"))),
+    }
+}
+
+#[async_trait]
+impl FileSystem for LocalFileSystem {
+    async fn read_file(&self, path: &str) -> Result<Vec<u8>, EnvError> {
+        let path = fs::absolute(path)?;
+        blocking(move || fs::read_file(&path)).await
+    }
+
+    async fn read_range(
+        &self,
+        path: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<(Vec<u8>, bool), EnvError> {
+        let path = fs::absolute(path)?;
+        blocking(move || fs::read_range(&path, offset, length)).await
+    }
+
+    async fn write_file(&self, path: &str, data: Vec<u8>) -> Result<(), EnvError> {
+        let path = fs::absolute(path)?;
+        blocking(move || fs::write_file(&path, &data)).await
+    }
+
+    async fn append_file(&self, path: &str, data: Vec<u8>) -> Result<(), EnvError> {
+        let path = fs::absolute(path)?;
+        blocking(move || fs::append_file(&path, &data)).await
+    }
+
+    async fn create_directory(&self, path: &str, recursive: bool) -> Result<(), EnvError> {
+        let path = fs::absolute(path)?;
+        blocking(move || fs::create_directory(&path, recursive)).await
+    }
+
+    async fn metadata(&self, path: &str) -> Result<Metadata, EnvError> {
+        let path = fs::absolute(path)?;
+        blocking(move || fs::metadata(&path)).await
+    }
+
+    async fn read_directory(&self, path: &str) -> Result<Vec<DirectoryEntry>, EnvError> {
+        let path = fs::absolute(path)?;
+        blocking(move || fs::read_directory(&path)).await
+    }
+
+    async fn remove(&self, path: &str, recursive: bool, force: bool) -> Result<(), EnvError> {
+        let path = fs::absolute(path)?;
+        blocking(move || fs::remove(&path, recursive, force)).await
+    }
+
+    async fn copy(&self, source: &str, destination: &str, recursive: bool) -> Result<(), EnvError> {
+        let source = fs::absolute(source)?;
+        let destination = fs::absolute(destination)?;
+        blocking(move || fs::copy(&source, &destination, recursive)).await
+    }
+}

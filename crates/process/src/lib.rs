@@ -1,0 +1,23 @@
+//! Running processes on this machine: the mechanism under the local
+//! environment and the server.
+//!
+//! - [`spawn`]: starting a program on pipes or a PTY in its own process group
+//!   (with, when asked, the sandbox and exec guard from `execd-policy`).
+//! - [`process`]: one running process: its supervisor task and signals.
+//! - [`output_log`]: per-process event numbering and bounded output retention.
+//! - [`stdin`]: writing to a process's stdin without blocking anyone.
+//! - [`table`]: the processes of one owner, keyed by client-chosen id.
+//! - [`procfs`]: other processes as `/proc` shows them (session members, output holders).
+//! - [`signal`]: signal names.
+
+pub mod output_log;
+pub mod process;
+pub mod procfs;
+pub mod signal;
+pub mod spawn;
+pub mod stdin;
+pub mod table;
+
+pub use execd_protocol::process::{OutputStream, TerminalSize, WriteStatus};
+pub use output_log::{EventKind, EventSink, ExitInfo, ProcessEvent};
+pub use table::{ProcessTable, StartError, TableConfig};
