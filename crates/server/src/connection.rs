@@ -18,8 +18,8 @@ use futures_util::{Sink, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::dispatch::Session;
 use crate::rpc;
+use crate::session::Session;
 use crate::ServerConfig;
 
 /// One inbound frame as the transport saw it.

@@ -1,12 +1,17 @@
-//! The execd server: one [`connection`] per client, whose frames are decoded
-//! by [`rpc`] and carried out by [`dispatch`] on top of `execd-core`; the
-//! [`transport`]s (WebSocket, stdio) only move text frames; [`gate`] carries
-//! exec decisions to and from the client.
+//! The execd server, read top to bottom: the [`transport`]s (WebSocket,
+//! stdio) accept connections and move frames; one [`connection`] per client
+//! feeds its frames to the connection's [`session`]; [`rpc`] decodes them and
+//! encodes replies and events; [`dispatch`] routes each request by method
+//! name to its handler in [`methods`] (one module per method family), which
+//! works on `execd-local`; [`gate`] carries exec decisions to and from the
+//! client.
 
 pub mod connection;
 pub mod dispatch;
 pub mod gate;
+pub mod methods;
 pub mod rpc;
+pub mod session;
 pub mod transport;
 
 use std::time::Duration;

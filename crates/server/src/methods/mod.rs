@@ -1,0 +1,52 @@
+//! The handlers of the protocol's methods, one module per method family
+//! (as mini-redis keeps one file per command): each decodes its params,
+//! does the work on the session's backend, and answers now or from a task.
+//! [`crate::dispatch`] routes a method name here.
+//!
+//! - [`session`]: the `initialize` handshake.
+//! - [`process`]: the `process/*` methods.
+//! - [`fs`]: the `fs/*` methods.
+
+pub mod fs;
+pub mod process;
+pub mod session;
+
+use execd_environment::EnvError;
+use execd_protocol::{ErrorCode, RpcError};
+use serde::Serialize;
+use serde_json::Value;
+
+/// A method's result as it goes on the wire.
+pub type RpcResult = Result<Value, RpcError>;
+
+/// What a handler did with a request.
+pub enum Reply {
+    /// The answer, to send now (in frame order).
+    Now(RpcResult),
+    /// A task of its own answers when the work is done.
+    Later,
+}
+
+impl From<RpcResult> for Reply {
+    fn from(result: RpcResult) -> Reply {
+        Reply::Now(result)
+    }
+}
+
+/// A handler that may answer from a task: its error (bad params) is
+/// answered now.
+impl From<Result<Reply, RpcError>> for Reply {
+    fn from(result: Result<Reply, RpcError>) -> Reply {
+        result.unwrap_or_else(|err| Reply::Now(Err(err)))
+    }
+}
+
+/// A result value as JSON.
+pub fn ok<T: Serialize>(value: T) -> RpcResult {
+    serde_json::to_value(value).map_err(|err| RpcError::new(ErrorCode::Internal, err.to_string()))
+}
+
+/// An environment operation's outcome as JSON or its error.
+pub fn done<T: Serialize>(result: Result<T, EnvError>) -> RpcResult {
+    ok(result?)
+}

@@ -1,0 +1,99 @@
+//! `process/*`: start, write, terminate, resize, signal and read, as a thin
+//! adapter over the session's `LocalBackend` (wire params in, wire results
+//! out). Quick, order-sensitive methods (start, write, terminate) answer
+//! inline in frame order; long-polls answer from a task.
+
+use std::time::Duration;
+
+use execd_protocol::fs::Empty;
+use execd_protocol::process::{self as pp, TerminalSize};
+use execd_protocol::{RequestId, RpcError};
+use serde_json::Value;
+
+use crate::methods::{done, ok, Reply, RpcResult};
+use crate::rpc::parse_params;
+use crate::session::Session;
+
+/// Inline, so a following write finds the process; but a start under
+/// an exec policy may wait for a client's answer, which the connection's
+/// loop must stay free to read, so that one replies from a task.
+pub fn start(session: &Session, id: &RequestId, params: Value) -> Result<Reply, RpcError> {
+    let params: pp::StartParams = parse_params(pp::START, params)?;
+    let result = |params: pp::StartParams| {
+        ok(pp::StartResult {
+            process_id: params.process_id,
+        })
+    };
+    let backend = session.backend();
+    if params.exec_policy.is_none() {
+        return Ok(Reply::Now(
+            backend
+                .start_now(&params)
+                .map_err(RpcError::from)
+                .and_then(|()| result(params)),
+        ));
+    }
+    // Claimed now, in frame order, so a write right behind this start
+    // answers `starting`.
+    backend.reserve(&params)?;
+    let backend = backend.clone();
+    session.reply_later(id, async move {
+        backend.start_reserved(&params).await?;
+        result(params)
+    });
+    Ok(Reply::Later)
+}
+
+pub fn write(session: &Session, params: Value) -> RpcResult {
+    let params: pp::WriteParams = parse_params(pp::WRITE, params)?;
+    let status = session
+        .backend()
+        .write(&params.process_id, params.chunk, params.close_stdin);
+    ok(pp::WriteResult { status })
+}
+
+pub fn terminate(session: &Session, params: Value) -> RpcResult {
+    let params: pp::TerminateParams = parse_params(pp::TERMINATE, params)?;
+    ok(pp::TerminateResult {
+        running: session.backend().terminate(&params.process_id),
+    })
+}
+
+pub fn resize(session: &Session, params: Value) -> RpcResult {
+    let params: pp::ResizeParams = parse_params(pp::RESIZE, params)?;
+    let size = TerminalSize {
+        rows: params.rows,
+        cols: params.cols,
+    };
+    done(
+        session
+            .backend()
+            .resize(&params.process_id, size)
+            .map(|()| Empty {}),
+    )
+}
+
+pub fn signal(session: &Session, params: Value) -> RpcResult {
+    let params: pp::SignalParams = parse_params(pp::SIGNAL, params)?;
+    let running = session
+        .backend()
+        .signal(&params.process_id, &params.signal)?;
+    ok(pp::SignalResult { running })
+}
+
+/// A long-poll (up to the server's `max_read_wait`): answered from a task.
+pub fn read(session: &Session, id: &RequestId, params: Value) -> Result<Reply, RpcError> {
+    let params: pp::ReadParams = parse_params(pp::READ, params)?;
+    let backend = session.backend().clone();
+    let wait =
+        Duration::from_millis(params.wait_ms.unwrap_or(0)).min(session.config().max_read_wait);
+    session.reply_later(id, async move {
+        let after_seq = params.after_seq.unwrap_or(0);
+        done(
+            backend
+                .read(&params.process_id, after_seq, params.max_bytes, wait)
+                .await,
+        )
+    });
+    Ok(Reply::Later)
+}
