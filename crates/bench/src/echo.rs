@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use execd_environment::{Environment, StartedProcess};
 
-use crate::remote::{next_output, params};
+use crate::process::{next_output, params, WAIT};
 use crate::report::Report;
 use crate::ssh::{SshMaster, SshTarget};
 use crate::stats::summarize;
@@ -99,7 +99,7 @@ impl RemoteEcho {
         let _ = self.started.process.terminate().await;
         let events = &mut self.started.events;
         let drained = async { while let Some(Ok(_)) = events.recv().await {} };
-        let _ = tokio::time::timeout(crate::remote::WAIT, drained).await;
+        let _ = tokio::time::timeout(WAIT, drained).await;
     }
 }
 

@@ -2,6 +2,7 @@
 //! running a command, measured against baselines taken in the same run.
 //!
 //! - [`stats`]: samples → median / p90 / p99.
+//! - [`process`]: a measured process's params and bounded reads.
 //! - [`remote`]: the measurements over the protocol (any compatible server).
 //! - [`echo`]: the PTY echo row, execd and its baselines measured round-robin.
 //! - [`local`]: the local limit: the same work done directly in this process.
@@ -11,6 +12,7 @@
 
 pub mod echo;
 pub mod local;
+pub mod process;
 pub mod remote;
 pub mod report;
 pub mod ssh;

@@ -1,41 +1,19 @@
 //! Measurements over the protocol. Only baseline methods and notifications
 //! are used, so any server speaking the execd protocol can be measured.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use execd_client::{ConnectOptions, ExecServerClient, RemoteEnvironment};
 use execd_environment::{Environment, EventReceiver};
 use execd_protocol::event::EventKind;
-use execd_protocol::process::StartParams;
 use tokio::task::JoinSet;
 
+use crate::process::{params, WAIT};
 use crate::report::{binary_stream_row, stream_row, Report};
 use crate::stats::summarize;
 use crate::stream::{all_zero, median_rate};
 use crate::{BenchConfig, BenchError};
-
-/// Longest any single wait may take before the run is declared broken.
-pub(crate) const WAIT: Duration = Duration::from_secs(120);
-
-pub(crate) fn params(id: String, argv: &[&str], tty: bool) -> StartParams {
-    StartParams {
-        process_id: id,
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        cwd: "/".into(),
-        env: HashMap::from([
-            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-            ("TERM".into(), "xterm".into()),
-        ]),
-        tty,
-        pipe_stdin: false,
-        arg0: None,
-        size: None,
-        exec_policy: None,
-        sandbox: None,
-    }
-}
 
 /// Output bytes of a process until it closed, with its exit code.
 struct Drained {
@@ -207,17 +185,6 @@ async fn spawn(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchErr
         }
     }
     Ok(samples)
-}
-
-pub(crate) async fn next_output(events: &mut EventReceiver) -> Result<Bytes, BenchError> {
-    let event = tokio::time::timeout(WAIT, events.recv())
-        .await
-        .map_err(|_| BenchError::Check("no output in time".into()))?
-        .ok_or_else(|| BenchError::Check("event channel ended".into()))??;
-    match event.kind {
-        EventKind::Output { chunk, .. } => Ok(chunk),
-        other => Err(BenchError::Check(format!("process ended early: {other:?}"))),
-    }
 }
 
 /// Bytes per second of `head -c N /dev/zero`, start to closed, every byte checked.

@@ -1,23 +1,22 @@
-//! One client connection, whatever the transport: read frames and hand them
-//! to the [`Session`]; everything that produces a frame (a reply, a process
+//! One client connection, whatever the transport: read frames, decode each
+//! and hand its request to [`dispatch`] with the connection's [`Session`]
+//! (or a response to the exec gate); everything that produces a frame (a reply, a process
 //! supervisor's event) writes it straight to the connection's `Outbox`,
 //! with no writer task in between. When the peer goes away (or the server
 //! shuts down), every process the connection started is terminated, group
 //! and all, and reaped.
 
 use std::fmt::Display;
-use std::sync::Arc;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use execd_process::output_log::EventSink;
-use execd_protocol::binary;
-use execd_protocol::event::{EventKind, ProcessEvent};
+use execd_protocol::{Incoming, RequestId};
 use execd_transport::outbox::{Frame, Outbox};
 use futures_util::{Sink, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::dispatch;
+use crate::methods::session::INITIALIZED;
+use crate::methods::Reply;
 use crate::rpc;
 use crate::session::Session;
 use crate::ServerConfig;
@@ -29,44 +28,6 @@ pub enum Inbound {
     Text(String),
     /// A frame that could not be taken as text; the message says why.
     Invalid(String),
-}
-
-/// Supervisors deliver process events straight into the connection.
-pub struct ConnectionEvents {
-    outbox: Arc<Outbox>,
-    /// The client asked for binary output frames (and the transport has them).
-    binary: AtomicBool,
-}
-
-impl ConnectionEvents {
-    pub fn new(outbox: Arc<Outbox>) -> Arc<ConnectionEvents> {
-        Arc::new(ConnectionEvents {
-            outbox,
-            binary: AtomicBool::new(false),
-        })
-    }
-
-    pub fn use_binary_output(&self) {
-        self.binary.store(true, Ordering::Relaxed);
-    }
-}
-
-#[async_trait::async_trait]
-impl EventSink for ConnectionEvents {
-    async fn deliver(&self, event: ProcessEvent) {
-        // Encoded before taking the lock: many processes encode in parallel.
-        let binary = match &event.kind {
-            EventKind::Output { stream, chunk } if self.binary.load(Ordering::Relaxed) => {
-                binary::encode_output(&event.process_id, event.seq, *stream, chunk)
-            }
-            _ => None,
-        };
-        let frame = match binary {
-            Some(bytes) => Frame::Binary(bytes),
-            None => Frame::Text(rpc::event_notification(event)),
-        };
-        self.outbox.send_frame(frame).await;
-    }
 }
 
 /// Serve one connection until the peer leaves or `shutdown` fires.
@@ -87,7 +48,7 @@ pub async fn serve_connection<I, O>(
     loop {
         tokio::select! {
             frame = incoming.next() => match frame {
-                Some(frame) => session.handle(frame).await,
+                Some(frame) => handle(&mut session, frame).await,
                 None => break,
             },
             _ = outbox.closed() => break,
@@ -102,4 +63,40 @@ pub async fn serve_connection<I, O>(
     // processes to close.
     outbox.close();
     session.backend().shutdown().await;
+}
+
+/// Handle one inbound frame: a request goes to [`dispatch`], a response to
+/// the exec gate, and anything malformed is answered with an error naming
+/// what was wrong.
+async fn handle(session: &mut Session, frame: Inbound) {
+    let text = match frame {
+        Inbound::Text(text) => text,
+        Inbound::Invalid(why) => return session.send(rpc::frame_error(None, why)).await,
+    };
+    match Incoming::parse(&text) {
+        Err(err) => {
+            session
+                .send(rpc::frame_error(err.id.as_ref(), err.message))
+                .await
+        }
+        Ok(Incoming::Request { id, method, params }) => {
+            if let Reply::Now(result) = dispatch::route(session, &id, &method, params) {
+                session.send(rpc::response(&id, result)).await;
+            }
+        }
+        Ok(Incoming::Notification { method, .. }) => {
+            if method != INITIALIZED {
+                debug!(%method, "ignoring unknown notification");
+            }
+        }
+        Ok(Incoming::Response { id, result }) => {
+            let ours = match id {
+                RequestId::Int(n) => session.gate().answer(n, result),
+                RequestId::Str(_) => false,
+            };
+            if !ours {
+                debug!(%id, "ignoring a response to no request of ours");
+            }
+        }
+    }
 }

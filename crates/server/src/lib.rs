@@ -1,13 +1,14 @@
 //! The execd server, read top to bottom: the [`transport`]s (WebSocket,
 //! stdio) accept connections and move frames; one [`connection`] per client
-//! feeds its frames to the connection's [`session`]; [`rpc`] decodes them and
-//! encodes replies and events; [`dispatch`] routes each request by method
-//! name to its handler in [`methods`] (one module per method family), which
-//! works on `execd-local`; [`gate`] carries exec decisions to and from the
-//! client.
+//! decodes its frames ([`rpc`]) and hands each request to [`dispatch`], which
+//! routes it by method name to its handler in [`methods`] (one module per
+//! method family); handlers work on the connection's [`session`] (its
+//! `execd-local` backend). Process events reach the client through
+//! [`events`]; [`gate`] carries exec decisions to and from the client.
 
 pub mod connection;
 pub mod dispatch;
+pub mod events;
 pub mod gate;
 pub mod methods;
 pub mod rpc;

@@ -11,6 +11,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+/// A method's result as it goes on the wire.
+pub type RpcResult = Result<Value, RpcError>;
+
 /// Decode a method's params; the error names the method and the field.
 pub fn parse_params<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, RpcError> {
     if !params.is_object() {

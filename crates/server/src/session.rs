@@ -1,22 +1,17 @@
 //! A connection's session: its state (handshake, process backend, exec
-//! gate, event delivery) and the handling of one inbound frame — a request
-//! goes to [`crate::dispatch`], a response to the exec gate, and anything
-//! malformed is answered with an error naming what was wrong.
+//! gate, event delivery), which the method handlers work on, and replying
+//! from a task.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use execd_local::LocalBackend;
-use execd_protocol::{Incoming, RequestId};
+use execd_protocol::RequestId;
 use execd_transport::outbox::Outbox;
-use tracing::debug;
 
-use crate::connection::{ConnectionEvents, Inbound};
-use crate::dispatch;
+use crate::events::ConnectionEvents;
 use crate::gate::ConnectionGate;
-use crate::methods::session::INITIALIZED;
-use crate::methods::{Reply, RpcResult};
-use crate::rpc;
+use crate::rpc::{self, RpcResult};
 use crate::ServerConfig;
 
 /// The state of one connection.
@@ -61,42 +56,14 @@ impl Session {
         &self.config
     }
 
-    async fn send(&self, frame: String) {
-        // Fails only when the connection is closing.
-        self.outbox.send(frame).await;
+    /// Where the client's answers to `exec/approve` go.
+    pub fn gate(&self) -> &ConnectionGate {
+        &self.gate
     }
 
-    /// Handle one inbound frame.
-    pub async fn handle(&mut self, frame: Inbound) {
-        let text = match frame {
-            Inbound::Text(text) => text,
-            Inbound::Invalid(why) => return self.send(rpc::frame_error(None, why)).await,
-        };
-        match Incoming::parse(&text) {
-            Err(err) => {
-                self.send(rpc::frame_error(err.id.as_ref(), err.message))
-                    .await
-            }
-            Ok(Incoming::Request { id, method, params }) => {
-                if let Reply::Now(result) = dispatch::route(self, &id, &method, params) {
-                    self.send(rpc::response(&id, result)).await;
-                }
-            }
-            Ok(Incoming::Notification { method, .. }) => {
-                if method != INITIALIZED {
-                    debug!(%method, "ignoring unknown notification");
-                }
-            }
-            Ok(Incoming::Response { id, result }) => {
-                let ours = match id {
-                    RequestId::Int(n) => self.gate.answer(n, result),
-                    RequestId::Str(_) => false,
-                };
-                if !ours {
-                    debug!(%id, "ignoring a response to no request of ours");
-                }
-            }
-        }
+    /// Send a frame now; fails only when the connection is closing.
+    pub async fn send(&self, frame: String) {
+        self.outbox.send(frame).await;
     }
 
     /// Reply to `id` from a task of its own once `work` is done.

@@ -13,11 +13,9 @@ pub mod session;
 
 use execd_environment::EnvError;
 use execd_protocol::{ErrorCode, RpcError};
-use serde::Serialize;
-use serde_json::Value;
 
-/// A method's result as it goes on the wire.
-pub type RpcResult = Result<Value, RpcError>;
+pub use crate::rpc::RpcResult;
+use serde::Serialize;
 
 /// What a handler did with a request.
 pub enum Reply {

@@ -1,0 +1,52 @@
+//! [`ConnectionEvents`]: the connection as the process supervisors' event
+//! sink. Each event is encoded by its supervisor (as a JSON notification, or
+//! as a binary output frame when the client asked for them) and written
+//! straight to the connection's `Outbox`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use execd_process::output_log::EventSink;
+use execd_protocol::binary;
+use execd_protocol::event::{EventKind, ProcessEvent};
+use execd_transport::outbox::{Frame, Outbox};
+
+use crate::rpc;
+
+/// Supervisors deliver process events straight into the connection.
+pub struct ConnectionEvents {
+    outbox: Arc<Outbox>,
+    /// The client asked for binary output frames (and the transport has them).
+    binary: AtomicBool,
+}
+
+impl ConnectionEvents {
+    pub fn new(outbox: Arc<Outbox>) -> Arc<ConnectionEvents> {
+        Arc::new(ConnectionEvents {
+            outbox,
+            binary: AtomicBool::new(false),
+        })
+    }
+
+    pub fn use_binary_output(&self) {
+        self.binary.store(true, Ordering::Relaxed);
+    }
+}
+
+#[async_trait::async_trait]
+impl EventSink for ConnectionEvents {
+    async fn deliver(&self, event: ProcessEvent) {
+        // Encoded before taking the lock: many processes encode in parallel.
+        let binary = match &event.kind {
+            EventKind::Output { stream, chunk } if self.binary.load(Ordering::Relaxed) => {
+                binary::encode_output(&event.process_id, event.seq, *stream, chunk)
+            }
+            _ => None,
+        };
+        let frame = match binary {
+            Some(bytes) => Frame::Binary(bytes),
+            None => Frame::Text(rpc::event_notification(event)),
+        };
+        self.outbox.send_frame(frame).await;
+    }
+}
