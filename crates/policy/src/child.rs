@@ -50,7 +50,8 @@ pub struct ChildInstall {
 
 impl TreeGuard {
     /// Start deciding for this tree (the guard thread; the wrapper socket
-    /// when the shim exists) and say what the child must install.
+    /// when the shim or the stand-alone wrapper exists) and say what the
+    /// child must install.
     /// `existing_preload`: the child's own `LD_PRELOAD`, kept after the shim.
     pub fn prepare_child(&self, existing_preload: Option<&str>) -> Result<ChildSetup, SetupError> {
         let (ours, theirs) = channel().map_err(setup("the exec guard"))?;
@@ -58,17 +59,26 @@ impl TreeGuard {
         exec_guard::start(self.clone(), ours).map_err(setup("the exec guard"))?;
         let mut env = Vec::new();
         let mut wrapper_socket = None;
-        // Dynamically linked programs also get the wrapper, which can escalate.
-        if let Some(library) = escalation::preload_library() {
+        // Dynamically linked programs get the shim, and shells with an exec
+        // hook the stand-alone wrapper; both ask over the wrapper socket,
+        // which can escalate.
+        let library = escalation::preload_library();
+        let wrapper = escalation::wrapper_program();
+        if library.is_some() || wrapper.is_some() {
             let (ours_w, theirs_w) = channel().map_err(setup("the escalation socket"))?;
             escalation::serve(self.clone(), ours_w).map_err(setup("the escalation socket"))?;
-            let preload = match existing_preload {
-                Some(existing) if !existing.is_empty() => {
-                    format!("{}:{existing}", library.display())
-                }
-                _ => library.display().to_string(),
-            };
-            env.push(("LD_PRELOAD".to_string(), preload));
+            if let Some(library) = library {
+                let preload = match existing_preload {
+                    Some(existing) if !existing.is_empty() => {
+                        format!("{}:{existing}", library.display())
+                    }
+                    _ => library.display().to_string(),
+                };
+                env.push(("LD_PRELOAD".to_string(), preload));
+            }
+            if let Some(wrapper) = wrapper {
+                env.push(("EXEC_WRAPPER".to_string(), wrapper.display().to_string()));
+            }
             env.push((
                 escalation::FD_VARIABLE.to_string(),
                 escalation::CHILD_FD.to_string(),
@@ -103,11 +113,20 @@ impl ChildInstall {
     /// # Safety
     /// In the forked child before exec: raw syscalls only, no allocation.
     pub unsafe fn run(&self) -> io::Result<()> {
+        let mut guard_socket = self.guard_socket;
         if let Some(socket) = self.wrapper_socket {
+            // The wrapper socket's number is fixed; the guard's must move
+            // out of its way first.
+            if guard_socket == escalation::CHILD_FD {
+                guard_socket = libc::fcntl(guard_socket, libc::F_DUPFD_CLOEXEC, 3);
+                if guard_socket < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             escalation::install_in_child(socket)?;
         }
         self.inherited.close_in_child()?;
-        exec_guard::install_in_child(self.guard_socket)
+        exec_guard::install_in_child(guard_socket)
     }
 }
 

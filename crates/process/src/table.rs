@@ -158,9 +158,17 @@ impl ProcessTable {
             what: "the exec guard",
             source: std::io::Error::other(err.to_string()),
         })?;
+        // Rules name programs through the tree's own PATH, which the client set.
+        let search_path = spec
+            .env
+            .get("PATH")
+            .cloned()
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_default();
         Ok(Some(TreeGuard::new(
             id,
-            policy.clone(),
+            policy,
+            &search_path,
             self.gate.clone(),
             runtime,
         )))
