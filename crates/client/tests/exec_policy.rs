@@ -3,23 +3,20 @@
 //! the tree is held until decided by a rule, or by the harness's gate for
 //! `ask`; a sandboxed tree cannot write outside its roots or reach the network.
 
-use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use execd_client::{EnvError, Environment, ExecServerClient, RemoteEnvironment};
-use execd_environment::collect;
-use execd_local::LocalEnvironment;
-use execd_local::TableConfig;
+use execd_client::{EnvError, Environment};
 use execd_policy::decision::ExecGate;
 use execd_protocol::policy::{
     Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Rule, Verdict,
 };
 use execd_protocol::process::StartParams;
-use execd_server::WsServer;
-
-const TIMEOUT: Duration = Duration::from_secs(60);
+use execd_test_support::procs::pids_running;
+use execd_test_support::{
+    both_backends, collect_in_time, eventually, process_params, Backend, TempDir,
+};
 
 /// How a test gate answers an ask (`None`: never).
 type AnswerFn = dyn Fn(&ApproveParams) -> Option<Answer> + Send + Sync;
@@ -69,46 +66,17 @@ impl ExecGate for TestGate {
     }
 }
 
-enum Guard {
-    Local,
-    Remote(WsServer, ExecServerClient),
-}
-
-fn table() -> TableConfig {
-    TableConfig {
-        terminate_grace: Duration::from_millis(500),
-        ..TableConfig::default()
-    }
-}
-
-async fn local(gate: Arc<TestGate>) -> (Environment, Guard) {
-    (
-        LocalEnvironment::with_gate(table(), gate).into_environment(),
-        Guard::Local,
-    )
-}
-
-async fn remote(gate: Arc<TestGate>) -> (Environment, Guard) {
-    let config = execd_server::ServerConfig {
-        table: table(),
-        ..Default::default()
-    };
-    let server = execd_server::bind("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .unwrap();
-    let client = ExecServerClient::connect(&server.url()).await.unwrap();
-    client.set_exec_gate(gate);
-    let env = RemoteEnvironment::new(client.clone()).into_environment();
-    (env, Guard::Remote(server, client))
-}
-
-impl Guard {
-    async fn finish(self) {
-        if let Guard::Remote(server, client) = self {
-            drop(client);
-            server.shutdown().await;
-        }
-    }
+/// Run `test` on `backend` with a fresh gate that answers asks by argv
+/// ([`answer_by_argv`]).
+async fn with_gate<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(Environment, Arc<TestGate>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let gate = TestGate::new(answer_by_argv);
+    let (env, guard) = backend.start_with_gate(gate.clone()).await;
+    test(env, gate).await;
+    guard.finish().await;
 }
 
 fn rule(prefix: &[&str], decision: Verdict) -> Rule {
@@ -128,16 +96,8 @@ fn policy(rules: Vec<Rule>) -> ExecPolicy {
 
 fn params(id: &str, argv: &[&str], policy: ExecPolicy) -> StartParams {
     StartParams {
-        process_id: id.into(),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        cwd: "/tmp".into(),
-        env: HashMap::from([("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())]),
-        tty: false,
-        pipe_stdin: false,
-        arg0: None,
-        size: None,
         exec_policy: Some(policy),
-        sandbox: None,
+        ..process_params(id, argv)
     }
 }
 
@@ -149,10 +109,7 @@ struct Ran {
 
 async fn run(env: &Environment, params: StartParams) -> Ran {
     let mut started = env.exec.start(params).await.expect("start");
-    let done = tokio::time::timeout(TIMEOUT, collect(&mut started.events))
-        .await
-        .expect("closed in time")
-        .expect("no event error");
+    let done = collect_in_time(&mut started.events).await;
     Ran {
         stdout: done.stdout_text(),
         stderr: done.stderr_text(),
@@ -312,32 +269,6 @@ async fn denied_program_fails_to_start(env: Environment, gate: Arc<TestGate>) {
     assert_eq!(gate.decision_for("rm").decision, Verdict::Deny);
 }
 
-/// Pids whose command line is exactly `argv`.
-fn pids_running(argv: &[&str]) -> Vec<u32> {
-    let wanted: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| {
-            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            (cmdline == wanted).then_some(pid)
-        })
-        .collect()
-}
-
-/// Poll (bounded) until `check` holds: process births and deaths outside
-/// the tree have no event to wait for.
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// An escalated command runs outside the tree's process group, yet
 /// terminating the tree ends it too, and the tree closes.
 async fn terminating_the_tree_ends_its_escalated_commands(env: Environment, _gate: Arc<TestGate>) {
@@ -357,10 +288,7 @@ async fn terminating_the_tree_ends_its_escalated_commands(env: Environment, _gat
     })
     .await;
     let running = started.process.terminate().await.unwrap();
-    let done = tokio::time::timeout(TIMEOUT, collect(&mut started.events))
-        .await
-        .expect("the tree closed")
-        .expect("no event error");
+    let done = collect_in_time(&mut started.events).await;
     assert!(running, "already exited: {done:?} / {}", done.stderr_text());
     assert_eq!(done.stdout_text(), "started\n");
     eventually("the escalated sleep to die", || {
@@ -436,11 +364,8 @@ fn sandboxed(id: &str, script: &str, roots: Vec<String>) -> StartParams {
 }
 
 async fn sandbox_confines_writes_and_network(env: Environment, _gate: Arc<TestGate>) {
-    let base = std::env::temp_dir().join(format!(
-        "execd-sandbox-{}-{}",
-        std::process::id(),
-        env.remote
-    ));
+    let temp = TempDir::new("sandbox");
+    let base = temp.path();
     let root = base.join("root");
     std::fs::create_dir_all(&root).unwrap();
     let outside = base.join("outside");
@@ -475,18 +400,13 @@ async fn sandbox_confines_writes_and_network(env: Environment, _gate: Arc<TestGa
         "stderr {}",
         ran.stderr
     );
-    std::fs::remove_dir_all(&base).unwrap();
 }
 
 /// A sandboxed shell's escalated command runs outside the sandbox; its output
 /// and exit status arrive through the original process.
 async fn escalated_commands_run_outside_the_sandbox(env: Environment, gate: Arc<TestGate>) {
-    let base = std::env::temp_dir().join(format!(
-        "execd-escalate-{}-{}",
-        std::process::id(),
-        env.remote
-    ));
-    std::fs::create_dir_all(&base).unwrap();
+    let temp = TempDir::new("escalate");
+    let base = temp.path();
     let by_rule = base.join("by-rule");
     let by_client = base.join("by-client");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -535,7 +455,6 @@ async fn escalated_commands_run_outside_the_sandbox(env: Environment, gate: Arc<
         .unwrap()
         .iter()
         .any(|a| a.escalation && a.argv[0] == "touch"));
-    std::fs::remove_dir_all(&base).unwrap();
 }
 
 async fn sandbox_rejects_a_bad_root(env: Environment, _gate: Arc<TestGate>) {
@@ -563,30 +482,9 @@ async fn policy_holds_inside_the_sandbox(env: Environment, gate: Arc<TestGate>) 
     assert_eq!(gate.decision_for("rm").decision, Verdict::Deny);
 }
 
-macro_rules! suite {
-    ($backend:ident: $($test:ident),* $(,)?) => {
-        mod $backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let gate = super::TestGate::new(super::answer_by_argv);
-                    let (env, guard) = super::$backend(gate.clone()).await;
-                    super::$test(env, gate).await;
-                    guard.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-macro_rules! both_backends {
-    ($($test:ident),* $(,)?) => {
-        suite!(local: $($test),*);
-        suite!(remote: $($test),*);
-    };
-}
-
 both_backends!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    with_gate:
     bash_under_policy,
     dash_under_policy,
     zsh_under_policy,
