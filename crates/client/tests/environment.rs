@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use execd_client::{EnvError, Environment, EnvironmentManager, ManagedProcess};
 use execd_environment::traits::{read_file_to, write_file_from};
 use execd_protocol::event::{EventKind, ProcessEvent};
 use execd_protocol::process::{OutputStream, StartParams, TerminalSize, WriteStatus};
-use execd_test_support::{both_backends, process_params, unique_name, Backend, TempDir, TIMEOUT};
+use execd_test_support::{
+    both_backends, process_params, unique_name, write_stdin, Backend, TempDir, TIMEOUT,
+};
 
 /// A pipe process with a fresh id.
 fn params(argv: &[&str]) -> StartParams {
@@ -147,11 +148,7 @@ async fn stdin_write_and_close(env: Environment) {
     let mut p = params(&["cat"]);
     p.pipe_stdin = true;
     let mut started = env.exec.start(p).await.unwrap();
-    let status = started
-        .process
-        .write(Bytes::from_static(b"abc"))
-        .await
-        .unwrap();
+    let status = write_stdin(&started, b"abc").await;
     assert_eq!(status, WriteStatus::Accepted);
     assert_eq!(
         started.process.close_stdin().await.unwrap(),
@@ -162,11 +159,7 @@ async fn stdin_write_and_close(env: Environment) {
     assert_eq!(done.exit_code, Some(0));
     // Without pipeStdin there is nothing to write to.
     let started = env.exec.start(params(&["sleep", "30"])).await.unwrap();
-    let status = started
-        .process
-        .write(Bytes::from_static(b"x"))
-        .await
-        .unwrap();
+    let status = write_stdin(&started, b"x").await;
     assert_eq!(status, WriteStatus::StdinClosed);
     assert!(started.process.terminate().await.unwrap());
     assert_eq!(
@@ -189,11 +182,7 @@ async fn pty_resize_is_seen_by_the_program(env: Environment) {
         })
         .await
         .unwrap();
-    started
-        .process
-        .write(Bytes::from_static(b"\n"))
-        .await
-        .unwrap();
+    write_stdin(&started, b"\n").await;
     let done = drain(&mut started.events).await;
     assert!(
         String::from_utf8_lossy(&done.pty).contains("50 120"),
@@ -243,11 +232,7 @@ async fn read_from_a_seq(env: Environment) {
     p.pipe_stdin = true;
     let mut started = env.exec.start(p).await.unwrap();
     wait_for_output(&mut started.events, "one").await;
-    started
-        .process
-        .write(Bytes::from_static(b"\n"))
-        .await
-        .unwrap();
+    write_stdin(&started, b"\n").await;
     started.process.wait().await.unwrap();
     let all = started.process.read(0, None, None).await.unwrap();
     let texts: Vec<&[u8]> = all.chunks.iter().map(|c| &c.chunk[..]).collect();

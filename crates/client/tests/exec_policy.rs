@@ -13,6 +13,7 @@ use execd_protocol::policy::{
     Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Rule, Verdict,
 };
 use execd_protocol::process::StartParams;
+use execd_protocol::sandbox::SandboxSpec;
 use execd_test_support::procs::pids_running;
 use execd_test_support::{
     both_backends, collect_in_time, eventually, process_params, Backend, TempDir,
@@ -94,9 +95,10 @@ fn policy(rules: Vec<Rule>) -> ExecPolicy {
     }
 }
 
-fn params(id: &str, argv: &[&str], policy: ExecPolicy) -> StartParams {
+/// A pipe process under a policy of `rules`, allowing what they do not match.
+fn params(id: &str, argv: &[&str], rules: Vec<Rule>) -> StartParams {
     StartParams {
-        exec_policy: Some(policy),
+        exec_policy: Some(policy(rules)),
         ..process_params(id, argv)
     }
 }
@@ -130,7 +132,7 @@ async fn shell_runs_allowed_and_survives_denied(
         params(
             "sh",
             &[shell, "-c", SCRIPT],
-            policy(vec![rule(&["rm"], Verdict::Deny)]),
+            vec![rule(&["rm"], Verdict::Deny)],
         ),
     )
     .await;
@@ -180,7 +182,7 @@ async fn ask_is_answered_both_ways(env: Environment, gate: Arc<TestGate>) {
         params(
             "ask",
             &["bash", "-c", script],
-            policy(vec![rule(&["cat"], Verdict::Ask)]),
+            vec![rule(&["cat"], Verdict::Ask)],
         ),
     )
     .await;
@@ -216,17 +218,10 @@ fn answer_by_argv(request: &ApproveParams) -> Option<Answer> {
 }
 
 async fn unanswered_ask_times_out_and_denies(env: Environment, gate: Arc<TestGate>) {
-    let mut p = policy(vec![rule(&["cat"], Verdict::Ask)]);
-    p.ask_timeout_ms = Some(300);
-    let ran = run(
-        &env,
-        params(
-            "silent",
-            &["bash", "-c", "cat /etc/shadow || echo timed-out"],
-            p,
-        ),
-    )
-    .await;
+    let argv = ["bash", "-c", "cat /etc/shadow || echo timed-out"];
+    let mut p = params("silent", &argv, vec![rule(&["cat"], Verdict::Ask)]);
+    p.exec_policy.as_mut().unwrap().ask_timeout_ms = Some(300);
+    let ran = run(&env, p).await;
     assert_eq!(ran.stdout, "timed-out\n");
     let cat = gate.decision_for("cat");
     assert_eq!(
@@ -242,7 +237,7 @@ async fn python_subprocess_is_intercepted(env: Environment, gate: Arc<TestGate>)
         params(
             "py",
             &["/usr/bin/python3", "-c", code],
-            policy(vec![rule(&["true"], Verdict::Deny)]),
+            vec![rule(&["true"], Verdict::Deny)],
         ),
     )
     .await;
@@ -257,7 +252,7 @@ async fn denied_program_fails_to_start(env: Environment, gate: Arc<TestGate>) {
         .start(params(
             "rm",
             &["rm", "-rf", "/tmp/nothing"],
-            policy(vec![rule(&["rm"], Verdict::Deny)]),
+            vec![rule(&["rm"], Verdict::Deny)],
         ))
         .await
         .err()
@@ -279,7 +274,7 @@ async fn terminating_the_tree_ends_its_escalated_commands(env: Environment, _gat
         .start(params(
             "esc-kill",
             &["bash", "-c", &script],
-            policy(vec![rule(&["sleep"], Verdict::Escalate)]),
+            vec![rule(&["sleep"], Verdict::Escalate)],
         ))
         .await
         .expect("start");
@@ -334,11 +329,7 @@ async fn static_binaries_are_held_too(env: Environment, gate: Arc<TestGate>) {
     let program = binary.to_str().unwrap();
     let ran = run(
         &env,
-        params(
-            "static",
-            &[program],
-            policy(vec![rule(&["echo"], Verdict::Deny)]),
-        ),
+        params("static", &[program], vec![rule(&["echo"], Verdict::Deny)]),
     )
     .await;
     assert_eq!(ran.stdout, "exec failed: 13\n", "stderr {}", ran.stderr);
@@ -348,19 +339,21 @@ async fn static_binaries_are_held_too(env: Environment, gate: Arc<TestGate>) {
         (Verdict::Deny, "/bin/echo")
     );
     // Allowed, the same raw exec goes through.
-    let ran = run(&env, params("static-ok", &[program], policy(vec![]))).await;
+    let ran = run(&env, params("static-ok", &[program], vec![])).await;
     assert_eq!(ran.stdout, "ran\n");
 }
 
+/// `bash -c script` in a read-only sandbox without network, writable only
+/// under `roots`; no policy.
 fn sandboxed(id: &str, script: &str, roots: Vec<String>) -> StartParams {
-    let mut p = params(id, &["bash", "-c", script], policy(vec![]));
-    p.exec_policy = None;
-    p.sandbox = Some(execd_protocol::sandbox::SandboxSpec {
-        writable_roots: roots,
-        network: false,
-        read_only: true,
-    });
-    p
+    StartParams {
+        sandbox: Some(SandboxSpec {
+            writable_roots: roots,
+            network: false,
+            read_only: true,
+        }),
+        ..process_params(id, &["bash", "-c", script])
+    }
 }
 
 async fn sandbox_confines_writes_and_network(env: Environment, _gate: Arc<TestGate>) {

@@ -8,10 +8,11 @@
 //! around.
 
 use std::collections::HashMap;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 
 use execd_test_support::binary::{next_line, wait_exit};
 use execd_test_support::procs::first_pid;
+use execd_test_support::wire::{assert_error, INVALID_REQUEST};
 use execd_test_support::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -125,15 +126,29 @@ impl StdioServer {
         message
     }
 
-    /// Close stdin; return whatever execd still printed and its exit status.
-    async fn close(mut self) -> (Vec<String>, ExitStatus) {
+    /// The `initialize` (id 1) / `initialized` handshake; the reply.
+    async fn initialize(&mut self) -> Value {
+        self.send(json!({"id": 1, "method": "initialize", "params": {"clientName": "t"}}))
+            .await;
+        let reply = self.response(1).await;
+        self.send(json!({"method": "initialized", "params": {}}))
+            .await;
+        reply
+    }
+
+    /// Close stdin: execd must exit 0. Whatever it still printed.
+    async fn close(mut self) -> Vec<String> {
         drop(self.stdin.take());
         let mut rest = Vec::new();
         while let Some(line) = next_line(&mut self.stdout).await {
             rest.push(line);
         }
         let status = wait_exit(&mut self.child, "stdin closed").await;
-        (rest, status)
+        assert!(
+            status.success(),
+            "execd exited with {status} after stdin closed, expected 0"
+        );
+        rest
     }
 }
 
@@ -244,12 +259,8 @@ async fn stdio_runs_the_protocol_example() {
         "events for p1: {events:#?}"
     );
 
-    let (rest, status) = server.close().await;
+    let rest = server.close().await;
     assert!(rest.is_empty(), "unexpected output after closed: {rest:?}");
-    assert!(
-        status.success(),
-        "execd exited with {status} after stdin closed, expected 0"
-    );
 }
 
 #[tokio::test]
@@ -258,34 +269,18 @@ async fn stdio_rejects_a_non_json_line_and_keeps_serving() {
     server.send_line("this is not json").await;
     let reply = server.recv().await;
     assert_eq!(reply["id"], -1, "bad reply to a non-JSON line: {reply}");
-    assert_eq!(
-        reply["error"]["code"], -32600,
-        "bad reply to a non-JSON line: {reply}"
-    );
-    assert!(
-        reply["error"]["message"].is_string(),
-        "error without a message: {reply}"
-    );
+    assert_error(&reply["error"], INVALID_REQUEST, &[], "a non-JSON line");
 
-    server
-        .send(json!({"id": 1, "method": "initialize", "params": {"clientName": "t"}}))
-        .await;
-    let reply = server.response(1).await;
+    let reply = server.initialize().await;
     assert!(
         reply["result"]["sessionId"].is_string(),
         "initialize after a bad line failed: {reply}"
     );
-    server
-        .send(json!({"method": "initialized", "params": {}}))
-        .await;
 
     server.send_line("{\"id\": 2, \"method\": ").await;
     let reply = server.recv().await;
     assert_eq!(reply["id"], -1, "bad reply to truncated JSON: {reply}");
-    assert_eq!(
-        reply["error"]["code"], -32600,
-        "bad reply to truncated JSON: {reply}"
-    );
+    assert_error(&reply["error"], INVALID_REQUEST, &[], "truncated JSON");
 
     server
         .send(json!({"id": 3, "method": "fs/getMetadata", "params": {"path": "/tmp"}}))
@@ -296,24 +291,14 @@ async fn stdio_rejects_a_non_json_line_and_keeps_serving() {
         "fs/getMetadata after a bad line failed: {reply}"
     );
 
-    let (rest, status) = server.close().await;
+    let rest = server.close().await;
     assert!(rest.is_empty(), "unexpected output: {rest:?}");
-    assert!(
-        status.success(),
-        "execd exited with {status} after stdin closed"
-    );
 }
 
 #[tokio::test]
 async fn stdio_eof_exits_zero_and_kills_processes() {
     let mut server = StdioServer::spawn();
-    server
-        .send(json!({"id": 1, "method": "initialize", "params": {"clientName": "t"}}))
-        .await;
-    server.response(1).await;
-    server
-        .send(json!({"method": "initialized", "params": {}}))
-        .await;
+    server.initialize().await;
     server
         .send(json!({"id": 2, "method": "process/start", "params": start_params("p1", &SLEEPER)}))
         .await;
@@ -332,11 +317,7 @@ async fn stdio_eof_exits_zero_and_kills_processes() {
     }
     let sleeper = Watched::new(first_pid(&String::from_utf8_lossy(&output)));
 
-    let (_, status) = server.close().await;
-    assert!(
-        status.success(),
-        "execd exited with {status} after stdin closed"
-    );
+    server.close().await;
     sleeper.assert_gone().await;
 }
 

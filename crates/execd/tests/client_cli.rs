@@ -15,8 +15,17 @@ use execd_test_support::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
+use tokio::process::Command;
 
 const EXECD: Execd = Execd(env!("CARGO_BIN_EXE_execd"));
+
+/// `execd run --url URL ARGS...` against `server`; ARGS are options, `--`
+/// and the command.
+fn run_on(server: &ExecdServer, args: &[&str]) -> Command {
+    let mut all = vec!["run", "--url", server.url.as_str()];
+    all.extend_from_slice(args);
+    EXECD.command(&all)
+}
 
 /// The command under test exited with `code` (its stderr shown if not).
 fn assert_exit(output: &Output, code: i32) {
@@ -94,17 +103,14 @@ fn make_tree(root: &Path) {
 #[tokio::test]
 async fn run_streams_stdout_and_stderr_and_returns_the_exit_code() {
     let server = EXECD.serve().await;
-    let output = EXECD
-        .output(&[
-            "run",
-            "--url",
-            &server.url,
-            "--",
-            "bash",
-            "-c",
-            "echo out; echo err >&2; exit 7",
-        ])
-        .await;
+    let output = output_of(
+        run_on(
+            &server,
+            &["--", "bash", "-c", "echo out; echo err >&2; exit 7"],
+        ),
+        None,
+    )
+    .await;
     assert_eq!(output.stdout, b"out\n", "stderr: {}", stderr_of(&output));
     assert!(
         stderr_of(&output).contains("err\n"),
@@ -143,11 +149,7 @@ async fn run_without_a_url_fails_clearly() {
 #[tokio::test]
 async fn run_forwards_stdin_and_its_eof() {
     let server = EXECD.serve().await;
-    let output = output_of(
-        EXECD.command(&["run", "--url", &server.url, "--", "cat"]),
-        Some(b"hello\nworld\n"),
-    )
-    .await;
+    let output = output_of(run_on(&server, &["--", "cat"]), Some(b"hello\nworld\n")).await;
     assert_eq!(
         output.stdout,
         b"hello\nworld\n",
@@ -158,11 +160,7 @@ async fn run_forwards_stdin_and_its_eof() {
 
     // Megabytes of binary input, through and back.
     let data = noise(2_500_000, 7);
-    let output = output_of(
-        EXECD.command(&["run", "--url", &server.url, "--", "cat"]),
-        Some(&data),
-    )
-    .await;
+    let output = output_of(run_on(&server, &["--", "cat"]), Some(&data)).await;
     assert_exit(&output, 0);
     assert!(
         output.stdout == data,
@@ -174,38 +172,34 @@ async fn run_forwards_stdin_and_its_eof() {
 #[tokio::test]
 async fn run_exits_with_128_plus_the_signal() {
     let server = EXECD.serve().await;
-    let output = EXECD
-        .output(&[
-            "run",
-            "--url",
-            &server.url,
-            "--",
-            "bash",
-            "-c",
-            "kill -TERM $$",
-        ])
-        .await;
+    let output = output_of(
+        run_on(&server, &["--", "bash", "-c", "kill -TERM $$"]),
+        None,
+    )
+    .await;
     assert_exit(&output, 143);
 }
 
 #[tokio::test]
 async fn run_sets_env_and_cwd() {
     let server = EXECD.serve().await;
-    let output = EXECD
-        .output(&[
-            "run",
-            "--url",
-            &server.url,
-            "--env",
-            "A=B",
-            "--cwd",
-            "/usr",
-            "--",
-            "bash",
-            "-c",
-            "echo $A; pwd",
-        ])
-        .await;
+    let output = output_of(
+        run_on(
+            &server,
+            &[
+                "--env",
+                "A=B",
+                "--cwd",
+                "/usr",
+                "--",
+                "bash",
+                "-c",
+                "echo $A; pwd",
+            ],
+        ),
+        None,
+    )
+    .await;
     assert_eq!(
         output.stdout,
         b"B\n/usr\n",
@@ -221,16 +215,7 @@ async fn run_passes_megabytes_of_binary_output_exactly() {
     let dir = TempDir::new("run-binary");
     let data = noise(3_000_000, 42);
     std::fs::write(dir.join("data.bin"), &data).expect("write data");
-    let output = EXECD
-        .output(&[
-            "run",
-            "--url",
-            &server.url,
-            "--",
-            "cat",
-            &dir.text("data.bin"),
-        ])
-        .await;
+    let output = output_of(run_on(&server, &["--", "cat", &dir.text("data.bin")]), None).await;
     assert_exit(&output, 0);
     assert!(
         output.stdout == data,
@@ -242,8 +227,7 @@ async fn run_passes_megabytes_of_binary_output_exactly() {
 #[tokio::test]
 async fn run_does_not_wait_for_local_stdin_once_the_process_closed() {
     let server = EXECD.serve().await;
-    let mut child = EXECD
-        .command(&["run", "--url", &server.url, "--", "echo", "done"])
+    let mut child = run_on(&server, &["--", "echo", "done"])
         .stdin(Stdio::piped())
         .spawn()
         .expect("spawn execd run");
@@ -270,8 +254,7 @@ async fn run_ends_leftovers_holding_the_output_on_the_first_interrupt() {
     let server = EXECD.serve().await;
     let script = "setsid sleep 1000 & \
         until [ \"$(cut -d' ' -f6 /proc/$!/stat)\" = $! ]; do :; done; echo $!";
-    let mut child = EXECD
-        .command(&["run", "--url", &server.url, "--", "bash", "-c", script])
+    let mut child = run_on(&server, &["--", "bash", "-c", script])
         .spawn()
         .expect("spawn execd run");
     let pid = printed_pid(&mut child).await;
@@ -295,16 +278,16 @@ async fn run_ends_leftovers_holding_the_output_on_the_first_interrupt() {
 #[tokio::test]
 async fn run_with_tty_merges_output_on_a_terminal() {
     let server = EXECD.serve().await;
-    let mut command = EXECD.command(&[
-        "run",
-        "--url",
-        &server.url,
-        "--tty",
-        "--",
-        "bash",
-        "-c",
-        "test -t 0 && test -t 1 && echo tty; echo $TERM; echo err >&2; exit 3",
-    ]);
+    let mut command = run_on(
+        &server,
+        &[
+            "--tty",
+            "--",
+            "bash",
+            "-c",
+            "test -t 0 && test -t 1 && echo tty; echo $TERM; echo err >&2; exit 3",
+        ],
+    );
     command.env_remove("TERM");
     let output = output_of(command, None).await;
     assert_eq!(
@@ -321,7 +304,7 @@ async fn run_with_tty_ends_when_piped_input_ends() {
     let server = EXECD.serve().await;
     // Local stdin is a pipe, not a terminal: its EOF becomes the remote
     // terminal's EOF character, so `cat` under the PTY finishes.
-    let command = EXECD.command(&["run", "--url", &server.url, "--tty", "--", "cat"]);
+    let command = run_on(&server, &["--tty", "--", "cat"]);
     let output = output_of(command, Some(b"one\ntwo\n")).await;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -335,16 +318,7 @@ async fn run_with_tty_ends_when_piped_input_ends() {
 #[tokio::test]
 async fn run_exits_255_when_the_connection_drops() {
     let mut server = EXECD.serve().await;
-    let mut child = EXECD
-        .command(&[
-            "run",
-            "--url",
-            &server.url,
-            "--",
-            "bash",
-            "-c",
-            "echo $$; exec sleep 600",
-        ])
+    let mut child = run_on(&server, &["--", "bash", "-c", "echo $$; exec sleep 600"])
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn execd run");

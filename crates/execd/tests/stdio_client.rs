@@ -2,10 +2,9 @@
 //! `execd serve --listen stdio` as a child (as it would `ssh host execd
 //! serve --listen stdio`) and the remote environment works through it.
 
-use bytes::Bytes;
 use execd_client::{ExecServerClient, RemoteEnvironment};
 use execd_protocol::process::StartParams;
-use execd_test_support::{collect_in_time, process_params};
+use execd_test_support::{collect_in_time, process_params, write_stdin};
 
 #[tokio::test]
 async fn remote_environment_over_a_child_s_stdio() {
@@ -22,11 +21,7 @@ async fn remote_environment_over_a_child_s_stdio() {
         ..process_params("stdio-cat", &["bash", "-c", "cat; echo done:$? >&2"])
     };
     let mut started = env.exec.start(params).await.expect("start");
-    started
-        .process
-        .write(Bytes::from_static(b"over stdio\n"))
-        .await
-        .unwrap();
+    write_stdin(&started, b"over stdio\n").await;
     started.process.close_stdin().await.unwrap();
     let done = collect_in_time(&mut started.events).await;
     let exit = done.code();

@@ -263,47 +263,37 @@ async fn malformed_frame_burst_then_initialize() {
 async fn calls_before_initialize_are_rejected() {
     let server = start_server().await;
     let mut client = Client::connect(&server.url()).await;
-    expect_error(
-        &mut client,
-        "process/start",
-        start_params("early", &["echo", "hi"]),
-        INVALID_REQUEST,
-        &["process/start", "initialize"],
-    )
-    .await;
-    expect_error(
-        &mut client,
-        "process/read",
-        json!({"processId": "early"}),
-        INVALID_REQUEST,
-        &["process/read", "initialize"],
-    )
-    .await;
-    expect_error(
-        &mut client,
-        "fs/readFile",
-        json!({"path": "/etc/hostname"}),
-        INVALID_REQUEST,
-        &["fs/readFile", "initialize"],
-    )
-    .await;
-    // A bad initialize does not initialize either.
-    expect_error(
-        &mut client,
-        "initialize",
-        json!({"clientName": 5}),
-        INVALID_PARAMS,
-        &["clientName"],
-    )
-    .await;
-    expect_error(
-        &mut client,
-        "process/start",
-        start_params("early", &["echo", "hi"]),
-        INVALID_REQUEST,
-        &["process/start"],
-    )
-    .await;
+    let early = start_params("early", &["echo", "hi"]);
+    for (method, params, code, needles) in [
+        (
+            "process/start",
+            early.clone(),
+            INVALID_REQUEST,
+            &["process/start", "initialize"][..],
+        ),
+        (
+            "process/read",
+            json!({"processId": "early"}),
+            INVALID_REQUEST,
+            &["process/read", "initialize"],
+        ),
+        (
+            "fs/readFile",
+            json!({"path": "/etc/hostname"}),
+            INVALID_REQUEST,
+            &["fs/readFile", "initialize"],
+        ),
+        // A bad initialize does not initialize either.
+        (
+            "initialize",
+            json!({"clientName": 5}),
+            INVALID_PARAMS,
+            &["clientName"],
+        ),
+        ("process/start", early, INVALID_REQUEST, &["process/start"]),
+    ] {
+        expect_error(&mut client, method, params, code, needles).await;
+    }
 
     // The rejected start left nothing behind: the id is free once initialized.
     client.initialize("test").await;

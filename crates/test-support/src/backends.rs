@@ -2,17 +2,19 @@
 //! this machine ([`Backend::Local`]) and a real server over a loopback
 //! socket ([`Backend::Remote`]); [`both_backends!`] instantiates a test body
 //! once for each. Also the typed `StartParams` most of those tests start
-//! from, and collecting a process's events to its end, bounded.
+//! from, writing to a started process, and collecting its events to its
+//! end, bounded.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use execd_client::{Environment, ExecServerClient, RemoteEnvironment};
-use execd_environment::{collect, Collected, EventReceiver};
+use execd_environment::{collect, Collected, EventReceiver, StartedProcess};
 use execd_local::LocalEnvironment;
 use execd_policy::decision::ExecGate;
-use execd_protocol::process::StartParams;
+use execd_protocol::process::{StartParams, WriteStatus};
 use execd_server::{ServerConfig, WsServer};
 
 use crate::server::{fast_table, start_server_with};
@@ -152,4 +154,13 @@ pub async fn collect_in_time(events: &mut EventReceiver) -> Collected {
         .await
         .expect("closed in time")
         .expect("no event error")
+}
+
+/// Write `data` to a started process's stdin; the status.
+pub async fn write_stdin(started: &StartedProcess, data: &'static [u8]) -> WriteStatus {
+    started
+        .process
+        .write(Bytes::from_static(data))
+        .await
+        .expect("write to stdin")
 }

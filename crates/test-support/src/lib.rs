@@ -18,7 +18,7 @@ pub mod ws_client;
 
 use std::time::Duration;
 
-pub use backends::{collect_in_time, process_params, Backend, BackendGuard};
+pub use backends::{collect_in_time, process_params, write_stdin, Backend, BackendGuard};
 pub use binary::{output_of, stderr_of, Execd, ExecdServer};
 pub use files::{noise, unique_name, TempDir};
 pub use procs::{eventually, is_alive, pids_in, wait_dead, Watched};

@@ -6,7 +6,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -95,11 +95,7 @@ where
 }
 
 /// Next WebSocket message (bounded); panics on timeout, end or error.
-pub async fn recv_message<S, E>(ws: &mut S) -> Message
-where
-    S: Stream<Item = Result<Message, E>> + Unpin,
-    E: std::fmt::Debug,
-{
+pub async fn recv_message(ws: &mut Ws) -> Message {
     tokio::time::timeout(TIMEOUT, ws.next())
         .await
         .expect("timed out waiting for a frame")
@@ -108,11 +104,7 @@ where
 }
 
 /// Next text frame, parsed; other data frames are skipped, a close panics.
-pub async fn recv_json<S, E>(ws: &mut S) -> Value
-where
-    S: Stream<Item = Result<Message, E>> + Unpin,
-    E: std::fmt::Debug,
-{
+pub async fn recv_json(ws: &mut Ws) -> Value {
     loop {
         match recv_message(ws).await {
             Message::Text(text) => {
