@@ -150,6 +150,15 @@ impl StdioServer {
         );
         rest
     }
+
+    /// [`StdioServer::close`], and execd printed nothing more.
+    async fn close_cleanly(self) {
+        let rest = self.close().await;
+        assert!(
+            rest.is_empty(),
+            "unexpected output after the last reply: {rest:?}"
+        );
+    }
 }
 
 /// One process notification, rendered for comparison.
@@ -259,8 +268,7 @@ async fn stdio_runs_the_protocol_example() {
         "events for p1: {events:#?}"
     );
 
-    let rest = server.close().await;
-    assert!(rest.is_empty(), "unexpected output after closed: {rest:?}");
+    server.close_cleanly().await;
 }
 
 #[tokio::test]
@@ -291,8 +299,7 @@ async fn stdio_rejects_a_non_json_line_and_keeps_serving() {
         "fs/getMetadata after a bad line failed: {reply}"
     );
 
-    let rest = server.close().await;
-    assert!(rest.is_empty(), "unexpected output: {rest:?}");
+    server.close_cleanly().await;
 }
 
 #[tokio::test]

@@ -27,6 +27,26 @@ fn run_on(server: &ExecdServer, args: &[&str]) -> Command {
     EXECD.command(&all)
 }
 
+/// `execd cp args...`, which must exit with `code`.
+async fn cp(args: &[&str], code: i32) -> Output {
+    let mut all = vec!["cp"];
+    all.extend_from_slice(args);
+    let output = EXECD.output(&all).await;
+    assert_exit(&output, code);
+    output
+}
+
+/// `URL:path`: `path` on `server`, as `execd cp` names it.
+fn on(server: &ExecdServer, path: &str) -> String {
+    format!("{}:{path}", server.url)
+}
+
+/// The command under test printed `stdout` and exited with `code`.
+fn assert_output(output: &Output, stdout: &[u8], code: i32) {
+    assert_eq!(output.stdout, stdout, "stderr: {}", stderr_of(output));
+    assert_exit(output, code);
+}
+
 /// The command under test exited with `code` (its stderr shown if not).
 fn assert_exit(output: &Output, code: i32) {
     assert_eq!(
@@ -111,13 +131,12 @@ async fn run_streams_stdout_and_stderr_and_returns_the_exit_code() {
         None,
     )
     .await;
-    assert_eq!(output.stdout, b"out\n", "stderr: {}", stderr_of(&output));
     assert!(
         stderr_of(&output).contains("err\n"),
         "stderr: {}",
         stderr_of(&output)
     );
-    assert_exit(&output, 7);
+    assert_output(&output, b"out\n", 7);
 }
 
 #[tokio::test]
@@ -126,13 +145,7 @@ async fn run_takes_the_url_from_execd_url() {
     let mut command = EXECD.command(&["run", "--", "echo", "from", "env"]);
     command.env("EXECD_URL", &server.url);
     let output = output_of(command, None).await;
-    assert_eq!(
-        output.stdout,
-        b"from env\n",
-        "stderr: {}",
-        stderr_of(&output)
-    );
-    assert_exit(&output, 0);
+    assert_output(&output, b"from env\n", 0);
 }
 
 #[tokio::test]
@@ -150,13 +163,7 @@ async fn run_without_a_url_fails_clearly() {
 async fn run_forwards_stdin_and_its_eof() {
     let server = EXECD.serve().await;
     let output = output_of(run_on(&server, &["--", "cat"]), Some(b"hello\nworld\n")).await;
-    assert_eq!(
-        output.stdout,
-        b"hello\nworld\n",
-        "stderr: {}",
-        stderr_of(&output)
-    );
-    assert_exit(&output, 0);
+    assert_output(&output, b"hello\nworld\n", 0);
 
     // Megabytes of binary input, through and back.
     let data = noise(2_500_000, 7);
@@ -200,13 +207,7 @@ async fn run_sets_env_and_cwd() {
         None,
     )
     .await;
-    assert_eq!(
-        output.stdout,
-        b"B\n/usr\n",
-        "stderr: {}",
-        stderr_of(&output)
-    );
-    assert_exit(&output, 0);
+    assert_output(&output, b"B\n/usr\n", 0);
 }
 
 #[tokio::test]
@@ -290,13 +291,7 @@ async fn run_with_tty_merges_output_on_a_terminal() {
     );
     command.env_remove("TERM");
     let output = output_of(command, None).await;
-    assert_eq!(
-        output.stdout,
-        b"tty\r\nxterm-256color\r\nerr\r\n",
-        "stderr: {}",
-        stderr_of(&output)
-    );
-    assert_exit(&output, 3);
+    assert_output(&output, b"tty\r\nxterm-256color\r\nerr\r\n", 3);
 }
 
 #[tokio::test]
@@ -348,37 +343,26 @@ async fn cp_copies_a_tree_to_the_server_and_back() {
 
     // The destination does not exist: it becomes the copy.
     let remote_copy = remote.text("copy");
-    let output = EXECD
-        .output(&[
-            "cp",
-            "-r",
-            &local.text("src"),
-            &format!("{}:{remote_copy}", server.url),
-        ])
-        .await;
-    assert_exit(&output, 0);
+    let output = cp(&["-r", &local.text("src"), &on(&server, &remote_copy)], 0).await;
     assert!(output.stdout.is_empty());
     assert_same_tree(&source, Path::new(&remote_copy));
 
     let back = local.text("back");
-    let output = EXECD
-        .output(&["cp", "-r", &format!("{}:{remote_copy}", server.url), &back])
-        .await;
-    assert_exit(&output, 0);
+    cp(&["-r", &on(&server, &remote_copy), &back], 0).await;
     assert_same_tree(&source, Path::new(&back));
 
     // An existing directory receives the source under its own name.
-    let output = EXECD
-        .output(&[
-            "cp",
+    cp(
+        &[
             "-r",
             "--url",
             &server.url,
             &local.text("src"),
             &format!(":{}", remote.text("")),
-        ])
-        .await;
-    assert_exit(&output, 0);
+        ],
+        0,
+    )
+    .await;
     assert_same_tree(&source, &remote.join("src"));
 }
 
@@ -391,14 +375,7 @@ async fn cp_copies_a_single_file_there_and_back() {
     std::fs::write(local.join("one.bin"), &data).expect("write file");
 
     let remote_file = remote.text("renamed.bin");
-    let output = EXECD
-        .output(&[
-            "cp",
-            &local.text("one.bin"),
-            &format!("{}:{remote_file}", server.url),
-        ])
-        .await;
-    assert_exit(&output, 0);
+    cp(&[&local.text("one.bin"), &on(&server, &remote_file)], 0).await;
     assert!(std::fs::read(&remote_file).expect("remote copy") == data);
 
     // Back into an existing local directory: keeps the remote name.
@@ -412,14 +389,7 @@ async fn cp_copies_a_single_file_there_and_back() {
 
     // An empty file, and overwriting an existing file.
     std::fs::write(local.join("empty"), b"").expect("write empty");
-    let output = EXECD
-        .output(&[
-            "cp",
-            &local.text("empty"),
-            &format!("{}:{remote_file}", server.url),
-        ])
-        .await;
-    assert_exit(&output, 0);
+    cp(&[&local.text("empty"), &on(&server, &remote_file)], 0).await;
     assert_eq!(std::fs::read(&remote_file).expect("remote copy"), b"");
 }
 
@@ -433,46 +403,27 @@ async fn cp_between_two_servers_and_locally() {
 
     let on_first = remote.text("on-first");
     let on_second = remote.text("on-second");
-    let output = EXECD
-        .output(&[
-            "cp",
-            "-r",
-            &local.text("src"),
-            &format!("{}:{on_first}", first.url),
-        ])
-        .await;
-    assert_exit(&output, 0);
-    let output = EXECD
-        .output(&[
-            "cp",
-            "-r",
-            &format!("{}:{on_first}", first.url),
-            &format!("{}:{on_second}", second.url),
-        ])
-        .await;
-    assert_exit(&output, 0);
+    cp(&["-r", &local.text("src"), &on(&first, &on_first)], 0).await;
+    cp(&["-r", &on(&first, &on_first), &on(&second, &on_second)], 0).await;
     assert_same_tree(&local.join("src"), Path::new(&on_second));
 
     // Same server on both sides.
     let same = remote.text("same-server");
-    let output = EXECD
-        .output(&[
-            "cp",
+    cp(
+        &[
             "-r",
             "--url",
             &first.url,
             &format!(":{on_first}"),
             &format!(":{same}"),
-        ])
-        .await;
-    assert_exit(&output, 0);
+        ],
+        0,
+    )
+    .await;
     assert_same_tree(&local.join("src"), Path::new(&same));
 
     // Local to local.
-    let output = EXECD
-        .output(&["cp", "-r", &local.text("src"), &local.text("plain")])
-        .await;
-    assert_exit(&output, 0);
+    cp(&["-r", &local.text("src"), &local.text("plain")], 0).await;
     assert_same_tree(&local.join("src"), &local.join("plain"));
 }
 
@@ -481,14 +432,7 @@ async fn cp_reports_errors() {
     let server = EXECD.serve().await;
     let local = TempDir::new("cp-errors");
     let missing = local.text("no-such-file");
-    let output = EXECD
-        .output(&[
-            "cp",
-            &format!("{}:{missing}", server.url),
-            &local.text("out"),
-        ])
-        .await;
-    assert_exit(&output, 1);
+    let output = cp(&[&on(&server, &missing), &local.text("out")], 1).await;
     let stderr = stderr_of(&output);
     assert!(
         stderr.starts_with("execd cp: ") && stderr.contains(&missing),
@@ -497,14 +441,11 @@ async fn cp_reports_errors() {
     assert!(!local.join("out").exists());
 
     std::fs::create_dir(local.join("dir")).expect("create dir");
-    let output = EXECD
-        .output(&[
-            "cp",
-            &local.text("dir"),
-            &format!("{}:{}", server.url, local.text("dir-copy")),
-        ])
-        .await;
-    assert_exit(&output, 1);
+    let output = cp(
+        &[&local.text("dir"), &on(&server, &local.text("dir-copy"))],
+        1,
+    )
+    .await;
     let stderr = stderr_of(&output);
     assert!(
         stderr.starts_with("execd cp: ") && stderr.contains("-r"),
@@ -513,10 +454,7 @@ async fn cp_reports_errors() {
     assert!(!local.join("dir-copy").exists());
 
     // `:/path` without a server to refer to.
-    let output = EXECD
-        .output(&["cp", ":/etc/hostname", &local.text("x")])
-        .await;
-    assert_exit(&output, 1);
+    let output = cp(&[":/etc/hostname", &local.text("x")], 1).await;
     assert!(
         stderr_of(&output).contains("EXECD_URL"),
         "stderr: {}",

@@ -133,33 +133,19 @@ async fn check_bad_calls(client: &mut Client) {
     }
 
     // Values the process layer rejects.
-    let params = start_with("empty", "argv", Some(json!([])));
-    expect_error(
-        client,
-        "process/start",
-        params,
-        INVALID_PARAMS,
-        &["argv must not be empty"],
-    )
-    .await;
-    let params = start_with("rel", "cwd", Some(json!("relative/dir")));
-    expect_error(
-        client,
-        "process/start",
-        params,
-        INVALID_PARAMS,
-        &["relative/dir"],
-    )
-    .await;
-    let params = start_with("nocwd", "cwd", Some(json!("/no/such/dir-xyz")));
-    expect_error(
-        client,
-        "process/start",
-        params,
-        INVALID_PARAMS,
-        &["/no/such/dir-xyz"],
-    )
-    .await;
+    for (id, field, value, needle) in [
+        ("empty", "argv", json!([]), "argv must not be empty"),
+        ("rel", "cwd", json!("relative/dir"), "relative/dir"),
+        (
+            "nocwd",
+            "cwd",
+            json!("/no/such/dir-xyz"),
+            "/no/such/dir-xyz",
+        ),
+    ] {
+        let params = start_with(id, field, Some(value));
+        expect_error(client, "process/start", params, INVALID_PARAMS, &[needle]).await;
+    }
     for program in ["/no/such/program", "no-such-program-xyz"] {
         let params = start_params("noprog", &[program, "arg"]);
         expect_error(client, "process/start", params, INVALID_PARAMS, &[program]).await;
@@ -192,30 +178,21 @@ async fn check_bad_calls(client: &mut Client) {
     assert_eq!(result, json!({"running": false}));
 
     // Bad params of the other process methods.
-    expect_error(
-        client,
-        "process/write",
-        json!({"processId": "dup", "chunk": "!!not base64!!"}),
-        INVALID_PARAMS,
-        &["chunk"],
-    )
-    .await;
-    expect_error(
-        client,
-        "process/read",
-        json!({"processId": "dup", "afterSeq": "x"}),
-        INVALID_PARAMS,
-        &["afterSeq"],
-    )
-    .await;
-    expect_error(
-        client,
-        "process/terminate",
-        json!({}),
-        INVALID_PARAMS,
-        &["processId"],
-    )
-    .await;
+    for (method, params, needle) in [
+        (
+            "process/write",
+            json!({"processId": "dup", "chunk": "!!not base64!!"}),
+            "chunk",
+        ),
+        (
+            "process/read",
+            json!({"processId": "dup", "afterSeq": "x"}),
+            "afterSeq",
+        ),
+        ("process/terminate", json!({}), "processId"),
+    ] {
+        expect_error(client, method, params, INVALID_PARAMS, &[needle]).await;
+    }
 
     // Params that are not an object.
     for (method, params, needle) in [

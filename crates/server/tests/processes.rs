@@ -11,16 +11,8 @@ use serde_json::json;
 #[tokio::test]
 async fn pty_merges_streams_with_default_size_and_term() {
     let (server, mut client) = connected().await;
-    client
-        .start(pty_params(
-            "t",
-            &[
-                "bash",
-                "-c",
-                "stty size; echo $TERM; echo to-stderr >&2; tty",
-            ],
-        ))
-        .await;
+    let script = "stty size; echo $TERM; echo to-stderr >&2; tty";
+    client.start(pty_params("t", &bash(script))).await;
     let out = client.wait_closed("t").await;
     let text = out.pty_str();
     assert!(text.contains("24 80"), "{text:?}");
@@ -108,12 +100,8 @@ async fn write_reports_every_status() {
 #[tokio::test]
 async fn terminate_signals_the_whole_group() {
     let (server, mut client) = connected().await;
-    client
-        .start(start_params(
-            "g",
-            &["bash", "-c", "sleep 1000 & echo $!; sleep 1000"],
-        ))
-        .await;
+    let script = "sleep 1000 & echo $!; sleep 1000";
+    client.start(start_params("g", &bash(script))).await;
     let out = client.wait_output("g", "\n").await;
     let background = pids_in(&out.stdout_str());
     assert_eq!(background.len(), 1);
@@ -132,16 +120,8 @@ async fn terminate_signals_the_whole_group() {
 #[tokio::test]
 async fn terminate_escalates_to_sigkill_when_term_is_ignored() {
     let (server, mut client) = connected().await;
-    client
-        .start(start_params(
-            "stubborn",
-            &[
-                "bash",
-                "-c",
-                "trap '' TERM; echo ready; while :; do sleep 1; done",
-            ],
-        ))
-        .await;
+    let script = "trap '' TERM; echo ready; while :; do sleep 1; done";
+    client.start(start_params("stubborn", &bash(script))).await;
     client.wait_output("stubborn", "ready").await;
     let r = client.terminate("stubborn").await;
     assert_eq!(r, json!({"running": true}));
@@ -169,16 +149,8 @@ async fn output_of_background_children_comes_before_closed() {
     let (server, mut client) = connected().await;
     // The shell exits at once; its child keeps stdout open and writes later
     // (fd 3 because background jobs get /dev/null as stdin).
-    client
-        .start(stdin_params(
-            "bg",
-            &[
-                "bash",
-                "-c",
-                "exec 3<&0; (read x <&3; echo late) & echo early",
-            ],
-        ))
-        .await;
+    let script = "exec 3<&0; (read x <&3; echo late) & echo early";
+    client.start(stdin_params("bg", &bash(script))).await;
     let out = client.wait_exited("bg").await;
     assert_eq!(out.exit_code, Some(0));
     assert_eq!(out.stdout_str(), "early\n");
@@ -193,12 +165,8 @@ async fn output_of_background_children_comes_before_closed() {
 #[tokio::test]
 async fn terminate_after_exit_still_reaps_lingering_children() {
     let (server, mut client) = connected().await;
-    client
-        .start(start_params(
-            "linger",
-            &["bash", "-c", "sleep 1000 & echo $!"],
-        ))
-        .await;
+    let script = "sleep 1000 & echo $!";
+    client.start(start_params("linger", &bash(script))).await;
     let out = client.wait_exited("linger").await;
     let pids = pids_in(&out.stdout_str());
     assert_eq!(pids.len(), 1);
@@ -215,14 +183,13 @@ async fn terminate_after_exit_still_reaps_lingering_children() {
 #[tokio::test]
 async fn terminate_kills_a_setsid_escapee_holding_the_output() {
     for tty in [false, true] {
-        let server = start_server().await;
-        let mut client = Client::connect_initialized(&server.url()).await;
+        let (server, mut client) = connected().await;
         // The shell waits until the child has its own session (field 6 of
         // its stat), or on a PTY the hangup at the shell's exit could still
         // reach it.
         let script = "setsid sleep 1000 & \
             until [ \"$(cut -d' ' -f6 /proc/$!/stat)\" = $! ]; do :; done; echo $!";
-        let mut params = start_params("escape", &["bash", "-c", script]);
+        let mut params = start_params("escape", &bash(script));
         params["tty"] = json!(tty);
         client.start(params).await;
         let out = client.wait_exited("escape").await;
@@ -240,12 +207,8 @@ async fn terminate_kills_a_setsid_escapee_holding_the_output() {
 #[tokio::test]
 async fn read_returns_retained_output_with_seq_bounds() {
     let (server, mut client) = connected().await;
-    client
-        .start(stdin_params(
-            "r",
-            &["bash", "-c", "echo first; read x; echo second; exit 4"],
-        ))
-        .await;
+    let script = "echo first; read x; echo second; exit 4";
+    client.start(stdin_params("r", &bash(script))).await;
     client.wait_output("r", "first").await;
     client.write("r", b"\n").await;
     client.wait_closed("r").await;
@@ -302,12 +265,8 @@ async fn read_returns_retained_output_with_seq_bounds() {
 #[tokio::test]
 async fn read_long_polls_until_output_arrives() {
     let (server, mut client) = connected().await;
-    client
-        .start(stdin_params(
-            "lp",
-            &["bash", "-c", "read x; echo got:$x; read y"],
-        ))
-        .await;
+    let script = "read x; echo got:$x; read y";
+    client.start(stdin_params("lp", &bash(script))).await;
     // Nothing to read yet: a short wait ends empty-handed.
     let empty = client
         .call(
@@ -360,10 +319,9 @@ async fn fifty_concurrent_processes_keep_order_and_every_line() {
 async fn sixty_four_mib_of_binary_output_arrive_exactly() {
     let (server, mut client) = connected().await;
     let data = noise(64 * 1024 * 1024, 0x9E37_79B9_7F4A_7C15);
-    let path = std::env::temp_dir().join(format!("execd-64mib-{}", std::process::id()));
-    std::fs::write(&path, &data).unwrap();
-    let out = client.run("big", &["cat", path.to_str().unwrap()]).await;
-    std::fs::remove_file(&path).unwrap();
+    let dir = TempDir::new("64mib");
+    std::fs::write(dir.join("data"), &data).unwrap();
+    let out = client.run("big", &["cat", &dir.text("data")]).await;
     assert_eq!(out.exit_code, Some(0));
     assert_eq!(out.stdout.len(), data.len());
     assert!(out.stdout == data, "64 MiB output differs from the file");
@@ -440,15 +398,10 @@ async fn closed_records_stay_readable_until_evicted() {
 
 async fn dropped_client_leaves_nothing_running(clean_close: bool) {
     let (server, mut client) = connected().await;
-    client
-        .start(start_params(
-            "bg",
-            &["bash", "-c", "sleep 1000 & echo $!; echo $$; sleep 1000"],
-        ))
-        .await;
-    client
-        .start(pty_params("tty", &["bash", "-c", "echo $$; sleep 1000"]))
-        .await;
+    let script = "sleep 1000 & echo $!; echo $$; sleep 1000";
+    client.start(start_params("bg", &bash(script))).await;
+    let script = "echo $$; sleep 1000";
+    client.start(pty_params("tty", &bash(script))).await;
     let out = client.wait_lines("bg", 2).await;
     let mut pids = pids_in(&out.stdout_str());
     let out = client.wait_output("tty", "\n").await;
@@ -477,12 +430,8 @@ async fn closing_client_leaves_no_process_behind() {
 #[tokio::test]
 async fn server_shutdown_terminates_every_process() {
     let (server, mut client) = connected().await;
-    client
-        .start(start_params(
-            "s",
-            &["bash", "-c", "echo $$; exec sleep 1000"],
-        ))
-        .await;
+    let script = "echo $$; exec sleep 1000";
+    client.start(start_params("s", &bash(script))).await;
     let out = client.wait_output("s", "\n").await;
     let pids = pids_in(&out.stdout_str());
     tokio::time::timeout(Duration::from_secs(30), server.shutdown())

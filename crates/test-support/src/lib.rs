@@ -23,7 +23,7 @@ pub use binary::{output_of, stderr_of, Execd, ExecdServer};
 pub use files::{noise, unique_name, TempDir};
 pub use procs::{eventually, is_alive, pids_in, wait_dead, Watched};
 pub use server::{bind_server, connected, fast_table, start_server, start_server_with};
-pub use wire::{b64, basic_env, pty_params, start_params, stdin_params, unb64};
+pub use wire::{b64, bash, basic_env, pty_params, start_params, stdin_params, unb64};
 pub use ws_client::{Client, Collected};
 
 /// Bounds one step: a frame, an event, a line of output, a process's death.

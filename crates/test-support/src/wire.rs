@@ -39,6 +39,11 @@ pub fn basic_env() -> Value {
     json!({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C"})
 }
 
+/// The argv of `bash -c script`.
+pub fn bash(script: &str) -> [&str; 3] {
+    ["bash", "-c", script]
+}
+
 /// `process/start` params for a pipe process.
 pub fn start_params(id: &str, argv: &[&str]) -> Value {
     json!({
