@@ -1,8 +1,7 @@
 //! The protocol as the raw-wire tests write it: error codes and checking an
-//! error object, base64 chunks, the JSON
-//! `process/start` params most tests use (pipe, stdin, PTY), and a raw
-//! WebSocket: connecting, and reading one message or JSON text frame off
-//! it, each bounded by [`TIMEOUT`].
+//! error object, base64 chunks, the JSON `process/start` params most tests
+//! use (pipe, stdin, PTY), and a raw WebSocket: connecting, and reading one
+//! message or JSON text frame off it, each bounded by [`TIMEOUT`].
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
