@@ -119,6 +119,11 @@ async fn run(env: &Environment, params: StartParams) -> Ran {
     }
 }
 
+/// Run `argv` under a policy of `rules` to its end.
+async fn run_under(env: &Environment, id: &str, argv: &[&str], rules: Vec<Rule>) -> Ran {
+    run(env, params(id, argv, rules)).await
+}
+
 const SCRIPT: &str = "echo start; ls / >/dev/null && echo ls-ok; rm -f /tmp/execd-policy-none || echo rm-denied; echo end";
 
 /// An allowed command runs; a denied one fails with a message and the shell goes on.
@@ -127,15 +132,8 @@ async fn shell_runs_allowed_and_survives_denied(
     env: Environment,
     gate: Arc<TestGate>,
 ) {
-    let ran = run(
-        &env,
-        params(
-            "sh",
-            &[shell, "-c", SCRIPT],
-            vec![rule(&["rm"], Verdict::Deny)],
-        ),
-    )
-    .await;
+    let argv = [shell, "-c", SCRIPT];
+    let ran = run_under(&env, "sh", &argv, vec![rule(&["rm"], Verdict::Deny)]).await;
     assert_eq!(
         ran.stdout, "start\nls-ok\nrm-denied\nend\n",
         "{shell}: stderr {}",
@@ -177,15 +175,8 @@ async fn zsh_under_policy(env: Environment, gate: Arc<TestGate>) {
 
 async fn ask_is_answered_both_ways(env: Environment, gate: Arc<TestGate>) {
     let script = "cat /etc/hostname >/dev/null && echo first-ran; cat /etc/passwd >/dev/null || echo second-denied";
-    let ran = run(
-        &env,
-        params(
-            "ask",
-            &["bash", "-c", script],
-            vec![rule(&["cat"], Verdict::Ask)],
-        ),
-    )
-    .await;
+    let argv = ["bash", "-c", script];
+    let ran = run_under(&env, "ask", &argv, vec![rule(&["cat"], Verdict::Ask)]).await;
     assert_eq!(
         ran.stdout, "first-ran\nsecond-denied\n",
         "stderr {}",
@@ -232,15 +223,8 @@ async fn unanswered_ask_times_out_and_denies(env: Environment, gate: Arc<TestGat
 
 async fn python_subprocess_is_intercepted(env: Environment, gate: Arc<TestGate>) {
     let code = "import subprocess\ntry:\n    subprocess.run(['true'])\n    print('ran')\nexcept PermissionError:\n    print('denied')";
-    let ran = run(
-        &env,
-        params(
-            "py",
-            &["/usr/bin/python3", "-c", code],
-            vec![rule(&["true"], Verdict::Deny)],
-        ),
-    )
-    .await;
+    let argv = ["/usr/bin/python3", "-c", code];
+    let ran = run_under(&env, "py", &argv, vec![rule(&["true"], Verdict::Deny)]).await;
     assert_eq!(ran.stdout, "denied\n", "stderr {}", ran.stderr);
     let denied = gate.decision_for("true");
     assert_eq!(denied.decision, Verdict::Deny);
@@ -327,11 +311,8 @@ fn raw_exec_binary() -> std::path::PathBuf {
 async fn static_binaries_are_held_too(env: Environment, gate: Arc<TestGate>) {
     let binary = raw_exec_binary();
     let program = binary.to_str().unwrap();
-    let ran = run(
-        &env,
-        params("static", &[program], vec![rule(&["echo"], Verdict::Deny)]),
-    )
-    .await;
+    let rules = vec![rule(&["echo"], Verdict::Deny)];
+    let ran = run_under(&env, "static", &[program], rules).await;
     assert_eq!(ran.stdout, "exec failed: 13\n", "stderr {}", ran.stderr);
     let echo = gate.decision_for("echo");
     assert_eq!(
@@ -339,7 +320,7 @@ async fn static_binaries_are_held_too(env: Environment, gate: Arc<TestGate>) {
         (Verdict::Deny, "/bin/echo")
     );
     // Allowed, the same raw exec goes through.
-    let ran = run(&env, params("static-ok", &[program], vec![])).await;
+    let ran = run_under(&env, "static-ok", &[program], vec![]).await;
     assert_eq!(ran.stdout, "ran\n");
 }
 

@@ -66,6 +66,34 @@ async fn copy(
     client.call("fs/copy", params).await
 }
 
+/// Write `data` to `path`, and read the same bytes back.
+async fn round_trip(client: &mut Client, path: &str, data: &[u8]) {
+    write_file(client, path, data).await;
+    assert_eq!(read_file(client, path).await, data, "read back from {path}");
+}
+
+async fn list(client: &mut Client, path: &str) -> Value {
+    client
+        .call("fs/readDirectory", json!({"path": path}))
+        .await
+        .unwrap_or_else(|e| panic!("fs/readDirectory {path}: {e}"))
+}
+
+/// An `fs/getMetadata` result says: a file? a directory? a symlink?
+fn assert_kind(meta: &Value, file: bool, directory: bool, symlink: bool) {
+    let kind = (&meta["isFile"], &meta["isDirectory"], &meta["isSymlink"]);
+    let expected = (&json!(file), &json!(directory), &json!(symlink));
+    assert_eq!(kind, expected, "{meta}");
+}
+
+/// An `fs/getMetadata` result's mtime is set, and within a day of `now`.
+fn assert_recent_mtime(meta: &Value, now: i64) {
+    let day = 24 * 60 * 60 * 1000;
+    let modified = meta["modifiedAtMs"].as_i64().expect("modifiedAtMs");
+    assert!(modified > 0, "{meta}");
+    assert!((modified - now).abs() < day, "implausible mtime: {meta}");
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -79,13 +107,11 @@ async fn write_and_read_file_round_trip() {
     let (server, mut client) = connected().await;
 
     let path = scratch.text("hello.txt");
-    write_file(&mut client, &path, b"hello, world\n").await;
-    assert_eq!(read_file(&mut client, &path).await, b"hello, world\n");
+    round_trip(&mut client, &path, b"hello, world\n").await;
     assert_eq!(std::fs::read(&path).unwrap(), b"hello, world\n");
 
     // Overwriting with shorter data replaces (truncates) the file.
-    write_file(&mut client, &path, b"bye").await;
-    assert_eq!(read_file(&mut client, &path).await, b"bye");
+    round_trip(&mut client, &path, b"bye").await;
     assert_eq!(std::fs::read(&path).unwrap(), b"bye");
 
     // An empty file round-trips as empty.
@@ -200,39 +226,26 @@ async fn get_metadata_of_file_dir_and_symlink() {
     std::os::unix::fs::symlink(&file, &link).unwrap();
 
     let now = now_ms();
-    let day = 24 * 60 * 60 * 1000;
 
     let meta = metadata(&mut client, &file).await;
-    assert_eq!(meta["isFile"], json!(true), "{meta}");
-    assert_eq!(meta["isDirectory"], json!(false), "{meta}");
-    assert_eq!(meta["isSymlink"], json!(false), "{meta}");
-    let modified = meta["modifiedAtMs"].as_i64().expect("modifiedAtMs");
-    assert!(modified > 0, "{meta}");
-    assert!((modified - now).abs() < day, "implausible mtime: {meta}");
+    assert_kind(&meta, true, false, false);
+    assert_recent_mtime(&meta, now);
     assert!(meta["createdAtMs"].is_i64(), "createdAtMs: {meta}");
 
     let meta = metadata(&mut client, &dir).await;
-    assert_eq!(meta["isFile"], json!(false), "{meta}");
-    assert_eq!(meta["isDirectory"], json!(true), "{meta}");
-    assert_eq!(meta["isSymlink"], json!(false), "{meta}");
-    let modified = meta["modifiedAtMs"].as_i64().expect("modifiedAtMs");
-    assert!(modified > 0, "{meta}");
-    assert!((modified - now).abs() < day, "implausible mtime: {meta}");
+    assert_kind(&meta, false, true, false);
+    assert_recent_mtime(&meta, now);
 
     // The symlink itself is reported as one; its kind is the target's.
     let meta = metadata(&mut client, &link).await;
-    assert_eq!(meta["isSymlink"], json!(true), "{meta}");
-    assert_eq!(meta["isDirectory"], json!(false), "{meta}");
-    assert_eq!(meta["isFile"], json!(true), "{meta}");
+    assert_kind(&meta, true, false, true);
     assert!(meta["modifiedAtMs"].as_i64().expect("modifiedAtMs") > 0);
 
     // A symlink to a directory.
     let dir_link = scratch.text("dir-link");
     std::os::unix::fs::symlink(&dir, &dir_link).unwrap();
     let meta = metadata(&mut client, &dir_link).await;
-    assert_eq!(meta["isSymlink"], json!(true), "{meta}");
-    assert_eq!(meta["isDirectory"], json!(true), "{meta}");
-    assert_eq!(meta["isFile"], json!(false), "{meta}");
+    assert_kind(&meta, false, true, true);
 
     server.shutdown().await;
 }
@@ -251,10 +264,7 @@ async fn read_directory_lists_sorted_entries() {
     std::fs::create_dir(scratch.text("listing/gamma")).unwrap();
     std::fs::write(scratch.text("listing/gamma/nested.txt"), b"n").unwrap();
 
-    let result = client
-        .call("fs/readDirectory", json!({"path": dir}))
-        .await
-        .expect("fs/readDirectory");
+    let result = list(&mut client, &dir).await;
     let entries = result["entries"].as_array().expect("entries array");
     let summary: Vec<(String, bool, bool)> = entries
         .iter()
@@ -279,10 +289,7 @@ async fn read_directory_lists_sorted_entries() {
 
     // An empty directory has no entries.
     let empty = scratch.text("listing/beta");
-    let result = client
-        .call("fs/readDirectory", json!({"path": empty}))
-        .await
-        .expect("fs/readDirectory of an empty dir");
+    let result = list(&mut client, &empty).await;
     assert_eq!(result["entries"], json!([]), "{result}");
 
     server.shutdown().await;
@@ -414,10 +421,7 @@ async fn copy_file_and_directory_tree() {
     );
     assert!(read_file(&mut client, &scratch.text("tree-copy/a/b/deep.bin")).await == data[..1000]);
     assert!(Path::new(&scratch.text("tree-copy/empty")).is_dir());
-    let listing = client
-        .call("fs/readDirectory", json!({"path": tree_copy}))
-        .await
-        .expect("readDirectory of the copy");
+    let listing = list(&mut client, &tree_copy).await;
     let names: Vec<&str> = listing["entries"]
         .as_array()
         .expect("entries")
@@ -472,8 +476,7 @@ async fn missing_paths_give_not_found_naming_the_path() {
 
     // The connection still works.
     let ok = scratch.text("ok.txt");
-    write_file(&mut client, &ok, b"still alive").await;
-    assert_eq!(read_file(&mut client, &ok).await, b"still alive");
+    round_trip(&mut client, &ok, b"still alive").await;
 
     server.shutdown().await;
 }
@@ -540,8 +543,7 @@ async fn invalid_base64_is_invalid_params() {
     }
 
     // The connection still works.
-    write_file(&mut client, &path, b"good").await;
-    assert_eq!(read_file(&mut client, &path).await, b"good");
+    round_trip(&mut client, &path, b"good").await;
 
     server.shutdown().await;
 }
