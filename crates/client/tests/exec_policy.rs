@@ -4,68 +4,19 @@
 //! `ask`; a sandboxed tree cannot write outside its roots or reach the network.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use execd_client::{EnvError, Environment};
-use execd_policy::decision::ExecGate;
-use execd_protocol::policy::{
-    Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Rule, Verdict,
-};
+use execd_protocol::policy::{Answer, ApproveParams, DecidedBy, Verdict};
 use execd_protocol::process::StartParams;
 use execd_protocol::sandbox::SandboxSpec;
+use execd_test_support::policy::{
+    params, policy, rule, run, run_under, with_gate_answering, TestGate,
+};
 use execd_test_support::procs::pids_running;
 use execd_test_support::{
     both_backends, collect_in_time, eventually, process_params, Backend, TempDir,
 };
-
-/// How a test gate answers an ask (`None`: never).
-type AnswerFn = dyn Fn(&ApproveParams) -> Option<Answer> + Send + Sync;
-
-/// A harness's gate: answers asks with a function (or never), records all.
-struct TestGate {
-    answer: Box<AnswerFn>,
-    asked: Mutex<Vec<ApproveParams>>,
-    decisions: Mutex<Vec<DecisionParams>>,
-}
-
-impl TestGate {
-    fn new(answer: impl Fn(&ApproveParams) -> Option<Answer> + Send + Sync + 'static) -> Arc<Self> {
-        Arc::new(TestGate {
-            answer: Box::new(answer),
-            asked: Mutex::new(Vec::new()),
-            decisions: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn decisions(&self) -> Vec<DecisionParams> {
-        self.decisions.lock().unwrap().clone()
-    }
-
-    /// The decision reported for the exec whose argv starts with `argv0`.
-    fn decision_for(&self, argv0: &str) -> DecisionParams {
-        self.decisions()
-            .into_iter()
-            .find(|d| d.argv.first().map(String::as_str) == Some(argv0))
-            .unwrap_or_else(|| panic!("no decision for {argv0}: {:?}", self.decisions()))
-    }
-}
-
-#[async_trait]
-impl ExecGate for TestGate {
-    async fn ask(&self, request: ApproveParams) -> Option<Answer> {
-        self.asked.lock().unwrap().push(request.clone());
-        match (self.answer)(&request) {
-            Some(answer) => Some(answer),
-            // Never answers: the policy's timeout must decide.
-            None => std::future::pending().await,
-        }
-    }
-
-    async fn report(&self, decision: DecisionParams) {
-        self.decisions.lock().unwrap().push(decision);
-    }
-}
 
 /// Run `test` on `backend` with a fresh gate that answers asks by argv
 /// ([`answer_by_argv`]).
@@ -74,54 +25,7 @@ where
     F: FnOnce(Environment, Arc<TestGate>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let gate = TestGate::new(answer_by_argv);
-    let (env, guard) = backend.start_with_gate(gate.clone()).await;
-    test(env, gate).await;
-    guard.finish().await;
-}
-
-fn rule(prefix: &[&str], decision: Verdict) -> Rule {
-    Rule {
-        prefix: prefix.iter().map(|s| s.to_string()).collect(),
-        decision,
-    }
-}
-
-fn policy(rules: Vec<Rule>) -> ExecPolicy {
-    ExecPolicy {
-        rules,
-        default: Verdict::Allow,
-        ask_timeout_ms: None,
-    }
-}
-
-/// A pipe process under a policy of `rules`, allowing what they do not match.
-fn params(id: &str, argv: &[&str], rules: Vec<Rule>) -> StartParams {
-    StartParams {
-        exec_policy: Some(policy(rules)),
-        ..process_params(id, argv)
-    }
-}
-
-struct Ran {
-    stdout: String,
-    stderr: String,
-    exit_code: i32,
-}
-
-async fn run(env: &Environment, params: StartParams) -> Ran {
-    let mut started = env.exec.start(params).await.expect("start");
-    let done = collect_in_time(&mut started.events).await;
-    Ran {
-        stdout: done.stdout_text(),
-        stderr: done.stderr_text(),
-        exit_code: done.code().expect("exited"),
-    }
-}
-
-/// Run `argv` under a policy of `rules` to its end.
-async fn run_under(env: &Environment, id: &str, argv: &[&str], rules: Vec<Rule>) -> Ran {
-    run(env, params(id, argv, rules)).await
+    with_gate_answering(backend, answer_by_argv, test).await;
 }
 
 const SCRIPT: &str = "echo start; ls / >/dev/null && echo ls-ok; rm -f /tmp/execd-policy-none || echo rm-denied; echo end";

@@ -54,3 +54,48 @@ async fn wrapper_runs_escalates_and_denies() {
     drop(env);
     guard.finish().await;
 }
+
+/// Seed compatibility: a policied tree gets `EXEC_WRAPPER`, the hook of
+/// patched shells (codex's zsh fork), pointing at `execd-exec-wrapper`;
+/// a script standing in for such a shell runs `$EXEC_WRAPPER FILE ARGV…`
+/// for its commands, and the policy applies (escalation included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_wrapper_hook_for_patched_shells() {
+    let server = execd_test_support::Execd(EXECD).serve().await;
+    let client = execd_client::ExecServerClient::connect(&server.url)
+        .await
+        .expect("connect");
+    let env = execd_client::RemoteEnvironment::new(client).into_environment();
+    let dir = TempDir::new("hook");
+    let outside = dir.join("escalated");
+    // What a patched shell does for `touch F` and `rm -f F`.
+    let script = format!(
+        "case \"$EXEC_WRAPPER\" in */execd-exec-wrapper) ;; *) echo \"no hook: $EXEC_WRAPPER\"; exit 9;; esac; \
+         \"$EXEC_WRAPPER\" /usr/bin/touch touch {outside}; echo \"touch:$?\"; \
+         \"$EXEC_WRAPPER\" /usr/bin/rm rm -f {outside}; echo \"rm:$?\"",
+        outside = outside.display()
+    );
+    let rule = |prefix: &str, decision| Rule {
+        prefix: vec![prefix.to_string()],
+        decision,
+    };
+    let params = StartParams {
+        exec_policy: Some(ExecPolicy {
+            rules: vec![rule("touch", Verdict::Escalate), rule("rm", Verdict::Deny)],
+            default: Verdict::Allow,
+            ask_timeout_ms: None,
+        }),
+        sandbox: Some(SandboxSpec {
+            writable_roots: vec![],
+            network: false,
+            read_only: true,
+        }),
+        ..process_params("hooked", &["bash", "-c", &script])
+    };
+    let mut started = env.exec.start(params).await.expect("start");
+    let done = collect_in_time(&mut started.events).await;
+    let (stdout, stderr) = (done.stdout_text(), done.stderr_text());
+    assert_eq!(stdout, "touch:0\nrm:1\n", "stderr {stderr}");
+    // touch ran outside the read-only sandbox; rm was refused.
+    assert!(outside.exists(), "the escalated touch created the file");
+}

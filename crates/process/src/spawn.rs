@@ -78,6 +78,8 @@ pub enum SpawnError {
     InvalidInput { program: String, source: io::Error },
     #[error("cannot start {program:?}: {source}")]
     Os { program: String, source: io::Error },
+    #[error("execPolicy is not available on this server: it cannot install a seccomp filter here (initialize reports capabilities.execPolicy false)")]
+    PolicyUnavailable,
     #[error("sandbox: {0}")]
     Sandbox(#[from] SandboxError),
     #[error(transparent)]

@@ -154,6 +154,9 @@ impl ProcessTable {
         let Some(policy) = &spec.exec_policy else {
             return Ok(None);
         };
+        if !execd_policy::exec_guard::supported() {
+            return Err(SpawnError::PolicyUnavailable.into());
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|err| SpawnError::Setup {
             what: "the exec guard",
             source: std::io::Error::other(err.to_string()),

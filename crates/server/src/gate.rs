@@ -146,7 +146,10 @@ mod tests {
     /// A gate whose frames go to a channel nobody answers from.
     fn silent_gate() -> (Arc<ConnectionGate>, tokio::sync::mpsc::Receiver<Frame>) {
         let (sink, frames) = tokio::sync::mpsc::channel::<Frame>(4 * MAX_PENDING_ASKS);
-        (ConnectionGate::new(Outbox::new(PollSender::new(sink))), frames)
+        (
+            ConnectionGate::new(Outbox::new(PollSender::new(sink))),
+            frames,
+        )
     }
 
     #[tokio::test]

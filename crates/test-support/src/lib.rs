@@ -3,14 +3,15 @@
 //! built `execd` binary ([`binary`]); a raw JSON-RPC WebSocket client that
 //! checks every process event it sees ([`ws_client`], [`wire`]); both
 //! environment backends and the [`both_backends!`] macro ([`backends`]);
-//! process, zombie and descriptor checks ([`procs`]); and scratch files and
-//! noise ([`files`]). Dev-only: only `[dev-dependencies]` may name this crate.
+//! exec-policy gates and runs ([`policy`]); process, zombie and descriptor
+//! checks ([`procs`]); and scratch files and noise ([`files`]). Dev-only: only `[dev-dependencies]` may name this crate.
 //! No mocks, no sleeps standing in for events, and every wait is bounded by
 //! [`TIMEOUT`] or [`RUN_TIMEOUT`].
 
 pub mod backends;
 pub mod binary;
 pub mod files;
+pub mod policy;
 pub mod procs;
 pub mod server;
 pub mod wire;
