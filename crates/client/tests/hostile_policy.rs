@@ -281,6 +281,36 @@ print("too-large", reply[:1].decode(), struct.unpack("<i", reply[1:5])[0])
     assert_eq!(gate.decision_for("cat").decision, Verdict::Escalate);
 }
 
+/// The program's own exec is decided before its process is forked (pid 0
+/// in the ask): no child sits held with copies of the server's descriptors
+/// while the client thinks; once allowed it runs without a second ask.
+async fn the_first_exec_is_decided_before_the_fork(backend: Backend) {
+    let answer = |_: &ApproveParams| Some(Answer::Run);
+    with_gate_answering(backend, answer, |env, gate| async move {
+        let rules = vec![rule(&["sleep"], Verdict::Ask)];
+        let ran = run_under(&env, "first", &["sleep", "0.1"], rules).await;
+        assert_eq!(ran.exit_code, 0, "stderr {}", ran.stderr);
+        let asked = gate.asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 1, "one ask: {asked:?}");
+        assert_eq!(
+            (asked[0].pid, asked[0].argv.clone()),
+            (0, vec!["sleep".to_string(), "0.1".into()])
+        );
+        assert_eq!(gate.decision_for("sleep").decision, Verdict::Allow);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_exec_is_decided_before_the_fork_local() {
+    the_first_exec_is_decided_before_the_fork(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_exec_is_decided_before_the_fork_remote() {
+    the_first_exec_is_decided_before_the_fork(Backend::Remote).await;
+}
+
 both_backends!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     with_plain_gate:

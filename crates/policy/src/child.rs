@@ -11,7 +11,9 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 
+use crate::decision::{decide, executable, Outcome, PendingExec};
 use crate::escalation;
 use crate::exec_guard;
 use crate::fdpass::channel;
@@ -104,6 +106,88 @@ impl TreeGuard {
             sockets,
         })
     }
+}
+
+/// The tree's first exec, decided before its process is forked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstExec {
+    /// Allowed: the kernel guard lets exactly that exec through at once.
+    Run,
+    /// Denied (reported with the reason): do not start.
+    Denied,
+    /// The program was not found here: the spawn reports that itself.
+    Unresolved,
+}
+
+impl TreeGuard {
+    /// Decide the program's own exec now, as the kernel guard would (rules,
+    /// then the gate for `ask`; it cannot escalate), and report it; an
+    /// allowed one is granted so the guard lets it through without holding
+    /// it. So the forked child is never held for long while it still has
+    /// copies of the server's descriptors (what it inherited at the fork,
+    /// including descriptors other threads opened after the snapshot
+    /// [`prepare_child`](TreeGuard::prepare_child) closes).
+    ///
+    /// Blocks on the runtime: call it from a blocking thread.
+    pub fn decide_first_exec(
+        &self,
+        program: &str,
+        argv: &[String],
+        cwd: &Path,
+        search_path: Option<&str>,
+    ) -> FirstExec {
+        let Some(file) = find_program(program, cwd, search_path) else {
+            return FirstExec::Unresolved;
+        };
+        let exec = PendingExec {
+            // No process yet.
+            pid: 0,
+            path: file.to_string_lossy().into_owned(),
+            argv: argv.to_vec(),
+            cwd: cwd.to_string_lossy().into_owned(),
+        };
+        let guard = self.clone();
+        let decided = self.runtime.block_on(self.runtime.spawn(async move {
+            let (outcome, report) = decide(
+                &guard.policy,
+                guard.gate.as_ref(),
+                &guard.process_id,
+                exec,
+                false,
+            )
+            .await;
+            guard.gate.report(report).await;
+            outcome
+        }));
+        match decided {
+            Ok(Outcome::Run) => {
+                self.approved.grant_first(&file.to_string_lossy(), argv);
+                FirstExec::Run
+            }
+            _ => FirstExec::Denied,
+        }
+    }
+}
+
+/// The file an `execvp` of `program` in `cwd` runs: a path as given, else
+/// the first executable match in `search_path` (glibc's default without
+/// one); symlinks resolved.
+fn find_program(program: &str, cwd: &Path, search_path: Option<&str>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return executable(program, cwd).ok();
+    }
+    let search_path = search_path.unwrap_or("/bin:/usr/bin");
+    search_path.split(':').find_map(|dir| {
+        let dir = if dir.is_empty() {
+            cwd.to_path_buf()
+        } else {
+            cwd.join(dir)
+        };
+        let file = executable(program, &dir).ok()?;
+        let metadata = std::fs::metadata(&file).ok()?;
+        (metadata.is_file() && metadata.permissions().mode() & 0o111 != 0).then_some(file)
+    })
 }
 
 impl ChildInstall {

@@ -208,8 +208,14 @@ impl KernelGuard {
                 respond_error(listener, request.id, errno);
                 return;
             }
-            // Decided (and reported) when the wrapper asked: let it through.
-            Ok(exec) if self.0.approved.take(exec.pid, &exec.path, &exec.argv) => true,
+            // Decided (and reported) before the fork, or when the wrapper
+            // asked: let it through.
+            Ok(exec)
+                if self.0.approved.take_first(&exec.path, &exec.argv)
+                    || self.0.approved.take(exec.pid, &exec.path, &exec.argv) =>
+            {
+                true
+            }
             Ok(exec) => {
                 let (policy, gate, id) = (
                     self.0.policy.clone(),

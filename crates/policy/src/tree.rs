@@ -36,12 +36,50 @@ struct Approval {
 /// process that asked (its pid from the socket's peer credentials), of that
 /// file, with that argv — once, within [`APPROVAL_TTL`]; at most
 /// [`MAX_APPROVALS`] are kept.
+/// The tree's first exec may also be decided before its process exists
+/// ([`Approvals::grant_first`]): then only the first exec the kernel guard
+/// sees can use it, whatever it is.
 #[derive(Debug, Default)]
-pub struct Approvals(Mutex<VecDeque<Approval>>);
+pub struct Approvals {
+    granted: Mutex<VecDeque<Approval>>,
+    /// The program's own exec, decided before the fork.
+    first: Mutex<FirstExecSlot>,
+}
+
+/// What the tree's first exec may use.
+#[derive(Debug, Default)]
+enum FirstExecSlot {
+    /// Nothing granted, and the guard has seen no exec yet.
+    #[default]
+    Open,
+    /// Granted before the fork: (file, argv).
+    Granted(String, Vec<String>),
+    /// The guard has decided an exec: nothing may use a first grant now.
+    Used,
+}
 
 impl Approvals {
     fn lock(&self) -> MutexGuard<'_, VecDeque<Approval>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.granted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record that the tree's first exec, if it is of `path` with `argv`,
+    /// was decided `run` already.
+    pub fn grant_first(&self, path: &str, argv: &[String]) {
+        let mut first = self.first.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*first, FirstExecSlot::Open) {
+            *first = FirstExecSlot::Granted(path.to_string(), argv.to_vec());
+        }
+    }
+
+    /// For the first exec the kernel guard decides: whether it is the one
+    /// granted before the fork. Every later call answers false.
+    pub fn take_first(&self, path: &str, argv: &[String]) -> bool {
+        let mut first = self.first.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *first, FirstExecSlot::Used) {
+            FirstExecSlot::Granted(p, a) => p == path && a == argv,
+            FirstExecSlot::Open | FirstExecSlot::Used => false,
+        }
     }
 
     /// Record that `pid` may exec `path` with `argv` once.
@@ -118,6 +156,19 @@ impl TreeGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_exec_grant_is_for_the_first_exec_only() {
+        let approvals = Approvals::default();
+        approvals.grant_first("/usr/bin/ls", &argv(&["ls"]));
+        assert!(!approvals.take_first("/usr/bin/id", &argv(&["ls"])));
+        // Used up by the first exec, even though it was another.
+        assert!(!approvals.take_first("/usr/bin/ls", &argv(&["ls"])));
+        let fresh = Approvals::default();
+        fresh.grant_first("/usr/bin/ls", &argv(&["ls"]));
+        assert!(fresh.take_first("/usr/bin/ls", &argv(&["ls"])));
+        assert!(!fresh.take_first("/usr/bin/ls", &argv(&["ls"])));
+    }
 
     fn argv(words: &[&str]) -> Vec<String> {
         words.iter().map(|s| s.to_string()).collect()

@@ -59,7 +59,8 @@ fn default_verdict() -> Verdict {
 #[serde(rename_all = "camelCase")]
 pub struct ApproveParams {
     pub process_id: String,
-    /// The pid of the process calling exec.
+    /// The pid of the process calling exec; 0 for the program's own exec,
+    /// which is decided before its process is started.
     pub pid: u32,
     /// The file being executed: absolute, every symlink resolved.
     pub path: String,
