@@ -2,10 +2,24 @@
 //! denied command exits 1 saying why, an escalated one runs outside the
 //! sandbox with its status coming back, an allowed one is exec'd.
 
-use execd_protocol::policy::{ExecPolicy, Rule, Verdict};
+use execd_protocol::policy::{Rule, Verdict};
 use execd_protocol::process::StartParams;
 use execd_protocol::sandbox::SandboxSpec;
-use execd_test_support::{collect_in_time, process_params, Backend, TempDir};
+use execd_test_support::policy::{params, rule};
+use execd_test_support::{collect_in_time, Backend, TempDir};
+
+/// `script` under bash with `rules` (else allow), in a read-only sandbox
+/// with no writable roots.
+fn sandboxed(id: &str, script: &str, rules: Vec<Rule>) -> StartParams {
+    StartParams {
+        sandbox: Some(SandboxSpec {
+            writable_roots: vec![],
+            network: false,
+            read_only: true,
+        }),
+        ..params(id, &["bash", "-c", script], rules)
+    }
+}
 
 const EXECD: &str = env!("CARGO_BIN_EXE_execd");
 
@@ -20,23 +34,13 @@ async fn wrapper_runs_escalates_and_denies() {
          \"$EXECD\" exec-wrapper echo plain",
         outside = outside.display()
     );
-    let rule = |prefix: &str, decision| Rule {
-        prefix: vec![prefix.to_string()],
-        decision,
-    };
+    let rules = vec![
+        rule(&["tee"], Verdict::Escalate),
+        rule(&["rm"], Verdict::Deny),
+    ];
     let mut params = StartParams {
         cwd: "/".into(),
-        exec_policy: Some(ExecPolicy {
-            rules: vec![rule("tee", Verdict::Escalate), rule("rm", Verdict::Deny)],
-            default: Verdict::Allow,
-            ask_timeout_ms: None,
-        }),
-        sandbox: Some(SandboxSpec {
-            writable_roots: vec![],
-            network: false,
-            read_only: true,
-        }),
-        ..process_params("wrapped", &["bash", "-c", &script])
+        ..sandboxed("wrapped", &script, rules)
     };
     params.env.insert("PATH".into(), "/usr/bin:/bin".into());
     params.env.insert("EXECD".into(), EXECD.into());
@@ -75,23 +79,11 @@ async fn exec_wrapper_hook_for_patched_shells() {
          \"$EXEC_WRAPPER\" /usr/bin/rm rm -f {outside}; echo \"rm:$?\"",
         outside = outside.display()
     );
-    let rule = |prefix: &str, decision| Rule {
-        prefix: vec![prefix.to_string()],
-        decision,
-    };
-    let params = StartParams {
-        exec_policy: Some(ExecPolicy {
-            rules: vec![rule("touch", Verdict::Escalate), rule("rm", Verdict::Deny)],
-            default: Verdict::Allow,
-            ask_timeout_ms: None,
-        }),
-        sandbox: Some(SandboxSpec {
-            writable_roots: vec![],
-            network: false,
-            read_only: true,
-        }),
-        ..process_params("hooked", &["bash", "-c", &script])
-    };
+    let rules = vec![
+        rule(&["touch"], Verdict::Escalate),
+        rule(&["rm"], Verdict::Deny),
+    ];
+    let params = sandboxed("hooked", &script, rules);
     let mut started = env.exec.start(params).await.expect("start");
     let done = collect_in_time(&mut started.events).await;
     let (stdout, stderr) = (done.stdout_text(), done.stderr_text());

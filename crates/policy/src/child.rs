@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use crate::decision::{decide, executable, Outcome, PendingExec};
+use crate::decision::{executable, Outcome, PendingExec};
 use crate::escalation;
 use crate::exec_guard;
 use crate::fdpass::channel;
@@ -147,18 +147,10 @@ impl TreeGuard {
             cwd: cwd.to_string_lossy().into_owned(),
         };
         let guard = self.clone();
-        let decided = self.runtime.block_on(self.runtime.spawn(async move {
-            let (outcome, report) = decide(
-                &guard.policy,
-                guard.gate.as_ref(),
-                &guard.process_id,
-                exec,
-                false,
-            )
-            .await;
-            guard.gate.report(report).await;
-            outcome
-        }));
+        let decided = self.runtime.block_on(
+            self.runtime
+                .spawn(async move { guard.decide_and_report(exec, false).await }),
+        );
         match decided {
             Ok(Outcome::Run) => {
                 self.approved.grant_first(&file.to_string_lossy(), argv);

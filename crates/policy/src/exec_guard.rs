@@ -22,7 +22,7 @@ use tracing::debug;
 
 use execd_protocol::policy::{DecidedBy, DecisionParams, Verdict};
 
-use crate::decision::{decide, executable, missing_errno, Outcome, PendingExec};
+use crate::decision::{executable, missing_errno, Outcome, PendingExec};
 use crate::fdpass::{receive_fd, send_fd};
 use crate::tree::TreeGuard;
 
@@ -217,18 +217,11 @@ impl KernelGuard {
                 true
             }
             Ok(exec) => {
-                let (policy, gate, id) = (
-                    self.0.policy.clone(),
-                    self.0.gate.clone(),
-                    self.0.process_id.clone(),
-                );
+                let guard = self.0.clone();
                 // Reported before the exec goes on, so the transcript
                 // precedes its output.
-                let outcome = self.on_runtime(async move {
-                    let (outcome, report) = decide(&policy, gate.as_ref(), &id, exec, false).await;
-                    gate.report(report).await;
-                    outcome
-                });
+                let outcome =
+                    self.on_runtime(async move { guard.decide_and_report(exec, false).await });
                 outcome == Some(Outcome::Run)
             }
             Err(Inspected::Unreadable { path, err }) => {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use execd_protocol::policy::ExecPolicy;
 
-use crate::decision::{ExecGate, ResolvedPolicy};
+use crate::decision::{decide, ExecGate, Outcome, PendingExec, ResolvedPolicy};
 
 /// How long an approval granted through the wrapper stays usable: the
 /// wrapper's caller execs right after the answer.
@@ -150,6 +150,22 @@ impl TreeGuard {
             approved: Arc::default(),
             escalated: Escalated::default(),
         }
+    }
+
+    /// Decide `exec` for this tree (rules, then the gate for `ask`) and
+    /// report the decision to the owner before anything happens to the
+    /// exec, so the transcript precedes its output.
+    pub async fn decide_and_report(&self, exec: PendingExec, can_escalate: bool) -> Outcome {
+        let (outcome, report) = decide(
+            &self.policy,
+            self.gate.as_ref(),
+            &self.process_id,
+            exec,
+            can_escalate,
+        )
+        .await;
+        self.gate.report(report).await;
+        outcome
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::net::UnixStream;
 use tokio::sync::Semaphore;
 use tracing::debug;
 
-use crate::decision::{decide, executable, missing_errno, Outcome, PendingExec};
+use crate::decision::{executable, missing_errno, Outcome, PendingExec};
 use crate::escalation::{parse_body, FD_VARIABLE, HEADER, MAX_REQUEST_BYTES};
 use crate::tree::{Escalated, TreeGuard};
 
@@ -243,16 +243,7 @@ async fn decide_request(
         argv: body.argv.clone(),
         cwd: cwd.to_string_lossy().into_owned(),
     };
-    let (outcome, report) = decide(
-        &guard.policy,
-        guard.gate.as_ref(),
-        &guard.process_id,
-        exec,
-        true,
-    )
-    .await;
-    guard.gate.report(report).await;
-    match outcome {
+    match guard.decide_and_report(exec, true).await {
         Outcome::Run => {
             guard
                 .approved
