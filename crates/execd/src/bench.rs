@@ -103,10 +103,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
 /// server), found in `/proc`.
 fn server_below(supervisor: u32) -> Option<u32> {
     let supervisor = supervisor.to_string();
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-        // "pid (comm) state ppid ...": the name may hold spaces.
-        let ppid = stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?;
-        (ppid == supervisor).then(|| entry.file_name().to_str()?.parse().ok())?
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // "pid (comm) state ppid ...": the name may hold spaces.
+            let ppid = stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?;
+            (ppid == supervisor).then(|| entry.file_name().to_str()?.parse().ok())?
+        })
 }

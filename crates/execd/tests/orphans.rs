@@ -44,7 +44,10 @@ impl Serve {
         BufReader::new(child.stdout.take().expect("piped stdout"))
             .read_line(&mut url)
             .expect("read the URL");
-        assert!(url.starts_with("ws://"), "first line is not the URL: {url:?}");
+        assert!(
+            url.starts_with("ws://"),
+            "first line is not the URL: {url:?}"
+        );
         Serve {
             child,
             url: url.trim().to_string(),
@@ -124,7 +127,10 @@ impl Drop for Watched {
 /// State letter and start time (fields 3 and 22 of `/proc/PID/stat`).
 fn state_and_start(pid: i32) -> Option<(char, u64)> {
     let fields = stat_fields(pid)?;
-    Some((fields.first()?.chars().next()?, fields.get(19)?.parse().ok()?))
+    Some((
+        fields.first()?.chars().next()?,
+        fields.get(19)?.parse().ok()?,
+    ))
 }
 
 /// Session id (field 6 of `/proc/PID/stat`).
@@ -178,7 +184,10 @@ async fn start(env: &Environment, id: &str, script: &str, tty: bool) -> (Started
         .unwrap_or_else(|_| panic!("{id} printed no line"));
     let pids = line
         .split_whitespace()
-        .map(|pid| pid.parse().unwrap_or_else(|_| panic!("{id} printed {line:?}")))
+        .map(|pid| {
+            pid.parse()
+                .unwrap_or_else(|_| panic!("{id} printed {line:?}"))
+        })
         .collect();
     (started, pids)
 }
@@ -235,12 +244,16 @@ async fn start_all(env: &Environment, with_daemon: bool) -> (Vec<StartedProcess>
         started.push(process);
     }
     if with_daemon {
+        // Its pid is printed as soon as it is forked; `setsid` comes after.
         let daemon = watched.last().expect("the daemon");
-        assert_eq!(
-            session_of(daemon.pid),
-            Some(daemon.pid),
-            "the daemon did not start a session of its own"
-        );
+        let started = Instant::now();
+        while session_of(daemon.pid) != Some(daemon.pid) {
+            assert!(
+                started.elapsed() < TIMEOUT,
+                "the daemon did not start a session of its own"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     (started, watched)
 }
@@ -259,6 +272,7 @@ fn assert_all_gone(watched: &[Watched], since: Instant) {
             })
             .collect();
         if left.is_empty() {
+            eprintln!("all gone {:?} after the kill", since.elapsed());
             return;
         }
         assert!(

@@ -22,17 +22,74 @@ use serde_json::{json, Map, Value};
 /// Field names of the protocol's messages, so generated objects often have
 /// the right keys with the wrong values.
 const FIELDS: &[&str] = &[
-    "id", "method", "params", "result", "error", "code", "message", "data",
-    "clientName", "binaryOutput", "processId", "argv", "cwd", "env", "tty",
-    "pipeStdin", "arg0", "size", "rows", "cols", "execPolicy", "sandbox",
-    "afterSeq", "maxBytes", "waitMs", "chunk", "closeStdin", "signal", "seq",
-    "stream", "exitCode", "path", "offset", "length", "dataBase64", "append",
-    "recursive", "force", "sourcePath", "destinationPath", "rules", "prefix",
-    "decision", "default", "askTimeoutMs", "pid", "escalation", "decidedBy",
-    "rule", "reason", "writableRoots", "network", "readOnly", "landlock",
-    "landlockAbi", "networkNamespace", "noNewPrivs", "isDirectory", "isFile",
-    "isSymlink", "createdAtMs", "modifiedAtMs", "size", "entries", "fileName",
-    "eof", "status", "running",
+    "id",
+    "method",
+    "params",
+    "result",
+    "error",
+    "code",
+    "message",
+    "data",
+    "clientName",
+    "binaryOutput",
+    "processId",
+    "argv",
+    "cwd",
+    "env",
+    "tty",
+    "pipeStdin",
+    "arg0",
+    "size",
+    "rows",
+    "cols",
+    "execPolicy",
+    "sandbox",
+    "afterSeq",
+    "maxBytes",
+    "waitMs",
+    "chunk",
+    "closeStdin",
+    "signal",
+    "seq",
+    "stream",
+    "exitCode",
+    "path",
+    "offset",
+    "length",
+    "dataBase64",
+    "append",
+    "recursive",
+    "force",
+    "sourcePath",
+    "destinationPath",
+    "rules",
+    "prefix",
+    "decision",
+    "default",
+    "askTimeoutMs",
+    "pid",
+    "escalation",
+    "decidedBy",
+    "rule",
+    "reason",
+    "writableRoots",
+    "network",
+    "readOnly",
+    "landlock",
+    "landlockAbi",
+    "networkNamespace",
+    "noNewPrivs",
+    "isDirectory",
+    "isFile",
+    "isSymlink",
+    "createdAtMs",
+    "modifiedAtMs",
+    "size",
+    "entries",
+    "fileName",
+    "eof",
+    "status",
+    "running",
 ];
 
 fn key() -> impl Strategy<Value = String> {
@@ -54,10 +111,12 @@ fn json() -> impl Strategy<Value = Value> {
         any::<f64>().prop_map(Value::from),
         ".{0,12}".prop_map(Value::from),
         "[A-Za-z0-9+/]{0,12}={0,2}".prop_map(Value::from),
-        prop::sample::select(&[
-            "stdout", "stderr", "pty", "allow", "deny", "ask", "escalate", "run", "rule",
-            "client", "TERM", "SIGKILL", "/tmp", "/", "p1",
-        ][..])
+        prop::sample::select(
+            &[
+                "stdout", "stderr", "pty", "allow", "deny", "ask", "escalate", "run", "rule",
+                "client", "TERM", "SIGKILL", "/tmp", "/", "p1",
+            ][..]
+        )
         .prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
@@ -69,51 +128,123 @@ fn json() -> impl Strategy<Value = Value> {
     })
 }
 
-/// A valid message of each kind the decoders take.
-fn examples() -> Vec<Value> {
+/// A valid message of each kind the decoders take, and the type it is.
+fn examples() -> Vec<(&'static str, Value)> {
     vec![
-        json!({"clientName": "c", "binaryOutput": true}),
-        json!({"processId": "p1", "argv": ["bash", "-c", "echo"], "cwd": "/tmp",
+        (
+            "InitializeParams",
+            json!({"clientName": "c", "binaryOutput": true}),
+        ),
+        (
+            "StartParams",
+            json!({"processId": "p1", "argv": ["bash", "-c", "echo"], "cwd": "/tmp",
                "env": {"PATH": "/bin"}, "tty": true, "pipeStdin": true, "arg0": "sh",
                "size": {"rows": 24, "cols": 80},
                "execPolicy": {"rules": [{"prefix": ["git"], "decision": "ask"}],
                               "default": "deny", "askTimeoutMs": 10},
                "sandbox": {"writableRoots": ["/tmp"], "network": false, "readOnly": true}}),
-        json!({"processId": "p1", "afterSeq": 3, "maxBytes": 100, "waitMs": 5}),
-        json!({"processId": "p1", "chunk": "aGkK", "closeStdin": true}),
-        json!({"processId": "p1"}),
-        json!({"processId": "p1", "rows": 10, "cols": 20}),
-        json!({"processId": "p1", "signal": "TERM"}),
-        json!({"processId": "p1", "seq": 1, "stream": "stdout", "chunk": "aGkK"}),
-        json!({"processId": "p1", "seq": 2, "exitCode": -1, "signal": "SIGKILL"}),
-        json!({"path": "/tmp/x", "offset": 1, "length": 2}),
-        json!({"path": "/tmp/x", "dataBase64": "aGkK", "append": true}),
-        json!({"path": "/tmp/x", "recursive": true, "force": false}),
-        json!({"sourcePath": "/a", "destinationPath": "/b", "recursive": true}),
-        json!({"processId": "p1", "pid": 7, "path": "/bin/ls", "argv": ["ls"], "cwd": "/",
+        ),
+        (
+            "ReadParams",
+            json!({"processId": "p1", "afterSeq": 3, "maxBytes": 100, "waitMs": 5}),
+        ),
+        (
+            "WriteParams",
+            json!({"processId": "p1", "chunk": "aGkK", "closeStdin": true}),
+        ),
+        ("TerminateParams", json!({"processId": "p1"})),
+        (
+            "ResizeParams",
+            json!({"processId": "p1", "rows": 10, "cols": 20}),
+        ),
+        ("SignalParams", json!({"processId": "p1", "signal": "TERM"})),
+        (
+            "OutputNotification",
+            json!({"processId": "p1", "seq": 1, "stream": "stdout", "chunk": "aGkK"}),
+        ),
+        (
+            "ExitedNotification",
+            json!({"processId": "p1", "seq": 2, "exitCode": -1, "signal": "SIGKILL"}),
+        ),
+        (
+            "ReadFileParams",
+            json!({"path": "/tmp/x", "offset": 1, "length": 2}),
+        ),
+        (
+            "WriteFileParams",
+            json!({"path": "/tmp/x", "dataBase64": "aGkK", "append": true}),
+        ),
+        (
+            "RemoveParams",
+            json!({"path": "/tmp/x", "recursive": true, "force": false}),
+        ),
+        (
+            "CopyParams",
+            json!({"sourcePath": "/a", "destinationPath": "/b", "recursive": true}),
+        ),
+        (
+            "ApproveParams",
+            json!({"processId": "p1", "pid": 7, "path": "/bin/ls", "argv": ["ls"], "cwd": "/",
                "escalation": false}),
-        json!({"decision": "run"}),
-        json!({"processId": "p1", "pid": 7, "path": "/bin/ls", "argv": ["ls"],
+        ),
+        ("ApproveResult", json!({"decision": "run"})),
+        (
+            "DecisionParams",
+            json!({"processId": "p1", "pid": 7, "path": "/bin/ls", "argv": ["ls"],
                "decision": "allow", "decidedBy": "rule", "rule": ["ls"], "reason": "r"}),
-        json!({"landlock": true, "landlockAbi": 6, "networkNamespace": true, "noNewPrivs": true}),
-        json!({"id": 1, "method": "process/start", "params": {"processId": "p1"}}),
-        json!({"id": "a", "error": {"code": -32602, "message": "bad", "data": [1]}}),
-        json!({"id": 2, "result": {"entries": [
+        ),
+        (
+            "SandboxFeatures",
+            json!({"landlock": true, "landlockAbi": 6, "networkNamespace": true, "noNewPrivs": true}),
+        ),
+        (
+            "ReadResult",
+            json!({"chunks": [{"seq": 1, "stream": "pty", "chunk": "aGkK"}], "nextSeq": 2,
+               "exited": true, "exitCode": 0, "closed": false, "failure": null,
+               "signal": "SIGTERM"}),
+        ),
+        (
+            "WriteResult",
+            json!({"status": "stdinClosed", "running": true}),
+        ),
+        (
+            "Metadata",
+            json!({"isDirectory": false, "isFile": true, "isSymlink": false, "createdAtMs": 1,
+               "modifiedAtMs": -2, "size": 3}),
+        ),
+        ("ReadFileResult", json!({"dataBase64": "aGkK", "eof": true})),
+        (
+            "Incoming",
+            json!({"id": 1, "method": "process/start", "params": {"processId": "p1"}}),
+        ),
+        (
+            "Incoming",
+            json!({"id": "a", "error": {"code": -32602, "message": "bad", "data": [1]}}),
+        ),
+        (
+            "Incoming",
+            json!({"id": 2, "result": {"entries": [
             {"fileName": "f", "isDirectory": false, "isFile": true}]}}),
+        ),
     ]
 }
 
-/// A valid message with one node replaced, removed, or given an extra key.
+/// A valid message, as it is or with a node or two replaced, removed, or
+/// given an extra key.
 fn mutated() -> impl Strategy<Value = Value> {
-    let count = examples().len();
-    (0..count, any::<prop::sample::Index>(), 0u8..3, key(), json()).prop_map(
-        |(example, at, how, key, new)| {
-            let mut value = examples().swap_remove(example);
+    let change = (any::<prop::sample::Index>(), 0u8..3, key(), json());
+    let changes = prop_oneof![
+        1 => Just(Vec::new()),
+        2 => prop::collection::vec(change, 1..=2),
+    ];
+    (0..examples().len(), changes).prop_map(|(example, changes)| {
+        let mut value = examples().swap_remove(example).1;
+        for (at, how, key, new) in changes {
             let nodes = count_nodes(&value);
             mutate(&mut value, &mut at.index(nodes), how, key, new);
-            value
-        },
-    )
+        }
+        value
+    })
 }
 
 fn count_nodes(value: &Value) -> usize {
@@ -161,53 +292,59 @@ fn mutate(value: &mut Value, at: &mut usize, how: u8, key: String, new: Value) -
 }
 
 fn any_json() -> impl Strategy<Value = Value> {
-    prop_oneof![json(), mutated()]
+    prop_oneof![1 => json(), 3 => mutated()]
 }
 
 /// Decoding `value` as `T` gives a value or an error; a value encodes and
-/// decodes back to itself.
-fn decodes_or_errs<T>(value: &Value) -> Result<(), TestCaseError>
+/// decodes back to itself. The type's name if it was a value.
+fn decodes_or_errs<T>(value: &Value) -> Result<Option<&'static str>, TestCaseError>
 where
     T: DeserializeOwned + Serialize + PartialEq + Debug,
 {
-    if let Ok(decoded) = serde_json::from_value::<T>(value.clone()) {
-        let encoded = serde_json::to_value(&decoded).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let again = serde_json::from_value::<T>(encoded.clone())
-            .map_err(|err| TestCaseError::fail(format!("{encoded} does not decode: {err}")))?;
-        prop_assert_eq!(again, decoded);
-    }
-    Ok(())
+    let Ok(decoded) = serde_json::from_value::<T>(value.clone()) else {
+        return Ok(None);
+    };
+    let encoded =
+        serde_json::to_value(&decoded).map_err(|err| TestCaseError::fail(err.to_string()))?;
+    let again = serde_json::from_value::<T>(encoded.clone())
+        .map_err(|err| TestCaseError::fail(format!("{encoded} does not decode: {err}")))?;
+    prop_assert_eq!(again, decoded);
+    let name = std::any::type_name::<T>();
+    Ok(Some(name.rsplit("::").next().unwrap_or(name)))
 }
 
-fn every_type(value: &Value) -> Result<(), TestCaseError> {
-    decodes_or_errs::<InitializeParams>(value)?;
-    decodes_or_errs::<process::StartParams>(value)?;
-    decodes_or_errs::<process::ReadParams>(value)?;
-    decodes_or_errs::<process::ReadResult>(value)?;
-    decodes_or_errs::<process::WriteParams>(value)?;
-    decodes_or_errs::<process::WriteResult>(value)?;
-    decodes_or_errs::<process::TerminateParams>(value)?;
-    decodes_or_errs::<process::ResizeParams>(value)?;
-    decodes_or_errs::<process::SignalParams>(value)?;
-    decodes_or_errs::<process::OutputNotification>(value)?;
-    decodes_or_errs::<process::ExitedNotification>(value)?;
-    decodes_or_errs::<process::ClosedNotification>(value)?;
-    decodes_or_errs::<fs::PathParams>(value)?;
-    decodes_or_errs::<fs::ReadFileParams>(value)?;
-    decodes_or_errs::<fs::ReadFileResult>(value)?;
-    decodes_or_errs::<fs::WriteFileParams>(value)?;
-    decodes_or_errs::<fs::CreateDirectoryParams>(value)?;
-    decodes_or_errs::<fs::Metadata>(value)?;
-    decodes_or_errs::<fs::ReadDirectoryResult>(value)?;
-    decodes_or_errs::<fs::RemoveParams>(value)?;
-    decodes_or_errs::<fs::CopyParams>(value)?;
-    decodes_or_errs::<policy::ExecPolicy>(value)?;
-    decodes_or_errs::<policy::ApproveParams>(value)?;
-    decodes_or_errs::<policy::ApproveResult>(value)?;
-    decodes_or_errs::<policy::DecisionParams>(value)?;
-    decodes_or_errs::<sandbox::SandboxSpec>(value)?;
-    decodes_or_errs::<sandbox::SandboxFeatures>(value)?;
-    Ok(())
+/// Decode `value` as every type; the names of those that took it.
+fn every_type(value: &Value) -> Result<Vec<&'static str>, TestCaseError> {
+    let decoded = [
+        decodes_or_errs::<InitializeParams>(value)?,
+        decodes_or_errs::<process::StartParams>(value)?,
+        decodes_or_errs::<process::ReadParams>(value)?,
+        decodes_or_errs::<process::ReadResult>(value)?,
+        decodes_or_errs::<process::WriteParams>(value)?,
+        decodes_or_errs::<process::WriteResult>(value)?,
+        decodes_or_errs::<process::TerminateParams>(value)?,
+        decodes_or_errs::<process::ResizeParams>(value)?,
+        decodes_or_errs::<process::SignalParams>(value)?,
+        decodes_or_errs::<process::OutputNotification>(value)?,
+        decodes_or_errs::<process::ExitedNotification>(value)?,
+        decodes_or_errs::<process::ClosedNotification>(value)?,
+        decodes_or_errs::<fs::PathParams>(value)?,
+        decodes_or_errs::<fs::ReadFileParams>(value)?,
+        decodes_or_errs::<fs::ReadFileResult>(value)?,
+        decodes_or_errs::<fs::WriteFileParams>(value)?,
+        decodes_or_errs::<fs::CreateDirectoryParams>(value)?,
+        decodes_or_errs::<fs::Metadata>(value)?,
+        decodes_or_errs::<fs::ReadDirectoryResult>(value)?,
+        decodes_or_errs::<fs::RemoveParams>(value)?,
+        decodes_or_errs::<fs::CopyParams>(value)?,
+        decodes_or_errs::<policy::ExecPolicy>(value)?,
+        decodes_or_errs::<policy::ApproveParams>(value)?,
+        decodes_or_errs::<policy::ApproveResult>(value)?,
+        decodes_or_errs::<policy::DecisionParams>(value)?,
+        decodes_or_errs::<sandbox::SandboxSpec>(value)?,
+        decodes_or_errs::<sandbox::SandboxFeatures>(value)?,
+    ];
+    Ok(decoded.into_iter().flatten().collect())
 }
 
 fn stream() -> impl Strategy<Value = OutputStream> {
@@ -218,19 +355,45 @@ fn stream() -> impl Strategy<Value = OutputStream> {
     ]
 }
 
-/// Bytes that often start like an output frame.
+/// Arbitrary bytes, and frames that are nearly right: a kind and stream
+/// code that may be wrong, an id length that may be off, an id that may not
+/// be UTF-8.
 fn frame_bytes() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        prop::collection::vec(any::<u8>(), 0..64),
-        (0u8..4, 0u16..40, prop::collection::vec(any::<u8>(), 0..60)).prop_map(
-            |(stream, id_len, rest)| {
-                let mut frame = vec![1, stream, 9, 0, 0, 0, 0, 0, 0, 0];
-                frame.extend_from_slice(&id_len.to_le_bytes());
-                frame.extend(rest);
-                frame
-            }
-        ),
-    ]
+    let id = prop_oneof![
+        3 => ".{0,12}".prop_map(String::into_bytes),
+        1 => prop::collection::vec(any::<u8>(), 0..12),
+    ];
+    let near = (
+        prop_oneof![4 => Just(1u8), 1 => any::<u8>()],
+        0u8..4,
+        any::<u64>(),
+        id,
+        -2i32..=2,
+        prop::collection::vec(any::<u8>(), 0..40),
+    )
+        .prop_map(|(kind, stream, seq, id, off_by, chunk)| {
+            let id_len = (id.len() as i32 + off_by).clamp(0, 65535) as u16;
+            let mut frame = vec![kind, stream];
+            frame.extend_from_slice(&seq.to_le_bytes());
+            frame.extend_from_slice(&id_len.to_le_bytes());
+            frame.extend(id);
+            frame.extend(chunk);
+            frame
+        });
+    prop_oneof![prop::collection::vec(any::<u8>(), 0..64), near]
+}
+
+#[test]
+fn every_example_decodes_as_its_type_and_round_trips() {
+    for (kind, example) in examples() {
+        let took = if kind == "Incoming" {
+            Incoming::from_value(example.clone()).is_ok()
+        } else {
+            let took = every_type(&example).unwrap_or_else(|err| panic!("{example}: {err}"));
+            took.contains(&kind)
+        };
+        assert!(took, "{example} is not a valid {kind}");
+    }
 }
 
 proptest! {

@@ -16,11 +16,38 @@ use serde_json::{json, Value};
 
 /// Keys the params types use, so objects often have the right names.
 const FIELDS: &[&str] = &[
-    "clientName", "binaryOutput", "processId", "argv", "cwd", "env", "tty",
-    "pipeStdin", "arg0", "size", "rows", "cols", "execPolicy", "sandbox",
-    "afterSeq", "maxBytes", "waitMs", "chunk", "closeStdin", "signal", "path",
-    "offset", "length", "dataBase64", "append", "recursive", "force",
-    "sourcePath", "destinationPath", "rules", "default", "writableRoots",
+    "clientName",
+    "binaryOutput",
+    "processId",
+    "argv",
+    "cwd",
+    "env",
+    "tty",
+    "pipeStdin",
+    "arg0",
+    "size",
+    "rows",
+    "cols",
+    "execPolicy",
+    "sandbox",
+    "afterSeq",
+    "maxBytes",
+    "waitMs",
+    "chunk",
+    "closeStdin",
+    "signal",
+    "path",
+    "offset",
+    "length",
+    "dataBase64",
+    "append",
+    "recursive",
+    "force",
+    "sourcePath",
+    "destinationPath",
+    "rules",
+    "default",
+    "writableRoots",
 ];
 
 fn json() -> impl Strategy<Value = Value> {
@@ -108,7 +135,12 @@ fn agrees<T: DeserializeOwned + PartialEq + Debug>(
         }
         (Err(err), Ok(_)) => {
             // Only a non-object is refused before serde sees it.
-            prop_assert!(!value.is_object(), "rejected good params {}: {:?}", value, err);
+            prop_assert!(
+                !value.is_object(),
+                "rejected good params {}: {:?}",
+                value,
+                err
+            );
             prop_assert_eq!(err.code, ErrorCode::InvalidParams.code());
         }
         (Ok(_), Err(err)) => prop_assert!(false, "accepted {} that serde rejects: {}", value, err),
