@@ -15,38 +15,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 /// Keys the params types use, so objects often have the right names.
+#[rustfmt::skip]
 const FIELDS: &[&str] = &[
-    "clientName",
-    "binaryOutput",
-    "processId",
-    "argv",
-    "cwd",
-    "env",
-    "tty",
-    "pipeStdin",
-    "arg0",
-    "size",
-    "rows",
-    "cols",
-    "execPolicy",
-    "sandbox",
-    "afterSeq",
-    "maxBytes",
-    "waitMs",
-    "chunk",
-    "closeStdin",
-    "signal",
-    "path",
-    "offset",
-    "length",
-    "dataBase64",
-    "append",
-    "recursive",
-    "force",
-    "sourcePath",
-    "destinationPath",
-    "rules",
-    "default",
+    "clientName", "binaryOutput", "processId", "argv", "cwd", "env", "tty", "pipeStdin",
+    "arg0", "size", "rows", "cols", "execPolicy", "sandbox", "afterSeq", "maxBytes",
+    "waitMs", "chunk", "closeStdin", "signal", "path", "offset", "length", "dataBase64",
+    "append", "recursive", "force", "sourcePath", "destinationPath", "rules", "default",
     "writableRoots",
 ];
 
