@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::prctl;
-use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{kill, signal, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
 
@@ -57,6 +57,13 @@ pub enum Role {
 /// SIGKILL for what is left when the server is gone. Call it before any
 /// thread exists. If the fork fails, this process serves unsupervised.
 pub fn split(grace: Duration) -> Role {
+    // An ignored SIGCHLD (inherited from whoever started us) would never be
+    // pending, so the server's exit would go unseen.
+    // SAFETY: the default disposition installs no handler.
+    if let Err(err) = unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) } {
+        eprintln!("execd: cannot reset SIGCHLD ({err}); serving unsupervised");
+        return Role::Server;
+    }
     let mut waited = SigSet::empty();
     waited.add(Signal::SIGCHLD);
     for signal in FORWARDED {
