@@ -1,5 +1,6 @@
 //! `execd serve`: bind, print the URL, serve until SIGINT/SIGTERM, then
-//! terminate every process and exit.
+//! terminate every process and exit. (This runs in the server process,
+//! behind the supervisor of `supervisor.rs`.)
 
 use std::io::Write;
 use std::time::Duration;
@@ -19,9 +20,17 @@ pub struct ServeArgs {
     /// Output retained per process for `process/read`, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     retain_bytes: usize,
-    /// Milliseconds between SIGTERM and SIGKILL when terminating a process.
+    /// Milliseconds between SIGTERM and SIGKILL when terminating a process,
+    /// and for every process left behind when the server exits or dies.
     #[arg(long, default_value_t = 2000)]
     terminate_grace_ms: u64,
+}
+
+impl ServeArgs {
+    /// Time between SIGTERM and SIGKILL when terminating a process.
+    pub fn terminate_grace(&self) -> Duration {
+        Duration::from_millis(self.terminate_grace_ms)
+    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
@@ -58,7 +67,7 @@ async fn resolve(listen: &str) -> Result<std::net::SocketAddr, String> {
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut config = ServerConfig::default();
     config.table.retained_bytes_per_process = args.retain_bytes;
-    config.table.terminate_grace = Duration::from_millis(args.terminate_grace_ms);
+    config.table.terminate_grace = args.terminate_grace();
     let shutdown = shutdown_on_signal().map_err(|err| format!("cannot watch signals: {err}"))?;
 
     if args.listen == "stdio" {
