@@ -6,153 +6,40 @@
 //! `execd serve` itself (the supervisor) shuts the server down as SIGTERM
 //! would. Real server, real processes; every wait is bounded.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use execd_client::{ExecServerClient, RemoteEnvironment};
 use execd_environment::{Environment, EventReceiver, StartedProcess};
 use execd_protocol::event::EventKind;
 use execd_protocol::process::StartParams;
+use execd_test_support::binary::wait_exit;
+use execd_test_support::procs::{child_of, proc_stat};
+use execd_test_support::{process_params, Execd, ExecdServer, Watched, TIMEOUT};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-const EXECD: &str = env!("CARGO_BIN_EXE_execd");
+const EXECD: Execd = Execd(env!("CARGO_BIN_EXE_execd"));
 const GRACE_MS: u64 = 1000;
 /// How long past the grace period the processes may take to be gone.
 const BOUND: Duration = Duration::from_secs(5);
-const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `execd serve` on a free loopback port, SIGKILLed on drop.
-struct Serve {
-    child: Child,
-    url: String,
+/// `execd serve` with the test's grace period.
+async fn serve() -> ExecdServer {
+    EXECD
+        .serve_with(&["--terminate-grace-ms", &GRACE_MS.to_string()])
+        .await
 }
 
-impl Serve {
-    fn start() -> Serve {
-        let grace = GRACE_MS.to_string();
-        let mut child = Command::new(EXECD)
-            .args(["serve", "--listen", "ws://127.0.0.1:0"])
-            .args(["--terminate-grace-ms", &grace])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn execd serve");
-        let mut url = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut url)
-            .expect("read the URL");
-        assert!(
-            url.starts_with("ws://"),
-            "first line is not the URL: {url:?}"
-        );
-        Serve {
-            child,
-            url: url.trim().to_string(),
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// The server process: the `execd` child of `execd serve` if it forked
-    /// one (the supervisor's), otherwise `execd serve` itself.
-    fn server_pid(&self) -> i32 {
-        children_of(self.pid())
-            .into_iter()
-            .find(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|comm| comm.trim() == "execd")
-            })
-            .unwrap_or(self.pid())
-    }
-
-    /// `execd serve`'s exit status, waited for with a bound.
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for execd serve") {
-                return status;
-            }
-            assert!(started.elapsed() < TIMEOUT, "execd serve did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+fn pid_of(serve: &ExecdServer) -> i32 {
+    serve.child.id().expect("execd serve is running") as i32
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A process seen alive, told apart from a later one with its pid by its
-/// start time. SIGKILLed on drop if still there, so a failing test leaves
-/// nothing behind.
-struct Watched {
-    pid: i32,
-    start_time: u64,
-    what: String,
-}
-
-impl Watched {
-    fn new(pid: i32, what: &str) -> Watched {
-        let (_, start_time) = state_and_start(pid)
-            .unwrap_or_else(|| panic!("{what} (pid {pid}) is not running after start"));
-        Watched {
-            pid,
-            start_time,
-            what: what.to_string(),
-        }
-    }
-
-    /// Gone means reaped: a zombie is still there.
-    fn is_gone(&self) -> bool {
-        state_and_start(self.pid).is_none_or(|(_, start)| start != self.start_time)
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        if !self.is_gone() {
-            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
-        }
-    }
-}
-
-/// State letter and start time (fields 3 and 22 of `/proc/PID/stat`).
-fn state_and_start(pid: i32) -> Option<(char, u64)> {
-    let fields = stat_fields(pid)?;
-    Some((
-        fields.first()?.chars().next()?,
-        fields.get(19)?.parse().ok()?,
-    ))
-}
-
-/// Session id (field 6 of `/proc/PID/stat`).
-fn session_of(pid: i32) -> Option<i32> {
-    stat_fields(pid)?.get(3)?.parse().ok()
-}
-
-/// `/proc/PID/stat` from the state on (the name may hold spaces).
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_string).collect())
-}
-
-fn children_of(parent: i32) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
-        .filter(|pid| stat_fields(*pid).and_then(|f| f.get(1)?.parse().ok()) == Some(parent))
-        .collect()
+/// The server process: the `execd` child of `execd serve` (the supervisor's).
+fn server_pid(serve: &ExecdServer) -> i32 {
+    let server = child_of(pid_of(serve)).expect("execd serve forked the server");
+    let comm = std::fs::read_to_string(format!("/proc/{server}/comm")).unwrap_or_default();
+    assert_eq!(comm.trim(), "execd", "the supervisor's child is the server");
+    server
 }
 
 async fn connect(url: &str) -> Environment {
@@ -167,16 +54,8 @@ async fn connect(url: &str) -> Environment {
 /// pids its first output line names.
 async fn start(env: &Environment, id: &str, script: &str, tty: bool) -> (StartedProcess, Vec<i32>) {
     let params = StartParams {
-        process_id: id.into(),
-        argv: vec!["bash".into(), "-c".into(), script.into()],
-        cwd: "/".into(),
-        env: HashMap::from([("PATH".into(), "/usr/bin:/bin".into())]),
         tty,
-        pipe_stdin: false,
-        arg0: None,
-        size: None,
-        exec_policy: None,
-        sandbox: None,
+        ..process_params(id, &["bash", "-c", script])
     };
     let mut started = env.exec.start(params).await.expect("process/start");
     let line = tokio::time::timeout(TIMEOUT, first_line(&mut started.events))
@@ -209,7 +88,10 @@ async fn first_line(events: &mut EventReceiver) -> String {
 
 /// Start the processes every test watches; `with_daemon` adds one that left
 /// the session and closed its output.
-async fn start_all(env: &Environment, with_daemon: bool) -> (Vec<StartedProcess>, Vec<Watched>) {
+async fn start_all(
+    env: &Environment,
+    with_daemon: bool,
+) -> (Vec<StartedProcess>, Vec<(String, Watched)>) {
     let mut cases = vec![
         ("pipe", "echo $$; exec sleep 300", false),
         ("pty", "echo $$; exec sleep 300", true),
@@ -239,15 +121,15 @@ async fn start_all(env: &Environment, with_daemon: bool) -> (Vec<StartedProcess>
     for (id, script, tty) in cases {
         let (process, pids) = start(env, id, script, tty).await;
         for (i, pid) in pids.into_iter().enumerate() {
-            watched.push(Watched::new(pid, &format!("{id} #{i}")));
+            watched.push((format!("{id} #{i}"), Watched::new(pid)));
         }
         started.push(process);
     }
     if with_daemon {
         // Its pid is printed as soon as it is forked; `setsid` comes after.
-        let daemon = watched.last().expect("the daemon");
+        let daemon = watched.last().expect("the daemon").1.pid();
         let started = Instant::now();
-        while session_of(daemon.pid) != Some(daemon.pid) {
+        while proc_stat(daemon).map(|stat| stat.session) != Some(daemon) {
             assert!(
                 started.elapsed() < TIMEOUT,
                 "the daemon did not start a session of its own"
@@ -258,17 +140,17 @@ async fn start_all(env: &Environment, with_daemon: bool) -> (Vec<StartedProcess>
     (started, watched)
 }
 
-/// Wait until every watched process is gone, for at most the grace period
+/// Wait until every watched process is reaped, for at most the grace period
 /// plus `BOUND`; fail naming the ones left.
-fn assert_all_gone(watched: &[Watched], since: Instant) {
+fn assert_all_gone(watched: &[(String, Watched)], since: Instant) {
     let deadline = since + Duration::from_millis(GRACE_MS) + BOUND;
     loop {
         let left: Vec<String> = watched
             .iter()
-            .filter(|process| !process.is_gone())
-            .map(|process| {
-                let state = state_and_start(process.pid).map_or('?', |(state, _)| state);
-                format!("{} (pid {}, state {state})", process.what, process.pid)
+            .filter(|(_, process)| !process.is_reaped())
+            .map(|(what, process)| {
+                let state = proc_stat(process.pid()).map_or('?', |stat| stat.state);
+                format!("{what} (pid {}, state {state})", process.pid())
             })
             .collect();
         if left.is_empty() {
@@ -286,15 +168,15 @@ fn assert_all_gone(watched: &[Watched], since: Instant) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_kill_9_of_the_server_nothing_it_started_survives() {
-    let mut serve = Serve::start();
+    let mut serve = serve().await;
     let env = connect(&serve.url).await;
     let (_started, watched) = start_all(&env, true).await;
 
-    let server = serve.server_pid();
+    let server = server_pid(&serve);
     let killed = Instant::now();
     kill(Pid::from_raw(server), Signal::SIGKILL).expect("kill -9 the server");
     assert_all_gone(&watched, killed);
-    let status = serve.wait();
+    let status = wait_exit(&mut serve.child, "the server's death").await;
     assert_eq!(
         status.code(),
         Some(128 + 9),
@@ -304,14 +186,14 @@ async fn after_kill_9_of_the_server_nothing_it_started_survives() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_kill_9_of_execd_serve_the_server_shuts_down() {
-    let mut serve = Serve::start();
+    let mut serve = serve().await;
     let env = connect(&serve.url).await;
     let (_started, mut watched) = start_all(&env, false).await;
-    let server = serve.server_pid();
-    watched.push(Watched::new(server, "the server"));
+    let server = server_pid(&serve);
+    watched.push(("the server".to_string(), Watched::new(server)));
 
     let killed = Instant::now();
-    kill(Pid::from_raw(serve.pid()), Signal::SIGKILL).expect("kill -9 execd serve");
-    serve.wait();
+    kill(Pid::from_raw(pid_of(&serve)), Signal::SIGKILL).expect("kill -9 execd serve");
+    wait_exit(&mut serve.child, "kill -9").await;
     assert_all_gone(&watched, killed);
 }
