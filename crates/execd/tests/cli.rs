@@ -196,7 +196,8 @@ async fn ws_recv(ws: &mut Ws) -> Value {
 /// Start `execd serve` on a free port, run a sleeper through it, deliver
 /// `signal` to execd and check it exits 0 having killed the sleeper.
 async fn signal_stops_server_and_processes(signal: Signal) {
-    let mut child = execd(&["serve", "--listen", "ws://127.0.0.1:0"])
+    // A raw WebSocket client without a token: auth is not what this tests.
+    let mut child = execd(&["serve", "--listen", "ws://127.0.0.1:0", "--no-auth"])
         .spawn()
         .expect("spawn execd");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();

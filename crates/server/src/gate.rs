@@ -1,7 +1,8 @@
 //! The connection's side of exec decisions: `ask` becomes a server→client
 //! `exec/approve` request (answered through [`ConnectionGate::answer`] when
 //! the client's response frame arrives) and every decision an `exec/decision`
-//! notification. A client that is gone answers nothing, which denies.
+//! notification (and an audit event). A client that is gone answers nothing,
+//! which denies.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -24,14 +25,17 @@ type Waiters = HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>;
 
 pub struct ConnectionGate {
     outbox: Arc<Outbox>,
+    /// The session, for the audit trail.
+    session: String,
     waiting: Mutex<Waiters>,
     next_id: AtomicI64,
 }
 
 impl ConnectionGate {
-    pub fn new(outbox: Arc<Outbox>) -> Arc<ConnectionGate> {
+    pub fn new(outbox: Arc<Outbox>, session: String) -> Arc<ConnectionGate> {
         Arc::new(ConnectionGate {
             outbox,
+            session,
             waiting: Mutex::new(HashMap::new()),
             next_id: AtomicI64::new(1),
         })
@@ -77,6 +81,7 @@ impl ExecGate for ConnectionGate {
     }
 
     async fn report(&self, decision: DecisionParams) {
+        crate::audit::exec_decision(&self.session, &decision);
         self.outbox
             .send(rpc::notification(DECISION, decision))
             .await;

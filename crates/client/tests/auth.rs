@@ -1,0 +1,175 @@
+//! The Rust client against servers that require a token, and over TLS: the
+//! right token (given in `ConnectOptions`, or through `EnvironmentManager`)
+//! runs a real command; a missing or wrong one is a clear 401 error; a
+//! `wss://` server with a certificate made here (rcgen) is reached with the
+//! CA given to the client, and refused without it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use execd_client::{
+    ClientError, ConnectOptions, Environment, EnvironmentManager, ExecServerClient,
+    RemoteEnvironment, Token,
+};
+use execd_environment::collect;
+use execd_protocol::process::StartParams;
+use execd_server::{AccessConfig, ServerConfig, WsServer};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn token(text: &str) -> Token {
+    Token::new(text, "test").unwrap()
+}
+
+async fn server(config: ServerConfig) -> WsServer {
+    execd_server::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .expect("bind")
+}
+
+fn with_token(secret: &str) -> ServerConfig {
+    ServerConfig {
+        access: AccessConfig {
+            token: Some(token(secret)),
+            ..AccessConfig::default()
+        },
+        ..ServerConfig::default()
+    }
+}
+
+fn options(secret: Option<&str>) -> ConnectOptions {
+    ConnectOptions {
+        token: secret.map(token),
+        ..ConnectOptions::default()
+    }
+}
+
+/// `bash -c script` through `env`; its stdout.
+async fn run(env: &Environment, script: &str) -> String {
+    let params = StartParams {
+        process_id: "p".into(),
+        argv: vec!["bash".into(), "-c".into(), script.into()],
+        cwd: "/".into(),
+        env: HashMap::from([("PATH".into(), "/usr/bin:/bin".into())]),
+        tty: false,
+        pipe_stdin: false,
+        arg0: None,
+        size: None,
+        exec_policy: None,
+        sandbox: None,
+    };
+    let mut started = env.exec.start(params).await.expect("start");
+    let output = tokio::time::timeout(TIMEOUT, collect(&mut started.events))
+        .await
+        .expect("the command did not finish in time")
+        .expect("events");
+    assert_eq!(output.code(), Some(0), "{output:?}");
+    output.stdout_text()
+}
+
+#[tokio::test]
+async fn the_right_token_runs_a_command() {
+    let server = server(with_token("right-token")).await;
+    let client = ExecServerClient::connect_with(&server.url(), options(Some("right-token")))
+        .await
+        .expect("connect with the right token");
+    let env = RemoteEnvironment::new(client).into_environment();
+    assert_eq!(run(&env, "echo authorised").await, "authorised\n");
+    drop(env);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_a_clear_401() {
+    let server = server(with_token("right-token")).await;
+    let err = ExecServerClient::connect_with(&server.url(), options(Some("wrong-token")))
+        .await
+        .expect_err("a wrong token must be refused");
+    assert!(
+        matches!(&err, ClientError::Unauthorized { sent_token: true, .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("refused the token (HTTP 401)") && message.contains("EXECD_TOKEN"),
+        "{message}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_manager_sends_its_token() {
+    let server = server(with_token("manager-token")).await;
+    let manager = EnvironmentManager::new(Some(server.url())).with_token(token("manager-token"));
+    let env = manager.environment().await.expect("connect through the manager");
+    assert_eq!(run(&env, "echo managed").await, "managed\n");
+    let wrong = EnvironmentManager::new(Some(server.url())).with_token(token("nope"));
+    let err = wrong.environment().await.expect_err("a wrong token");
+    assert!(err.to_string().contains("HTTP 401"), "{err}");
+    drop(env);
+    server.shutdown().await;
+}
+
+/// A CA and a server certificate for `127.0.0.1` and `localhost` signed by
+/// it, as PEM files in `dir`: (ca.pem, cert.pem, key.pem).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test]
+async fn wss_round_trip_with_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let mut config = with_token("tls-token");
+    config.tls = Some(execd_transport::tls::server_config(&cert, &key).expect("TLS config"));
+    let server = server(config).await;
+    let url = server.url();
+    assert!(url.starts_with("wss://127.0.0.1:"), "{url}");
+
+    let options = ConnectOptions {
+        ca_file: Some(ca),
+        ..options(Some("tls-token"))
+    };
+    let env = RemoteEnvironment::connect_with(&url, options.clone())
+        .await
+        .expect("connect over wss with the CA");
+    assert_eq!(run(&env, "echo over tls; head -c 100000 /dev/zero | wc -c").await, "over tls\n100000\n");
+
+    // Without the CA (system roots only) the certificate is not trusted.
+    let err = ExecServerClient::connect_with(&url, options(Some("tls-token")))
+        .await
+        .expect_err("an unknown CA must be refused");
+    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    // Plain ws:// to a TLS port does not get in either.
+    let plain = url.replacen("wss://", "ws://", 1);
+    ExecServerClient::connect_with(&plain, options.clone())
+        .await
+        .expect_err("plaintext to a TLS listener");
+    // And TLS does not replace the token.
+    let err = ExecServerClient::connect_with(
+        &url,
+        ConnectOptions {
+            token: Some(token("wrong")),
+            ..options
+        },
+    )
+    .await
+    .expect_err("a wrong token over TLS");
+    assert!(matches!(err, ClientError::Unauthorized { .. }), "{err:?}");
+    drop(env);
+    server.shutdown().await;
+}
