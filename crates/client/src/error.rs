@@ -37,9 +37,7 @@ impl From<ClientError> for EnvError {
             ClientError::Connect { .. }
             | ClientError::Unauthorized { .. }
             | ClientError::Refused { .. }
-            | ClientError::ConnectionLost(_) => {
-                EnvError::ConnectionLost(err.to_string())
-            }
+            | ClientError::ConnectionLost(_) => EnvError::ConnectionLost(err.to_string()),
             ClientError::Timeout { .. } => EnvError::Timeout(err.to_string()),
             ClientError::Protocol(message) => EnvError::Protocol(message),
         }

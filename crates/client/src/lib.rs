@@ -14,12 +14,12 @@ pub mod remote;
 pub mod websocket;
 
 pub use client::ExecServerClient;
-pub use execd_transport::token::Token;
-pub use websocket::ConnectOptions;
 pub use error::ClientError;
 pub use execd_environment::{
     EnvError, Environment, ExecBackend, ExecProcess, FileSystem, ManagedProcess, OutputCap,
     ProcessState, StartedProcess,
 };
+pub use execd_transport::token::Token;
 pub use manager::EnvironmentManager;
 pub use remote::RemoteEnvironment;
+pub use websocket::ConnectOptions;

@@ -104,7 +104,9 @@ fn init_logging(format: serve::LogFormat, default_filter: &str) {
     };
     let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
     match format {
-        serve::LogFormat::Human => builder.with_env_filter(filter(default_filter.into())).init(),
+        serve::LogFormat::Human => builder
+            .with_env_filter(filter(default_filter.into()))
+            .init(),
         serve::LogFormat::Json => builder
             .json()
             .flatten_event(true)

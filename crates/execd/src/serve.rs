@@ -178,9 +178,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     }
     let (addr, wss) = resolve(&args.listen).await?;
     config.tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(
-            execd_transport::tls::server_config(cert, key).map_err(|err| err.to_string())?,
-        ),
+        (Some(cert), Some(key)) => {
+            Some(execd_transport::tls::server_config(cert, key).map_err(|err| err.to_string())?)
+        }
         _ if wss => {
             return Err(format!(
                 "--listen {} needs --tls-cert and --tls-key",

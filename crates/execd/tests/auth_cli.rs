@@ -52,7 +52,10 @@ async fn serve(mut command: Command) -> Server {
         .expect("execd serve printed no URL in time")
         .expect("read execd serve stdout");
     let Some(url) = url else {
-        let output = child.wait_with_output().await.expect("wait for execd serve");
+        let output = child
+            .wait_with_output()
+            .await
+            .expect("wait for execd serve");
         panic!(
             "execd serve exited before printing its URL: {}",
             String::from_utf8_lossy(&output.stderr)
@@ -131,24 +134,53 @@ async fn token_file_or_env_lets_run_in_and_nothing_else_does() {
     let file_arg = file.to_str().unwrap();
     let server = serve(execd(
         home.path(),
-        &["serve", "--listen", "ws://127.0.0.1:0", "--token-file", file_arg],
+        &[
+            "serve",
+            "--listen",
+            "ws://127.0.0.1:0",
+            "--token-file",
+            file_arg,
+        ],
     ))
     .await;
-    assert_eq!(status_without_token(&server.url).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status_without_token(&server.url).await,
+        StatusCode::UNAUTHORIZED
+    );
 
     assert_runs(home.path(), &server.url, &["--token-file", file_arg], &[]).await;
-    assert_runs(home.path(), &server.url, &[], &[("EXECD_TOKEN", "file-secret")]).await;
+    assert_runs(
+        home.path(),
+        &server.url,
+        &[],
+        &[("EXECD_TOKEN", "file-secret")],
+    )
+    .await;
 
     let stderr = run_fails(home.path(), &server.url, &[], &[]).await;
     assert!(
-        stderr.contains("HTTP 401") && stderr.contains("EXECD_TOKEN") && stderr.contains("--token-file"),
+        stderr.contains("HTTP 401")
+            && stderr.contains("EXECD_TOKEN")
+            && stderr.contains("--token-file"),
         "no token: {stderr}"
     );
     let stderr = run_fails(home.path(), &server.url, &[], &[("EXECD_TOKEN", "wrong")]).await;
-    assert!(stderr.contains("refused the token (HTTP 401)"), "wrong token: {stderr}");
+    assert!(
+        stderr.contains("refused the token (HTTP 401)"),
+        "wrong token: {stderr}"
+    );
     let wrong = token_file(secrets.path(), "wrong", "wrong-secret");
-    let stderr = run_fails(home.path(), &server.url, &["--token-file", wrong.to_str().unwrap()], &[]).await;
-    assert!(stderr.contains("refused the token (HTTP 401)"), "wrong file: {stderr}");
+    let stderr = run_fails(
+        home.path(),
+        &server.url,
+        &["--token-file", wrong.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert!(
+        stderr.contains("refused the token (HTTP 401)"),
+        "wrong file: {stderr}"
+    );
     // No default file was made: the server had its token.
     assert!(!home.path().join(".local/state/execd/token").exists());
     drop(server);
@@ -160,8 +192,17 @@ async fn serve_takes_the_token_from_the_environment() {
     let mut command = execd(home.path(), &["serve", "--listen", "ws://127.0.0.1:0"]);
     command.env("EXECD_TOKEN", "env-secret");
     let server = serve(command).await;
-    assert_eq!(status_without_token(&server.url).await, StatusCode::UNAUTHORIZED);
-    assert_runs(home.path(), &server.url, &[], &[("EXECD_TOKEN", "env-secret")]).await;
+    assert_eq!(
+        status_without_token(&server.url).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_runs(
+        home.path(),
+        &server.url,
+        &[],
+        &[("EXECD_TOKEN", "env-secret")],
+    )
+    .await;
     assert!(!home.path().join(".local/state/execd/token").exists());
     drop(server);
 }
@@ -173,7 +214,11 @@ fn mode(path: &Path) -> u32 {
 #[tokio::test]
 async fn default_token_file_needs_no_configuration() {
     let home = tempfile::tempdir().unwrap();
-    let server = serve(execd(home.path(), &["serve", "--listen", "ws://127.0.0.1:0"])).await;
+    let server = serve(execd(
+        home.path(),
+        &["serve", "--listen", "ws://127.0.0.1:0"],
+    ))
+    .await;
     let file = home.path().join(".local/state/execd/token");
     let token = std::fs::read_to_string(&file).expect("serve created the default token file");
     let token = token.trim().to_string();
@@ -181,11 +226,18 @@ async fn default_token_file_needs_no_configuration() {
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token:?}");
     assert_eq!(mode(&file), 0o600);
     assert_eq!(mode(file.parent().unwrap()), 0o700);
-    assert_eq!(status_without_token(&server.url).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status_without_token(&server.url).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_runs(home.path(), &server.url, &[], &[]).await;
 
     // A second server reuses the file; run reaches both.
-    let second = serve(execd(home.path(), &["serve", "--listen", "ws://127.0.0.1:0"])).await;
+    let second = serve(execd(
+        home.path(),
+        &["serve", "--listen", "ws://127.0.0.1:0"],
+    ))
+    .await;
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
     assert_runs(home.path(), &second.url, &[], &[]).await;
     assert_runs(home.path(), &server.url, &[], &[]).await;
@@ -216,7 +268,12 @@ async fn default_token_file_follows_xdg_state_home() {
 async fn servers_started_together_share_one_default_token() {
     let home = tempfile::tempdir().unwrap();
     let starting: Vec<_> = (0..6)
-        .map(|_| serve(execd(home.path(), &["serve", "--listen", "ws://127.0.0.1:0"])))
+        .map(|_| {
+            serve(execd(
+                home.path(),
+                &["serve", "--listen", "ws://127.0.0.1:0"],
+            ))
+        })
         .collect();
     let servers = futures_util::future::join_all(starting).await;
     let file = home.path().join(".local/state/execd/token");
@@ -224,7 +281,11 @@ async fn servers_started_together_share_one_default_token() {
     for server in &servers {
         assert_runs(home.path(), &server.url, &[], &[]).await;
     }
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), token, "the token changed");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        token,
+        "the token changed"
+    );
     // No leftovers of the creation next to the file.
     let entries: Vec<_> = std::fs::read_dir(file.parent().unwrap())
         .unwrap()
@@ -241,30 +302,58 @@ async fn a_loose_default_token_file_is_refused() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = token_file(&dir, "token", "loose-secret");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = output(execd(home.path(), &["serve", "--listen", "ws://127.0.0.1:0"])).await;
+    let out = output(execd(
+        home.path(),
+        &["serve", "--listen", "ws://127.0.0.1:0"],
+    ))
+    .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{out:?}");
-    assert!(stderr.contains("chmod 600") && stderr.contains(file.to_str().unwrap()), "{stderr}");
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "loose-secret\n", "the file was touched");
+    assert!(
+        stderr.contains("chmod 600") && stderr.contains(file.to_str().unwrap()),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "loose-secret\n",
+        "the file was touched"
+    );
 }
 
 #[tokio::test]
 async fn no_auth_and_token_less_listening_only_on_loopback() {
     let home = tempfile::tempdir().unwrap();
-    let out = output(execd(home.path(), &["serve", "--listen", "ws://0.0.0.0:0", "--no-auth"])).await;
+    let out = output(execd(
+        home.path(),
+        &["serve", "--listen", "ws://0.0.0.0:0", "--no-auth"],
+    ))
+    .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "--no-auth on 0.0.0.0 started: {out:?}");
-    assert!(stderr.contains("--no-auth") && stderr.contains("loopback"), "{stderr}");
+    assert!(
+        !out.status.success(),
+        "--no-auth on 0.0.0.0 started: {out:?}"
+    );
+    assert!(
+        stderr.contains("--no-auth") && stderr.contains("loopback"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty(), "it printed a URL: {out:?}");
 
     let out = output(execd(home.path(), &["serve", "--listen", "ws://0.0.0.0:0"])).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "token-less 0.0.0.0 started: {out:?}");
-    assert!(stderr.contains("without a token") && stderr.contains("EXECD_TOKEN"), "{stderr}");
+    assert!(
+        stderr.contains("without a token") && stderr.contains("EXECD_TOKEN"),
+        "{stderr}"
+    );
     assert!(!home.path().join(".local/state/execd/token").exists());
 
     // On loopback --no-auth is honoured: run needs no token at all.
-    let server = serve(execd(home.path(), &["serve", "--listen", "ws://127.0.0.1:0", "--no-auth"])).await;
+    let server = serve(execd(
+        home.path(),
+        &["serve", "--listen", "ws://127.0.0.1:0", "--no-auth"],
+    ))
+    .await;
     assert_runs(home.path(), &server.url, &[], &[]).await;
     assert!(!home.path().join(".local/state/execd/token").exists());
     drop(server);
@@ -303,7 +392,11 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         .unwrap()
         .signed_by(&key, &ca)
         .unwrap();
-    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
     std::fs::write(&paths.0, ca.pem()).unwrap();
     std::fs::write(&paths.1, cert.pem()).unwrap();
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
@@ -328,7 +421,13 @@ async fn wss_from_the_command_line() {
     ))
     .await;
     assert!(server.url.starts_with("wss://127.0.0.1:"), "{}", server.url);
-    assert_runs(home.path(), &server.url, &["--ca-file", ca.to_str().unwrap()], &[]).await;
+    assert_runs(
+        home.path(),
+        &server.url,
+        &["--ca-file", ca.to_str().unwrap()],
+        &[],
+    )
+    .await;
     let stderr = run_fails(home.path(), &server.url, &[], &[]).await;
     assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
     drop(server);
@@ -337,7 +436,14 @@ async fn wss_from_the_command_line() {
 #[tokio::test]
 async fn websocket_flags_do_not_apply_to_stdio() {
     let home = tempfile::tempdir().unwrap();
-    let out = output(execd(home.path(), &["serve", "--listen", "stdio", "--no-auth"])).await;
+    let out = output(execd(
+        home.path(),
+        &["serve", "--listen", "stdio", "--no-auth"],
+    ))
+    .await;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stdio"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stdio"),
+        "{out:?}"
+    );
 }

@@ -128,7 +128,11 @@ pub fn check(
     request: &Request,
 ) -> Result<Admission, Refusal> {
     let headers = request.headers();
-    let text = |name| headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let text = |name| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
     if config.check_host && loopback_listener {
         let host = text(header::HOST).ok_or(Refusal::MissingHost)?;
         if !is_loopback_authority(&host) {

@@ -11,7 +11,7 @@ use execd_transport::token::Token;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::{Error, Message};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,18 +34,16 @@ fn with_token() -> AccessConfig {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Handshake with extra headers; the socket, or the refusal's status and body.
 async fn handshake(url: &str, headers: &[(&str, &str)]) -> Result<Ws, (StatusCode, String)> {
     let mut request = url.into_client_request().unwrap();
     for (name, value) in headers {
-        request.headers_mut().insert(
-            *name,
-            HeaderValue::from_str(value).expect("a valid header value"),
-        );
+        let name = HeaderName::from_bytes(name.as_bytes()).expect("a valid header name");
+        let value = HeaderValue::from_str(value).expect("a valid header value");
+        request.headers_mut().insert(name, value);
     }
     let connect = tokio_tungstenite::connect_async(request);
     match tokio::time::timeout(TIMEOUT, connect)
@@ -75,12 +73,16 @@ fn refused(result: Result<Ws, (StatusCode, String)>) -> (StatusCode, String) {
     }
 }
 
+async fn send(ws: &mut Ws, value: Value) {
+    let frame = Message::text(value.to_string());
+    tokio::time::timeout(TIMEOUT, ws.send(frame))
+        .await
+        .expect("send timed out")
+        .expect("send");
+}
+
 /// The connection works: `initialize` and a real command's output.
 async fn assert_serves(mut ws: Ws) {
-    let send = |ws: &mut Ws, value: Value| {
-        let frame = Message::text(value.to_string());
-        async move { ws.send(frame).await.expect("send") }
-    };
     send(
         &mut ws,
         json!({"id": 1, "method": "initialize", "params": {"clientName": "handshake-test"}}),
@@ -117,7 +119,8 @@ async fn no_token_is_401() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(body.contains("Authorization"), "body: {body}");
     // Another scheme fares no better.
-    let (status, _) = refused(handshake(&server.url(), &[("authorization", "Basic Zm9vOmJhcg==")]).await);
+    let (status, _) =
+        refused(handshake(&server.url(), &[("authorization", "Basic Zm9vOmJhcg==")]).await);
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     server.shutdown().await;
 }
@@ -125,7 +128,11 @@ async fn no_token_is_401() {
 #[tokio::test]
 async fn wrong_token_is_401() {
     let server = server(with_token()).await;
-    for wrong in ["Bearer nope", "Bearer 0123456789abcdef-test-tokeN", "Bearer 0123456789abcdef-test-token2"] {
+    for wrong in [
+        "Bearer nope",
+        "Bearer 0123456789abcdef-test-tokeN",
+        "Bearer 0123456789abcdef-test-token2",
+    ] {
         let (status, body) = refused(handshake(&server.url(), &[("authorization", wrong)]).await);
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{wrong}: {body}");
     }
@@ -155,7 +162,10 @@ async fn foreign_origin_is_403_even_with_the_token() {
     let (status, body) = refused(
         handshake(
             &server.url(),
-            &[("origin", "http://evil.example"), ("authorization", &bearer)],
+            &[
+                ("origin", "http://evil.example"),
+                ("authorization", &bearer),
+            ],
         )
         .await,
     );
@@ -186,7 +196,10 @@ async fn allowed_origin_is_101() {
     let bearer = format!("Bearer {TOKEN}");
     let ws = handshake(
         &server.url(),
-        &[("origin", "https://app.example"), ("authorization", &bearer)],
+        &[
+            ("origin", "https://app.example"),
+            ("authorization", &bearer),
+        ],
     )
     .await
     .expect("an allowed origin is accepted");
@@ -194,7 +207,10 @@ async fn allowed_origin_is_101() {
     let (status, _) = refused(
         handshake(
             &server.url(),
-            &[("origin", "https://other.example"), ("authorization", &bearer)],
+            &[
+                ("origin", "https://other.example"),
+                ("authorization", &bearer),
+            ],
         )
         .await,
     );
@@ -207,9 +223,17 @@ async fn rebinding_host_is_403_on_loopback() {
     let server = server(with_token()).await;
     let port = server.local_addr().port();
     let bearer = format!("Bearer {TOKEN}");
-    for host in [format!("evil.example:{port}"), "evil.example".to_string(), format!("localhost.evil.example:{port}")] {
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_string(),
+        format!("localhost.evil.example:{port}"),
+    ] {
         let (status, body) = refused(
-            handshake(&server.url(), &[("host", &host), ("authorization", &bearer)]).await,
+            handshake(
+                &server.url(),
+                &[("host", &host), ("authorization", &bearer)],
+            )
+            .await,
         );
         assert_eq!(status, StatusCode::FORBIDDEN, "Host {host}: {body}");
     }
@@ -219,9 +243,12 @@ async fn rebinding_host_is_403_on_loopback() {
         "localhost".to_string(),
         format!("[::1]:{port}"),
     ] {
-        handshake(&server.url(), &[("host", &host), ("authorization", &bearer)])
-            .await
-            .unwrap_or_else(|(status, body)| panic!("Host {host} refused: {status} {body}"));
+        handshake(
+            &server.url(),
+            &[("host", &host), ("authorization", &bearer)],
+        )
+        .await
+        .unwrap_or_else(|(status, body)| panic!("Host {host} refused: {status} {body}"));
     }
     server.shutdown().await;
 }

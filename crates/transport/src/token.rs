@@ -43,7 +43,9 @@ pub enum TokenError {
     Read { path: PathBuf, source: io::Error },
     #[error("the token file {path} is not a regular file")]
     NotRegularFile { path: PathBuf },
-    #[error("the token file {path} is open to other users (mode {mode:04o}); run `chmod 600 {path}`")]
+    #[error(
+        "the token file {path} is open to other users (mode {mode:04o}); run `chmod 600 {path}`"
+    )]
     OpenToOthers { path: PathBuf, mode: u32 },
     #[error("the token file {path} belongs to uid {owner}, not to this user (uid {uid})")]
     WrongOwner { path: PathBuf, owner: u32, uid: u32 },
@@ -135,7 +137,11 @@ pub fn default_path() -> Result<PathBuf, TokenError> {
                 .map(|user| user.dir)
         })
         .ok_or(TokenError::NoStateDirectory)?;
-    Ok(home.join(".local").join("state").join("execd").join("token"))
+    Ok(home
+        .join(".local")
+        .join("state")
+        .join("execd")
+        .join("token"))
 }
 
 /// The default token file, if it exists. It must be a regular file of this

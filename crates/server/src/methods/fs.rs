@@ -56,7 +56,11 @@ pub fn write_file(session: &Session, id: &RequestId, params: Value) -> Result<Re
         } else {
             LocalFileSystem.write_file(&p.path, data).await
         };
-        let operation = if p.append { "fs/writeFile (append)" } else { method };
+        let operation = if p.append {
+            "fs/writeFile (append)"
+        } else {
+            method
+        };
         audit_change(&session_id, operation, &p.path, None, &written);
         done(written.map(|()| Empty {}))
     });

@@ -43,7 +43,10 @@ pub fn start(session: &Session, id: &RequestId, params: Value) -> Result<Reply, 
     let backend = backend.clone();
     let session_id = session.id().to_string();
     session.reply_later(id, async move {
-        let started = backend.start_reserved(&params).await.map_err(RpcError::from);
+        let started = backend
+            .start_reserved(&params)
+            .await
+            .map_err(RpcError::from);
         audit_start(&session_id, &backend, &params, &started);
         started?;
         result(params)

@@ -39,6 +39,7 @@ pub async fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<WsServer
     let local_addr = listener.local_addr()?;
     let tls = config.tls.is_some();
     let loopback = local_addr.ip().is_loopback();
+    let auth = config.access.token.is_some();
     if !loopback && !tls {
         warn!(
             %local_addr,
@@ -54,7 +55,7 @@ pub async fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<WsServer
         shutdown.clone(),
         tracker.clone(),
     ));
-    info!(%local_addr, tls, auth = config.access.token.is_some(), "listening");
+    info!(%local_addr, tls, auth, "listening");
     Ok(WsServer {
         local_addr,
         tls,
@@ -131,7 +132,9 @@ async fn handle_connection(
         return upgrade(stream, peer, loopback_listener, deadline, config, shutdown).await;
     };
     match tokio::time::timeout_at(deadline, TlsAcceptor::from(tls).accept(stream)).await {
-        Ok(Ok(stream)) => upgrade(stream, peer, loopback_listener, deadline, config, shutdown).await,
+        Ok(Ok(stream)) => {
+            upgrade(stream, peer, loopback_listener, deadline, config, shutdown).await
+        }
         Ok(Err(err)) => debug!(%peer, %err, "TLS handshake failed"),
         Err(_) => debug!(%peer, "TLS handshake timed out"),
     }
@@ -161,7 +164,8 @@ async fn upgrade<S>(
         answer
     };
     let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, decide, Some(ws_config));
-    let ws = match tokio::time::timeout_at(deadline, accept).await {
+    let accepted = tokio::time::timeout_at(deadline, accept).await;
+    let ws = match accepted {
         Ok(Ok(ws)) => ws,
         Ok(Err(err)) => {
             match &verdict {
