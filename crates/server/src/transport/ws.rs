@@ -154,6 +154,8 @@ async fn upgrade<S>(
 {
     let ws_config = execd_transport::ws::config(config.max_frame_bytes);
     let mut verdict: Option<Result<Admission, Refusal>> = None;
+    // The error type is tungstenite's (an HTTP response), fixed by its callback API.
+    #[allow(clippy::result_large_err)]
     let decide = |request: &Request, response: Response| {
         let checked = access::check(&config.access, loopback_listener, request);
         let answer = match &checked {
