@@ -252,3 +252,31 @@ async fn rebinding_host_is_403_on_loopback() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
+    use tokio::io::AsyncReadExt;
+    let config = ServerConfig {
+        access: with_token(),
+        handshake_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let server = execd_server::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .expect("bind");
+    let mut socket = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(TIMEOUT, socket.read(&mut buffer))
+        .await
+        .expect("the server kept a silent connection open");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    server.shutdown().await;
+}
