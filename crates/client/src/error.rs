@@ -8,6 +8,14 @@ use execd_environment::EnvError;
 pub enum ClientError {
     #[error("cannot connect to {target}: {reason}")]
     Connect { target: String, reason: String },
+    #[error("{}", unauthorized(target, *sent_token))]
+    Unauthorized { target: String, sent_token: bool },
+    #[error("the server at {target} refused the connection (HTTP {status}): {reason}")]
+    Refused {
+        target: String,
+        status: u16,
+        reason: String,
+    },
     #[error("connection lost: {0}")]
     ConnectionLost(String),
     #[error("server error {code}: {message}")]
@@ -26,11 +34,20 @@ impl From<ClientError> for EnvError {
                 message,
                 data: None,
             }),
-            ClientError::Connect { .. } | ClientError::ConnectionLost(_) => {
-                EnvError::ConnectionLost(err.to_string())
-            }
+            ClientError::Connect { .. }
+            | ClientError::Unauthorized { .. }
+            | ClientError::Refused { .. }
+            | ClientError::ConnectionLost(_) => EnvError::ConnectionLost(err.to_string()),
             ClientError::Timeout { .. } => EnvError::Timeout(err.to_string()),
             ClientError::Protocol(message) => EnvError::Protocol(message),
         }
+    }
+}
+
+fn unauthorized(target: &str, sent_token: bool) -> String {
+    if sent_token {
+        format!("the server at {target} refused the token (HTTP 401): set EXECD_TOKEN or --token-file to this server's token")
+    } else {
+        format!("the server at {target} requires a token (HTTP 401) and none was found: set EXECD_TOKEN or pass --token-file (the default token file is read only for servers on loopback)")
     }
 }

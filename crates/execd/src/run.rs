@@ -26,6 +26,8 @@ use nix::sys::termios::{self, SetArg, Termios};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use crate::connect_args::ConnectArgs;
+
 /// `PATH` of the remote process unless `--env PATH=...` says otherwise.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// `TERM` of a `--tty` process when the local one is not set.
@@ -44,9 +46,11 @@ const STARTING_BACKOFF: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Server to run on (`ws://HOST:PORT`); defaults to $EXECD_URL.
+    /// Server to run on (`ws://HOST:PORT` or `wss://HOST:PORT`); defaults to $EXECD_URL.
     #[arg(long)]
     pub url: Option<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Run under a pseudo-terminal; a local terminal on stdin is put in raw
     /// mode while the command runs.
     #[arg(long)]
@@ -144,7 +148,8 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
         exec_policy: None,
         sandbox: None,
     };
-    let environment = RemoteEnvironment::connect(&url)
+    let options = args.connect.options().map_err(Failure::new)?;
+    let environment = RemoteEnvironment::connect_with(&url, options)
         .await
         .map_err(|err| Failure::new(connect_error(&url, &err)))?;
     let program = args.command.first().cloned().unwrap_or_default();

@@ -107,6 +107,11 @@ impl LocalBackend {
         Ok(())
     }
 
+    /// The pid of a started process (`None` for an unknown or reserved id).
+    pub fn pid(&self, id: &str) -> Option<i32> {
+        self.table.get(id).ok().map(|process| process.pid())
+    }
+
     pub async fn read(
         &self,
         id: &str,

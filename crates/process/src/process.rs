@@ -109,6 +109,11 @@ impl Process {
         &self.id
     }
 
+    /// The child's pid (also its process group id).
+    pub fn pid(&self) -> i32 {
+        self.pgid
+    }
+
     pub fn log(&self) -> &Arc<OutputLog> {
         &self.log
     }

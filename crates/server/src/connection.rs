@@ -14,6 +14,8 @@ use futures_util::{Sink, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::access::Admission;
+use crate::audit;
 use crate::dispatch;
 use crate::methods::session::INITIALIZED;
 use crate::methods::Reply;
@@ -30,6 +32,15 @@ pub enum Inbound {
     Invalid(String),
 }
 
+/// Who is on the other end, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// `IP:PORT`, or `stdio`.
+    pub address: String,
+    /// How the connection was admitted.
+    pub admission: Admission,
+}
+
 /// Serve one connection until the peer leaves or `shutdown` fires.
 /// `binary_frames`: the transport can carry binary frames (WebSocket).
 pub async fn serve_connection<I, O>(
@@ -38,6 +49,7 @@ pub async fn serve_connection<I, O>(
     binary_frames: bool,
     config: ServerConfig,
     shutdown: CancellationToken,
+    peer: Peer,
 ) where
     I: Stream<Item = Inbound> + Unpin,
     O: Sink<Frame> + Send + 'static,
@@ -45,6 +57,7 @@ pub async fn serve_connection<I, O>(
 {
     let outbox = Outbox::new(outgoing);
     let mut session = Session::new(config, outbox.clone(), binary_frames);
+    audit::connection_opened(&peer.address, session.id(), peer.admission);
     loop {
         tokio::select! {
             frame = incoming.next() => match frame {
@@ -63,6 +76,7 @@ pub async fn serve_connection<I, O>(
     // processes to close.
     outbox.close();
     session.backend().shutdown().await;
+    audit::connection_closed(&peer.address, session.id());
 }
 
 /// Handle one inbound frame: a request goes to [`dispatch`], a response to

@@ -1,9 +1,9 @@
 //! The connection's side of exec decisions: `ask` becomes a server→client
 //! `exec/approve` request (answered through [`ConnectionGate::answer`] when
 //! the client's response frame arrives) and every decision an `exec/decision`
-//! notification. A client that is gone answers nothing, which denies at
-//! once; an ask that times out leaves nothing behind; at most
-//! [`MAX_PENDING_ASKS`] wait at a time (more are denied).
+//! notification (and an audit event). A client that is gone answers
+//! nothing, which denies at once; an ask that times out leaves nothing
+//! behind; at most [`MAX_PENDING_ASKS`] wait at a time (more are denied).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -42,14 +42,17 @@ impl Drop for Waiting<'_> {
 
 pub struct ConnectionGate {
     outbox: Arc<Outbox>,
+    /// The session, for the audit trail.
+    session: String,
     waiting: Mutex<Waiters>,
     next_id: AtomicI64,
 }
 
 impl ConnectionGate {
-    pub fn new(outbox: Arc<Outbox>) -> Arc<ConnectionGate> {
+    pub fn new(outbox: Arc<Outbox>, session: String) -> Arc<ConnectionGate> {
         Arc::new(ConnectionGate {
             outbox,
+            session,
             waiting: Mutex::new(HashMap::new()),
             next_id: AtomicI64::new(1),
         })
@@ -105,6 +108,7 @@ impl ExecGate for ConnectionGate {
     }
 
     async fn report(&self, decision: DecisionParams) {
+        crate::audit::exec_decision(&self.session, &decision);
         self.outbox
             .send(rpc::notification(DECISION, decision))
             .await;
@@ -147,7 +151,7 @@ mod tests {
     fn silent_gate() -> (Arc<ConnectionGate>, tokio::sync::mpsc::Receiver<Frame>) {
         let (sink, frames) = tokio::sync::mpsc::channel::<Frame>(4 * MAX_PENDING_ASKS);
         (
-            ConnectionGate::new(Outbox::new(PollSender::new(sink))),
+            ConnectionGate::new(Outbox::new(PollSender::new(sink)), "test".into()),
             frames,
         )
     }

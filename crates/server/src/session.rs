@@ -30,10 +30,11 @@ pub struct Session {
 
 impl Session {
     pub fn new(config: ServerConfig, outbox: Arc<Outbox>, binary_frames: bool) -> Self {
-        let gate = ConnectionGate::new(outbox.clone());
+        let id = uuid::Uuid::new_v4().to_string();
+        let gate = ConnectionGate::new(outbox.clone(), id.clone());
         let events = ConnectionEvents::new(outbox.clone());
         Session {
-            id: uuid::Uuid::new_v4().to_string(),
+            id,
             initialized: false,
             backend: LocalBackend::new(config.table.clone(), events.clone(), gate.clone()),
             gate,

@@ -1,6 +1,7 @@
 //! `fs/*`: each method's params are decoded now (a bad request is answered
 //! in frame order), and the filesystem work runs in a task of its own on
-//! the blocking pool, which answers when done.
+//! the blocking pool, which answers when done. Changes (write, append,
+//! directory creation, remove, copy) are audited with their outcome.
 
 use execd_environment::FileSystem;
 use execd_local::LocalFileSystem;
@@ -9,6 +10,9 @@ use execd_protocol::fs::{self as fsp, Empty};
 use execd_protocol::{ErrorCode, RequestId, RpcError};
 use serde_json::Value;
 
+use execd_environment::EnvError;
+
+use crate::audit;
 use crate::methods::{done, ok, Reply};
 use crate::rpc::parse_params;
 use crate::session::Session;
@@ -45,12 +49,19 @@ pub fn write_file(session: &Session, id: &RequestId, params: Value) -> Result<Re
             format!("invalid params for {method}: dataBase64: invalid base64: {err}"),
         )
     })?;
+    let session_id = session.id().to_string();
     session.reply_later(id, async move {
         let written = if p.append {
             LocalFileSystem.append_file(&p.path, data).await
         } else {
             LocalFileSystem.write_file(&p.path, data).await
         };
+        let operation = if p.append {
+            "fs/writeFile (append)"
+        } else {
+            method
+        };
+        audit_change(&session_id, operation, &p.path, None, &written);
         done(written.map(|()| Empty {}))
     });
     Ok(Reply::Later)
@@ -63,8 +74,10 @@ pub fn create_directory(
 ) -> Result<Reply, RpcError> {
     let p: fsp::CreateDirectoryParams = parse_params(fsp::CREATE_DIRECTORY, params)?;
     let recursive = p.recursive.unwrap_or(false);
+    let session_id = session.id().to_string();
     session.reply_later(id, async move {
         let created = LocalFileSystem.create_directory(&p.path, recursive).await;
+        audit_change(&session_id, fsp::CREATE_DIRECTORY, &p.path, None, &created);
         done(created.map(|()| Empty {}))
     });
     Ok(Reply::Later)
@@ -91,8 +104,10 @@ pub fn read_directory(session: &Session, id: &RequestId, params: Value) -> Resul
 pub fn remove(session: &Session, id: &RequestId, params: Value) -> Result<Reply, RpcError> {
     let p: fsp::RemoveParams = parse_params(fsp::REMOVE, params)?;
     let (recursive, force) = (p.recursive.unwrap_or(false), p.force.unwrap_or(false));
+    let session_id = session.id().to_string();
     session.reply_later(id, async move {
         let removed = LocalFileSystem.remove(&p.path, recursive, force).await;
+        audit_change(&session_id, fsp::REMOVE, &p.path, None, &removed);
         done(removed.map(|()| Empty {}))
     });
     Ok(Reply::Later)
@@ -101,11 +116,25 @@ pub fn remove(session: &Session, id: &RequestId, params: Value) -> Result<Reply,
 pub fn copy(session: &Session, id: &RequestId, params: Value) -> Result<Reply, RpcError> {
     let p: fsp::CopyParams = parse_params(fsp::COPY, params)?;
     let recursive = p.recursive.unwrap_or(false);
+    let session_id = session.id().to_string();
     session.reply_later(id, async move {
         let copied = LocalFileSystem
             .copy(&p.source_path, &p.destination_path, recursive)
             .await;
+        let destination = Some(p.destination_path.as_str());
+        audit_change(&session_id, fsp::COPY, &p.source_path, destination, &copied);
         done(copied.map(|()| Empty {}))
     });
     Ok(Reply::Later)
+}
+
+fn audit_change(
+    session: &str,
+    operation: &str,
+    path: &str,
+    destination: Option<&str>,
+    outcome: &Result<(), EnvError>,
+) {
+    let outcome = outcome.as_ref().map(|_| ()).map_err(ToString::to_string);
+    audit::fs_change(session, operation, path, destination, outcome);
 }

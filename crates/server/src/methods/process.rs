@@ -10,6 +10,9 @@ use execd_protocol::process::{self as pp, TerminalSize};
 use execd_protocol::{RequestId, RpcError};
 use serde_json::Value;
 
+use execd_local::LocalBackend;
+
+use crate::audit;
 use crate::methods::{done, ok, Reply, RpcResult};
 use crate::rpc::parse_params;
 use crate::session::Session;
@@ -26,22 +29,49 @@ pub fn start(session: &Session, id: &RequestId, params: Value) -> Result<Reply, 
     };
     let backend = session.backend();
     if params.exec_policy.is_none() {
-        return Ok(Reply::Now(
-            backend
-                .start_now(&params)
-                .map_err(RpcError::from)
-                .and_then(|()| result(params)),
-        ));
+        let started = backend.start_now(&params).map_err(RpcError::from);
+        audit_start(session.id(), backend, &params, &started);
+        return Ok(Reply::Now(started.and_then(|()| result(params))));
     }
     // Claimed now, in frame order, so a write right behind this start
     // answers `starting`.
-    backend.reserve(&params)?;
+    if let Err(err) = backend.reserve(&params) {
+        let err = RpcError::from(err);
+        audit_start(session.id(), backend, &params, &Err(err.clone()));
+        return Err(err);
+    }
     let backend = backend.clone();
+    let session_id = session.id().to_string();
     session.reply_later(id, async move {
-        backend.start_reserved(&params).await?;
+        let started = backend
+            .start_reserved(&params)
+            .await
+            .map_err(RpcError::from);
+        audit_start(&session_id, &backend, &params, &started);
+        started?;
         result(params)
     });
     Ok(Reply::Later)
+}
+
+fn audit_start(
+    session: &str,
+    backend: &LocalBackend,
+    params: &pp::StartParams,
+    started: &Result<(), RpcError>,
+) {
+    let outcome = match started {
+        Ok(()) => Ok(backend.pid(&params.process_id)),
+        Err(err) => Err(err.message.as_str()),
+    };
+    audit::process_start(
+        session,
+        &params.process_id,
+        &params.argv,
+        &params.cwd,
+        params.tty,
+        outcome,
+    );
 }
 
 pub fn write(session: &Session, params: Value) -> RpcResult {

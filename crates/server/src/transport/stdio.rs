@@ -6,7 +6,8 @@ use futures_util::{future, SinkExt, StreamExt};
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{serve_connection, Inbound};
+use crate::access::Admission;
+use crate::connection::{serve_connection, Inbound, Peer};
 use crate::ServerConfig;
 
 /// Serve one connection over stdin/stdout until stdin closes or `shutdown` fires.
@@ -30,5 +31,9 @@ pub async fn serve_stdio(config: ServerConfig, shutdown: CancellationToken) {
             ))),
         })
     });
-    serve_connection(Box::pin(incoming), outgoing, false, config, shutdown).await;
+    let peer = Peer {
+        address: "stdio".into(),
+        admission: Admission::Stdio,
+    };
+    serve_connection(Box::pin(incoming), outgoing, false, config, shutdown, peer).await;
 }
