@@ -14,13 +14,16 @@ use execd_protocol::policy::{
 };
 use execd_protocol::RpcError;
 use execd_transport::outbox::Outbox;
-use serde_json::{json, Value};
+use serde_json::json;
+use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::rpc;
 
-type Waiters = HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>;
+/// Each pending `exec/approve` and where its decision goes (`None`: no
+/// usable answer, which denies).
+type Waiters = HashMap<i64, oneshot::Sender<Option<Answer>>>;
 
 pub struct ConnectionGate {
     outbox: Arc<Outbox>,
@@ -42,15 +45,19 @@ impl ConnectionGate {
     }
 
     /// A response from the client to one of our requests. False if no
-    /// request of ours has that id.
-    pub fn answer(&self, id: i64, result: Result<Value, RpcError>) -> bool {
-        match self.waiting().remove(&id) {
-            Some(waiter) => {
-                let _ = waiter.send(result);
-                true
-            }
-            None => false,
-        }
+    /// request of ours has that id. The result is decoded only then.
+    pub fn answer(&self, id: i64, result: Result<&RawValue, RpcError>) -> bool {
+        let Some(waiter) = self.waiting().remove(&id) else {
+            return false;
+        };
+        // An error reply means no.
+        let answer = result.ok().and_then(|raw| {
+            serde_json::from_str::<ApproveResult>(raw.get())
+                .map_err(|err| debug!(%err, "malformed exec/approve answer; denying"))
+                .ok()
+        });
+        let _ = waiter.send(answer.map(|result| result.decision));
+        true
     }
 }
 
@@ -65,15 +72,8 @@ impl ExecGate for ConnectionGate {
             self.waiting().remove(&id);
             return None;
         }
-        // Dropped (connection closing) or an error reply both mean no.
-        let answer = rx.await.ok()?.ok()?;
-        match serde_json::from_value::<ApproveResult>(answer) {
-            Ok(result) => Some(result.decision),
-            Err(err) => {
-                debug!(%err, "malformed exec/approve answer; denying");
-                None
-            }
-        }
+        // Dropped (connection closing) or no usable answer both mean no.
+        rx.await.ok()?
     }
 
     async fn report(&self, decision: DecisionParams) {
