@@ -90,8 +90,11 @@ fn check_regular(path: &Path, meta: &std::fs::Metadata, action: &'static str) ->
 }
 
 /// Open a regular file for reading, without blocking on a FIFO; returns
-/// it with its size.
+/// it with its size. What is not a regular file is refused before it is
+/// opened (opening a socket fails, a device may act), and again after.
 fn open_regular(path: &Path) -> Result<(File, u64), FsError> {
+    let meta = std::fs::metadata(path).map_err(io_error(path))?;
+    check_regular(path, &meta, "read")?;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)

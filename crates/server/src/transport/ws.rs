@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 use crate::connection::{serve_connection, Inbound};
 use crate::rpc;
 use crate::shared::Shared;
-use crate::transport::handshakes::Handshakes;
+use crate::transport::handshakes::{Handshakes, Ticket};
 use crate::ServerConfig;
 use execd_transport::outbox::Frame;
 
@@ -94,11 +94,13 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                // In accept order, so the oldest is the first pushed out.
+                let ticket = handshakes.enter();
                 tracker.spawn(handle_connection(
                     stream,
                     peer,
                     shared.clone(),
-                    handshakes.clone(),
+                    ticket,
                     shutdown.clone(),
                 ));
             }
@@ -161,7 +163,7 @@ async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    handshakes: Arc<Handshakes>,
+    ticket: Ticket,
     shutdown: CancellationToken,
 ) {
     if let Err(err) = stream.set_nodelay(true) {
@@ -181,7 +183,6 @@ async fn handle_connection(
             Err(refusal(&limit))
         }
     };
-    let ticket = handshakes.enter();
     let upgrade = tokio::time::timeout(
         config.handshake_timeout,
         tokio_tungstenite::accept_hdr_async_with_config(stream, check_limit, Some(ws_config)),
