@@ -8,6 +8,11 @@
 //! longest ago lose their retained output first (their records stay, a
 //! read sees the seq gap), and only when no closed process retains
 //! anything does the process adding output drop its own oldest chunks.
+//!
+//! Freed chunks go back to the allocator, which keeps freed memory for
+//! reuse; every [`TRIM_EVERY`] bytes released, [`release_freed_memory`]
+//! hands what it keeps back to the kernel, so the server's resident size
+//! follows the budget down as well as up.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +32,24 @@ pub struct SharedBudget {
     /// Logs of closed processes that retain output, oldest close first
     /// (entries whose log is gone are skipped and pruned).
     closed: Mutex<ClosedLogs>,
+    /// Bytes released for the budget since memory was last handed back.
+    released_since_trim: AtomicUsize,
+}
+
+/// Memory is handed back to the kernel after this much retained output was
+/// released to make room.
+pub const TRIM_EVERY: usize = 32 * 1024 * 1024;
+
+/// Hand the memory the allocator keeps after frees back to the kernel
+/// (glibc's `malloc_trim`; elsewhere nothing to do). Costs a walk of the
+/// free lists: call it after large releases, not per chunk.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only inspects and releases the allocator's own
+    // free memory; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +74,7 @@ impl SharedBudget {
                 logs: VecDeque::new(),
                 prune_at: MIN_PRUNE_AT,
             }),
+            released_since_trim: AtomicUsize::new(0),
         })
     }
 
@@ -112,6 +136,14 @@ impl SharedBudget {
         self.retained_bytes.fetch_sub(bytes, Ordering::SeqCst);
     }
 
+    /// `bytes` of retained output were dropped to make room.
+    pub(crate) fn released_for_room(&self, bytes: usize) {
+        let total = self.released_since_trim.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if total >= TRIM_EVERY && self.released_since_trim.swap(0, Ordering::SeqCst) > 0 {
+            release_freed_memory();
+        }
+    }
+
     pub(crate) fn over_budget(&self) -> bool {
         self.retained_bytes() > self.max_retained_bytes
     }
@@ -138,6 +170,9 @@ impl SharedBudget {
             if let Some(log) = log.upgrade() {
                 released += log.drop_retained();
             }
+        }
+        if released > 0 {
+            self.released_for_room(released);
         }
         released
     }

@@ -129,8 +129,15 @@ impl OutputLog {
         if self.budget.over_budget() {
             self.budget.evict_closed();
             // Nothing closed retains output any more: this process pays.
-            let mut state = self.lock();
-            self.drop_oldest_while(&mut state, |_| self.budget.over_budget());
+            let released = {
+                let mut state = self.lock();
+                let before = state.retained_bytes;
+                self.drop_oldest_while(&mut state, |_| self.budget.over_budget());
+                before - state.retained_bytes
+            };
+            if released > 0 {
+                self.budget.released_for_room(released);
+            }
         }
         event
     }

@@ -78,6 +78,10 @@ pub async fn serve_connection<I, O>(
     // processes to close.
     outbox.close();
     session.backend().shutdown().await;
+    drop(session);
+    // What the connection's processes retained is freed now: hand it back
+    // to the kernel rather than keep it for reuse.
+    execd_process::budget::release_freed_memory();
 }
 
 /// Handle one inbound frame: a request goes to [`dispatch`], a response to
