@@ -23,8 +23,10 @@ fn positive() -> clap::builder::RangedU64ValueParser<u64> {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Every limit refuses what would pass it with an error that names the \
-limit, its value and its flag; see docs/SECURITY.md.")]
+#[command(
+    after_help = "Every limit refuses what would pass it with an error that names the \
+limit, its value and its flag; see docs/PROTOCOL.md (Limits)."
+)]
 pub struct ServeArgs {
     /// `ws://IP:PORT` (port 0 picks a free one) or `stdio`.
     #[arg(long, default_value = DEFAULT_LISTEN)]

@@ -77,13 +77,19 @@ async fn connect(url: &str) -> Ws {
     .await
     .expect("connect in time")
     .expect("connect");
-    send(&mut ws, json!({"id": 0, "method": "initialize", "params": {"clientName": "limits"}})).await;
+    send(
+        &mut ws,
+        json!({"id": 0, "method": "initialize", "params": {"clientName": "limits"}}),
+    )
+    .await;
     reply(&mut ws, 0).await.expect("initialize");
     ws
 }
 
 async fn send(ws: &mut Ws, message: Value) {
-    ws.send(Message::text(message.to_string())).await.expect("send");
+    ws.send(Message::text(message.to_string()))
+        .await
+        .expect("send");
 }
 
 /// The reply to request `id` (notifications in between are skipped).
@@ -94,7 +100,9 @@ async fn reply(ws: &mut Ws, id: i64) -> Result<Value, Value> {
             .expect("no reply in time")
             .expect("connection closed")
             .expect("websocket error");
-        let Message::Text(text) = message else { continue };
+        let Message::Text(text) = message else {
+            continue;
+        };
         let frame: Value = serde_json::from_str(text.as_str()).expect("JSON");
         if frame["id"] == json!(id) {
             return match frame.get("error") {
@@ -112,7 +120,8 @@ async fn call(ws: &mut Ws, id: i64, method: &str, params: Value) -> Result<Value
 
 /// Run `argv` to its close without reading its output (it stays retained).
 async fn run_quietly(ws: &mut Ws, id: i64, process: &str, argv: &[&str]) {
-    let params = json!({"processId": process, "argv": argv, "cwd": "/", "env": {"PATH": "/usr/bin:/bin"}});
+    let params =
+        json!({"processId": process, "argv": argv, "cwd": "/", "env": {"PATH": "/usr/bin:/bin"}});
     call(ws, id, "process/start", params).await.expect("start");
     loop {
         let message = tokio::time::timeout(TIMEOUT, ws.next())
@@ -120,7 +129,9 @@ async fn run_quietly(ws: &mut Ws, id: i64, process: &str, argv: &[&str]) {
             .expect("no close in time")
             .expect("connection closed")
             .expect("websocket error");
-        let Message::Text(text) = message else { continue };
+        let Message::Text(text) = message else {
+            continue;
+        };
         let frame: Value = serde_json::from_str(text.as_str()).unwrap();
         if frame["method"] == "process/closed" && frame["params"]["processId"] == process {
             return;
@@ -129,7 +140,8 @@ async fn run_quietly(ws: &mut Ws, id: i64, process: &str, argv: &[&str]) {
 }
 
 fn scratch(name: &str) -> String {
-    let path = std::env::temp_dir().join(format!("execd-serve-limits-{name}-{}", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("execd-serve-limits-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&path);
     std::fs::create_dir_all(&path).unwrap();
     path.to_str().unwrap().to_string()
@@ -145,7 +157,9 @@ async fn a_large_write_file_peaks_below_twice_its_payload() {
     let data: Vec<u8> = (0..payload).map(|i| (i ^ (i >> 11)) as u8).collect();
     let params = json!({"path": path, "dataBase64": STANDARD.encode(&data)});
     let before = status_bytes(&server, "VmHWM");
-    call(&mut ws, 1, "fs/writeFile", params).await.expect("writeFile");
+    call(&mut ws, 1, "fs/writeFile", params)
+        .await
+        .expect("writeFile");
     let peak = status_bytes(&server, "VmHWM");
     eprintln!(
         "fs/writeFile of {} MiB: server peak RSS {} MiB (before: {} MiB)",
@@ -183,14 +197,24 @@ async fn retained_output_of_many_finished_processes_stays_within_the_budget() {
         budget / MIB
     );
     // The newest process kept its 4 MiB; the oldest lost theirs.
-    let newest = call(&mut ws, 1000, "process/read", json!({"processId": "p99", "afterSeq": 0, "maxBytes": 1}))
-        .await
-        .unwrap();
+    let newest = call(
+        &mut ws,
+        1000,
+        "process/read",
+        json!({"processId": "p99", "afterSeq": 0, "maxBytes": 1}),
+    )
+    .await
+    .unwrap();
     assert_eq!(newest["closed"], json!(true));
     assert_ne!(newest["chunks"], json!([]), "p99 lost its output");
-    let oldest = call(&mut ws, 1001, "process/read", json!({"processId": "p0", "afterSeq": 0}))
-        .await
-        .unwrap();
+    let oldest = call(
+        &mut ws,
+        1001,
+        "process/read",
+        json!({"processId": "p0", "afterSeq": 0}),
+    )
+    .await
+    .unwrap();
     assert_eq!(oldest["chunks"], json!([]), "p0 still retains output");
     drop(ws);
     // Once the connection is gone its memory goes back to the kernel (the
@@ -210,7 +234,11 @@ async fn retained_output_of_many_finished_processes_stays_within_the_budget() {
         highest / MIB,
         after / MIB
     );
-    assert!(after <= baseline + 32 * MIB, "RSS stayed at {} MiB", after / MIB);
+    assert!(
+        after <= baseline + 32 * MIB,
+        "RSS stayed at {} MiB",
+        after / MIB
+    );
 }
 
 /// Bytes the kernel holds for us to read on `fd`.
@@ -254,7 +282,10 @@ async fn sigterm_ends_the_server_while_a_client_has_stopped_reading() {
             break;
         }
         last = now;
-        assert!(Instant::now() < deadline, "the server never filled the socket");
+        assert!(
+            Instant::now() < deadline,
+            "the server never filled the socket"
+        );
     }
     let pid = Pid::from_raw(server.id().expect("running") as i32);
     let signalled = Instant::now();
@@ -274,7 +305,9 @@ async fn files_larger_than_a_frame_move_in_pieces_and_a_whole_frame_is_refused()
     let (_server, url) = serve(&[]).await;
     let dir = scratch("cp");
     let local = format!("{dir}/local.bin");
-    let data: Vec<u8> = (0..size as u64).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..size as u64)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(&local, &data).unwrap();
     let cp = |from: String, to: String| {
         let mut command = Command::new(EXECD);
@@ -295,7 +328,10 @@ async fn files_larger_than_a_frame_move_in_pieces_and_a_whole_frame_is_refused()
             .expect("execd cp");
         assert!(status.success(), "execd cp failed");
     }
-    assert!(std::fs::read(format!("{dir}/back.bin")).unwrap() == data, "copy differs");
+    assert!(
+        std::fs::read(format!("{dir}/back.bin")).unwrap() == data,
+        "copy differs"
+    );
     // The same 100 MiB in one fs/writeFile is over the default frame limit
     // (sent from a task: the server stops reading at the frame's header).
     let ws = connect(&url).await;
@@ -311,7 +347,9 @@ async fn files_larger_than_a_frame_move_in_pieces_and_a_whole_frame_is_refused()
             .expect("no refusal in time")
             .expect("closed without a refusal")
             .expect("websocket error before the refusal");
-        let Message::Text(text) = message else { continue };
+        let Message::Text(text) = message else {
+            continue;
+        };
         let frame: Value = serde_json::from_str(text.as_str()).unwrap();
         assert_eq!(frame["id"], json!(-1), "{frame}");
         break frame["error"].clone();
@@ -345,6 +383,13 @@ async fn execd_run_waits_out_a_full_stdin_queue() {
         .expect("execd run in time")
         .expect("execd run");
     feeding.await.unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), (20 * MIB).to_string());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        (20 * MIB).to_string()
+    );
 }

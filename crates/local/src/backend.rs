@@ -11,9 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use execd_environment::EnvError;
 use execd_policy::decision::ExecGate;
+use execd_process::budget::SharedBudget;
 use execd_process::output_log::EventSink;
 use execd_process::process::ControlError;
-use execd_process::budget::SharedBudget;
 use execd_process::spawn::SpawnSpec;
 use execd_process::table::{ProcessTable, StartError, TableConfig, UnknownProcess, WriteError};
 use execd_protocol::process::{OutputChunk, ReadResult, StartParams, TerminalSize, WriteStatus};
@@ -156,7 +156,12 @@ impl LocalBackend {
 
     /// Queue input; with `close_stdin`, EOF follows it. A full stdin queue
     /// refuses the write with [`EnvError::LimitExceeded`].
-    pub fn write(&self, id: &str, chunk: Bytes, close_stdin: bool) -> Result<WriteStatus, EnvError> {
+    pub fn write(
+        &self,
+        id: &str,
+        chunk: Bytes,
+        close_stdin: bool,
+    ) -> Result<WriteStatus, EnvError> {
         self.table
             .write(id, chunk, close_stdin)
             .map_err(|err| match err {

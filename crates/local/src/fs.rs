@@ -78,7 +78,11 @@ fn kind_of(file_type: std::fs::FileType) -> &'static str {
 }
 
 /// Refuse anything but a regular file; `action` says what was to be done.
-fn check_regular(path: &Path, meta: &std::fs::Metadata, action: &'static str) -> Result<(), FsError> {
+fn check_regular(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    action: &'static str,
+) -> Result<(), FsError> {
     if meta.is_file() {
         return Ok(());
     }

@@ -248,9 +248,18 @@ mod tests {
         live.push_output(OutputStream::Stdout, four());
         live.push_output(OutputStream::Stdout, four());
         assert!(budget.retained_bytes() <= 10);
-        let seqs: Vec<u64> = live.snapshot(0, usize::MAX).chunks.iter().map(|c| c.seq).collect();
+        let seqs: Vec<u64> = live
+            .snapshot(0, usize::MAX)
+            .chunks
+            .iter()
+            .map(|c| c.seq)
+            .collect();
         assert_eq!(seqs, vec![3, 4]);
         drop(live);
-        assert_eq!(budget.retained_bytes(), 0, "a dropped log releases its bytes");
+        assert_eq!(
+            budget.retained_bytes(),
+            0,
+            "a dropped log releases its bytes"
+        );
     }
 }

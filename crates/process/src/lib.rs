@@ -21,7 +21,7 @@ pub mod spawn;
 pub mod stdin;
 pub mod table;
 
+pub use budget::SharedBudget;
 pub use execd_protocol::process::{OutputStream, TerminalSize, WriteStatus};
 pub use output_log::{EventKind, EventSink, ExitInfo, ProcessEvent};
-pub use budget::SharedBudget;
 pub use table::{ProcessTable, StartError, TableConfig, WriteError};

@@ -267,7 +267,12 @@ impl ProcessTable {
     /// Queue input; with `close_stdin`, EOF follows it. A start still in
     /// progress answers `starting`; a full stdin queue refuses the write
     /// (nothing is written, and stdin stays open).
-    pub fn write(&self, id: &str, chunk: Bytes, close_stdin: bool) -> Result<WriteStatus, WriteError> {
+    pub fn write(
+        &self,
+        id: &str,
+        chunk: Bytes,
+        close_stdin: bool,
+    ) -> Result<WriteStatus, WriteError> {
         if self.lock().starting.contains_key(id) {
             return Ok(WriteStatus::Starting);
         }

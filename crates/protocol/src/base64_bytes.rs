@@ -71,7 +71,7 @@ fn describe_invalid(text: &[u8]) -> String {
     if let Some(offset) = body.iter().position(|b| !symbol(b)) {
         return format!("Invalid symbol {}, offset {offset}.", text[offset]);
     }
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return format!("Invalid input length: {}", text.len());
     }
     if let Some(pad) = first_pad {
@@ -122,11 +122,16 @@ mod tests {
     #[test]
     fn decodes_to_a_writer_in_pieces_and_words_large_errors() {
         // Three pieces and a padded tail.
-        let data: Vec<u8> = (0..(9 * 1024 * 1024 + 2) as u32).map(|i| (i ^ (i >> 9)) as u8).collect();
+        let data: Vec<u8> = (0..(9 * 1024 * 1024 + 2) as u32)
+            .map(|i| (i ^ (i >> 9)) as u8)
+            .collect();
         let text = encode(&data);
         check(text.as_bytes()).unwrap();
         let mut out = Vec::new();
-        assert_eq!(decode_to_writer(text.as_bytes(), &mut out).unwrap(), data.len() as u64);
+        assert_eq!(
+            decode_to_writer(text.as_bytes(), &mut out).unwrap(),
+            data.len() as u64
+        );
         assert!(out == data);
         let mut bad = text.into_bytes();
         bad[7_000_001] = b'!';

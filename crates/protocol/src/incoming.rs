@@ -164,7 +164,10 @@ impl<'a> Incoming<&'a RawValue> {
     /// Parse one text frame, leaving params and results as text borrowed
     /// from it. Nothing but the frame's top-level members is decoded.
     pub fn parse_raw(text: &'a str) -> Result<Incoming<&'a RawValue>, EnvelopeError> {
-        let first = text.trim_start_matches([' ', '\t', '\n', '\r']).chars().next();
+        let first = text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .chars()
+            .next();
         if first != Some('{') {
             // Only checked, never built: an array of a million numbers
             // costs nothing here.
@@ -335,7 +338,10 @@ mod tests {
             Ok(Incoming::Response { result: Ok(_), .. })
         ));
         assert!(both("nope").unwrap_err().message.contains("not valid JSON"));
-        assert!(both("{\"id\":").unwrap_err().message.contains("not valid JSON"));
+        assert!(both("{\"id\":")
+            .unwrap_err()
+            .message
+            .contains("not valid JSON"));
         assert!(both("[1]").unwrap_err().message.contains("an array"));
         assert!(both("null").unwrap_err().message.contains("null"));
         let err = both(r#"{"id":1.5,"method":"x"}"#).unwrap_err();
@@ -360,6 +366,9 @@ mod tests {
             panic!("not a request");
         };
         let start = params.get().as_ptr() as usize - text.as_ptr() as usize;
-        assert_eq!(&text[start..start + params.get().len()], r#"{"big":"AAAA"}"#);
+        assert_eq!(
+            &text[start..start + params.get().len()],
+            r#"{"big":"AAAA"}"#
+        );
     }
 }

@@ -91,11 +91,15 @@ async fn handle(session: &mut Session, frame: Inbound) -> bool {
     let text = match frame {
         Inbound::Text(text) => text,
         Inbound::Invalid(error) => {
-            session.send(rpc::frame_error(&ReplyId::Unknown, error)).await;
+            session
+                .send(rpc::frame_error(&ReplyId::Unknown, error))
+                .await;
             return true;
         }
         Inbound::Fatal(error) => {
-            session.send(rpc::frame_error(&ReplyId::Unknown, error)).await;
+            session
+                .send(rpc::frame_error(&ReplyId::Unknown, error))
+                .await;
             return false;
         }
     };

@@ -29,7 +29,7 @@ pub use transport::ws::{bind, WsServer};
 const MIB: usize = 1024 * 1024;
 
 /// Server-wide settings. Every resource a client can make the server hold
-/// is bounded by one of them (see docs/SECURITY.md); the `execd serve` flag
+/// is bounded by one of them (docs/PROTOCOL.md, Limits); the `execd serve` flag
 /// of each is named in its error.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {

@@ -99,7 +99,11 @@ pub fn read_file_response(id: &RequestId, data: &[u8], eof: Option<bool>) -> Str
     execd_protocol::base64_bytes::encode_append(data, &mut frame);
     frame.push('"');
     if let Some(eof) = eof {
-        frame.push_str(if eof { r#","eof":true"# } else { r#","eof":false"# });
+        frame.push_str(if eof {
+            r#","eof":true"#
+        } else {
+            r#","eof":false"#
+        });
     }
     frame.push_str("}}");
     frame
@@ -163,7 +167,10 @@ mod tests {
     #[test]
     fn hand_written_read_file_frame_matches_serde() {
         use execd_protocol::fs::ReadFileResult;
-        for (id, eof) in [(RequestId::Int(7), None), (RequestId::Str("a\"b".into()), Some(true))] {
+        for (id, eof) in [
+            (RequestId::Int(7), None),
+            (RequestId::Str("a\"b".into()), Some(true)),
+        ] {
             let data = b"\x00\xffhello";
             let frame = read_file_response(&id, data, eof);
             let expected = response(

@@ -103,7 +103,9 @@ impl Session {
                 LimitExceeded::new(
                     Limit::RequestsInFlight,
                     max,
-                    format!("{max} requests of this connection are still waiting for their replies"),
+                    format!(
+                        "{max} requests of this connection are still waiting for their replies"
+                    ),
                 )
                 .into()
             })

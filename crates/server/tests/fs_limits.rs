@@ -19,7 +19,8 @@ struct Scratch(std::path::PathBuf);
 
 impl Scratch {
     fn new(test: &str) -> Scratch {
-        let root = std::env::temp_dir().join(format!("execd-fs-limits-{test}-{}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("execd-fs-limits-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("scratch dir");
         Scratch(root)
@@ -43,7 +44,10 @@ fn mkfifo(path: &str) {
 fn assert_message(error: &Value, needles: &[&str]) {
     let message = error["message"].as_str().expect("message");
     for needle in needles {
-        assert!(message.contains(needle), "{message:?} does not name {needle:?}");
+        assert!(
+            message.contains(needle),
+            "{message:?} does not name {needle:?}"
+        );
     }
 }
 
@@ -69,8 +73,10 @@ async fn quick_error(client: &mut Client, method: &str, params: Value) -> Value 
 #[tokio::test]
 async fn whole_file_reads_over_the_cap_point_at_ranged_reads() {
     let max = 1024 * 1024;
-    let mut config = ServerConfig::default();
-    config.max_read_bytes = max;
+    let config = ServerConfig {
+        max_read_bytes: max,
+        ..ServerConfig::default()
+    };
     let server = start_server_with(config).await;
     let mut client = Client::connect_initialized(&server.url()).await;
     let scratch = Scratch::new("cap");
@@ -110,12 +116,20 @@ async fn whole_file_reads_over_the_cap_point_at_ranged_reads() {
     assert_read_limit(&error, max);
     assert_message(&error, &["length", &(max + 1).to_string()]);
     let piece = client
-        .call("fs/readFile", json!({"path": sparse, "offset": 4 << 30, "length": max}))
+        .call(
+            "fs/readFile",
+            json!({"path": sparse, "offset": 4 << 30, "length": max}),
+        )
         .await
         .expect("a piece of the sparse file");
     assert_eq!(unb64(&piece["dataBase64"]), vec![0u8; max as usize]);
     assert_eq!(piece["eof"], json!(false));
-    let error = quick_error(&mut client, "fs/readFile", json!({"path": over, "offset": 1})).await;
+    let error = quick_error(
+        &mut client,
+        "fs/readFile",
+        json!({"path": over, "offset": 1}),
+    )
+    .await;
     assert_read_limit(&error, max);
     assert_message(&error, &["offset 1"]);
     let tail = client
@@ -143,7 +157,10 @@ async fn only_regular_files_are_read_or_written_and_nothing_hangs() {
         (scratch.0.to_str().unwrap().to_string(), "a directory"),
     ];
     for (path, kind) in &cases {
-        for params in [json!({"path": path}), json!({"path": path, "offset": 0, "length": 10})] {
+        for params in [
+            json!({"path": path}),
+            json!({"path": path, "offset": 0, "length": 10}),
+        ] {
             let error = quick_error(&mut client, "fs/readFile", params).await;
             assert_eq!(error["code"], json!(INVALID_PARAMS), "{error}");
             assert_message(&error, &[path, kind, "regular file"]);
@@ -169,7 +186,11 @@ async fn only_regular_files_are_read_or_written_and_nothing_hangs() {
     // calls still work.
     let mut ids = Vec::new();
     for _ in 0..100 {
-        ids.push(client.send_request("fs/readFile", json!({"path": fifo})).await);
+        ids.push(
+            client
+                .send_request("fs/readFile", json!({"path": fifo}))
+                .await,
+        );
     }
     for id in ids {
         let error = client.response(id).await.expect_err("a FIFO read");
@@ -177,10 +198,16 @@ async fn only_regular_files_are_read_or_written_and_nothing_hangs() {
     }
     let file = scratch.path("plain");
     client
-        .call("fs/writeFile", json!({"path": file, "dataBase64": b64(b"fine")}))
+        .call(
+            "fs/writeFile",
+            json!({"path": file, "dataBase64": b64(b"fine")}),
+        )
         .await
         .expect("a regular file");
-    let read = client.call("fs/readFile", json!({"path": file})).await.unwrap();
+    let read = client
+        .call("fs/readFile", json!({"path": file}))
+        .await
+        .unwrap();
     assert_eq!(unb64(&read["dataBase64"]), b"fine");
     // /proc files report no size and are still read whole.
     let status = client

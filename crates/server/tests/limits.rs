@@ -58,9 +58,11 @@ fn still_open(socket: &TcpStream) -> bool {
 
 #[tokio::test]
 async fn a_flood_of_half_open_upgrades_drops_the_oldest_and_clients_still_connect() {
-    let mut config = ServerConfig::default();
-    config.max_handshakes = 8;
-    config.handshake_timeout = Duration::from_secs(600);
+    let config = ServerConfig {
+        max_handshakes: 8,
+        handshake_timeout: Duration::from_secs(600),
+        ..ServerConfig::default()
+    };
     let server = start_server_with(config).await;
     let mut sockets = Vec::new();
     for _ in 0..20 {
@@ -74,7 +76,10 @@ async fn a_flood_of_half_open_upgrades_drops_the_oldest_and_clients_still_connec
     assert!(sockets[12..].iter().all(still_open));
     // ... and a client that completes its handshake is served.
     let mut client = Client::connect_initialized(&server.url()).await;
-    assert_eq!(client.run("p", &["echo", "served"]).await.stdout_str(), "served\n");
+    assert_eq!(
+        client.run("p", &["echo", "served"]).await.stdout_str(),
+        "served\n"
+    );
     // Shutdown does not wait for the half-open ones.
     tokio::time::timeout(TIMEOUT, server.shutdown())
         .await
@@ -83,8 +88,10 @@ async fn a_flood_of_half_open_upgrades_drops_the_oldest_and_clients_still_connec
 
 #[tokio::test]
 async fn half_open_upgrades_are_closed_after_the_handshake_timeout() {
-    let mut config = ServerConfig::default();
-    config.handshake_timeout = Duration::from_millis(300);
+    let config = ServerConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
     let server = start_server_with(config).await;
     let mut sockets = Vec::new();
     for _ in 0..5 {
@@ -95,14 +102,19 @@ async fn half_open_upgrades_are_closed_after_the_handshake_timeout() {
         assert_closed(socket).await;
     }
     // The connected client outlives the timeout.
-    assert_eq!(client.run("p", &["echo", "still"]).await.stdout_str(), "still\n");
+    assert_eq!(
+        client.run("p", &["echo", "still"]).await.stdout_str(),
+        "still\n"
+    );
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn connections_over_the_limit_are_refused_with_503_and_the_reason() {
-    let mut config = ServerConfig::default();
-    config.max_connections = 2;
+    let config = ServerConfig {
+        max_connections: 2,
+        ..ServerConfig::default()
+    };
     let server = start_server_with(config).await;
     let first = Client::connect_initialized(&server.url()).await;
     let mut second = Client::connect_initialized(&server.url()).await;
@@ -143,9 +155,11 @@ fn sleeper(id: &str) -> Value {
 
 #[tokio::test]
 async fn processes_are_limited_per_connection_and_server_wide() {
-    let mut config = ServerConfig::default();
+    let mut config = ServerConfig {
+        max_processes: 3,
+        ..ServerConfig::default()
+    };
     config.table.max_processes = 2;
-    config.max_processes = 3;
     let server = start_server_with(config).await;
     let mut a = Client::connect_initialized(&server.url()).await;
     let mut b = Client::connect_initialized(&server.url()).await;
@@ -175,8 +189,10 @@ async fn processes_are_limited_per_connection_and_server_wide() {
 
 #[tokio::test]
 async fn requests_in_flight_are_limited_per_connection() {
-    let mut config = ServerConfig::default();
-    config.max_requests_in_flight = 3;
+    let config = ServerConfig {
+        max_requests_in_flight: 3,
+        ..ServerConfig::default()
+    };
     let server = start_server_with(config).await;
     let mut client = Client::connect_initialized(&server.url()).await;
     client.start(sleeper("s")).await;
@@ -197,21 +213,29 @@ async fn requests_in_flight_are_limited_per_connection() {
         assert!(result["exited"].as_bool().is_some());
     }
     client.wait_closed("s").await;
-    client.call("process/read", poll).await.expect("a place again");
+    client
+        .call("process/read", poll)
+        .await
+        .expect("a place again");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_frame_over_the_limit_gets_an_error_naming_it_then_the_connection_closes() {
-    let mut config = ServerConfig::default();
-    config.max_frame_bytes = 1024 * 1024;
+    let config = ServerConfig {
+        max_frame_bytes: 1024 * 1024,
+        ..ServerConfig::default()
+    };
     let server = start_server_with(config).await;
     assert_eq!(ServerConfig::default().max_frame_bytes, 64 * 1024 * 1024);
     let mut client = Client::connect_initialized(&server.url()).await;
     // Just under the limit is fine.
     let path = format!("/tmp/execd-limits-frame-{}", std::process::id());
     let params = json!({"path": path, "dataBase64": b64(&vec![7u8; 700 * 1024])});
-    client.call("fs/writeFile", params).await.expect("under the limit");
+    client
+        .call("fs/writeFile", params)
+        .await
+        .expect("under the limit");
     std::fs::remove_file(&path).unwrap();
 
     let (sink, mut stream) = client.into_inner().split();
@@ -237,10 +261,7 @@ async fn a_frame_over_the_limit_gets_an_error_naming_it_then_the_connection_clos
     };
     assert_eq!(reply["id"], json!(-1), "{reply}");
     assert_limit(&reply["error"], "maxFrameBytes", 1024 * 1024);
-    assert!(reply["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("2097"));
+    assert!(reply["error"]["message"].as_str().unwrap().contains("2097"));
     // Then the server closes the connection.
     let end = tokio::time::timeout(TIMEOUT, async {
         loop {
@@ -272,12 +293,19 @@ async fn a_full_stdin_queue_refuses_writes_with_an_error_naming_the_limit() {
         assert_eq!(result.unwrap()["status"], "accepted");
     }
     // ... and the next write would pass it: refused, nothing written.
-    let error = client.call_expect_error("process/write", write(512 * 1024)).await;
+    let error = client
+        .call_expect_error("process/write", write(512 * 1024))
+        .await;
     assert_limit(&error, "maxStdinQueueBytes", limit as u64);
     let message = error["message"].as_str().unwrap();
-    assert!(message.contains("deaf") && message.contains("queued"), "{message}");
+    assert!(
+        message.contains("deaf") && message.contains("queued"),
+        "{message}"
+    );
     // A small write is refused too while the queue is full; stdin stays open.
-    let error = client.call_expect_error("process/write", write(100 * 1024)).await;
+    let error = client
+        .call_expect_error("process/write", write(100 * 1024))
+        .await;
     assert_limit(&error, "maxStdinQueueBytes", limit as u64);
     let status = client.call("process/write", write(0)).await.unwrap();
     assert_eq!(status["status"], "accepted");
@@ -303,12 +331,17 @@ async fn a_request_with_a_null_id_is_answered_under_null() {
         .send_raw(r#"{"id":null,"method":"process/start","params":{}}"#)
         .await;
     // The next frame is that answer (not the reply to a later request).
-    client.send_request("process/terminate", json!({"processId": "x"})).await;
+    client
+        .send_request("process/terminate", json!({"processId": "x"}))
+        .await;
     let frame = client.recv_frame().await;
     assert!(frame.get("id").is_some_and(Value::is_null), "{frame}");
     assert_eq!(frame["error"]["code"], json!(-32600), "{frame}");
     let message = frame["error"]["message"].as_str().unwrap();
-    assert!(message.contains("null") && message.contains("process/start"), "{message}");
+    assert!(
+        message.contains("null") && message.contains("process/start"),
+        "{message}"
+    );
     // A notification (no id at all) is still not answered.
     client.notify("initialized", json!({})).await;
     client
@@ -321,8 +354,10 @@ async fn a_request_with_a_null_id_is_answered_under_null() {
 #[tokio::test]
 async fn retained_output_is_capped_server_wide_oldest_closed_first() {
     let budget = 4 * 1024 * 1024;
-    let mut config = ServerConfig::default();
-    config.max_retained_bytes = budget;
+    let config = ServerConfig {
+        max_retained_bytes: budget,
+        ..ServerConfig::default()
+    };
     let server = start_server_with(config).await;
     let mut a = Client::connect_initialized(&server.url()).await;
     let mut b = Client::connect_initialized(&server.url()).await;
@@ -336,7 +371,10 @@ async fn retained_output_is_capped_server_wide_oldest_closed_first() {
     for n in 0..6 {
         let client = if n % 2 == 0 { &mut a } else { &mut b };
         let read = client
-            .call("process/read", json!({"processId": format!("p{n}"), "afterSeq": 0}))
+            .call(
+                "process/read",
+                json!({"processId": format!("p{n}"), "afterSeq": 0}),
+            )
             .await
             .unwrap();
         assert_eq!(read["closed"], json!(true));

@@ -59,7 +59,8 @@ pub fn read_file(session: &Session, id: &RequestId, params: &RawValue) -> Result
             let offset = p.offset.unwrap_or(0);
             slots
                 .run(move || {
-                    fs::read_range(&path, offset, p.length, max).map(|(data, eof)| (data, Some(eof)))
+                    fs::read_range(&path, offset, p.length, max)
+                        .map(|(data, eof)| (data, Some(eof)))
                 })
                 .await
         };
@@ -133,7 +134,11 @@ pub fn create_directory(
     })
 }
 
-pub fn get_metadata(session: &Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
+pub fn get_metadata(
+    session: &Session,
+    id: &RequestId,
+    params: &RawValue,
+) -> Result<Reply, RpcError> {
     let p: fsp::PathParams = parse_params(fsp::GET_METADATA, params)?;
     let path = absolute(&p.path)?;
     reply_with(session, id, move || fs::metadata(&path))

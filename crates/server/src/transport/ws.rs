@@ -173,6 +173,8 @@ async fn handle_connection(
     let ws_config = execd_transport::ws::config(config.max_frame_bytes);
     // Taken during the upgrade, so that a client over the limit hears why.
     let mut slot = None;
+    // The result type is tungstenite's `Callback`'s.
+    #[allow(clippy::result_large_err)]
     let check_limit = |_: &Request, response: Response| match shared.connection_slot() {
         Ok(permit) => {
             slot = Some(permit);
