@@ -29,7 +29,11 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A running `execd serve` with `flags`, and its URL.
 async fn serve(flags: &[&str]) -> (Child, String) {
-    let mut child = Command::new(EXECD)
+    serve_command(Command::new(EXECD), flags).await
+}
+
+async fn serve_command(mut command: Command, flags: &[&str]) -> (Child, String) {
+    let mut child = command
         .args(["serve", "--listen", "ws://127.0.0.1:0"])
         .args(flags)
         .stdin(Stdio::null())
@@ -359,6 +363,46 @@ async fn files_larger_than_a_frame_move_in_pieces_and_a_whole_frame_is_refused()
     assert_eq!(error["data"]["value"], json!(64 * MIB), "{error}");
     assert!(!std::path::Path::new(&format!("{dir}/whole.bin")).exists());
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The soft and hard open-file limits of `pid`.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut numbers = line["Max open files".len()..].split_whitespace();
+    let soft = numbers.next().expect("soft").to_string();
+    let hard = numbers.next().expect("hard").to_string();
+    (soft, hard)
+}
+
+#[tokio::test]
+async fn execd_serve_raises_its_open_file_limit_to_the_hard_one() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    let low = 256.min(hard);
+    let mut command = Command::new(EXECD);
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            setrlimit(Resource::RLIMIT_NOFILE, low, hard).map_err(std::io::Error::from)
+        });
+    }
+    let (server, _url) = serve_command(command, &[]).await;
+    let (soft, _) = open_file_limits(server.id().expect("running"));
+    // An unlimited hard limit stops at the kernel's ceiling.
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .expect("nr_open")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert_eq!(
+        soft,
+        hard.min(nr_open).to_string(),
+        "soft open-file limit not raised"
+    );
 }
 
 #[tokio::test]
