@@ -26,7 +26,7 @@ impl From<FsError> for EnvError {
 pub struct LocalFileSystem;
 
 /// Run a blocking filesystem call off the async threads.
-pub async fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     op: impl FnOnce() -> Result<T, FsError> + Send + 'static,
 ) -> Result<T, EnvError> {
     match tokio::task::spawn_blocking(op).await {
