@@ -1,90 +1,19 @@
 //! One test suite, two backends: every test below runs against the local
 //! environment and against a real execd server over a loopback socket.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use execd_client::{EnvError, Environment, EnvironmentManager, ManagedProcess, RemoteEnvironment};
+use execd_client::{EnvError, Environment, EnvironmentManager, ManagedProcess};
 use execd_environment::traits::{read_file_to, write_file_from};
-use execd_local::LocalEnvironment;
-use execd_local::TableConfig;
 use execd_protocol::event::{EventKind, ProcessEvent};
 use execd_protocol::process::{OutputStream, StartParams, TerminalSize, WriteStatus};
-use execd_server::{ServerConfig, WsServer};
+use execd_test_support::{
+    both_backends, process_params, unique_name, write_stdin, Backend, TempDir, TIMEOUT,
+};
 
-/// Every wait is bounded by this.
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn fast_table() -> TableConfig {
-    TableConfig {
-        terminate_grace: Duration::from_millis(500),
-        ..TableConfig::default()
-    }
-}
-
-/// Keeps a test's backend alive.
-enum Guard {
-    Local,
-    Remote(WsServer),
-}
-
-impl Guard {
-    async fn finish(self) {
-        if let Guard::Remote(server) = self {
-            server.shutdown().await;
-        }
-    }
-}
-
-async fn local() -> (Environment, Guard) {
-    (
-        LocalEnvironment::new(fast_table()).into_environment(),
-        Guard::Local,
-    )
-}
-
-async fn remote() -> (Environment, Guard) {
-    let config = ServerConfig {
-        table: fast_table(),
-        ..ServerConfig::default()
-    };
-    let server = execd_server::bind("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .unwrap();
-    let env = RemoteEnvironment::connect(&server.url()).await.unwrap();
-    (env, Guard::Remote(server))
-}
-
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
+/// A pipe process with a fresh id.
 fn params(argv: &[&str]) -> StartParams {
-    StartParams {
-        process_id: unique("p"),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        cwd: "/tmp".into(),
-        env: HashMap::from([
-            (
-                "PATH".to_string(),
-                "/usr/local/bin:/usr/bin:/bin".to_string(),
-            ),
-            ("LANG".to_string(), "C".to_string()),
-        ]),
-        tty: false,
-        pipe_stdin: false,
-        arg0: None,
-        size: None,
-        exec_policy: None,
-        sandbox: None,
-    }
+    process_params(&unique_name("p"), argv)
 }
 
 /// Everything a process's event channel delivered.
@@ -219,11 +148,7 @@ async fn stdin_write_and_close(env: Environment) {
     let mut p = params(&["cat"]);
     p.pipe_stdin = true;
     let mut started = env.exec.start(p).await.unwrap();
-    let status = started
-        .process
-        .write(Bytes::from_static(b"abc"))
-        .await
-        .unwrap();
+    let status = write_stdin(&started, b"abc").await;
     assert_eq!(status, WriteStatus::Accepted);
     assert_eq!(
         started.process.close_stdin().await.unwrap(),
@@ -234,11 +159,7 @@ async fn stdin_write_and_close(env: Environment) {
     assert_eq!(done.exit_code, Some(0));
     // Without pipeStdin there is nothing to write to.
     let started = env.exec.start(params(&["sleep", "30"])).await.unwrap();
-    let status = started
-        .process
-        .write(Bytes::from_static(b"x"))
-        .await
-        .unwrap();
+    let status = write_stdin(&started, b"x").await;
     assert_eq!(status, WriteStatus::StdinClosed);
     assert!(started.process.terminate().await.unwrap());
     assert_eq!(
@@ -261,11 +182,7 @@ async fn pty_resize_is_seen_by_the_program(env: Environment) {
         })
         .await
         .unwrap();
-    started
-        .process
-        .write(Bytes::from_static(b"\n"))
-        .await
-        .unwrap();
+    write_stdin(&started, b"\n").await;
     let done = drain(&mut started.events).await;
     assert!(
         String::from_utf8_lossy(&done.pty).contains("50 120"),
@@ -315,11 +232,7 @@ async fn read_from_a_seq(env: Environment) {
     p.pipe_stdin = true;
     let mut started = env.exec.start(p).await.unwrap();
     wait_for_output(&mut started.events, "one").await;
-    started
-        .process
-        .write(Bytes::from_static(b"\n"))
-        .await
-        .unwrap();
+    write_stdin(&started, b"\n").await;
     started.process.wait().await.unwrap();
     let all = started.process.read(0, None, None).await.unwrap();
     let texts: Vec<&[u8]> = all.chunks.iter().map(|c| &c.chunk[..]).collect();
@@ -372,16 +285,10 @@ async fn managed_write_stdin_collects_the_answer(env: Environment) {
     assert_eq!(state.signal.as_deref(), Some("SIGTERM"));
 }
 
-fn temp_path(name: &str) -> String {
-    std::env::temp_dir()
-        .join(unique(name))
-        .to_string_lossy()
-        .into_owned()
-}
-
 async fn filesystem_operations(env: Environment) {
     let fs = &env.fs;
-    let dir = temp_path("envfs");
+    let temp = TempDir::new("envfs");
+    let dir = temp.path().display().to_string();
     fs.create_directory(&format!("{dir}/a/b"), true)
         .await
         .unwrap();
@@ -440,7 +347,8 @@ async fn filesystem_operations(env: Environment) {
 }
 
 async fn streaming_files_larger_than_one_piece(env: Environment) {
-    let path = temp_path("stream");
+    let temp = TempDir::new("stream");
+    let path = temp.text("data");
     let data: Vec<u8> = (0..10 * 1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
@@ -460,29 +368,9 @@ async fn streaming_files_larger_than_one_piece(env: Environment) {
     env.fs.remove(&path, false, false).await.unwrap();
 }
 
-macro_rules! suite {
-    ($backend:ident: $($test:ident),* $(,)?) => {
-        mod $backend {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let (env, guard) = super::$backend().await;
-                    super::$test(env).await;
-                    guard.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-macro_rules! both_backends {
-    ($($test:ident),* $(,)?) => {
-        suite!(local: $($test),*);
-        suite!(remote: $($test),*);
-    };
-}
-
 both_backends!(
+    #[tokio::test]
+    Backend::run:
     runs_a_command_with_separate_streams,
     early_output_is_not_lost,
     start_errors_have_the_same_kind,
@@ -500,7 +388,7 @@ both_backends!(
 
 #[tokio::test]
 async fn managed_process_fails_cleanly_when_the_connection_drops() {
-    let (env, guard) = remote().await;
+    let (env, guard) = Backend::Remote.start().await;
     let managed = ManagedProcess::start(&env, params(&["sleep", "1000"]), 1024)
         .await
         .unwrap();
@@ -529,11 +417,9 @@ async fn manager_is_local_without_url_and_remote_with_one() {
         "{err:?}"
     );
 
-    let (_, guard) = remote().await;
-    let Guard::Remote(server) = &guard else {
-        unreachable!()
-    };
-    let manager = EnvironmentManager::new(Some(server.url()));
+    let (_, guard) = Backend::Remote.start().await;
+    let url = guard.server().expect("a remote backend has a server").url();
+    let manager = EnvironmentManager::new(Some(url));
     let env = manager.environment().await.unwrap();
     assert!(env.remote);
     let mut started = env

@@ -3,161 +3,29 @@
 //! the tree is held until decided by a rule, or by the harness's gate for
 //! `ask`; a sandboxed tree cannot write outside its roots or reach the network.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::future::Future;
+use std::sync::Arc;
 
-use async_trait::async_trait;
-use execd_client::{EnvError, Environment, ExecServerClient, RemoteEnvironment};
-use execd_environment::collect;
-use execd_local::LocalEnvironment;
-use execd_local::TableConfig;
-use execd_policy::decision::ExecGate;
-use execd_protocol::policy::{
-    Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Rule, Verdict,
-};
+use execd_client::{EnvError, Environment};
+use execd_protocol::policy::{Answer, ApproveParams, DecidedBy, Verdict};
 use execd_protocol::process::StartParams;
-use execd_server::WsServer;
+use execd_protocol::sandbox::SandboxSpec;
+use execd_test_support::policy::{
+    params, policy, rule, run, run_under, with_gate_answering, TestGate,
+};
+use execd_test_support::procs::pids_running;
+use execd_test_support::{
+    both_backends, collect_in_time, eventually, process_params, Backend, TempDir,
+};
 
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How a test gate answers an ask (`None`: never).
-type AnswerFn = dyn Fn(&ApproveParams) -> Option<Answer> + Send + Sync;
-
-/// A harness's gate: answers asks with a function (or never), records all.
-struct TestGate {
-    answer: Box<AnswerFn>,
-    asked: Mutex<Vec<ApproveParams>>,
-    decisions: Mutex<Vec<DecisionParams>>,
-}
-
-impl TestGate {
-    fn new(answer: impl Fn(&ApproveParams) -> Option<Answer> + Send + Sync + 'static) -> Arc<Self> {
-        Arc::new(TestGate {
-            answer: Box::new(answer),
-            asked: Mutex::new(Vec::new()),
-            decisions: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn decisions(&self) -> Vec<DecisionParams> {
-        self.decisions.lock().unwrap().clone()
-    }
-
-    /// The decision reported for the exec whose argv starts with `argv0`.
-    fn decision_for(&self, argv0: &str) -> DecisionParams {
-        self.decisions()
-            .into_iter()
-            .find(|d| d.argv.first().map(String::as_str) == Some(argv0))
-            .unwrap_or_else(|| panic!("no decision for {argv0}: {:?}", self.decisions()))
-    }
-}
-
-#[async_trait]
-impl ExecGate for TestGate {
-    async fn ask(&self, request: ApproveParams) -> Option<Answer> {
-        self.asked.lock().unwrap().push(request.clone());
-        match (self.answer)(&request) {
-            Some(answer) => Some(answer),
-            // Never answers: the policy's timeout must decide.
-            None => std::future::pending().await,
-        }
-    }
-
-    async fn report(&self, decision: DecisionParams) {
-        self.decisions.lock().unwrap().push(decision);
-    }
-}
-
-enum Guard {
-    Local,
-    Remote(WsServer, ExecServerClient),
-}
-
-fn table() -> TableConfig {
-    TableConfig {
-        terminate_grace: Duration::from_millis(500),
-        ..TableConfig::default()
-    }
-}
-
-async fn local(gate: Arc<TestGate>) -> (Environment, Guard) {
-    (
-        LocalEnvironment::with_gate(table(), gate).into_environment(),
-        Guard::Local,
-    )
-}
-
-async fn remote(gate: Arc<TestGate>) -> (Environment, Guard) {
-    let config = execd_server::ServerConfig {
-        table: table(),
-        ..Default::default()
-    };
-    let server = execd_server::bind("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .unwrap();
-    let client = ExecServerClient::connect(&server.url()).await.unwrap();
-    client.set_exec_gate(gate);
-    let env = RemoteEnvironment::new(client.clone()).into_environment();
-    (env, Guard::Remote(server, client))
-}
-
-impl Guard {
-    async fn finish(self) {
-        if let Guard::Remote(server, client) = self {
-            drop(client);
-            server.shutdown().await;
-        }
-    }
-}
-
-fn rule(prefix: &[&str], decision: Verdict) -> Rule {
-    Rule {
-        prefix: prefix.iter().map(|s| s.to_string()).collect(),
-        decision,
-    }
-}
-
-fn policy(rules: Vec<Rule>) -> ExecPolicy {
-    ExecPolicy {
-        rules,
-        default: Verdict::Allow,
-        ask_timeout_ms: None,
-    }
-}
-
-fn params(id: &str, argv: &[&str], policy: ExecPolicy) -> StartParams {
-    StartParams {
-        process_id: id.into(),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        cwd: "/tmp".into(),
-        env: HashMap::from([("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())]),
-        tty: false,
-        pipe_stdin: false,
-        arg0: None,
-        size: None,
-        exec_policy: Some(policy),
-        sandbox: None,
-    }
-}
-
-struct Ran {
-    stdout: String,
-    stderr: String,
-    exit_code: i32,
-}
-
-async fn run(env: &Environment, params: StartParams) -> Ran {
-    let mut started = env.exec.start(params).await.expect("start");
-    let done = tokio::time::timeout(TIMEOUT, collect(&mut started.events))
-        .await
-        .expect("closed in time")
-        .expect("no event error");
-    Ran {
-        stdout: done.stdout_text(),
-        stderr: done.stderr_text(),
-        exit_code: done.code().expect("exited"),
-    }
+/// Run `test` on `backend` with a fresh gate that answers asks by argv
+/// ([`answer_by_argv`]).
+async fn with_gate<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(Environment, Arc<TestGate>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    with_gate_answering(backend, answer_by_argv, test).await;
 }
 
 const SCRIPT: &str = "echo start; ls / >/dev/null && echo ls-ok; rm -f /tmp/execd-policy-none || echo rm-denied; echo end";
@@ -168,15 +36,8 @@ async fn shell_runs_allowed_and_survives_denied(
     env: Environment,
     gate: Arc<TestGate>,
 ) {
-    let ran = run(
-        &env,
-        params(
-            "sh",
-            &[shell, "-c", SCRIPT],
-            policy(vec![rule(&["rm"], Verdict::Deny)]),
-        ),
-    )
-    .await;
+    let argv = [shell, "-c", SCRIPT];
+    let ran = run_under(&env, "sh", &argv, vec![rule(&["rm"], Verdict::Deny)]).await;
     assert_eq!(
         ran.stdout, "start\nls-ok\nrm-denied\nend\n",
         "{shell}: stderr {}",
@@ -218,15 +79,8 @@ async fn zsh_under_policy(env: Environment, gate: Arc<TestGate>) {
 
 async fn ask_is_answered_both_ways(env: Environment, gate: Arc<TestGate>) {
     let script = "cat /etc/hostname >/dev/null && echo first-ran; cat /etc/passwd >/dev/null || echo second-denied";
-    let ran = run(
-        &env,
-        params(
-            "ask",
-            &["bash", "-c", script],
-            policy(vec![rule(&["cat"], Verdict::Ask)]),
-        ),
-    )
-    .await;
+    let argv = ["bash", "-c", script];
+    let ran = run_under(&env, "ask", &argv, vec![rule(&["cat"], Verdict::Ask)]).await;
     assert_eq!(
         ran.stdout, "first-ran\nsecond-denied\n",
         "stderr {}",
@@ -259,17 +113,10 @@ fn answer_by_argv(request: &ApproveParams) -> Option<Answer> {
 }
 
 async fn unanswered_ask_times_out_and_denies(env: Environment, gate: Arc<TestGate>) {
-    let mut p = policy(vec![rule(&["cat"], Verdict::Ask)]);
-    p.ask_timeout_ms = Some(300);
-    let ran = run(
-        &env,
-        params(
-            "silent",
-            &["bash", "-c", "cat /etc/shadow || echo timed-out"],
-            p,
-        ),
-    )
-    .await;
+    let argv = ["bash", "-c", "cat /etc/shadow || echo timed-out"];
+    let mut p = params("silent", &argv, vec![rule(&["cat"], Verdict::Ask)]);
+    p.exec_policy.as_mut().unwrap().ask_timeout_ms = Some(300);
+    let ran = run(&env, p).await;
     assert_eq!(ran.stdout, "timed-out\n");
     let cat = gate.decision_for("cat");
     assert_eq!(
@@ -280,15 +127,8 @@ async fn unanswered_ask_times_out_and_denies(env: Environment, gate: Arc<TestGat
 
 async fn python_subprocess_is_intercepted(env: Environment, gate: Arc<TestGate>) {
     let code = "import subprocess\ntry:\n    subprocess.run(['true'])\n    print('ran')\nexcept PermissionError:\n    print('denied')";
-    let ran = run(
-        &env,
-        params(
-            "py",
-            &["/usr/bin/python3", "-c", code],
-            policy(vec![rule(&["true"], Verdict::Deny)]),
-        ),
-    )
-    .await;
+    let argv = ["/usr/bin/python3", "-c", code];
+    let ran = run_under(&env, "py", &argv, vec![rule(&["true"], Verdict::Deny)]).await;
     assert_eq!(ran.stdout, "denied\n", "stderr {}", ran.stderr);
     let denied = gate.decision_for("true");
     assert_eq!(denied.decision, Verdict::Deny);
@@ -300,7 +140,7 @@ async fn denied_program_fails_to_start(env: Environment, gate: Arc<TestGate>) {
         .start(params(
             "rm",
             &["rm", "-rf", "/tmp/nothing"],
-            policy(vec![rule(&["rm"], Verdict::Deny)]),
+            vec![rule(&["rm"], Verdict::Deny)],
         ))
         .await
         .err()
@@ -310,32 +150,6 @@ async fn denied_program_fails_to_start(env: Environment, gate: Arc<TestGate>) {
         "{err:?}"
     );
     assert_eq!(gate.decision_for("rm").decision, Verdict::Deny);
-}
-
-/// Pids whose command line is exactly `argv`.
-fn pids_running(argv: &[&str]) -> Vec<u32> {
-    let wanted: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| {
-            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            (cmdline == wanted).then_some(pid)
-        })
-        .collect()
-}
-
-/// Poll (bounded) until `check` holds: process births and deaths outside
-/// the tree have no event to wait for.
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// An escalated command runs outside the tree's process group, yet
@@ -348,7 +162,7 @@ async fn terminating_the_tree_ends_its_escalated_commands(env: Environment, _gat
         .start(params(
             "esc-kill",
             &["bash", "-c", &script],
-            policy(vec![rule(&["sleep"], Verdict::Escalate)]),
+            vec![rule(&["sleep"], Verdict::Escalate)],
         ))
         .await
         .expect("start");
@@ -357,10 +171,7 @@ async fn terminating_the_tree_ends_its_escalated_commands(env: Environment, _gat
     })
     .await;
     let running = started.process.terminate().await.unwrap();
-    let done = tokio::time::timeout(TIMEOUT, collect(&mut started.events))
-        .await
-        .expect("the tree closed")
-        .expect("no event error");
+    let done = collect_in_time(&mut started.events).await;
     assert!(running, "already exited: {done:?} / {}", done.stderr_text());
     assert_eq!(done.stdout_text(), "started\n");
     eventually("the escalated sleep to die", || {
@@ -404,43 +215,37 @@ fn raw_exec_binary() -> std::path::PathBuf {
 async fn static_binaries_are_held_too(env: Environment, gate: Arc<TestGate>) {
     let binary = raw_exec_binary();
     let program = binary.to_str().unwrap();
-    let ran = run(
-        &env,
-        params(
-            "static",
-            &[program],
-            policy(vec![rule(&["echo"], Verdict::Deny)]),
-        ),
-    )
-    .await;
+    let rules = vec![rule(&["echo"], Verdict::Deny)];
+    let ran = run_under(&env, "static", &[program], rules).await;
     assert_eq!(ran.stdout, "exec failed: 13\n", "stderr {}", ran.stderr);
     let echo = gate.decision_for("echo");
+    // The path reported is the file the kernel runs, symlinks resolved.
+    let file = std::fs::canonicalize("/bin/echo").unwrap();
     assert_eq!(
         (echo.decision, echo.path.as_str()),
-        (Verdict::Deny, "/bin/echo")
+        (Verdict::Deny, file.to_str().unwrap())
     );
     // Allowed, the same raw exec goes through.
-    let ran = run(&env, params("static-ok", &[program], policy(vec![]))).await;
+    let ran = run_under(&env, "static-ok", &[program], vec![]).await;
     assert_eq!(ran.stdout, "ran\n");
 }
 
+/// `bash -c script` in a read-only sandbox without network, writable only
+/// under `roots`; no policy.
 fn sandboxed(id: &str, script: &str, roots: Vec<String>) -> StartParams {
-    let mut p = params(id, &["bash", "-c", script], policy(vec![]));
-    p.exec_policy = None;
-    p.sandbox = Some(execd_protocol::sandbox::SandboxSpec {
-        writable_roots: roots,
-        network: false,
-        read_only: true,
-    });
-    p
+    StartParams {
+        sandbox: Some(SandboxSpec {
+            writable_roots: roots,
+            network: false,
+            read_only: true,
+        }),
+        ..process_params(id, &["bash", "-c", script])
+    }
 }
 
 async fn sandbox_confines_writes_and_network(env: Environment, _gate: Arc<TestGate>) {
-    let base = std::env::temp_dir().join(format!(
-        "execd-sandbox-{}-{}",
-        std::process::id(),
-        env.remote
-    ));
+    let temp = TempDir::new("sandbox");
+    let base = temp.path();
     let root = base.join("root");
     std::fs::create_dir_all(&root).unwrap();
     let outside = base.join("outside");
@@ -475,18 +280,13 @@ async fn sandbox_confines_writes_and_network(env: Environment, _gate: Arc<TestGa
         "stderr {}",
         ran.stderr
     );
-    std::fs::remove_dir_all(&base).unwrap();
 }
 
 /// A sandboxed shell's escalated command runs outside the sandbox; its output
 /// and exit status arrive through the original process.
 async fn escalated_commands_run_outside_the_sandbox(env: Environment, gate: Arc<TestGate>) {
-    let base = std::env::temp_dir().join(format!(
-        "execd-escalate-{}-{}",
-        std::process::id(),
-        env.remote
-    ));
-    std::fs::create_dir_all(&base).unwrap();
+    let temp = TempDir::new("escalate");
+    let base = temp.path();
     let by_rule = base.join("by-rule");
     let by_client = base.join("by-client");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -535,7 +335,6 @@ async fn escalated_commands_run_outside_the_sandbox(env: Environment, gate: Arc<
         .unwrap()
         .iter()
         .any(|a| a.escalation && a.argv[0] == "touch"));
-    std::fs::remove_dir_all(&base).unwrap();
 }
 
 async fn sandbox_rejects_a_bad_root(env: Environment, _gate: Arc<TestGate>) {
@@ -563,30 +362,9 @@ async fn policy_holds_inside_the_sandbox(env: Environment, gate: Arc<TestGate>) 
     assert_eq!(gate.decision_for("rm").decision, Verdict::Deny);
 }
 
-macro_rules! suite {
-    ($backend:ident: $($test:ident),* $(,)?) => {
-        mod $backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let gate = super::TestGate::new(super::answer_by_argv);
-                    let (env, guard) = super::$backend(gate.clone()).await;
-                    super::$test(env, gate).await;
-                    guard.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-macro_rules! both_backends {
-    ($($test:ident),* $(,)?) => {
-        suite!(local: $($test),*);
-        suite!(remote: $($test),*);
-    };
-}
-
 both_backends!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    with_gate:
     bash_under_policy,
     dash_under_policy,
     zsh_under_policy,

@@ -15,7 +15,8 @@ pub struct BenchArgs {
     /// Server to measure; without it, `execd serve` is started on a free loopback port.
     #[arg(long)]
     url: Option<String>,
-    /// Pid of the server given by --url, if it runs here (for memory figures).
+    /// Pid of the server given by --url, if it runs here (for memory
+    /// figures). For `execd serve` that is the child of the process started.
     #[arg(long)]
     server_pid: Option<u32>,
     /// Repetitions of each latency measurement.
@@ -61,7 +62,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                 .await
                 .map_err(|err| format!("reading the server URL: {err}"))?
                 .ok_or("execd serve exited before printing its URL")?;
-            let pid = child.id();
+            // `execd serve` is the supervisor; the server is its child.
+            let pid = child.id().and_then(server_below);
             own_server = Some(child);
             (url, pid)
         }
@@ -95,4 +97,19 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     drop(own_server);
     Ok(())
+}
+
+/// The child of `supervisor` (the one process `execd serve` forks: the
+/// server), found in `/proc`.
+fn server_below(supervisor: u32) -> Option<u32> {
+    let supervisor = supervisor.to_string();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // "pid (comm) state ppid ...": the name may hold spaces.
+            let ppid = stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?;
+            (ppid == supervisor).then(|| entry.file_name().to_str()?.parse().ok())?
+        })
 }

@@ -4,6 +4,8 @@
 //! named by `EXECD_ESCALATION_FD`; then it execs the command (allowed), exits
 //! 1 saying why (denied), or exits with the status of the command execd ran
 //! outside the sandbox (escalated). Outside a policied tree it just execs.
+//! The stand-alone `execd-exec-wrapper FILE ARGV…` (src/bin) is the same
+//! code in the form a patched shell's `EXEC_WRAPPER` hook calls.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -32,17 +34,24 @@ fn resolve(program: &str) -> Option<String> {
 }
 
 pub fn run(args: ExecWrapperArgs) -> ExitCode {
-    let program = args.command[0].clone();
-    let Some(path) = resolve(&program) else {
+    let program = &args.command[0];
+    let Some(path) = resolve(program) else {
         eprintln!("execd exec-wrapper: {program}: command not found");
         return ExitCode::from(127);
     };
+    wrap(&path, &args.command)
+}
+
+/// Ask execd about running the file `path` with `argv` (argv[0] included),
+/// then exec it, refuse, or end as the escalated command ended.
+pub fn wrap(path: &str, argv: &[String]) -> ExitCode {
+    let program = argv.first().map(String::as_str).unwrap_or(path);
     if let Some(socket) = escalation::socket_from_env() {
         let cwd = std::env::current_dir()
             .map(|dir| dir.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "/".into());
         let env: Vec<(String, String)> = std::env::vars().collect();
-        match escalation::request(socket, &path, &args.command, &cwd, &env) {
+        match escalation::request(socket, path, argv, &cwd, &env) {
             Ok(Reply::Run) => {}
             Ok(Reply::Deny(_)) => {
                 eprintln!("execd exec-wrapper: {program}: denied by the exec policy");
@@ -66,9 +75,9 @@ pub fn run(args: ExecWrapperArgs) -> ExitCode {
             }
         }
     }
-    let err = std::process::Command::new(&path)
-        .arg0(&program)
-        .args(&args.command[1..])
+    let err = std::process::Command::new(path)
+        .arg0(program)
+        .args(argv.iter().skip(1))
         .exec();
     eprintln!("execd exec-wrapper: {program}: {err}");
     ExitCode::from(126)

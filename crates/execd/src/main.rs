@@ -2,12 +2,13 @@
 //! and the client library (`run`, `shell`, `cp`, `bench`).
 
 mod bench;
+mod cgroup;
 mod cp;
 mod exec_wrapper;
-mod init;
 mod run;
 mod serve;
 mod shell;
+mod supervisor;
 
 use std::process::ExitCode;
 
@@ -60,9 +61,10 @@ fn main() -> ExitCode {
         Command::ExecWrapper(args) => return exec_wrapper::run(args),
         command => command,
     };
-    // As a container's PID 1, a minimal init stays in front of the server.
-    if matches!(command, Command::Serve(_)) {
-        if let init::Role::Exited(code) = init::split_if_pid1() {
+    // A minimal supervisor stays in front of the server (and is the init
+    // as a container's PID 1), so nothing the server started outlives it.
+    if let Command::Serve(args) = &command {
+        if let supervisor::Role::Exited(code) = supervisor::split(args.terminate_grace()) {
             return code;
         }
     }

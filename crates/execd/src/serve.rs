@@ -1,7 +1,8 @@
 //! `execd serve`: bind, print the URL, serve until SIGINT/SIGTERM, then
-//! terminate every process and exit. Every resource limit of the server is
-//! a flag here (defaults from `ServerConfig::default()`); at start the
-//! soft limit on open files is raised to the hard one.
+//! terminate every process and exit. (This runs in the server process,
+//! behind the supervisor of `supervisor.rs`.) Every resource limit of the
+//! server is a flag here (defaults from `ServerConfig::default()`); at
+//! start the soft limit on open files is raised to the hard one.
 
 use std::io::Write;
 use std::time::Duration;
@@ -38,7 +39,8 @@ pub struct ServeArgs {
     /// past it, the processes that closed longest ago lose theirs first.
     #[arg(long, default_value_t = defaults().max_retained_bytes as u64)]
     retain_total_bytes: u64,
-    /// Milliseconds between SIGTERM and SIGKILL when terminating a process.
+    /// Milliseconds between SIGTERM and SIGKILL when terminating a process,
+    /// and for every process left behind when the server exits or dies.
     #[arg(long, default_value_t = 2000)]
     terminate_grace_ms: u64,
     /// Connections served at once; more are refused with HTTP 503.
@@ -90,7 +92,7 @@ impl ServeArgs {
     fn config(&self, nofile: Option<u64>) -> Result<ServerConfig, String> {
         let mut config = ServerConfig::default();
         config.table.retained_bytes_per_process = size(self.retain_bytes);
-        config.table.terminate_grace = Duration::from_millis(self.terminate_grace_ms);
+        config.table.terminate_grace = self.terminate_grace();
         config.table.max_processes = size(self.max_processes_per_connection);
         config.table.max_stdin_queue_bytes = size(self.max_stdin_queue_bytes);
         config.max_retained_bytes = size(self.retain_total_bytes);
@@ -144,6 +146,13 @@ fn raise_open_file_limit() -> Option<u64> {
             tracing::warn!(%err, soft, hard, "cannot raise the open-file limit");
             Some(soft)
         }
+    }
+}
+
+impl ServeArgs {
+    /// Time between SIGTERM and SIGKILL when terminating a process.
+    pub fn terminate_grace(&self) -> Duration {
+        Duration::from_millis(self.terminate_grace_ms)
     }
 }
 

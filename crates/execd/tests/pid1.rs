@@ -7,11 +7,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use execd_test_support::procs::child_of;
+use execd_test_support::TIMEOUT;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 const EXECD: &str = env!("CARGO_BIN_EXE_execd");
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `unshare` running `execd serve` as PID 1 of a new PID namespace.
 struct Namespace {
@@ -39,10 +40,10 @@ impl Namespace {
             url.starts_with("ws://"),
             "execd serve as PID 1 did not print its URL (got {url:?}); is this root?"
         );
-        let init = child_of(unshare.id()).expect("unshare's child (the namespace's PID 1)");
+        let init = child_of(unshare.id() as i32).expect("unshare's child (the namespace's PID 1)");
         Namespace {
             unshare,
-            init,
+            init: Pid::from_raw(init),
             url: url.trim().to_string(),
         }
     }
@@ -66,20 +67,6 @@ impl Drop for Namespace {
         let _ = self.unshare.kill();
         let _ = self.unshare.wait();
     }
-}
-
-/// The first process whose parent is `parent`.
-fn child_of(parent: u32) -> Option<Pid> {
-    let parent = parent.to_string();
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
-            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
-            (ppid == parent).then(|| entry.file_name().to_str()?.parse().ok().map(Pid::from_raw))?
-        })
 }
 
 #[test]

@@ -8,55 +8,52 @@ use std::os::fd::AsRawFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use execd_test_support::binary::next_line;
+use execd_test_support::procs::child_of;
+use execd_test_support::wire::Ws;
+use execd_test_support::{b64, Execd, ExecdServer, RUN_TIMEOUT};
 use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::MaybeTlsStream;
 
 /// Every wait in these tests is bounded by this.
-const TIMEOUT: Duration = Duration::from_secs(120);
-const EXECD: &str = env!("CARGO_BIN_EXE_execd");
+const TIMEOUT: Duration = RUN_TIMEOUT;
+const EXECD: Execd = Execd(env!("CARGO_BIN_EXE_execd"));
 const MIB: u64 = 1024 * 1024;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// A running `execd serve` with `flags`, and its URL.
-async fn serve(flags: &[&str]) -> (Child, String) {
-    serve_command(Command::new(EXECD), flags).await
+/// A running `execd serve` (the supervisor) and, behind it, the server.
+struct Serving {
+    serve: ExecdServer,
+    /// The server process, whose memory and limits are measured.
+    server: u32,
 }
 
-async fn serve_command(mut command: Command, flags: &[&str]) -> (Child, String) {
-    let mut child = command
-        .args(["serve", "--listen", "ws://127.0.0.1:0"])
-        .args(flags)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn execd serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = tokio::time::timeout(TIMEOUT, lines.next_line())
-        .await
-        .expect("no URL in time")
-        .expect("read stdout")
-        .expect("execd serve exited early");
-    // Keep reading stdout so the server never blocks on it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
+impl Serving {
+    fn url(&self) -> &str {
+        &self.serve.url
+    }
+}
+
+/// The server process behind the supervisor `supervisor`.
+fn server_of(supervisor: &Child) -> u32 {
+    let supervisor = supervisor.id().expect("execd serve running") as i32;
+    child_of(supervisor).expect("execd serve forked the server") as u32
+}
+
+/// A running `execd serve` with `flags`.
+async fn serve(flags: &[&str]) -> Serving {
+    let serve = EXECD.serve_with(flags).await;
+    let server = server_of(&serve.child);
+    Serving { serve, server }
 }
 
 /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`), in bytes.
-fn status_bytes(child: &Child, field: &str) -> u64 {
-    let pid = child.id().expect("server running");
+fn status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server status");
     let line = status
         .lines()
@@ -154,17 +151,18 @@ fn scratch(name: &str) -> String {
 #[tokio::test]
 async fn a_large_write_file_peaks_below_twice_its_payload() {
     let payload = 160 * MIB;
-    let (server, url) = serve(&["--max-frame-bytes", &(256 * MIB).to_string()]).await;
-    let mut ws = connect(&url).await;
+    let serving = serve(&["--max-frame-bytes", &(256 * MIB).to_string()]).await;
+    let server = serving.server;
+    let mut ws = connect(serving.url()).await;
     let dir = scratch("write");
     let path = format!("{dir}/big");
     let data: Vec<u8> = (0..payload).map(|i| (i ^ (i >> 11)) as u8).collect();
-    let params = json!({"path": path, "dataBase64": STANDARD.encode(&data)});
-    let before = status_bytes(&server, "VmHWM");
+    let params = json!({"path": path, "dataBase64": b64(&data)});
+    let before = status_bytes(server, "VmHWM");
     call(&mut ws, 1, "fs/writeFile", params)
         .await
         .expect("writeFile");
-    let peak = status_bytes(&server, "VmHWM");
+    let peak = status_bytes(server, "VmHWM");
     eprintln!(
         "fs/writeFile of {} MiB: server peak RSS {} MiB (before: {} MiB)",
         payload / MIB,
@@ -184,14 +182,15 @@ async fn a_large_write_file_peaks_below_twice_its_payload() {
 #[tokio::test]
 async fn retained_output_of_many_finished_processes_stays_within_the_budget() {
     let budget = 64 * MIB;
-    let (server, url) = serve(&["--retain-total-bytes", &budget.to_string()]).await;
-    let mut ws = connect(&url).await;
-    let baseline = status_bytes(&server, "VmRSS");
+    let serving = serve(&["--retain-total-bytes", &budget.to_string()]).await;
+    let server = serving.server;
+    let mut ws = connect(serving.url()).await;
+    let baseline = status_bytes(server, "VmRSS");
     let mut highest = 0;
     for n in 0..100 {
         let id = format!("p{n}");
         run_quietly(&mut ws, n + 1, &id, &["head", "-c", "4M", "/dev/zero"]).await;
-        highest = highest.max(status_bytes(&server, "VmRSS"));
+        highest = highest.max(status_bytes(server, "VmRSS"));
     }
     assert!(
         highest <= baseline + budget + 64 * MIB,
@@ -225,7 +224,7 @@ async fn retained_output_of_many_finished_processes_stays_within_the_budget() {
     // server's side of the close has no event to await from here: poll).
     let deadline = Instant::now() + TIMEOUT;
     let after = loop {
-        let now = status_bytes(&server, "VmRSS");
+        let now = status_bytes(server, "VmRSS");
         if now <= baseline + 32 * MIB || Instant::now() > deadline {
             break now;
         }
@@ -257,8 +256,8 @@ fn unread_bytes(fd: i32) -> usize {
 #[tokio::test]
 async fn sigterm_ends_the_server_while_a_client_has_stopped_reading() {
     let grace = Duration::from_millis(500);
-    let (mut server, url) = serve(&["--terminate-grace-ms", "500"]).await;
-    let ws = connect(&url).await;
+    let mut serving = serve(&["--terminate-grace-ms", "500"]).await;
+    let ws = connect(serving.url()).await;
     let fd = match ws.get_ref() {
         MaybeTlsStream::Plain(stream) => stream.as_raw_fd(),
         _ => unreachable!("plain ws://"),
@@ -291,10 +290,12 @@ async fn sigterm_ends_the_server_while_a_client_has_stopped_reading() {
             "the server never filled the socket"
         );
     }
-    let pid = Pid::from_raw(server.id().expect("running") as i32);
+    // To the supervisor, which passes it on to the server, as a service
+    // manager would.
+    let pid = Pid::from_raw(serving.serve.child.id().expect("running") as i32);
     let signalled = Instant::now();
     kill(pid, Signal::SIGTERM).expect("SIGTERM");
-    let status = tokio::time::timeout(grace + Duration::from_secs(10), server.wait())
+    let status = tokio::time::timeout(grace + Duration::from_secs(10), serving.serve.child.wait())
         .await
         .expect("execd serve still running after SIGTERM")
         .expect("wait");
@@ -306,22 +307,15 @@ async fn sigterm_ends_the_server_while_a_client_has_stopped_reading() {
 #[tokio::test]
 async fn files_larger_than_a_frame_move_in_pieces_and_a_whole_frame_is_refused() {
     let size = 100 * MIB as usize;
-    let (_server, url) = serve(&[]).await;
+    let serving = serve(&[]).await;
+    let url = serving.url().to_string();
     let dir = scratch("cp");
     let local = format!("{dir}/local.bin");
     let data: Vec<u8> = (0..size as u64)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     std::fs::write(&local, &data).unwrap();
-    let cp = |from: String, to: String| {
-        let mut command = Command::new(EXECD);
-        command
-            .args(["cp", &from, &to])
-            .env_remove("EXECD_URL")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        command
-    };
+    let cp = |from: String, to: String| EXECD.command(&["cp", &from, &to]);
     for (from, to) in [
         (local.clone(), format!("{url}:{dir}/remote.bin")),
         (format!("{url}:{dir}/remote.bin"), format!("{dir}/back.bin")),
@@ -339,7 +333,7 @@ async fn files_larger_than_a_frame_move_in_pieces_and_a_whole_frame_is_refused()
     // The same 100 MiB in one fs/writeFile is over the default frame limit
     // (sent from a task: the server stops reading at the frame's header).
     let ws = connect(&url).await;
-    let params = json!({"path": format!("{dir}/whole.bin"), "dataBase64": STANDARD.encode(&data)});
+    let params = json!({"path": format!("{dir}/whole.bin"), "dataBase64": b64(&data)});
     let request = json!({"id": 1, "method": "fs/writeFile", "params": params}).to_string();
     let (mut sink, mut stream) = ws.split();
     let sending = tokio::spawn(async move {
@@ -383,15 +377,19 @@ async fn execd_serve_raises_its_open_file_limit_to_the_hard_one() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
     let low = 256.min(hard);
-    let mut command = Command::new(EXECD);
+    let mut command = EXECD.command(&["serve", "--listen", "ws://127.0.0.1:0"]);
     // SAFETY: setrlimit is async-signal-safe.
     unsafe {
         command.pre_exec(move || {
             setrlimit(Resource::RLIMIT_NOFILE, low, hard).map_err(std::io::Error::from)
         });
     }
-    let (server, _url) = serve_command(command, &[]).await;
-    let (soft, _) = open_file_limits(server.id().expect("running"));
+    let mut supervisor = command.spawn().expect("spawn execd serve");
+    let mut stdout = BufReader::new(supervisor.stdout.take().expect("stdout")).lines();
+    next_line(&mut stdout)
+        .await
+        .expect("execd serve printed its URL");
+    let (soft, _) = open_file_limits(server_of(&supervisor));
     // An unlimited hard limit stops at the kernel's ceiling.
     let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .expect("nr_open")
@@ -407,10 +405,18 @@ async fn execd_serve_raises_its_open_file_limit_to_the_hard_one() {
 
 #[tokio::test]
 async fn execd_run_waits_out_a_full_stdin_queue() {
-    let (_server, url) = serve(&["--max-stdin-queue-bytes", &MIB.to_string()]).await;
+    let serving = serve(&["--max-stdin-queue-bytes", &MIB.to_string()]).await;
     let input: Vec<u8> = (0..20 * MIB).map(|i| (i % 251) as u8).collect();
-    let mut child = Command::new(EXECD)
-        .args(["run", "--url", &url, "--", "bash", "-c", "sleep 1; wc -c"])
+    let mut child = EXECD
+        .command(&[
+            "run",
+            "--url",
+            serving.url(),
+            "--",
+            "bash",
+            "-c",
+            "sleep 1; wc -c",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -2,17 +2,16 @@
 //! locally under a PTY of its own (started with the local environment) and
 //! talks to a real server; we type into that PTY and read the screen.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use execd_environment::{EventReceiver, StartedProcess};
 use execd_local::LocalEnvironment;
 use execd_protocol::event::EventKind;
-use execd_protocol::process::StartParams;
-use execd_protocol::process::TerminalSize;
+use execd_protocol::process::{StartParams, TerminalSize};
+use execd_server::ServerConfig;
+use execd_test_support::{bind_server, process_params, RUN_TIMEOUT};
 
-const TIMEOUT: Duration = Duration::from_secs(60);
 const EXECD: &str = env!("CARGO_BIN_EXE_execd");
 
 /// The local terminal running `script`, and what it has shown so far.
@@ -24,22 +23,14 @@ struct Terminal {
 impl Terminal {
     async fn start(script: &str) -> Terminal {
         let env = LocalEnvironment::environment();
-        let params = StartParams {
-            process_id: "terminal".into(),
-            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        let mut params = StartParams {
             cwd: "/".into(),
-            env: HashMap::from([
-                ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-                ("TERM".into(), "xterm".into()),
-                ("EXECD".into(), EXECD.into()),
-            ]),
             tty: true,
-            pipe_stdin: false,
-            arg0: None,
             size: Some(TerminalSize { rows: 24, cols: 80 }),
-            exec_policy: None,
-            sandbox: None,
+            ..process_params("terminal", &["/bin/sh", "-c", script])
         };
+        params.env.insert("TERM".into(), "xterm".into());
+        params.env.insert("EXECD".into(), EXECD.into());
         let started = env
             .exec
             .start(params)
@@ -65,7 +56,7 @@ impl Terminal {
 
     /// Read until the screen shows `needle` after position `from`.
     async fn wait_for(&mut self, needle: &str) {
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
         while !String::from_utf8_lossy(&self.screen).contains(needle) {
             let event = tokio::time::timeout_at(deadline, self.events().recv())
                 .await
@@ -95,7 +86,7 @@ impl Terminal {
     /// Wait for the terminal's program to exit; its exit code.
     async fn exit_code(&mut self) -> i32 {
         loop {
-            let event = tokio::time::timeout(TIMEOUT, self.events().recv())
+            let event = tokio::time::timeout(RUN_TIMEOUT, self.events().recv())
                 .await
                 .expect("terminal did not exit in time")
                 .expect("terminal events ended")
@@ -109,18 +100,9 @@ impl Terminal {
     }
 }
 
-async fn server() -> execd_server::WsServer {
-    execd_server::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        execd_server::ServerConfig::default(),
-    )
-    .await
-    .expect("bind")
-}
-
 #[tokio::test]
 async fn shell_runs_commands_follows_resizes_and_restores_the_terminal() {
-    let server = server().await;
+    let server = bind_server(ServerConfig::default()).await;
     // After the shell exits, print its status and the terminal mode.
     let script = format!(
         "\"$EXECD\" shell --url {}; echo \"shell-exit:$?\"; stty -a",
@@ -146,7 +128,7 @@ async fn shell_runs_commands_follows_resizes_and_restores_the_terminal() {
         .expect("resize the local terminal");
     terminal.clear();
     // The resize travels as SIGWINCH → process/resize; retype until it shows.
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
     loop {
         terminal.type_text("stty size\r").await;
         let shown = tokio::time::timeout(Duration::from_secs(2), terminal.wait_for("40 100")).await;

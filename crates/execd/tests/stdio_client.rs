@@ -2,13 +2,9 @@
 //! `execd serve --listen stdio` as a child (as it would `ssh host execd
 //! serve --listen stdio`) and the remote environment works through it.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
-use bytes::Bytes;
 use execd_client::{ExecServerClient, RemoteEnvironment};
-use execd_environment::collect;
 use execd_protocol::process::StartParams;
+use execd_test_support::{collect_in_time, process_params, write_stdin};
 
 #[tokio::test]
 async fn remote_environment_over_a_child_s_stdio() {
@@ -21,28 +17,13 @@ async fn remote_environment_over_a_child_s_stdio() {
     let env = RemoteEnvironment::new(client.clone()).into_environment();
 
     let params = StartParams {
-        process_id: "stdio-cat".into(),
-        argv: vec!["bash".into(), "-c".into(), "cat; echo done:$? >&2".into()],
-        cwd: "/".into(),
-        env: HashMap::from([("PATH".into(), "/usr/bin:/bin".into())]),
-        tty: false,
         pipe_stdin: true,
-        arg0: None,
-        size: None,
-        exec_policy: None,
-        sandbox: None,
+        ..process_params("stdio-cat", &["bash", "-c", "cat; echo done:$? >&2"])
     };
     let mut started = env.exec.start(params).await.expect("start");
-    started
-        .process
-        .write(Bytes::from_static(b"over stdio\n"))
-        .await
-        .unwrap();
+    write_stdin(&started, b"over stdio\n").await;
     started.process.close_stdin().await.unwrap();
-    let done = tokio::time::timeout(Duration::from_secs(30), collect(&mut started.events))
-        .await
-        .expect("closed in time")
-        .expect("no event error");
+    let done = collect_in_time(&mut started.events).await;
     let exit = done.code();
     let (stdout, stderr) = (done.stdout, done.stderr);
     assert_eq!(stdout, b"over stdio\n");

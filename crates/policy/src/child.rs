@@ -11,7 +11,9 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 
+use crate::decision::{executable, Outcome, PendingExec};
 use crate::escalation;
 use crate::exec_guard;
 use crate::fdpass::channel;
@@ -50,7 +52,8 @@ pub struct ChildInstall {
 
 impl TreeGuard {
     /// Start deciding for this tree (the guard thread; the wrapper socket
-    /// when the shim exists) and say what the child must install.
+    /// when the shim or the stand-alone wrapper exists) and say what the
+    /// child must install.
     /// `existing_preload`: the child's own `LD_PRELOAD`, kept after the shim.
     pub fn prepare_child(&self, existing_preload: Option<&str>) -> Result<ChildSetup, SetupError> {
         let (ours, theirs) = channel().map_err(setup("the exec guard"))?;
@@ -58,17 +61,26 @@ impl TreeGuard {
         exec_guard::start(self.clone(), ours).map_err(setup("the exec guard"))?;
         let mut env = Vec::new();
         let mut wrapper_socket = None;
-        // Dynamically linked programs also get the wrapper, which can escalate.
-        if let Some(library) = escalation::preload_library() {
+        // Dynamically linked programs get the shim, and shells with an exec
+        // hook the stand-alone wrapper; both ask over the wrapper socket,
+        // which can escalate.
+        let library = escalation::preload_library();
+        let wrapper = escalation::wrapper_program();
+        if library.is_some() || wrapper.is_some() {
             let (ours_w, theirs_w) = channel().map_err(setup("the escalation socket"))?;
             escalation::serve(self.clone(), ours_w).map_err(setup("the escalation socket"))?;
-            let preload = match existing_preload {
-                Some(existing) if !existing.is_empty() => {
-                    format!("{}:{existing}", library.display())
-                }
-                _ => library.display().to_string(),
-            };
-            env.push(("LD_PRELOAD".to_string(), preload));
+            if let Some(library) = library {
+                let preload = match existing_preload {
+                    Some(existing) if !existing.is_empty() => {
+                        format!("{}:{existing}", library.display())
+                    }
+                    _ => library.display().to_string(),
+                };
+                env.push(("LD_PRELOAD".to_string(), preload));
+            }
+            if let Some(wrapper) = wrapper {
+                env.push(("EXEC_WRAPPER".to_string(), wrapper.display().to_string()));
+            }
             env.push((
                 escalation::FD_VARIABLE.to_string(),
                 escalation::CHILD_FD.to_string(),
@@ -96,6 +108,80 @@ impl TreeGuard {
     }
 }
 
+/// The tree's first exec, decided before its process is forked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstExec {
+    /// Allowed: the kernel guard lets exactly that exec through at once.
+    Run,
+    /// Denied (reported with the reason): do not start.
+    Denied,
+    /// The program was not found here: the spawn reports that itself.
+    Unresolved,
+}
+
+impl TreeGuard {
+    /// Decide the program's own exec now, as the kernel guard would (rules,
+    /// then the gate for `ask`; it cannot escalate), and report it; an
+    /// allowed one is granted so the guard lets it through without holding
+    /// it. So the forked child is never held for long while it still has
+    /// copies of the server's descriptors (what it inherited at the fork,
+    /// including descriptors other threads opened after the snapshot
+    /// [`prepare_child`](TreeGuard::prepare_child) closes).
+    ///
+    /// Blocks on the runtime: call it from a blocking thread.
+    pub fn decide_first_exec(
+        &self,
+        program: &str,
+        argv: &[String],
+        cwd: &Path,
+        search_path: Option<&str>,
+    ) -> FirstExec {
+        let Some(file) = find_program(program, cwd, search_path) else {
+            return FirstExec::Unresolved;
+        };
+        let exec = PendingExec {
+            // No process yet.
+            pid: 0,
+            path: file.to_string_lossy().into_owned(),
+            argv: argv.to_vec(),
+            cwd: cwd.to_string_lossy().into_owned(),
+        };
+        let guard = self.clone();
+        let decided = self.runtime.block_on(
+            self.runtime
+                .spawn(async move { guard.decide_and_report(exec, false).await }),
+        );
+        match decided {
+            Ok(Outcome::Run) => {
+                self.approved.grant_first(&file.to_string_lossy(), argv);
+                FirstExec::Run
+            }
+            _ => FirstExec::Denied,
+        }
+    }
+}
+
+/// The file an `execvp` of `program` in `cwd` runs: a path as given, else
+/// the first executable match in `search_path` (glibc's default without
+/// one); symlinks resolved.
+fn find_program(program: &str, cwd: &Path, search_path: Option<&str>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return executable(program, cwd).ok();
+    }
+    let search_path = search_path.unwrap_or("/bin:/usr/bin");
+    search_path.split(':').find_map(|dir| {
+        let dir = if dir.is_empty() {
+            cwd.to_path_buf()
+        } else {
+            cwd.join(dir)
+        };
+        let file = executable(program, &dir).ok()?;
+        let metadata = std::fs::metadata(&file).ok()?;
+        (metadata.is_file() && metadata.permissions().mode() & 0o111 != 0).then_some(file)
+    })
+}
+
 impl ChildInstall {
     /// Give the child its wrapper socket, close what it inherited, and
     /// install the filter (last: it must not see the set-up before it).
@@ -103,11 +189,20 @@ impl ChildInstall {
     /// # Safety
     /// In the forked child before exec: raw syscalls only, no allocation.
     pub unsafe fn run(&self) -> io::Result<()> {
+        let mut guard_socket = self.guard_socket;
         if let Some(socket) = self.wrapper_socket {
+            // The wrapper socket's number is fixed; the guard's must move
+            // out of its way first.
+            if guard_socket == escalation::CHILD_FD {
+                guard_socket = libc::fcntl(guard_socket, libc::F_DUPFD_CLOEXEC, 3);
+                if guard_socket < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             escalation::install_in_child(socket)?;
         }
         self.inherited.close_in_child()?;
-        exec_guard::install_in_child(self.guard_socket)
+        exec_guard::install_in_child(guard_socket)
     }
 }
 

@@ -15,19 +15,25 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use tracing::debug;
 
 use execd_protocol::policy::{DecidedBy, DecisionParams, Verdict};
 
-use crate::decision::{decide, Outcome, PendingExec};
+use crate::decision::{executable, missing_errno, Outcome, PendingExec};
 use crate::fdpass::{receive_fd, send_fd};
 use crate::tree::TreeGuard;
 
-/// Bounds on what is read from a process's memory.
-const MAX_ARGS: usize = 4096;
+/// Bounds on what is read from a process's memory: the kernel itself takes
+/// at most 32 pages per string and a quarter of the stack limit (at most
+/// 6 MiB) for argv and envp together, so these never refuse a real exec.
+const MAX_ARGS: usize = 1 << 20;
 const MAX_ARG_BYTES: usize = 128 * 1024;
+const MAX_ARGV_BYTES: usize = 8 * 1024 * 1024;
+/// Argument pointers read per `pread` of the argv array.
+const POINTERS_PER_READ: usize = 512;
 
 #[cfg(target_arch = "x86_64")]
 mod arch {
@@ -87,27 +93,42 @@ static FILTER: [libc::sock_filter; 12] = [
 /// Runs in the forked child before exec: only raw, async-signal-safe
 /// syscalls, no allocation. `socket` must be a connected unix socket.
 pub unsafe fn install_in_child(socket: RawFd) -> io::Result<()> {
-    // Without CAP_SYS_ADMIN a filter needs no_new_privs.
-    if libc::geteuid() != 0 && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let listener = install_filter()?;
+    let sent = send_fd(socket, listener);
+    libc::close(listener);
+    sent
+}
+
+/// Install the filter in this process; its listener. Without
+/// CAP_SYS_ADMIN (a non-root server, or root in a container without it)
+/// the kernel wants `no_new_privs` first: set it then, and only then.
+///
+/// # Safety
+/// Raw syscalls only; installs a filter on the calling thread.
+unsafe fn install_filter() -> io::Result<RawFd> {
     let program = libc::sock_fprog {
         len: FILTER.len() as u16,
         filter: FILTER.as_ptr().cast_mut(),
     };
-    let listener = libc::syscall(
-        libc::SYS_seccomp,
-        libc::SECCOMP_SET_MODE_FILTER,
-        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-        &program as *const libc::sock_fprog,
-    );
+    let install = || {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &program as *const libc::sock_fprog,
+        )
+    };
+    let mut listener = install();
+    if listener < 0 && *libc::__errno_location() == libc::EACCES {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        listener = install();
+    }
     if listener < 0 {
         return Err(io::Error::last_os_error());
     }
-    let listener = listener as RawFd;
-    let sent = send_fd(socket, listener);
-    libc::close(listener);
-    sent
+    Ok(listener as RawFd)
 }
 
 /// Start the thread that decides for `guard`'s tree, receiving the filter's
@@ -183,33 +204,32 @@ impl KernelGuard {
             // A probe for a program that is not there (e.g. a PATH search):
             // failed as the kernel would, with nothing to decide or report.
             // Refused rather than continued, so nothing can appear meanwhile.
-            Ok(exec) if !Path::new(&exec.path).exists() => {
-                respond_error(listener, request.id, libc::ENOENT);
+            Err(Inspected::Missing(errno)) => {
+                respond_error(listener, request.id, errno);
                 return;
             }
-            // Decided (and reported) when the wrapper asked: let it through.
-            Ok(exec) if self.pre_approved(&exec) => true,
+            // Decided (and reported) before the fork, or when the wrapper
+            // asked: let it through.
+            Ok(exec)
+                if self.0.approved.take_first(&exec.path, &exec.argv)
+                    || self.0.approved.take(exec.pid, &exec.path, &exec.argv) =>
+            {
+                true
+            }
             Ok(exec) => {
-                let (policy, gate, id) = (
-                    self.0.policy.clone(),
-                    self.0.gate.clone(),
-                    self.0.process_id.clone(),
-                );
+                let guard = self.0.clone();
                 // Reported before the exec goes on, so the transcript
                 // precedes its output.
-                let outcome = self.on_runtime(async move {
-                    let (outcome, report) = decide(&policy, gate.as_ref(), &id, exec, false).await;
-                    gate.report(report).await;
-                    outcome
-                });
+                let outcome =
+                    self.on_runtime(async move { guard.decide_and_report(exec, false).await });
                 outcome == Some(Outcome::Run)
             }
-            Err(err) => {
+            Err(Inspected::Unreadable { path, err }) => {
                 let pid = request.pid;
                 let report = DecisionParams {
                     process_id: self.0.process_id.clone(),
                     pid,
-                    path: String::new(),
+                    path: path.unwrap_or_default(),
                     argv: Vec::new(),
                     decision: Verdict::Deny,
                     decided_by: DecidedBy::Error,
@@ -232,14 +252,6 @@ impl KernelGuard {
         work: impl std::future::Future<Output = T> + Send + 'static,
     ) -> Option<T> {
         self.0.runtime.block_on(self.0.runtime.spawn(work)).ok()
-    }
-
-    fn pre_approved(&self, exec: &PendingExec) -> bool {
-        self.0
-            .approved
-            .lock()
-            .map(|mut approved| approved.remove(&(exec.pid, exec.path.clone())))
-            .unwrap_or(false)
     }
 }
 
@@ -296,8 +308,21 @@ fn send_response(listener: &OwnedFd, id: u64, error: i32, flags: u32) {
     }
 }
 
-/// Read a held exec's path, argv and cwd from the process.
-fn inspect(request: &libc::seccomp_notif) -> io::Result<PendingExec> {
+/// Why a held exec could not be decided.
+enum Inspected {
+    /// Nothing executable is there (the errno the kernel would give).
+    Missing(i32),
+    /// Its memory or `/proc` entries could not be read (the path, if read).
+    Unreadable {
+        path: Option<String>,
+        err: io::Error,
+    },
+}
+
+/// Read a held exec's argv, cwd and the file it will run (resolved as the
+/// kernel does: relative to the cwd or the directory descriptor, every
+/// symlink followed) from the process.
+fn inspect(request: &libc::seccomp_notif) -> Result<PendingExec, Inspected> {
     let pid = request.pid;
     let args = request.data.args;
     let (dirfd, path_at, argv_at) = if request.data.nr == arch::EXECVE {
@@ -305,21 +330,23 @@ fn inspect(request: &libc::seccomp_notif) -> io::Result<PendingExec> {
     } else {
         (args[0] as i32, args[1], args[2])
     };
-    let memory = File::open(format!("/proc/{pid}/mem"))?;
-    let path = read_string(&memory, path_at)?;
-    let argv = read_argv(&memory, argv_at)?;
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))?;
-    let resolved = if path.starts_with('/') {
-        path
-    } else if dirfd == libc::AT_FDCWD {
-        cwd.join(&path).to_string_lossy().into_owned()
-    } else {
-        let base = std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}"))?;
-        base.join(&path).to_string_lossy().into_owned()
+    let unreadable = |path: Option<&str>| {
+        let path = path.map(str::to_string);
+        move |err| Inspected::Unreadable { path, err }
     };
+    let memory = File::open(format!("/proc/{pid}/mem")).map_err(unreadable(None))?;
+    let path = read_string(&memory, path_at).map_err(unreadable(None))?;
+    let argv = read_argv(&memory, argv_at).map_err(unreadable(Some(&path)))?;
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map_err(unreadable(Some(&path)))?;
+    let base: PathBuf = if path.starts_with('/') || dirfd == libc::AT_FDCWD {
+        cwd.clone()
+    } else {
+        std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}")).map_err(unreadable(Some(&path)))?
+    };
+    let file = executable(&path, &base).map_err(|err| Inspected::Missing(missing_errno(&err)))?;
     Ok(PendingExec {
         pid,
-        path: resolved,
+        path: file.to_string_lossy().into_owned(),
         argv,
         cwd: cwd.to_string_lossy().into_owned(),
     })
@@ -354,20 +381,43 @@ fn read_string(memory: &File, mut address: u64) -> io::Result<String> {
     }
 }
 
-/// The NULL-terminated array of string pointers at `address`.
+/// The NULL-terminated array of string pointers at `address`, within
+/// [`MAX_ARGS`] pointers and [`MAX_ARGV_BYTES`] of strings.
 fn read_argv(memory: &File, address: u64) -> io::Result<Vec<String>> {
     let mut argv = Vec::new();
     if address == 0 {
         return Ok(argv);
     }
-    for index in 0..MAX_ARGS as u64 {
-        let mut pointer = [0u8; 8];
-        memory.read_exact_at(&mut pointer, address + index * 8)?;
-        let pointer = u64::from_ne_bytes(pointer);
-        if pointer == 0 {
-            return Ok(argv);
+    let mut total = 0usize;
+    let mut block = [0u8; 8 * POINTERS_PER_READ];
+    let mut index = 0u64;
+    while (index as usize) < MAX_ARGS {
+        // The array may end right before unmapped memory: read what is there.
+        let n = memory.read_at(&mut block, address + index * 8)?;
+        if n < 8 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "argv runs off mapped memory",
+            ));
         }
-        argv.push(read_string(memory, pointer)?);
+        for pointer in block[..n - n % 8].chunks_exact(8) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(pointer);
+            let pointer = u64::from_ne_bytes(bytes);
+            if pointer == 0 {
+                return Ok(argv);
+            }
+            let arg = read_string(memory, pointer)?;
+            total += arg.len() + 1;
+            if total > MAX_ARGV_BYTES {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "arguments larger than the kernel allows",
+                ));
+            }
+            argv.push(arg);
+            index += 1;
+        }
     }
     Err(io::Error::new(
         io::ErrorKind::InvalidData,
@@ -375,7 +425,36 @@ fn read_argv(memory: &File, address: u64) -> io::Result<Vec<String>> {
     ))
 }
 
-/// Whether this build can hold execs (x86_64 and aarch64 Linux).
+/// Whether execs can be held here: this build knows the architecture, and
+/// a filter can be installed with our privileges (probed once, in a forked
+/// child that installs it exactly as a policied child does, then exits).
 pub fn supported() -> bool {
-    Path::new("/proc/self/mem").exists()
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| Path::new("/proc/self/mem").exists() && probe_filter())
+}
+
+fn probe_filter() -> bool {
+    // SAFETY: the child makes raw syscalls only and leaves with `_exit`.
+    match unsafe { libc::fork() } {
+        -1 => false,
+        0 => unsafe {
+            let code = match install_filter() {
+                Ok(_) => 0,
+                Err(_) => 1,
+            };
+            libc::_exit(code)
+        },
+        child => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            let waited = loop {
+                let r = unsafe { libc::waitpid(child, &mut status, 0) };
+                if r == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                break r;
+            };
+            waited == child && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+        }
+    }
 }

@@ -17,7 +17,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::io::unix::AsyncFd;
 use tokio::process::{Child, Command};
 
-use execd_policy::child::SetupError;
+use execd_policy::child::{FirstExec, SetupError};
 use execd_policy::sandbox::{PreparedSandbox, SandboxError};
 use execd_policy::tree::{Escalated, TreeGuard};
 
@@ -78,6 +78,8 @@ pub enum SpawnError {
     InvalidInput { program: String, source: io::Error },
     #[error("cannot start {program:?}: {source}")]
     Os { program: String, source: io::Error },
+    #[error("execPolicy is not available on this server: it cannot install a seccomp filter here (initialize reports capabilities.execPolicy false)")]
+    PolicyUnavailable,
     #[error("sandbox: {0}")]
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
@@ -175,6 +177,21 @@ fn validate(spec: &SpawnSpec) -> Result<&str, SpawnError> {
 /// decides every exec of the tree (the program's own included).
 pub fn spawn(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, SpawnError> {
     let program = validate(spec)?;
+    if let Some(guard) = &guard {
+        // Decided before the fork, so the child is not held with copies of
+        // our descriptors while a client thinks.
+        let argv: Vec<String> = spec
+            .arg0
+            .iter()
+            .chain(spec.argv.first().filter(|_| spec.arg0.is_none()))
+            .chain(&spec.argv[1..])
+            .cloned()
+            .collect();
+        let search_path = spec.env.get("PATH").map(String::as_str);
+        if guard.decide_first_exec(program, &argv, &spec.cwd, search_path) == FirstExec::Denied {
+            return Err(SpawnError::Denied(program.to_string()));
+        }
+    }
     let mut command = Command::new(program);
     command
         .args(&spec.argv[1..])

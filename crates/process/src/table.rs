@@ -202,13 +202,24 @@ impl ProcessTable {
         let Some(policy) = &spec.exec_policy else {
             return Ok(None);
         };
+        if !execd_policy::exec_guard::supported() {
+            return Err(SpawnError::PolicyUnavailable.into());
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|err| SpawnError::Setup {
             what: "the exec guard",
             source: std::io::Error::other(err.to_string()),
         })?;
+        // Rules name programs through the tree's own PATH, which the client set.
+        let search_path = spec
+            .env
+            .get("PATH")
+            .cloned()
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_default();
         Ok(Some(TreeGuard::new(
             id,
-            policy.clone(),
+            policy,
+            &search_path,
             self.gate.clone(),
             runtime,
         )))

@@ -24,9 +24,11 @@ pub enum Verdict {
     Ask,
 }
 
-/// One rule: an argv prefix and its verdict. The first element matches the
-/// program by base name (`git`) or full path (`/usr/bin/git`); the rest match
-/// the arguments exactly. The longest matching prefix wins.
+/// One rule: an argv prefix and its verdict. The first element names a
+/// program file (`/usr/bin/git`, or `git` found through the tree's `PATH`);
+/// an exec matches when the file the kernel runs is that file (never by
+/// argv[0]). The rest match the arguments exactly. The longest matching
+/// prefix wins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     pub prefix: Vec<String>,
@@ -57,9 +59,10 @@ fn default_verdict() -> Verdict {
 #[serde(rename_all = "camelCase")]
 pub struct ApproveParams {
     pub process_id: String,
-    /// The pid of the process calling exec.
+    /// The pid of the process calling exec; 0 for the program's own exec,
+    /// which is decided before its process is started.
     pub pid: u32,
-    /// The program being executed, as resolved.
+    /// The file being executed: absolute, every symlink resolved.
     pub path: String,
     pub argv: Vec<String>,
     pub cwd: String,

@@ -1,7 +1,9 @@
 //! The connection's side of exec decisions: `ask` becomes a server→client
 //! `exec/approve` request (answered through [`ConnectionGate::answer`] when
 //! the client's response frame arrives) and every decision an `exec/decision`
-//! notification. A client that is gone answers nothing, which denies.
+//! notification. A client that is gone answers nothing, which denies at
+//! once; an ask that times out leaves nothing behind; at most
+//! [`MAX_PENDING_ASKS`] wait at a time (more are denied).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -24,6 +26,22 @@ use crate::rpc;
 /// Each pending `exec/approve` and where its decision goes (`None`: no
 /// usable answer, which denies).
 type Waiters = HashMap<i64, oneshot::Sender<Option<Answer>>>;
+
+/// `exec/approve` requests of one connection waiting for an answer.
+pub const MAX_PENDING_ASKS: usize = 256;
+
+/// One waiting ask's entry, removed however the ask ends (answered, timed
+/// out and dropped, connection gone).
+struct Waiting<'a> {
+    gate: &'a ConnectionGate,
+    id: i64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.gate.waiting().remove(&self.id);
+    }
+}
 
 pub struct ConnectionGate {
     outbox: Arc<Outbox>,
@@ -66,14 +84,24 @@ impl ExecGate for ConnectionGate {
     async fn ask(&self, request: ApproveParams) -> Option<Answer> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.waiting().insert(id, tx);
+        {
+            let mut waiting = self.waiting();
+            if waiting.len() >= MAX_PENDING_ASKS {
+                debug!(process = %request.process_id, "too many exec/approve requests waiting; denying");
+                return None;
+            }
+            waiting.insert(id, tx);
+        }
+        let _entry = Waiting { gate: self, id };
         let frame = json!({"id": id, "method": APPROVE, "params": request}).to_string();
         if !self.outbox.send(frame).await {
-            self.waiting().remove(&id);
             return None;
         }
-        // Dropped (connection closing) or no usable answer both mean no.
-        rx.await.ok()?
+        // The connection closing, or no usable answer, both mean no.
+        tokio::select! {
+            answer = rx => answer.ok()?,
+            _ = self.outbox.closed() => None,
+        }
     }
 
     async fn report(&self, decision: DecisionParams) {
@@ -83,8 +111,78 @@ impl ExecGate for ConnectionGate {
     }
 }
 
+impl ConnectionGate {
+    /// `exec/approve` requests waiting for the client.
+    pub fn pending_asks(&self) -> usize {
+        self.waiting().len()
+    }
+}
+
 impl Drop for ConnectionGate {
     fn drop(&mut self) {
         self.waiting().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use execd_transport::outbox::Frame;
+    use tokio_util::sync::PollSender;
+
+    fn request(n: usize) -> ApproveParams {
+        ApproveParams {
+            process_id: format!("p{n}"),
+            pid: 1,
+            path: "/bin/true".into(),
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            escalation: false,
+        }
+    }
+
+    /// A gate whose frames go to a channel nobody answers from.
+    fn silent_gate() -> (Arc<ConnectionGate>, tokio::sync::mpsc::Receiver<Frame>) {
+        let (sink, frames) = tokio::sync::mpsc::channel::<Frame>(4 * MAX_PENDING_ASKS);
+        (
+            ConnectionGate::new(Outbox::new(PollSender::new(sink))),
+            frames,
+        )
+    }
+
+    #[tokio::test]
+    async fn timed_out_asks_leave_nothing_behind() {
+        let (gate, _frames) = silent_gate();
+        for n in 0..(MAX_PENDING_ASKS * 2) {
+            let asked = tokio::time::timeout(Duration::from_millis(1), gate.ask(request(n))).await;
+            assert!(asked.is_err(), "nobody answers");
+        }
+        assert_eq!(gate.pending_asks(), 0);
+    }
+
+    #[tokio::test]
+    async fn waiting_asks_are_bounded_and_the_rest_denied() {
+        let (gate, _frames) = silent_gate();
+        let mut waiting = Vec::new();
+        for n in 0..MAX_PENDING_ASKS {
+            let gate = gate.clone();
+            waiting.push(tokio::spawn(async move { gate.ask(request(n)).await }));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while gate.pending_asks() < MAX_PENDING_ASKS && tokio::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(gate.pending_asks(), MAX_PENDING_ASKS);
+        let over = tokio::time::timeout(Duration::from_secs(5), gate.ask(request(0))).await;
+        assert_eq!(over, Ok(None), "over the bound: denied at once");
+        // The connection closing answers every waiting ask with no.
+        gate.outbox.close();
+        for task in waiting {
+            let answer = tokio::time::timeout(Duration::from_secs(10), task).await;
+            assert_eq!(answer.expect("answered in time").expect("task"), None);
+        }
+        assert_eq!(gate.pending_asks(), 0);
     }
 }

@@ -1,33 +1,14 @@
-mod common;
-use common::*;
+//! Malformed frames and bad calls, before and after `initialize`: each gets
+//! the right error (code, id, a message naming what is wrong), and neither
+//! the session nor a process running alongside is disturbed.
 
-use futures_util::{SinkExt, Stream, StreamExt};
+use execd_test_support::wire::*;
+use execd_test_support::*;
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
-
-const INVALID_REQUEST: i64 = -32600;
-const METHOD_NOT_FOUND: i64 = -32601;
-const INVALID_PARAMS: i64 = -32602;
-
-/// Check an error object's code, and that its message contains every needle.
-fn assert_error(error: &Value, code: i64, needles: &[&str], context: &str) {
-    assert_eq!(
-        error["code"],
-        json!(code),
-        "{context}: wrong code in {error}"
-    );
-    let message = error["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{context}: error has no message: {error}"));
-    for needle in needles {
-        assert!(
-            message.contains(needle),
-            "{context}: message {message:?} does not name {needle:?}"
-        );
-    }
-}
 
 /// One malformed frame, the id its error reply must carry, and what its message must name.
 struct Malformed {
@@ -152,33 +133,19 @@ async fn check_bad_calls(client: &mut Client) {
     }
 
     // Values the process layer rejects.
-    let params = start_with("empty", "argv", Some(json!([])));
-    expect_error(
-        client,
-        "process/start",
-        params,
-        INVALID_PARAMS,
-        &["argv must not be empty"],
-    )
-    .await;
-    let params = start_with("rel", "cwd", Some(json!("relative/dir")));
-    expect_error(
-        client,
-        "process/start",
-        params,
-        INVALID_PARAMS,
-        &["relative/dir"],
-    )
-    .await;
-    let params = start_with("nocwd", "cwd", Some(json!("/no/such/dir-xyz")));
-    expect_error(
-        client,
-        "process/start",
-        params,
-        INVALID_PARAMS,
-        &["/no/such/dir-xyz"],
-    )
-    .await;
+    for (id, field, value, needle) in [
+        ("empty", "argv", json!([]), "argv must not be empty"),
+        ("rel", "cwd", json!("relative/dir"), "relative/dir"),
+        (
+            "nocwd",
+            "cwd",
+            json!("/no/such/dir-xyz"),
+            "/no/such/dir-xyz",
+        ),
+    ] {
+        let params = start_with(id, field, Some(value));
+        expect_error(client, "process/start", params, INVALID_PARAMS, &[needle]).await;
+    }
     for program in ["/no/such/program", "no-such-program-xyz"] {
         let params = start_params("noprog", &[program, "arg"]);
         expect_error(client, "process/start", params, INVALID_PARAMS, &[program]).await;
@@ -205,45 +172,27 @@ async fn check_bad_calls(client: &mut Client) {
         &["ghost"],
     )
     .await;
-    let result = client
-        .call(
-            "process/write",
-            json!({"processId": "ghost", "chunk": b64(b"x\n")}),
-        )
-        .await
-        .expect("process/write of an unknown id is a result");
+    let result = client.write("ghost", b"x\n").await;
     assert_eq!(result, json!({"status": "unknownProcess"}));
-    let result = client
-        .call("process/terminate", json!({"processId": "ghost"}))
-        .await
-        .expect("process/terminate of an unknown id is a result");
+    let result = client.terminate("ghost").await;
     assert_eq!(result, json!({"running": false}));
 
     // Bad params of the other process methods.
-    expect_error(
-        client,
-        "process/write",
-        json!({"processId": "dup", "chunk": "!!not base64!!"}),
-        INVALID_PARAMS,
-        &["chunk"],
-    )
-    .await;
-    expect_error(
-        client,
-        "process/read",
-        json!({"processId": "dup", "afterSeq": "x"}),
-        INVALID_PARAMS,
-        &["afterSeq"],
-    )
-    .await;
-    expect_error(
-        client,
-        "process/terminate",
-        json!({}),
-        INVALID_PARAMS,
-        &["processId"],
-    )
-    .await;
+    for (method, params, needle) in [
+        (
+            "process/write",
+            json!({"processId": "dup", "chunk": "!!not base64!!"}),
+            "chunk",
+        ),
+        (
+            "process/read",
+            json!({"processId": "dup", "afterSeq": "x"}),
+            "afterSeq",
+        ),
+        ("process/terminate", json!({}), "processId"),
+    ] {
+        expect_error(client, method, params, INVALID_PARAMS, &[needle]).await;
+    }
 
     // Params that are not an object.
     for (method, params, needle) in [
@@ -256,35 +205,17 @@ async fn check_bad_calls(client: &mut Client) {
     }
 
     // The duplicate's original is untouched; stop it.
-    let result = client
-        .call("process/terminate", json!({"processId": "dup"}))
-        .await
-        .expect("terminate dup");
+    let result = client.terminate("dup").await;
     assert_eq!(result, json!({"running": true}));
     let dup = client.wait_closed("dup").await;
     assert_eq!(dup.exit_code, Some(-1), "dup was killed by a signal");
 }
 
-/// Next text frame from a raw WebSocket, parsed.
-async fn recv_raw_json<S, E>(ws: &mut S) -> Value
-where
-    S: Stream<Item = Result<Message, E>> + Unpin,
-    E: std::fmt::Debug,
-{
-    loop {
-        let message = tokio::time::timeout(TIMEOUT, ws.next())
-            .await
-            .expect("timed out waiting for a frame")
-            .expect("connection closed")
-            .expect("websocket error");
-        match message {
-            Message::Text(text) => {
-                return serde_json::from_str(text.as_str()).expect("server sent invalid JSON")
-            }
-            Message::Close(frame) => panic!("server closed the connection: {frame:?}"),
-            _ => continue,
-        }
-    }
+/// The session still works: `echo hi` runs as process `id`.
+async fn assert_echo_runs(client: &mut Client, id: &str) {
+    let out = client.run(id, &["echo", "hi"]).await;
+    assert_eq!(out.stdout_str(), "hi\n");
+    assert_eq!(out.exit_code, Some(0));
 }
 
 #[tokio::test]
@@ -300,18 +231,8 @@ async fn malformed_frame_burst_then_initialize() {
         let reply = client.recv_frame().await;
         assert_malformed_reply(&reply, bad);
     }
-    let result = client
-        .call("initialize", json!({"clientName": "test"}))
-        .await
-        .expect("initialize after malformed frames");
-    assert!(
-        result["sessionId"].as_str().is_some_and(|s| s.len() == 36),
-        "{result}"
-    );
-    client.notify("initialized", json!({})).await;
-    let out = client.run("after", &["echo", "hi"]).await;
-    assert_eq!(out.stdout_str(), "hi\n");
-    assert_eq!(out.exit_code, Some(0));
+    client.initialize("test").await;
+    assert_echo_runs(&mut client, "after").await;
     server.shutdown().await;
 }
 
@@ -319,98 +240,65 @@ async fn malformed_frame_burst_then_initialize() {
 async fn calls_before_initialize_are_rejected() {
     let server = start_server().await;
     let mut client = Client::connect(&server.url()).await;
-    expect_error(
-        &mut client,
-        "process/start",
-        start_params("early", &["echo", "hi"]),
-        INVALID_REQUEST,
-        &["process/start", "initialize"],
-    )
-    .await;
-    expect_error(
-        &mut client,
-        "process/read",
-        json!({"processId": "early"}),
-        INVALID_REQUEST,
-        &["process/read", "initialize"],
-    )
-    .await;
-    expect_error(
-        &mut client,
-        "fs/readFile",
-        json!({"path": "/etc/hostname"}),
-        INVALID_REQUEST,
-        &["fs/readFile", "initialize"],
-    )
-    .await;
-    // A bad initialize does not initialize either.
-    expect_error(
-        &mut client,
-        "initialize",
-        json!({"clientName": 5}),
-        INVALID_PARAMS,
-        &["clientName"],
-    )
-    .await;
-    expect_error(
-        &mut client,
-        "process/start",
-        start_params("early", &["echo", "hi"]),
-        INVALID_REQUEST,
-        &["process/start"],
-    )
-    .await;
+    let early = start_params("early", &["echo", "hi"]);
+    for (method, params, code, needles) in [
+        (
+            "process/start",
+            early.clone(),
+            INVALID_REQUEST,
+            &["process/start", "initialize"][..],
+        ),
+        (
+            "process/read",
+            json!({"processId": "early"}),
+            INVALID_REQUEST,
+            &["process/read", "initialize"],
+        ),
+        (
+            "fs/readFile",
+            json!({"path": "/etc/hostname"}),
+            INVALID_REQUEST,
+            &["fs/readFile", "initialize"],
+        ),
+        // A bad initialize does not initialize either.
+        (
+            "initialize",
+            json!({"clientName": 5}),
+            INVALID_PARAMS,
+            &["clientName"],
+        ),
+        ("process/start", early, INVALID_REQUEST, &["process/start"]),
+    ] {
+        expect_error(&mut client, method, params, code, needles).await;
+    }
 
     // The rejected start left nothing behind: the id is free once initialized.
-    let result = client
-        .call("initialize", json!({"clientName": "test"}))
-        .await
-        .expect("initialize");
-    assert!(result["sessionId"].as_str().is_some_and(|s| s.len() == 36));
-    client.notify("initialized", json!({})).await;
-    let out = client.run("early", &["echo", "hi"]).await;
-    assert_eq!(out.stdout_str(), "hi\n");
-    assert_eq!(out.exit_code, Some(0));
+    client.initialize("test").await;
+    assert_echo_runs(&mut client, "early").await;
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn bad_calls_after_initialize() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let (server, mut client) = connected().await;
     check_bad_calls(&mut client).await;
     // The session still works.
-    let out = client.run("fine", &["echo", "hi"]).await;
-    assert_eq!(out.stdout_str(), "hi\n");
-    assert_eq!(out.exit_code, Some(0));
+    assert_echo_runs(&mut client, "fine").await;
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn running_process_unaffected_by_bad_input() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
-    let mut params = start_params(
-        "bg",
-        &[
-            "bash",
-            "-c",
-            "for i in $(seq 1 50); do echo line$i; done; read x; echo got:$x",
-        ],
-    );
-    params["pipeStdin"] = json!(true);
-    client.start(params).await;
+    let (server, mut client) = connected().await;
+    let script = "for i in $(seq 1 50); do echo line$i; done; read x; echo got:$x";
+    client
+        .start(stdin_params("bg", &["bash", "-c", script]))
+        .await;
 
     send_malformed_one_by_one(&mut client).await;
     check_bad_calls(&mut client).await;
 
-    let result = client
-        .call(
-            "process/write",
-            json!({"processId": "bg", "chunk": b64(b"ok\n")}),
-        )
-        .await
-        .expect("process/write");
+    let result = client.write("bg", b"ok\n").await;
     assert_eq!(result, json!({"status": "accepted"}));
     let out = client.wait_closed("bg").await;
     let mut expected: String = (1..=50).map(|i| format!("line{i}\n")).collect();
@@ -430,35 +318,22 @@ async fn permessage_deflate_offer_still_connects() {
         "Sec-WebSocket-Extensions",
         HeaderValue::from_static("permessage-deflate; client_max_window_bits"),
     );
-    let (ws, response) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("connect timed out")
-        .expect("handshake with a permessage-deflate offer");
+    let (ws, response) = connect_ws(request).await;
     assert_eq!(response.status().as_u16(), 101);
     let mut client = Client::from_stream(ws);
-    let result = client
-        .call("initialize", json!({"clientName": "deflate"}))
-        .await
-        .expect("initialize");
-    assert!(result["sessionId"].as_str().is_some_and(|s| s.len() == 36));
-    client.notify("initialized", json!({})).await;
-    let out = client.run("p1", &["echo", "hi"]).await;
-    assert_eq!(out.stdout_str(), "hi\n");
-    assert_eq!(out.exit_code, Some(0));
+    client.initialize("deflate").await;
+    assert_echo_runs(&mut client, "p1").await;
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn non_utf8_binary_frame_gets_error_and_connection_survives() {
     let server = start_server().await;
-    let (mut ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(server.url()))
-        .await
-        .expect("connect timed out")
-        .expect("connect");
+    let (mut ws, _) = connect_ws(server.url()).await;
     ws.send(Message::binary(vec![0xff, 0xfe, b'{', 0x80, b'}']))
         .await
         .expect("send binary");
-    let reply = recv_raw_json(&mut ws).await;
+    let reply = recv_json(&mut ws).await;
     assert_eq!(reply["id"], json!(-1), "{reply}");
     assert!(reply.get("result").is_none(), "{reply}");
     assert_error(
@@ -469,14 +344,7 @@ async fn non_utf8_binary_frame_gets_error_and_connection_survives() {
     );
 
     let mut client = Client::from_stream(ws);
-    let result = client
-        .call("initialize", json!({"clientName": "binary"}))
-        .await
-        .expect("initialize after a bad binary frame");
-    assert!(result["sessionId"].as_str().is_some_and(|s| s.len() == 36));
-    client.notify("initialized", json!({})).await;
-    let out = client.run("p1", &["echo", "hi"]).await;
-    assert_eq!(out.stdout_str(), "hi\n");
-    assert_eq!(out.exit_code, Some(0));
+    client.initialize("binary").await;
+    assert_echo_runs(&mut client, "p1").await;
     server.shutdown().await;
 }

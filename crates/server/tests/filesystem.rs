@@ -1,87 +1,14 @@
-mod common;
-use common::*;
+//! The `fs/*` methods over a real socket: files written, read, copied and
+//! removed; directories created, listed and removed; metadata of files,
+//! directories and symlinks; and the errors for missing or relative paths,
+//! bad base64 and missing fields, each naming what is wrong.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use execd_test_support::wire::{assert_error, INVALID_PARAMS, NOT_FOUND};
+use execd_test_support::*;
 use serde_json::{json, Value};
-
-const NOT_FOUND: i64 = -32004;
-const INVALID_PARAMS: i64 = -32602;
-
-/// A unique scratch directory for one test, removed when dropped (also on panic).
-struct Scratch {
-    root: PathBuf,
-}
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let root = std::env::temp_dir().join(format!(
-            "execd-fs-{test}-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).expect("create scratch dir");
-        Scratch { root }
-    }
-
-    /// Absolute path of `name` inside the scratch directory, as a string.
-    fn path(&self, name: &str) -> String {
-        self.root
-            .join(name)
-            .to_str()
-            .expect("utf-8 path")
-            .to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-/// `len` pseudo-random bytes from a xorshift64 generator.
-fn random_bytes(len: usize, mut state: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn code(error: &Value) -> i64 {
-    error["code"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("error without integer code: {error}"))
-}
-
-fn message(error: &Value) -> String {
-    error["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("error without message: {error}"))
-        .to_string()
-}
-
-/// Assert `error` has `expected` code and a message containing every needle.
-fn assert_error(error: &Value, expected: i64, needles: &[&str]) {
-    assert_eq!(code(error), expected, "unexpected error code: {error}");
-    let text = message(error);
-    for needle in needles {
-        assert!(
-            text.contains(needle),
-            "error message {text:?} does not mention {needle:?}"
-        );
-    }
-}
 
 async fn write_file(client: &mut Client, path: &str, data: &[u8]) {
     let result = client
@@ -118,6 +45,55 @@ async fn create_dir(client: &mut Client, path: &str, recursive: bool) -> Result<
         .await
 }
 
+async fn remove(
+    client: &mut Client,
+    path: &str,
+    recursive: bool,
+    force: bool,
+) -> Result<Value, Value> {
+    let params = json!({"path": path, "recursive": recursive, "force": force});
+    client.call("fs/remove", params).await
+}
+
+async fn copy(
+    client: &mut Client,
+    source: &str,
+    destination: &str,
+    recursive: bool,
+) -> Result<Value, Value> {
+    let params =
+        json!({"sourcePath": source, "destinationPath": destination, "recursive": recursive});
+    client.call("fs/copy", params).await
+}
+
+/// Write `data` to `path`, and read the same bytes back.
+async fn round_trip(client: &mut Client, path: &str, data: &[u8]) {
+    write_file(client, path, data).await;
+    assert_eq!(read_file(client, path).await, data, "read back from {path}");
+}
+
+async fn list(client: &mut Client, path: &str) -> Value {
+    client
+        .call("fs/readDirectory", json!({"path": path}))
+        .await
+        .unwrap_or_else(|e| panic!("fs/readDirectory {path}: {e}"))
+}
+
+/// An `fs/getMetadata` result says: a file? a directory? a symlink?
+fn assert_kind(meta: &Value, file: bool, directory: bool, symlink: bool) {
+    let kind = (&meta["isFile"], &meta["isDirectory"], &meta["isSymlink"]);
+    let expected = (&json!(file), &json!(directory), &json!(symlink));
+    assert_eq!(kind, expected, "{meta}");
+}
+
+/// An `fs/getMetadata` result's mtime is set, and within a day of `now`.
+fn assert_recent_mtime(meta: &Value, now: i64) {
+    let day = 24 * 60 * 60 * 1000;
+    let modified = meta["modifiedAtMs"].as_i64().expect("modifiedAtMs");
+    assert!(modified > 0, "{meta}");
+    assert!((modified - now).abs() < day, "implausible mtime: {meta}");
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -127,28 +103,25 @@ fn now_ms() -> i64 {
 
 #[tokio::test]
 async fn write_and_read_file_round_trip() {
-    let scratch = Scratch::new("write_and_read_file_round_trip");
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let scratch = TempDir::new("write_and_read_file_round_trip");
+    let (server, mut client) = connected().await;
 
-    let path = scratch.path("hello.txt");
-    write_file(&mut client, &path, b"hello, world\n").await;
-    assert_eq!(read_file(&mut client, &path).await, b"hello, world\n");
+    let path = scratch.text("hello.txt");
+    round_trip(&mut client, &path, b"hello, world\n").await;
     assert_eq!(std::fs::read(&path).unwrap(), b"hello, world\n");
 
     // Overwriting with shorter data replaces (truncates) the file.
-    write_file(&mut client, &path, b"bye").await;
-    assert_eq!(read_file(&mut client, &path).await, b"bye");
+    round_trip(&mut client, &path, b"bye").await;
     assert_eq!(std::fs::read(&path).unwrap(), b"bye");
 
     // An empty file round-trips as empty.
-    let empty = scratch.path("empty");
+    let empty = scratch.text("empty");
     write_file(&mut client, &empty, b"").await;
     assert!(Path::new(&empty).is_file());
     assert_eq!(read_file(&mut client, &empty).await, b"");
 
     // A file written on disk directly is read back exactly.
-    let external = scratch.path("external.bin");
+    let external = scratch.text("external.bin");
     std::fs::write(&external, [0u8, 255, 10, 13, 0, 128]).unwrap();
     assert_eq!(
         read_file(&mut client, &external).await,
@@ -160,16 +133,15 @@ async fn write_and_read_file_round_trip() {
 
 #[tokio::test]
 async fn random_binary_round_trip_through_cat_and_read_file() {
-    let scratch = Scratch::new("random_binary_round_trip");
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let scratch = TempDir::new("random_binary_round_trip");
+    let (server, mut client) = connected().await;
 
-    let data = random_bytes(1024 * 1024 + 13, 0x9E37_79B9_7F4A_7C15);
+    let data = noise(1024 * 1024 + 13, 0x9E37_79B9_7F4A_7C15);
     // Sanity: the data really is binary (contains NUL and non-UTF-8 bytes).
     assert!(data.contains(&0));
     assert!(std::str::from_utf8(&data).is_err());
 
-    let path = scratch.path("random.bin");
+    let path = scratch.text("random.bin");
     write_file(&mut client, &path, &data).await;
     assert_eq!(std::fs::metadata(&path).unwrap().len(), data.len() as u64);
 
@@ -191,12 +163,11 @@ async fn random_binary_round_trip_through_cat_and_read_file() {
 
 #[tokio::test]
 async fn create_directory_recursive_and_not() {
-    let scratch = Scratch::new("create_directory_recursive_and_not");
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let scratch = TempDir::new("create_directory_recursive_and_not");
+    let (server, mut client) = connected().await;
 
     // Non-recursive with an existing parent.
-    let single = scratch.path("single");
+    let single = scratch.text("single");
     let result = create_dir(&mut client, &single, false)
         .await
         .expect("non-recursive create");
@@ -204,12 +175,12 @@ async fn create_directory_recursive_and_not() {
     assert!(Path::new(&single).is_dir());
 
     // Recursive creates every missing level.
-    let deep = scratch.path("a/b/c");
+    let deep = scratch.text("a/b/c");
     create_dir(&mut client, &deep, true)
         .await
         .expect("recursive create");
     assert!(Path::new(&deep).is_dir());
-    assert!(Path::new(&scratch.path("a/b")).is_dir());
+    assert!(Path::new(&scratch.text("a/b")).is_dir());
 
     // Recursive on an existing directory succeeds.
     create_dir(&mut client, &deep, true)
@@ -217,7 +188,7 @@ async fn create_directory_recursive_and_not() {
         .expect("recursive create of an existing directory");
 
     // `recursive` is optional (defaults to non-recursive).
-    let defaulted = scratch.path("defaulted");
+    let defaulted = scratch.text("defaulted");
     client
         .call("fs/createDirectory", json!({"path": defaulted}))
         .await
@@ -225,93 +196,75 @@ async fn create_directory_recursive_and_not() {
     assert!(Path::new(&defaulted).is_dir());
 
     // Non-recursive with a missing parent fails and creates nothing.
-    let orphan = scratch.path("missing-parent/child");
+    let orphan = scratch.text("missing-parent/child");
     let error = create_dir(&mut client, &orphan, false)
         .await
         .expect_err("non-recursive create with a missing parent");
-    assert_error(&error, NOT_FOUND, &[&orphan]);
-    assert!(!Path::new(&scratch.path("missing-parent")).exists());
+    assert_error(&error, NOT_FOUND, &[&orphan], "");
+    assert!(!Path::new(&scratch.text("missing-parent")).exists());
 
     let error = client
         .call("fs/createDirectory", json!({"path": orphan}))
         .await
         .expect_err("defaulted (non-recursive) create with a missing parent");
-    assert_eq!(code(&error), NOT_FOUND, "{error}");
-    assert!(!Path::new(&scratch.path("missing-parent")).exists());
+    assert_eq!(error["code"], json!(NOT_FOUND), "{error}");
+    assert!(!Path::new(&scratch.text("missing-parent")).exists());
 
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn get_metadata_of_file_dir_and_symlink() {
-    let scratch = Scratch::new("get_metadata_of_file_dir_and_symlink");
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let scratch = TempDir::new("get_metadata_of_file_dir_and_symlink");
+    let (server, mut client) = connected().await;
 
-    let file = scratch.path("file.txt");
+    let file = scratch.text("file.txt");
     std::fs::write(&file, b"12345").unwrap();
-    let dir = scratch.path("dir");
+    let dir = scratch.text("dir");
     std::fs::create_dir(&dir).unwrap();
-    let link = scratch.path("link");
+    let link = scratch.text("link");
     std::os::unix::fs::symlink(&file, &link).unwrap();
 
     let now = now_ms();
-    let day = 24 * 60 * 60 * 1000;
 
     let meta = metadata(&mut client, &file).await;
-    assert_eq!(meta["isFile"], json!(true), "{meta}");
-    assert_eq!(meta["isDirectory"], json!(false), "{meta}");
-    assert_eq!(meta["isSymlink"], json!(false), "{meta}");
-    let modified = meta["modifiedAtMs"].as_i64().expect("modifiedAtMs");
-    assert!(modified > 0, "{meta}");
-    assert!((modified - now).abs() < day, "implausible mtime: {meta}");
+    assert_kind(&meta, true, false, false);
+    assert_recent_mtime(&meta, now);
     assert!(meta["createdAtMs"].is_i64(), "createdAtMs: {meta}");
 
     let meta = metadata(&mut client, &dir).await;
-    assert_eq!(meta["isFile"], json!(false), "{meta}");
-    assert_eq!(meta["isDirectory"], json!(true), "{meta}");
-    assert_eq!(meta["isSymlink"], json!(false), "{meta}");
-    let modified = meta["modifiedAtMs"].as_i64().expect("modifiedAtMs");
-    assert!(modified > 0, "{meta}");
-    assert!((modified - now).abs() < day, "implausible mtime: {meta}");
+    assert_kind(&meta, false, true, false);
+    assert_recent_mtime(&meta, now);
 
     // The symlink itself is reported as one; its kind is the target's.
     let meta = metadata(&mut client, &link).await;
-    assert_eq!(meta["isSymlink"], json!(true), "{meta}");
-    assert_eq!(meta["isDirectory"], json!(false), "{meta}");
-    assert_eq!(meta["isFile"], json!(true), "{meta}");
+    assert_kind(&meta, true, false, true);
     assert!(meta["modifiedAtMs"].as_i64().expect("modifiedAtMs") > 0);
 
     // A symlink to a directory.
-    let dir_link = scratch.path("dir-link");
+    let dir_link = scratch.text("dir-link");
     std::os::unix::fs::symlink(&dir, &dir_link).unwrap();
     let meta = metadata(&mut client, &dir_link).await;
-    assert_eq!(meta["isSymlink"], json!(true), "{meta}");
-    assert_eq!(meta["isDirectory"], json!(true), "{meta}");
-    assert_eq!(meta["isFile"], json!(false), "{meta}");
+    assert_kind(&meta, false, true, true);
 
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn read_directory_lists_sorted_entries() {
-    let scratch = Scratch::new("read_directory_lists_sorted_entries");
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let scratch = TempDir::new("read_directory_lists_sorted_entries");
+    let (server, mut client) = connected().await;
 
-    let dir = scratch.path("listing");
+    let dir = scratch.text("listing");
     std::fs::create_dir(&dir).unwrap();
     // Created in non-sorted order on purpose.
-    std::fs::write(scratch.path("listing/zeta.txt"), b"z").unwrap();
-    std::fs::create_dir(scratch.path("listing/beta")).unwrap();
-    std::fs::write(scratch.path("listing/alpha.txt"), b"a").unwrap();
-    std::fs::create_dir(scratch.path("listing/gamma")).unwrap();
-    std::fs::write(scratch.path("listing/gamma/nested.txt"), b"n").unwrap();
+    std::fs::write(scratch.text("listing/zeta.txt"), b"z").unwrap();
+    std::fs::create_dir(scratch.text("listing/beta")).unwrap();
+    std::fs::write(scratch.text("listing/alpha.txt"), b"a").unwrap();
+    std::fs::create_dir(scratch.text("listing/gamma")).unwrap();
+    std::fs::write(scratch.text("listing/gamma/nested.txt"), b"n").unwrap();
 
-    let result = client
-        .call("fs/readDirectory", json!({"path": dir}))
-        .await
-        .expect("fs/readDirectory");
+    let result = list(&mut client, &dir).await;
     let entries = result["entries"].as_array().expect("entries array");
     let summary: Vec<(String, bool, bool)> = entries
         .iter()
@@ -335,11 +288,8 @@ async fn read_directory_lists_sorted_entries() {
     );
 
     // An empty directory has no entries.
-    let empty = scratch.path("listing/beta");
-    let result = client
-        .call("fs/readDirectory", json!({"path": empty}))
-        .await
-        .expect("fs/readDirectory of an empty dir");
+    let empty = scratch.text("listing/beta");
+    let result = list(&mut client, &empty).await;
     assert_eq!(result["entries"], json!([]), "{result}");
 
     server.shutdown().await;
@@ -347,92 +297,66 @@ async fn read_directory_lists_sorted_entries() {
 
 #[tokio::test]
 async fn remove_files_and_directories() {
-    let scratch = Scratch::new("remove_files_and_directories");
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let scratch = TempDir::new("remove_files_and_directories");
+    let (server, mut client) = connected().await;
 
     // A file.
-    let file = scratch.path("file.txt");
+    let file = scratch.text("file.txt");
     std::fs::write(&file, b"x").unwrap();
-    let result = client
-        .call(
-            "fs/remove",
-            json!({"path": file, "recursive": false, "force": false}),
-        )
+    let result = remove(&mut client, &file, false, false)
         .await
         .expect("remove a file");
     assert!(result.is_object(), "remove result: {result}");
     assert!(!Path::new(&file).exists());
 
     // An empty directory, without recursive.
-    let empty = scratch.path("empty");
+    let empty = scratch.text("empty");
     std::fs::create_dir(&empty).unwrap();
-    client
-        .call(
-            "fs/remove",
-            json!({"path": empty, "recursive": false, "force": false}),
-        )
+    remove(&mut client, &empty, false, false)
         .await
         .expect("remove an empty dir");
     assert!(!Path::new(&empty).exists());
 
     // A non-empty directory without recursive is an error and nothing goes.
-    let full = scratch.path("full");
-    std::fs::create_dir_all(scratch.path("full/sub")).unwrap();
-    std::fs::write(scratch.path("full/sub/inner.txt"), b"inner").unwrap();
-    let error = client
-        .call(
-            "fs/remove",
-            json!({"path": full, "recursive": false, "force": false}),
-        )
+    let full = scratch.text("full");
+    std::fs::create_dir_all(scratch.text("full/sub")).unwrap();
+    std::fs::write(scratch.text("full/sub/inner.txt"), b"inner").unwrap();
+    let error = remove(&mut client, &full, false, false)
         .await
         .expect_err("removing a non-empty dir without recursive");
-    assert!(message(&error).contains(&full), "{error}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| m.contains(&full)),
+        "{error}"
+    );
     assert_eq!(
-        std::fs::read(scratch.path("full/sub/inner.txt")).unwrap(),
+        std::fs::read(scratch.text("full/sub/inner.txt")).unwrap(),
         b"inner"
     );
 
     // With recursive it goes, contents and all.
-    client
-        .call(
-            "fs/remove",
-            json!({"path": full, "recursive": true, "force": false}),
-        )
+    remove(&mut client, &full, true, false)
         .await
         .expect("recursive remove");
     assert!(!Path::new(&full).exists());
 
     // A missing path: error -32004 naming it without force, success with force.
-    let missing = scratch.path("never-existed");
-    let error = client
-        .call(
-            "fs/remove",
-            json!({"path": missing, "recursive": false, "force": false}),
-        )
+    let missing = scratch.text("never-existed");
+    let error = remove(&mut client, &missing, false, false)
         .await
         .expect_err("removing a missing path without force");
-    assert_error(&error, NOT_FOUND, &[&missing]);
-    let result = client
-        .call(
-            "fs/remove",
-            json!({"path": missing, "recursive": true, "force": true}),
-        )
+    assert_error(&error, NOT_FOUND, &[&missing], "");
+    let result = remove(&mut client, &missing, true, true)
         .await
         .expect("force remove of a missing path");
     assert!(result.is_object(), "remove result: {result}");
 
     // Removing a symlink to a directory, even recursively, removes only the link.
-    let target = scratch.path("target");
+    let target = scratch.text("target");
     std::fs::create_dir(&target).unwrap();
-    std::fs::write(scratch.path("target/keep.txt"), b"keep").unwrap();
-    let link = scratch.path("link");
+    std::fs::write(scratch.text("target/keep.txt"), b"keep").unwrap();
+    let link = scratch.text("link");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    client
-        .call(
-            "fs/remove",
-            json!({"path": link, "recursive": true, "force": false}),
-        )
+    remove(&mut client, &link, true, false)
         .await
         .expect("remove a symlink");
     assert!(
@@ -440,7 +364,7 @@ async fn remove_files_and_directories() {
         "link still there"
     );
     assert_eq!(
-        std::fs::read(scratch.path("target/keep.txt")).unwrap(),
+        std::fs::read(scratch.text("target/keep.txt")).unwrap(),
         b"keep"
     );
 
@@ -449,20 +373,15 @@ async fn remove_files_and_directories() {
 
 #[tokio::test]
 async fn copy_file_and_directory_tree() {
-    let scratch = Scratch::new("copy_file_and_directory_tree");
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let scratch = TempDir::new("copy_file_and_directory_tree");
+    let (server, mut client) = connected().await;
 
     // A single file.
-    let source = scratch.path("source.bin");
-    let data = random_bytes(70_000, 42);
+    let source = scratch.text("source.bin");
+    let data = noise(70_000, 42);
     std::fs::write(&source, &data).unwrap();
-    let destination = scratch.path("copy.bin");
-    let result = client
-        .call(
-            "fs/copy",
-            json!({"sourcePath": source, "destinationPath": destination, "recursive": false}),
-        )
+    let destination = scratch.text("copy.bin");
+    let result = copy(&mut client, &source, &destination, false)
         .await
         .expect("copy a file");
     assert!(result.is_object(), "copy result: {result}");
@@ -470,47 +389,39 @@ async fn copy_file_and_directory_tree() {
     assert!(std::fs::read(&source).unwrap() == data, "source changed");
 
     // A tree.
-    let tree = scratch.path("tree");
-    std::fs::create_dir_all(scratch.path("tree/a/b")).unwrap();
-    std::fs::create_dir_all(scratch.path("tree/empty")).unwrap();
-    std::fs::write(scratch.path("tree/top.txt"), b"top").unwrap();
-    std::fs::write(scratch.path("tree/a/mid.txt"), b"mid").unwrap();
-    std::fs::write(scratch.path("tree/a/b/deep.bin"), &data[..1000]).unwrap();
+    let tree = scratch.text("tree");
+    std::fs::create_dir_all(scratch.text("tree/a/b")).unwrap();
+    std::fs::create_dir_all(scratch.text("tree/empty")).unwrap();
+    std::fs::write(scratch.text("tree/top.txt"), b"top").unwrap();
+    std::fs::write(scratch.text("tree/a/mid.txt"), b"mid").unwrap();
+    std::fs::write(scratch.text("tree/a/b/deep.bin"), &data[..1000]).unwrap();
 
     // Without recursive: an error, and nothing is created.
-    let tree_copy = scratch.path("tree-copy");
-    let error = client
-        .call(
-            "fs/copy",
-            json!({"sourcePath": tree, "destinationPath": tree_copy, "recursive": false}),
-        )
+    let tree_copy = scratch.text("tree-copy");
+    let error = copy(&mut client, &tree, &tree_copy, false)
         .await
         .expect_err("copying a directory without recursive");
-    assert!(message(&error).contains(&tree), "{error}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| m.contains(&tree)),
+        "{error}"
+    );
     assert!(!Path::new(&tree_copy).exists());
 
     // With recursive the whole tree is copied.
-    client
-        .call(
-            "fs/copy",
-            json!({"sourcePath": tree, "destinationPath": tree_copy, "recursive": true}),
-        )
+    copy(&mut client, &tree, &tree_copy, true)
         .await
         .expect("recursive copy");
     assert_eq!(
-        read_file(&mut client, &scratch.path("tree-copy/top.txt")).await,
+        read_file(&mut client, &scratch.text("tree-copy/top.txt")).await,
         b"top"
     );
     assert_eq!(
-        read_file(&mut client, &scratch.path("tree-copy/a/mid.txt")).await,
+        read_file(&mut client, &scratch.text("tree-copy/a/mid.txt")).await,
         b"mid"
     );
-    assert!(read_file(&mut client, &scratch.path("tree-copy/a/b/deep.bin")).await == data[..1000]);
-    assert!(Path::new(&scratch.path("tree-copy/empty")).is_dir());
-    let listing = client
-        .call("fs/readDirectory", json!({"path": tree_copy}))
-        .await
-        .expect("readDirectory of the copy");
+    assert!(read_file(&mut client, &scratch.text("tree-copy/a/b/deep.bin")).await == data[..1000]);
+    assert!(Path::new(&scratch.text("tree-copy/empty")).is_dir());
+    let listing = list(&mut client, &tree_copy).await;
     let names: Vec<&str> = listing["entries"]
         .as_array()
         .expect("entries")
@@ -520,31 +431,26 @@ async fn copy_file_and_directory_tree() {
     assert_eq!(names, ["a", "empty", "top.txt"], "{listing}");
     // The source is untouched.
     assert_eq!(
-        std::fs::read(scratch.path("tree/a/mid.txt")).unwrap(),
+        std::fs::read(scratch.text("tree/a/mid.txt")).unwrap(),
         b"mid"
     );
 
     // A missing source is -32004 naming it.
-    let missing = scratch.path("no-such-source");
-    let error = client
-        .call(
-            "fs/copy",
-            json!({"sourcePath": missing, "destinationPath": scratch.path("x"), "recursive": true}),
-        )
+    let missing = scratch.text("no-such-source");
+    let error = copy(&mut client, &missing, &scratch.text("x"), true)
         .await
         .expect_err("copying a missing source");
-    assert_error(&error, NOT_FOUND, &[&missing]);
+    assert_error(&error, NOT_FOUND, &[&missing], "");
 
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn missing_paths_give_not_found_naming_the_path() {
-    let scratch = Scratch::new("missing_paths_give_not_found");
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let scratch = TempDir::new("missing_paths_give_not_found");
+    let (server, mut client) = connected().await;
 
-    let missing = scratch.path("nope/not-here");
+    let missing = scratch.text("nope/not-here");
     let cases = [
         ("fs/readFile", json!({"path": missing})),
         ("fs/getMetadata", json!({"path": missing})),
@@ -563,31 +469,25 @@ async fn missing_paths_give_not_found_naming_the_path() {
         ),
     ];
     for (method, params) in cases {
-        let error = client
-            .call(method, params)
-            .await
-            .expect_err(&format!("{method} on a missing path"));
-        assert_eq!(code(&error), NOT_FOUND, "{method}: {error}");
-        assert!(message(&error).contains(&missing), "{method}: {error}");
+        let error = client.call_expect_error(method, params).await;
+        assert_error(&error, NOT_FOUND, &[&missing], method);
     }
-    assert!(!Path::new(&scratch.path("nope")).exists());
+    assert!(!Path::new(&scratch.text("nope")).exists());
 
     // The connection still works.
-    let ok = scratch.path("ok.txt");
-    write_file(&mut client, &ok, b"still alive").await;
-    assert_eq!(read_file(&mut client, &ok).await, b"still alive");
+    let ok = scratch.text("ok.txt");
+    round_trip(&mut client, &ok, b"still alive").await;
 
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn relative_paths_are_invalid_params_naming_the_path() {
-    let scratch = Scratch::new("relative_paths_are_invalid_params");
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let scratch = TempDir::new("relative_paths_are_invalid_params");
+    let (server, mut client) = connected().await;
 
     let relative = "relative-dir/some-file.txt";
-    let absolute = scratch.path("abs.txt");
+    let absolute = scratch.text("abs.txt");
     std::fs::write(&absolute, b"abs").unwrap();
     let cases = [
         ("fs/readFile", json!({"path": relative})),
@@ -607,7 +507,7 @@ async fn relative_paths_are_invalid_params_naming_the_path() {
         ),
         (
             "fs/copy",
-            json!({"sourcePath": relative, "destinationPath": scratch.path("dst"), "recursive": true}),
+            json!({"sourcePath": relative, "destinationPath": scratch.text("dst"), "recursive": true}),
         ),
         (
             "fs/copy",
@@ -615,17 +515,11 @@ async fn relative_paths_are_invalid_params_naming_the_path() {
         ),
     ];
     for (method, params) in cases {
-        let error = client
-            .call(method, params.clone())
-            .await
-            .expect_err(&format!("{method} with a relative path: {params}"));
-        assert_eq!(code(&error), INVALID_PARAMS, "{method} {params}: {error}");
-        assert!(
-            message(&error).contains(relative),
-            "{method} {params}: {error}"
-        );
+        let context = format!("{method} with a relative path: {params}");
+        let error = client.call_expect_error(method, params).await;
+        assert_error(&error, INVALID_PARAMS, &[relative], &context);
     }
-    assert!(!Path::new(&scratch.path("dst")).exists());
+    assert!(!Path::new(&scratch.text("dst")).exists());
 
     // The connection still works.
     assert_eq!(read_file(&mut client, &absolute).await, b"abs");
@@ -635,34 +529,31 @@ async fn relative_paths_are_invalid_params_naming_the_path() {
 
 #[tokio::test]
 async fn invalid_base64_is_invalid_params() {
-    let scratch = Scratch::new("invalid_base64_is_invalid_params");
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let scratch = TempDir::new("invalid_base64_is_invalid_params");
+    let (server, mut client) = connected().await;
 
-    let path = scratch.path("bad.bin");
+    let path = scratch.text("bad.bin");
     for bad in ["not base64!!", "abc", "@@@@"] {
         let error = client
             .call("fs/writeFile", json!({"path": path, "dataBase64": bad}))
             .await
             .expect_err(&format!("writeFile with dataBase64 {bad:?}"));
-        assert_error(&error, INVALID_PARAMS, &["dataBase64"]);
+        assert_error(&error, INVALID_PARAMS, &["dataBase64"], "");
         assert!(!Path::new(&path).exists(), "file created from bad base64");
     }
 
     // The connection still works.
-    write_file(&mut client, &path, b"good").await;
-    assert_eq!(read_file(&mut client, &path).await, b"good");
+    round_trip(&mut client, &path, b"good").await;
 
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn missing_required_fields_are_invalid_params_naming_the_field() {
-    let scratch = Scratch::new("missing_required_fields");
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let scratch = TempDir::new("missing_required_fields");
+    let (server, mut client) = connected().await;
 
-    let path = scratch.path("f.txt");
+    let path = scratch.text("f.txt");
     let cases = [
         ("fs/readFile", json!({}), "path"),
         ("fs/getMetadata", json!({"recursive": true}), "path"),
@@ -677,7 +568,7 @@ async fn missing_required_fields_are_invalid_params_naming_the_field() {
         ("fs/writeFile", json!({"path": path}), "dataBase64"),
         (
             "fs/copy",
-            json!({"destinationPath": scratch.path("d"), "recursive": true}),
+            json!({"destinationPath": scratch.text("d"), "recursive": true}),
             "sourcePath",
         ),
         (
@@ -687,15 +578,9 @@ async fn missing_required_fields_are_invalid_params_naming_the_field() {
         ),
     ];
     for (method, params, field) in cases {
-        let error = client
-            .call(method, params.clone())
-            .await
-            .expect_err(&format!("{method} without {field}: {params}"));
-        assert_eq!(code(&error), INVALID_PARAMS, "{method} {params}: {error}");
-        assert!(
-            message(&error).contains(field),
-            "{method} {params}: message does not name {field}: {error}"
-        );
+        let context = format!("{method} without {field}: {params}");
+        let error = client.call_expect_error(method, params).await;
+        assert_error(&error, INVALID_PARAMS, &[field], &context);
     }
     assert!(!Path::new(&path).exists());
 

@@ -4,8 +4,7 @@
 //! writer, a socket): each is refused at once with an error naming the
 //! limit or the file type, and other filesystem calls keep working.
 
-mod common;
-use common::*;
+use execd_test_support::*;
 
 use std::time::{Duration, Instant};
 
@@ -14,31 +13,12 @@ use serde_json::{json, Value};
 
 const INVALID_PARAMS: i64 = -32602;
 
-/// A scratch directory removed on drop.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let root =
-            std::env::temp_dir().join(format!("execd-fs-limits-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).expect("scratch dir");
-        Scratch(root)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_str().expect("utf-8").to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn mkfifo(path: &str) {
-    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {path}");
 }
 
 fn assert_message(error: &Value, needles: &[&str]) {
@@ -79,9 +59,9 @@ async fn whole_file_reads_over_the_cap_point_at_ranged_reads() {
     };
     let server = start_server_with(config).await;
     let mut client = Client::connect_initialized(&server.url()).await;
-    let scratch = Scratch::new("cap");
+    let scratch = TempDir::new("fs-limits-cap");
 
-    let at_cap = scratch.path("at-cap");
+    let at_cap = scratch.text("at-cap");
     std::fs::write(&at_cap, vec![1u8; max as usize]).unwrap();
     let read = client
         .call("fs/readFile", json!({"path": at_cap}))
@@ -89,14 +69,14 @@ async fn whole_file_reads_over_the_cap_point_at_ranged_reads() {
         .expect("a file of exactly the cap");
     assert_eq!(unb64(&read["dataBase64"]).len(), max as usize);
 
-    let over = scratch.path("over");
+    let over = scratch.text("over");
     std::fs::write(&over, vec![2u8; 2 * max as usize]).unwrap();
     let error = quick_error(&mut client, "fs/readFile", json!({"path": over})).await;
     assert_read_limit(&error, max);
     assert_message(&error, &[&over, "2097152 bytes", "offset", "length"]);
 
     // A sparse file far larger than memory is refused from its size alone.
-    let sparse = scratch.path("sparse");
+    let sparse = scratch.text("sparse");
     std::fs::File::create(&sparse)
         .unwrap()
         .set_len(5 << 30)
@@ -145,16 +125,16 @@ async fn whole_file_reads_over_the_cap_point_at_ranged_reads() {
 async fn only_regular_files_are_read_or_written_and_nothing_hangs() {
     let server = start_server().await;
     let mut client = Client::connect_initialized(&server.url()).await;
-    let scratch = Scratch::new("special");
-    let fifo = scratch.path("fifo");
+    let scratch = TempDir::new("fs-limits-special");
+    let fifo = scratch.text("fifo");
     mkfifo(&fifo);
-    let socket_path = scratch.path("socket");
+    let socket_path = scratch.text("socket");
     let _listener = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
     let cases = [
         ("/dev/zero".to_string(), "a character device"),
         (fifo.clone(), "a FIFO"),
         (socket_path.clone(), "a socket"),
-        (scratch.0.to_str().unwrap().to_string(), "a directory"),
+        (scratch.path().to_str().unwrap().to_string(), "a directory"),
     ];
     for (path, kind) in &cases {
         for params in [
@@ -177,7 +157,7 @@ async fn only_regular_files_are_read_or_written_and_nothing_hangs() {
     let error = quick_error(
         &mut client,
         "fs/copy",
-        json!({"sourcePath": fifo, "destinationPath": scratch.path("copy"), "recursive": false}),
+        json!({"sourcePath": fifo, "destinationPath": scratch.text("copy"), "recursive": false}),
     )
     .await;
     assert_message(&error, &[&fifo, "a FIFO"]);
@@ -196,7 +176,7 @@ async fn only_regular_files_are_read_or_written_and_nothing_hangs() {
         let error = client.response(id).await.expect_err("a FIFO read");
         assert_message(&error, &["a FIFO"]);
     }
-    let file = scratch.path("plain");
+    let file = scratch.text("plain");
     client
         .call(
             "fs/writeFile",

@@ -5,8 +5,7 @@
 //! be an error naming the limit and its value, and everything else must
 //! keep working. (Filesystem limits: `fs_limits.rs`.)
 
-mod common;
-use common::*;
+use execd_test_support::*;
 
 use std::net::SocketAddr;
 use std::time::Duration;

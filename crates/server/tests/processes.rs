@@ -2,46 +2,17 @@
 //! process groups, stdin, `process/read`, ordering under load, big output,
 //! retention and cleanup when a client goes away.
 
-mod common;
-use common::*;
-
 use std::time::Duration;
 
 use execd_server::ServerConfig;
-use serde_json::{json, Value};
-
-fn pty_params(id: &str, argv: &[&str]) -> Value {
-    let mut params = start_params(id, argv);
-    params["tty"] = json!(true);
-    params["env"]["TERM"] = json!("xterm-256color");
-    params
-}
-
-fn stdin_params(id: &str, argv: &[&str]) -> Value {
-    let mut params = start_params(id, argv);
-    params["pipeStdin"] = json!(true);
-    params
-}
-
-/// The first line of output as a pid.
-fn pids_in(text: &str) -> Vec<i32> {
-    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
-}
+use execd_test_support::*;
+use serde_json::json;
 
 #[tokio::test]
 async fn pty_merges_streams_with_default_size_and_term() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
-    client
-        .start(pty_params(
-            "t",
-            &[
-                "bash",
-                "-c",
-                "stty size; echo $TERM; echo to-stderr >&2; tty",
-            ],
-        ))
-        .await;
+    let (server, mut client) = connected().await;
+    let script = "stty size; echo $TERM; echo to-stderr >&2; tty";
+    client.start(pty_params("t", &bash(script))).await;
     let out = client.wait_closed("t").await;
     let text = out.pty_str();
     assert!(text.contains("24 80"), "{text:?}");
@@ -55,19 +26,12 @@ async fn pty_merges_streams_with_default_size_and_term() {
 
 #[tokio::test]
 async fn pty_honours_initial_size_and_echoes_input() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let (server, mut client) = connected().await;
     let mut params = pty_params("t", &["bash", "-c", "stty size; read line; echo got:$line"]);
     params["size"] = json!({"rows": 40, "cols": 100});
     client.start(params).await;
     client.wait_output("t", "40 100").await;
-    let status = client
-        .call(
-            "process/write",
-            json!({"processId": "t", "chunk": b64(b"hello\n")}),
-        )
-        .await
-        .unwrap();
+    let status = client.write("t", b"hello\n").await;
     assert_eq!(status["status"], "accepted");
     let out = client.wait_closed("t").await;
     let text = out.pty_str();
@@ -79,8 +43,7 @@ async fn pty_honours_initial_size_and_echoes_input() {
 
 #[tokio::test]
 async fn env_is_the_entire_environment() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let (server, mut client) = connected().await;
     let mut params = start_params("e", &["/usr/bin/env"]);
     params["env"] = json!({"ONLY": "this", "PATH": "/usr/bin:/bin"});
     client.start(params).await;
@@ -93,8 +56,7 @@ async fn env_is_the_entire_environment() {
 
 #[tokio::test]
 async fn cwd_and_arg0_are_applied() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let (server, mut client) = connected().await;
     let mut params = start_params("cwd", &["pwd"]);
     params["cwd"] = json!("/usr");
     client.start(params).await;
@@ -112,97 +74,56 @@ async fn cwd_and_arg0_are_applied() {
 
 #[tokio::test]
 async fn write_reports_every_status() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
-    let write = |id: &str, data: &[u8]| json!({"processId": id, "chunk": b64(data)});
-
+    let (server, mut client) = connected().await;
     client.start(stdin_params("cat", &["cat"])).await;
-    let r = client
-        .call("process/write", write("cat", b"abc\n"))
-        .await
-        .unwrap();
+    let r = client.write("cat", b"abc\n").await;
     assert_eq!(r, json!({"status": "accepted"}));
     client.wait_output("cat", "abc\n").await;
 
     client
         .start(start_params("nostdin", &["sleep", "30"]))
         .await;
-    let r = client
-        .call("process/write", write("nostdin", b"x"))
-        .await
-        .unwrap();
+    let r = client.write("nostdin", b"x").await;
     assert_eq!(r, json!({"status": "stdinClosed"}));
 
-    let r = client
-        .call("process/write", write("ghost", b"x"))
-        .await
-        .unwrap();
+    let r = client.write("ghost", b"x").await;
     assert_eq!(r, json!({"status": "unknownProcess"}));
 
     // After the process closed its stdin is gone too.
-    client
-        .call("process/terminate", json!({"processId": "cat"}))
-        .await
-        .unwrap();
+    client.terminate("cat").await;
     client.wait_closed("cat").await;
-    let r = client
-        .call("process/write", write("cat", b"late"))
-        .await
-        .unwrap();
+    let r = client.write("cat", b"late").await;
     assert_eq!(r, json!({"status": "stdinClosed"}));
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn terminate_signals_the_whole_group() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
-    client
-        .start(start_params(
-            "g",
-            &["bash", "-c", "sleep 1000 & echo $!; sleep 1000"],
-        ))
-        .await;
+    let (server, mut client) = connected().await;
+    let script = "sleep 1000 & echo $!; sleep 1000";
+    client.start(start_params("g", &bash(script))).await;
     let out = client.wait_output("g", "\n").await;
     let background = pids_in(&out.stdout_str());
     assert_eq!(background.len(), 1);
-    let r = client
-        .call("process/terminate", json!({"processId": "g"}))
-        .await
-        .unwrap();
+    let r = client.terminate("g").await;
     assert_eq!(r, json!({"running": true}));
     let out = client.wait_closed("g").await;
     assert_eq!(out.exit_code, Some(-1));
     assert_eq!(out.signal.as_deref(), Some("SIGTERM"));
     wait_dead(&background).await;
     // Once exited, terminate reports not running.
-    let r = client
-        .call("process/terminate", json!({"processId": "g"}))
-        .await
-        .unwrap();
+    let r = client.terminate("g").await;
     assert_eq!(r, json!({"running": false}));
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn terminate_escalates_to_sigkill_when_term_is_ignored() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
-    client
-        .start(start_params(
-            "stubborn",
-            &[
-                "bash",
-                "-c",
-                "trap '' TERM; echo ready; while :; do sleep 1; done",
-            ],
-        ))
-        .await;
+    let (server, mut client) = connected().await;
+    let script = "trap '' TERM; echo ready; while :; do sleep 1; done";
+    client.start(start_params("stubborn", &bash(script))).await;
     client.wait_output("stubborn", "ready").await;
-    let r = client
-        .call("process/terminate", json!({"processId": "stubborn"}))
-        .await
-        .unwrap();
+    let r = client.terminate("stubborn").await;
     assert_eq!(r, json!({"running": true}));
     let out = client.wait_closed("stubborn").await;
     assert_eq!(out.exit_code, Some(-1));
@@ -212,8 +133,7 @@ async fn terminate_escalates_to_sigkill_when_term_is_ignored() {
 
 #[tokio::test]
 async fn exit_by_signal_is_reported() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let (server, mut client) = connected().await;
     let out = client
         .run("k", &["bash", "-c", "echo before; kill -KILL $$"])
         .await;
@@ -226,31 +146,16 @@ async fn exit_by_signal_is_reported() {
 
 #[tokio::test]
 async fn output_of_background_children_comes_before_closed() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let (server, mut client) = connected().await;
     // The shell exits at once; its child keeps stdout open and writes later
     // (fd 3 because background jobs get /dev/null as stdin).
-    client
-        .start(stdin_params(
-            "bg",
-            &[
-                "bash",
-                "-c",
-                "exec 3<&0; (read x <&3; echo late) & echo early",
-            ],
-        ))
-        .await;
+    let script = "exec 3<&0; (read x <&3; echo late) & echo early";
+    client.start(stdin_params("bg", &bash(script))).await;
     let out = client.wait_exited("bg").await;
     assert_eq!(out.exit_code, Some(0));
     assert_eq!(out.stdout_str(), "early\n");
     assert!(!out.closed);
-    client
-        .call(
-            "process/write",
-            json!({"processId": "bg", "chunk": b64(b"go\n")}),
-        )
-        .await
-        .unwrap();
+    client.write("bg", b"go\n").await;
     let out = client.wait_closed("bg").await;
     assert_eq!(out.stdout_str(), "early\nlate\n");
     assert!(out.output_after_exit);
@@ -259,21 +164,13 @@ async fn output_of_background_children_comes_before_closed() {
 
 #[tokio::test]
 async fn terminate_after_exit_still_reaps_lingering_children() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
-    client
-        .start(start_params(
-            "linger",
-            &["bash", "-c", "sleep 1000 & echo $!"],
-        ))
-        .await;
+    let (server, mut client) = connected().await;
+    let script = "sleep 1000 & echo $!";
+    client.start(start_params("linger", &bash(script))).await;
     let out = client.wait_exited("linger").await;
     let pids = pids_in(&out.stdout_str());
     assert_eq!(pids.len(), 1);
-    let r = client
-        .call("process/terminate", json!({"processId": "linger"}))
-        .await
-        .unwrap();
+    let r = client.terminate("linger").await;
     assert_eq!(r, json!({"running": false}));
     client.wait_closed("linger").await;
     wait_dead(&pids).await;
@@ -286,14 +183,13 @@ async fn terminate_after_exit_still_reaps_lingering_children() {
 #[tokio::test]
 async fn terminate_kills_a_setsid_escapee_holding_the_output() {
     for tty in [false, true] {
-        let server = start_server().await;
-        let mut client = Client::connect_initialized(&server.url()).await;
+        let (server, mut client) = connected().await;
         // The shell waits until the child has its own session (field 6 of
         // its stat), or on a PTY the hangup at the shell's exit could still
         // reach it.
         let script = "setsid sleep 1000 & \
             until [ \"$(cut -d' ' -f6 /proc/$!/stat)\" = $! ]; do :; done; echo $!";
-        let mut params = start_params("escape", &["bash", "-c", script]);
+        let mut params = start_params("escape", &bash(script));
         params["tty"] = json!(tty);
         client.start(params).await;
         let out = client.wait_exited("escape").await;
@@ -301,10 +197,7 @@ async fn terminate_kills_a_setsid_escapee_holding_the_output() {
         let pids = pids_in(&printed);
         assert_eq!(pids.len(), 1, "tty {tty}: {out:?}");
         assert!(is_alive(pids[0]), "tty {tty}: the escapee is not running");
-        client
-            .call("process/terminate", json!({"processId": "escape"}))
-            .await
-            .unwrap();
+        client.terminate("escape").await;
         client.wait_closed("escape").await;
         wait_dead(&pids).await;
         server.shutdown().await;
@@ -313,22 +206,11 @@ async fn terminate_kills_a_setsid_escapee_holding_the_output() {
 
 #[tokio::test]
 async fn read_returns_retained_output_with_seq_bounds() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
-    client
-        .start(stdin_params(
-            "r",
-            &["bash", "-c", "echo first; read x; echo second; exit 4"],
-        ))
-        .await;
+    let (server, mut client) = connected().await;
+    let script = "echo first; read x; echo second; exit 4";
+    client.start(stdin_params("r", &bash(script))).await;
     client.wait_output("r", "first").await;
-    client
-        .call(
-            "process/write",
-            json!({"processId": "r", "chunk": b64(b"\n")}),
-        )
-        .await
-        .unwrap();
+    client.write("r", b"\n").await;
     client.wait_closed("r").await;
 
     // Everything, after exit: two chunks (seq 1, 2), then exited (3), closed (4).
@@ -382,14 +264,9 @@ async fn read_returns_retained_output_with_seq_bounds() {
 
 #[tokio::test]
 async fn read_long_polls_until_output_arrives() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
-    client
-        .start(stdin_params(
-            "lp",
-            &["bash", "-c", "read x; echo got:$x; read y"],
-        ))
-        .await;
+    let (server, mut client) = connected().await;
+    let script = "read x; echo got:$x; read y";
+    client.start(stdin_params("lp", &bash(script))).await;
     // Nothing to read yet: a short wait ends empty-handed.
     let empty = client
         .call(
@@ -407,13 +284,7 @@ async fn read_long_polls_until_output_arrives() {
             json!({"processId": "lp", "afterSeq": 0, "waitMs": 20000}),
         )
         .await;
-    client
-        .call(
-            "process/write",
-            json!({"processId": "lp", "chunk": b64(b"x\n")}),
-        )
-        .await
-        .unwrap();
+    client.write("lp", b"x\n").await;
     let result = client.response(read_id).await.unwrap();
     let chunks = result["chunks"].as_array().unwrap();
     assert_eq!(unb64(&chunks[0]["chunk"]), b"got:x\n");
@@ -423,8 +294,7 @@ async fn read_long_polls_until_output_arrives() {
 
 #[tokio::test]
 async fn fifty_concurrent_processes_keep_order_and_every_line() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let (server, mut client) = connected().await;
     let script = "for i in $(seq 1 400); do echo \"$0 line $i\"; echo \"$0 err $i\" >&2; done";
     let ids: Vec<String> = (0..50).map(|n| format!("p{n}")).collect();
     for id in &ids {
@@ -445,28 +315,13 @@ async fn fifty_concurrent_processes_keep_order_and_every_line() {
     server.shutdown().await;
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*).
-fn noise(len: usize, mut state: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 #[tokio::test]
 async fn sixty_four_mib_of_binary_output_arrive_exactly() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let (server, mut client) = connected().await;
     let data = noise(64 * 1024 * 1024, 0x9E37_79B9_7F4A_7C15);
-    let path = std::env::temp_dir().join(format!("execd-64mib-{}", std::process::id()));
-    std::fs::write(&path, &data).unwrap();
-    let out = client.run("big", &["cat", path.to_str().unwrap()]).await;
-    std::fs::remove_file(&path).unwrap();
+    let dir = TempDir::new("64mib");
+    std::fs::write(dir.join("data"), &data).unwrap();
+    let out = client.run("big", &["cat", &dir.text("data")]).await;
     assert_eq!(out.exit_code, Some(0));
     assert_eq!(out.stdout.len(), data.len());
     assert!(out.stdout == data, "64 MiB output differs from the file");
@@ -542,17 +397,11 @@ async fn closed_records_stay_readable_until_evicted() {
 }
 
 async fn dropped_client_leaves_nothing_running(clean_close: bool) {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
-    client
-        .start(start_params(
-            "bg",
-            &["bash", "-c", "sleep 1000 & echo $!; echo $$; sleep 1000"],
-        ))
-        .await;
-    client
-        .start(pty_params("tty", &["bash", "-c", "echo $$; sleep 1000"]))
-        .await;
+    let (server, mut client) = connected().await;
+    let script = "sleep 1000 & echo $!; echo $$; sleep 1000";
+    client.start(start_params("bg", &bash(script))).await;
+    let script = "echo $$; sleep 1000";
+    client.start(pty_params("tty", &bash(script))).await;
     let out = client.wait_lines("bg", 2).await;
     let mut pids = pids_in(&out.stdout_str());
     let out = client.wait_output("tty", "\n").await;
@@ -580,14 +429,9 @@ async fn closing_client_leaves_no_process_behind() {
 
 #[tokio::test]
 async fn server_shutdown_terminates_every_process() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
-    client
-        .start(start_params(
-            "s",
-            &["bash", "-c", "echo $$; exec sleep 1000"],
-        ))
-        .await;
+    let (server, mut client) = connected().await;
+    let script = "echo $$; exec sleep 1000";
+    client.start(start_params("s", &bash(script))).await;
     let out = client.wait_output("s", "\n").await;
     let pids = pids_in(&out.stdout_str());
     tokio::time::timeout(Duration::from_secs(30), server.shutdown())
@@ -603,8 +447,7 @@ async fn server_shutdown_terminates_every_process() {
 /// closing that stdin must still be EOF at once.
 #[tokio::test]
 async fn a_start_held_for_approval_holds_no_other_process_open() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let (server, mut client) = connected().await;
     client.start(stdin_params("cat", &["cat"])).await;
     let mut held = start_params("held", &["sleep", "1"]);
     // One directory, so the exec is asked about once (a denied exec makes
@@ -642,8 +485,7 @@ async fn a_start_held_for_approval_holds_no_other_process_open() {
 
 #[tokio::test]
 async fn writes_during_a_start_held_for_approval_answer_starting() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let (server, mut client) = connected().await;
     // The program's own exec is asked about; this client never answers.
     let mut params = stdin_params("held", &["cat"]);
     params["env"]["PATH"] = json!("/no/such/dir:/usr/local/bin:/usr/bin:/bin");
@@ -652,13 +494,7 @@ async fn writes_during_a_start_held_for_approval_answer_starting() {
         "askTimeoutMs": 500
     });
     let start = client.send_request("process/start", params).await;
-    let write = client
-        .call(
-            "process/write",
-            json!({"processId": "held", "chunk": b64(b"x")}),
-        )
-        .await
-        .unwrap();
+    let write = client.write("held", b"x").await;
     assert_eq!(write, json!({"status": "starting"}));
     // Unanswered: denied at the timeout, and the start fails saying so.
     let err = client.response(start).await.unwrap_err();
@@ -670,13 +506,7 @@ async fn writes_during_a_start_held_for_approval_answer_starting() {
             .contains("denied by the exec policy"),
         "{err}"
     );
-    let write = client
-        .call(
-            "process/write",
-            json!({"processId": "held", "chunk": b64(b"x")}),
-        )
-        .await
-        .unwrap();
+    let write = client.write("held", b"x").await;
     assert_eq!(write, json!({"status": "unknownProcess"}));
     // `cat` was looked up along PATH: probes of directories without it
     // fail as "not found" and are neither asked about nor reported.

@@ -1,10 +1,13 @@
-mod common;
-use common::*;
+//! The basics over a real socket: a round trip of output and exit code,
+//! what `initialize` reports, and binary output frames for the clients that
+//! ask for them.
+
+use execd_test_support::wire::{connect_ws, recv_message};
+use execd_test_support::*;
 
 #[tokio::test]
 async fn echo_round_trip() {
-    let server = start_server().await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let (server, mut client) = connected().await;
     let out = client
         .run("p1", &["bash", "-c", "echo hi; echo err >&2; exit 3"])
         .await;
@@ -35,13 +38,11 @@ async fn initialize_reports_capabilities() {
 /// frames (and everything else as JSON); one that does not, gets JSON.
 #[tokio::test]
 async fn binary_output_is_opt_in() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
 
     let server = start_server().await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
-        .await
-        .unwrap();
+    let (mut ws, _) = connect_ws(server.url()).await;
     let send = |value: serde_json::Value| Message::text(value.to_string());
     ws.send(send(serde_json::json!({"id": 1, "method": "initialize",
         "params": {"clientName": "bin", "binaryOutput": true}})))
@@ -56,12 +57,7 @@ async fn binary_output_is_opt_in() {
         .iter()
         .any(|t: &serde_json::Value| t["method"] == "process/closed")
     {
-        let message = tokio::time::timeout(TIMEOUT, ws.next())
-            .await
-            .expect("frame in time")
-            .expect("open")
-            .expect("ok");
-        match message {
+        match recv_message(&mut ws).await {
             Message::Binary(bytes) => binary.push(bytes),
             Message::Text(text) => texts.push(serde_json::from_str(text.as_str()).unwrap()),
             _ => {}

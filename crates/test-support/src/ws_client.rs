@@ -1,55 +1,16 @@
-//! Test support: a real server on a loopback port and a raw JSON-RPC
-//! WebSocket client that checks every process event it sees.
-#![allow(dead_code)]
+//! A raw JSON-RPC client over a real WebSocket, for tests that speak the
+//! wire protocol themselves: it routes responses by id, queues
+//! notifications, and checks every process event against the ones before
+//! it (seq without gaps, nothing after `closed`, `exited` once and before
+//! `closed`), gathering each process's output into a [`Collected`].
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use execd_server::{ServerConfig, WsServer};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// Every wait in the tests is bounded by this.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
-
-pub async fn start_server() -> WsServer {
-    start_server_with(ServerConfig::default()).await
-}
-
-pub async fn start_server_with(mut config: ServerConfig) -> WsServer {
-    config.table.terminate_grace = Duration::from_millis(500);
-    execd_server::bind("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .expect("bind")
-}
-
-pub fn b64(bytes: &[u8]) -> String {
-    STANDARD.encode(bytes)
-}
-
-pub fn unb64(text: &Value) -> Vec<u8> {
-    STANDARD
-        .decode(text.as_str().expect("base64 string"))
-        .expect("valid base64")
-}
-
-/// The environment most tests give their processes.
-pub fn basic_env() -> Value {
-    json!({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C"})
-}
-
-/// `process/start` params for a pipe process.
-pub fn start_params(id: &str, argv: &[&str]) -> Value {
-    json!({
-        "processId": id, "argv": argv, "cwd": "/tmp", "env": basic_env(),
-        "tty": false, "pipeStdin": false, "arg0": null
-    })
-}
+use crate::wire::{b64, connect_ws, recv_json, start_params, unb64, Ws};
 
 /// What one process produced, gathered from its notifications.
 #[derive(Debug, Default, Clone)]
@@ -77,8 +38,9 @@ impl Collected {
     }
 }
 
+/// A connection to a server, speaking JSON-RPC frame by frame.
 pub struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: Ws,
     next_id: i64,
     /// Notifications received but not yet consumed.
     notifications: VecDeque<Value>,
@@ -90,14 +52,10 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str) -> Client {
-        let (ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("connect timed out")
-            .expect("connect");
-        Client::from_stream(ws)
+        Client::from_stream(connect_ws(url).await.0)
     }
 
-    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+    pub fn from_stream(ws: Ws) -> Client {
         Client {
             ws,
             next_id: 1,
@@ -110,13 +68,23 @@ impl Client {
     /// Connect and do the `initialize` / `initialized` handshake.
     pub async fn connect_initialized(url: &str) -> Client {
         let mut client = Client::connect(url).await;
-        let result = client
-            .call("initialize", json!({"clientName": "test"}))
+        client.initialize("test").await;
+        client
+    }
+
+    /// The `initialize` / `initialized` handshake: the result must carry a
+    /// session id (a UUID); returns the result.
+    pub async fn initialize(&mut self, client_name: &str) -> Value {
+        let result = self
+            .call("initialize", json!({"clientName": client_name}))
             .await
             .expect("initialize");
-        assert!(result["sessionId"].as_str().is_some_and(|s| s.len() == 36));
-        client.notify("initialized", json!({})).await;
-        client
+        assert!(
+            result["sessionId"].as_str().is_some_and(|s| s.len() == 36),
+            "{result}"
+        );
+        self.notify("initialized", json!({})).await;
+        result
     }
 
     pub async fn send_raw(&mut self, text: &str) {
@@ -133,20 +101,7 @@ impl Client {
 
     /// Next frame from the server, parsed; panics on timeout or close.
     pub async fn recv_frame(&mut self) -> Value {
-        loop {
-            let message = tokio::time::timeout(TIMEOUT, self.ws.next())
-                .await
-                .expect("timed out waiting for a frame")
-                .expect("connection closed")
-                .expect("websocket error");
-            match message {
-                Message::Text(text) => {
-                    return serde_json::from_str(text.as_str()).expect("server sent invalid JSON")
-                }
-                Message::Close(_) => panic!("server closed the connection"),
-                _ => continue,
-            }
-        }
+        recv_json(&mut self.ws).await
     }
 
     /// Route one frame: responses are stored by id, notifications checked and queued.
@@ -220,6 +175,7 @@ impl Client {
         self.response_for(&json!(id)).await
     }
 
+    /// Wait for the response whose id is exactly `id` (any JSON value).
     pub async fn response_for(&mut self, id: &Value) -> Result<Value, Value> {
         let key = id.to_string();
         loop {
@@ -236,7 +192,7 @@ impl Client {
         }
     }
 
-    /// Wait for a response whose id is exactly `id` (any JSON value).
+    /// Send a request that must fail; its error object.
     pub async fn call_expect_error(&mut self, method: &str, params: Value) -> Value {
         self.call(method, params)
             .await
@@ -304,42 +260,29 @@ impl Client {
         self.wait_closed(id).await
     }
 
+    /// `process/write` of `data` to `id`'s stdin; the result (a status).
+    pub async fn write(&mut self, id: &str, data: &[u8]) -> Value {
+        self.call(
+            "process/write",
+            json!({"processId": id, "chunk": b64(data)}),
+        )
+        .await
+        .expect("process/write")
+    }
+
+    /// `process/terminate` of `id`; the result (`{"running": bool}`).
+    pub async fn terminate(&mut self, id: &str) -> Value {
+        self.call("process/terminate", json!({"processId": id}))
+            .await
+            .expect("process/terminate")
+    }
+
     /// The notifications queued so far (already checked for order).
     pub fn take_notifications(&mut self) -> Vec<Value> {
         self.notifications.drain(..).collect()
     }
 
-    pub fn into_inner(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    pub fn into_inner(self) -> Ws {
         self.ws
-    }
-}
-
-/// True while `pid` exists and is not a zombie.
-pub fn is_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_string));
-            state.as_deref() != Some("Z")
-        }
-        Err(_) => false,
-    }
-}
-
-/// Wait (bounded) until none of `pids` is alive.
-pub async fn wait_dead(pids: &[i32]) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let alive: Vec<i32> = pids.iter().copied().filter(|p| is_alive(*p)).collect();
-        if alive.is_empty() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "processes still alive: {alive:?}"
-        );
-        // Process death has no event to await from outside; poll /proc.
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -1,0 +1,132 @@
+//! The built `execd` binary as tests drive it. A library cannot name the
+//! binary (`CARGO_BIN_EXE_execd` exists only for the binary's own tests), so
+//! the test file passes it in: `const EXECD: Execd =
+//! Execd(env!("CARGO_BIN_EXE_execd"));`. Every child is killed when its
+//! handle is dropped, and every wait on one is bounded.
+
+use std::process::{ExitStatus, Output, Stdio};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+use crate::procs::first_pid;
+use crate::{RUN_TIMEOUT, TIMEOUT};
+
+/// The `execd` binary under test, by path.
+#[derive(Debug, Clone, Copy)]
+pub struct Execd(pub &'static str);
+
+impl Execd {
+    pub fn path(&self) -> &'static str {
+        self.0
+    }
+
+    /// `execd args`: stdin empty, stdout piped, stderr shown in the test's
+    /// output, no inherited `EXECD_URL`, killed when dropped.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.0);
+        command
+            .args(args)
+            .env_remove("EXECD_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Run `execd args` to its end (bounded), capturing stdout and stderr.
+    pub async fn output(&self, args: &[&str]) -> Output {
+        output_of(self.command(args), None).await
+    }
+
+    /// `execd serve` on a free loopback port, once it has printed its URL.
+    pub async fn serve(&self) -> ExecdServer {
+        self.serve_with(&[]).await
+    }
+
+    /// [`Execd::serve`] with more `execd serve` arguments.
+    pub async fn serve_with(&self, extra: &[&str]) -> ExecdServer {
+        let mut args = vec!["serve", "--listen", "ws://127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = self.command(&args).spawn().expect("spawn execd serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let url = next_line(&mut stdout)
+            .await
+            .expect("execd serve closed stdout without printing its URL");
+        let port = url
+            .strip_prefix("ws://127.0.0.1:")
+            .and_then(|port| port.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("first stdout line is not ws://127.0.0.1:PORT: {url:?}"));
+        assert_ne!(port, 0, "execd printed port 0: {url}");
+        ExecdServer {
+            child,
+            url,
+            _stdout: stdout,
+        }
+    }
+}
+
+/// A running `execd serve` child on a loopback port.
+pub struct ExecdServer {
+    pub child: Child,
+    pub url: String,
+    _stdout: Lines<BufReader<ChildStdout>>,
+}
+
+/// Run `command` to its end (bounded by [`RUN_TIMEOUT`]) with stdout and
+/// stderr captured, feeding it `input` (then EOF) if given.
+pub async fn output_of(mut command: Command, input: Option<&[u8]>) -> Output {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if input.is_some() {
+        command.stdin(Stdio::piped());
+    }
+    let mut child = command.spawn().expect("spawn execd");
+    let feeding = match (input, child.stdin.take()) {
+        (Some(input), Some(mut stdin)) => {
+            let input = input.to_vec();
+            Some(tokio::spawn(async move {
+                stdin.write_all(&input).await.expect("write to execd stdin");
+                // Dropping `stdin` closes it: EOF for execd.
+            }))
+        }
+        _ => None,
+    };
+    let output = tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("execd did not finish within {RUN_TIMEOUT:?}"))
+        .expect("wait for execd");
+    if let Some(feeding) = feeding {
+        feeding.await.expect("stdin feeder");
+    }
+    output
+}
+
+pub fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Next line of a child's stdout (bounded); `None` at its end.
+pub async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> Option<String> {
+    tokio::time::timeout(TIMEOUT, lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("no line from execd within {TIMEOUT:?}"))
+        .expect("read execd stdout")
+}
+
+/// Wait (bounded) for `child` to exit after `what` should have ended it.
+pub async fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
+    tokio::time::timeout(TIMEOUT, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("execd did not exit within {TIMEOUT:?} after {what}"))
+        .expect("wait for execd")
+}
+
+/// The pid that `child` (stdout piped) printed as its first line.
+pub async fn printed_pid(child: &mut Child) -> i32 {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let line = next_line(&mut BufReader::new(stdout).lines())
+        .await
+        .expect("the child ended before printing a pid");
+    first_pid(&line)
+}
