@@ -300,6 +300,7 @@ impl ExecServerClient {
         let value = answer.map_err(|err| ClientError::Server {
             code: err.code,
             message: err.message,
+            data: err.data,
         })?;
         serde_json::from_value(value)
             .map_err(|err| ClientError::Protocol(format!("bad result for {method}: {err}")))
@@ -373,7 +374,7 @@ where
         }
         let parsed = serde_json::from_slice(&frame)
             .map_err(|err| execd_protocol::envelope::EnvelopeError {
-                id: None,
+                id: execd_protocol::ReplyId::Unknown,
                 message: format!("frame is not valid JSON: {err}"),
             })
             .and_then(Incoming::from_value);

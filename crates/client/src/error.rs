@@ -19,7 +19,12 @@ pub enum ClientError {
     #[error("connection lost: {0}")]
     ConnectionLost(String),
     #[error("server error {code}: {message}")]
-    Server { code: i64, message: String },
+    Server {
+        code: i64,
+        message: String,
+        /// The error's `data` (e.g. which limit refused the request).
+        data: Option<serde_json::Value>,
+    },
     #[error("{method} got no answer within {after:?}")]
     Timeout { method: String, after: Duration },
     #[error("protocol violation: {0}")]
@@ -29,10 +34,14 @@ pub enum ClientError {
 impl From<ClientError> for EnvError {
     fn from(err: ClientError) -> EnvError {
         match err {
-            ClientError::Server { code, message } => EnvError::from(execd_protocol::RpcError {
+            ClientError::Server {
                 code,
                 message,
-                data: None,
+                data,
+            } => EnvError::from(execd_protocol::RpcError {
+                code,
+                message,
+                data,
             }),
             ClientError::Connect { .. }
             | ClientError::Unauthorized { .. }

@@ -85,7 +85,12 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        Command::Serve(args) => report("execd", runtime.block_on(serve::run(args))),
+        Command::Serve(args) => {
+            let result = runtime.block_on(serve::run(args));
+            // Whatever a blocking task may still be doing, exit now.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            report("execd", result)
+        }
         Command::Run(args) => ExitCode::from(runtime.block_on(run::run(args))),
         Command::Shell(args) => ExitCode::from(runtime.block_on(shell::run(args))),
         Command::Bench(args) => report("execd bench", runtime.block_on(bench::run(args))),

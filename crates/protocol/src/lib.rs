@@ -9,10 +9,14 @@ pub mod binary;
 pub mod envelope;
 pub mod event;
 pub mod fs;
+pub mod incoming;
+pub mod limits;
 pub mod policy;
 pub mod process;
 pub mod sandbox;
 
 pub mod base64_bytes;
 
-pub use envelope::{ErrorCode, Incoming, RequestId, RpcError};
+pub use envelope::{ErrorCode, RequestId, RpcError};
+pub use incoming::{EnvelopeError, Incoming, ReplyId};
+pub use limits::{Limit, LimitExceeded};

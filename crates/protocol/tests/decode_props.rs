@@ -13,7 +13,7 @@ use execd_protocol::base64_bytes;
 use execd_protocol::binary::{decode_output, encode_output};
 use execd_protocol::envelope::InitializeParams;
 use execd_protocol::process::OutputStream;
-use execd_protocol::{fs, policy, process, sandbox, Incoming, RequestId};
+use execd_protocol::{fs, policy, process, sandbox, Incoming, ReplyId, RequestId};
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -359,6 +359,7 @@ proptest! {
         }),
     ]) {
         let _ = Incoming::parse(&text);
+        let _ = Incoming::parse_raw(&text);
     }
 
     #[test]
@@ -373,7 +374,11 @@ proptest! {
             Ok(Incoming::Notification { .. }) => prop_assert_eq!(usable_id, None),
             Err(err) => {
                 prop_assert!(!err.message.is_empty());
-                prop_assert!(err.id.is_none() || err.id == usable_id);
+                match err.id {
+                    ReplyId::Unknown => {}
+                    ReplyId::Null => prop_assert!(value.get("id").is_some_and(Value::is_null)),
+                    ReplyId::Id(id) => prop_assert_eq!(Some(id), usable_id),
+                }
             }
         }
     }

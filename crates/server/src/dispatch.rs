@@ -4,14 +4,28 @@
 use execd_protocol::fs as fsp;
 use execd_protocol::process as pp;
 use execd_protocol::{ErrorCode, RequestId, RpcError};
-use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::methods::session::INITIALIZE;
 use crate::methods::{fs, process, session, Reply};
 use crate::session::Session;
 
+/// One request as it came in: its params are still the frame's text.
+pub struct Request<'a> {
+    pub id: &'a RequestId,
+    pub method: &'a str,
+    pub params: &'a RawValue,
+    /// The whole frame, which `params` borrows from (a handler may keep it
+    /// rather than copy out of it).
+    pub frame: &'a Utf8Bytes,
+}
+
 /// Run one request: its answer now, or [`Reply::Later`] if a task answers.
-pub fn route(session: &mut Session, id: &RequestId, method: &str, params: Value) -> Reply {
+pub fn route(session: &mut Session, request: &Request<'_>) -> Reply {
+    let Request {
+        id, method, params, ..
+    } = *request;
     if method == INITIALIZE {
         return session::initialize(session, params).into();
     }
@@ -29,7 +43,7 @@ pub fn route(session: &mut Session, id: &RequestId, method: &str, params: Value)
         pp::SIGNAL => process::signal(session, params).into(),
         pp::READ => process::read(session, id, params).into(),
         fsp::READ_FILE => fs::read_file(session, id, params).into(),
-        fsp::WRITE_FILE => fs::write_file(session, id, params).into(),
+        fsp::WRITE_FILE => fs::write_file(session, request).into(),
         fsp::CREATE_DIRECTORY => fs::create_directory(session, id, params).into(),
         fsp::GET_METADATA => fs::get_metadata(session, id, params).into(),
         fsp::READ_DIRECTORY => fs::read_directory(session, id, params).into(),

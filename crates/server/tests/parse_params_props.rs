@@ -12,6 +12,7 @@ use execd_protocol::{fs, process, ErrorCode};
 use execd_server::rpc::parse_params;
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// Keys the params types use, so objects often have the right names.
@@ -89,13 +90,18 @@ fn near_miss() -> impl Strategy<Value = Value> {
         })
 }
 
+/// `value` as the frame text a server decodes params from.
+fn raw(value: &Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string()).expect("a Value prints as JSON")
+}
+
 /// `parse_params` agrees with serde, and its errors are `-32602` naming
 /// the method.
 fn agrees<T: DeserializeOwned + PartialEq + Debug>(
     method: &str,
     value: &Value,
 ) -> Result<(), TestCaseError> {
-    let parsed = parse_params::<T>(method, value.clone());
+    let parsed = parse_params::<T>(method, &raw(value));
     match (parsed, serde_json::from_value::<T>(value.clone())) {
         (Ok(parsed), Ok(plain)) => prop_assert_eq!(parsed, plain),
         (Err(err), Err(_)) => {
@@ -153,16 +159,16 @@ proptest! {
         let name = names[field.index(names.len())].clone();
         map.insert(name.clone(), json!(-1.5));
         let err = match example {
-            0 => parse_params::<InitializeParams>("initialize", value).err(),
-            1 => parse_params::<process::StartParams>(process::START, value).err(),
-            2 => parse_params::<process::ReadParams>(process::READ, value).err(),
-            3 => parse_params::<process::WriteParams>(process::WRITE, value).err(),
-            4 => parse_params::<process::ResizeParams>(process::RESIZE, value).err(),
-            5 => parse_params::<process::SignalParams>(process::SIGNAL, value).err(),
-            6 => parse_params::<fs::ReadFileParams>(fs::READ_FILE, value).err(),
-            7 => parse_params::<fs::WriteFileParams>(fs::WRITE_FILE, value).err(),
-            8 => parse_params::<fs::RemoveParams>(fs::REMOVE, value).err(),
-            _ => parse_params::<fs::CopyParams>(fs::COPY, value).err(),
+            0 => parse_params::<InitializeParams>("initialize", &raw(&value)).err(),
+            1 => parse_params::<process::StartParams>(process::START, &raw(&value)).err(),
+            2 => parse_params::<process::ReadParams>(process::READ, &raw(&value)).err(),
+            3 => parse_params::<process::WriteParams>(process::WRITE, &raw(&value)).err(),
+            4 => parse_params::<process::ResizeParams>(process::RESIZE, &raw(&value)).err(),
+            5 => parse_params::<process::SignalParams>(process::SIGNAL, &raw(&value)).err(),
+            6 => parse_params::<fs::ReadFileParams>(fs::READ_FILE, &raw(&value)).err(),
+            7 => parse_params::<fs::WriteFileParams>(fs::WRITE_FILE, &raw(&value)).err(),
+            8 => parse_params::<fs::RemoveParams>(fs::REMOVE, &raw(&value)).err(),
+            _ => parse_params::<fs::CopyParams>(fs::COPY, &raw(&value)).err(),
         };
         let err = err.expect("an object where a field's value belongs is refused");
         prop_assert!(err.message.contains(&name), "{:?} does not name {}", err.message, name);

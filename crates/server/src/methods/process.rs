@@ -8,7 +8,7 @@ use std::time::Duration;
 use execd_protocol::fs::Empty;
 use execd_protocol::process::{self as pp, TerminalSize};
 use execd_protocol::{RequestId, RpcError};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use execd_local::LocalBackend;
 
@@ -20,7 +20,7 @@ use crate::session::Session;
 /// Inline, so a following write finds the process; but a start under
 /// an exec policy may wait for a client's answer, which the connection's
 /// loop must stay free to read, so that one replies from a task.
-pub fn start(session: &Session, id: &RequestId, params: Value) -> Result<Reply, RpcError> {
+pub fn start(session: &Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
     let params: pp::StartParams = parse_params(pp::START, params)?;
     let result = |params: pp::StartParams| {
         ok(pp::StartResult {
@@ -35,6 +35,7 @@ pub fn start(session: &Session, id: &RequestId, params: Value) -> Result<Reply, 
     }
     // Claimed now, in frame order, so a write right behind this start
     // answers `starting`.
+    let place = session.in_flight()?;
     if let Err(err) = backend.reserve(&params) {
         let err = RpcError::from(err);
         audit_start(session.id(), backend, &params, &Err(err.clone()));
@@ -42,7 +43,7 @@ pub fn start(session: &Session, id: &RequestId, params: Value) -> Result<Reply, 
     }
     let backend = backend.clone();
     let session_id = session.id().to_string();
-    session.reply_later(id, async move {
+    session.reply_with(place, id, async move {
         let started = backend
             .start_reserved(&params)
             .await
@@ -74,22 +75,22 @@ fn audit_start(
     );
 }
 
-pub fn write(session: &Session, params: Value) -> RpcResult {
+pub fn write(session: &Session, params: &RawValue) -> RpcResult {
     let params: pp::WriteParams = parse_params(pp::WRITE, params)?;
     let status = session
         .backend()
-        .write(&params.process_id, params.chunk, params.close_stdin);
+        .write(&params.process_id, params.chunk, params.close_stdin)?;
     ok(pp::WriteResult { status })
 }
 
-pub fn terminate(session: &Session, params: Value) -> RpcResult {
+pub fn terminate(session: &Session, params: &RawValue) -> RpcResult {
     let params: pp::TerminateParams = parse_params(pp::TERMINATE, params)?;
     ok(pp::TerminateResult {
         running: session.backend().terminate(&params.process_id),
     })
 }
 
-pub fn resize(session: &Session, params: Value) -> RpcResult {
+pub fn resize(session: &Session, params: &RawValue) -> RpcResult {
     let params: pp::ResizeParams = parse_params(pp::RESIZE, params)?;
     let size = TerminalSize {
         rows: params.rows,
@@ -103,7 +104,7 @@ pub fn resize(session: &Session, params: Value) -> RpcResult {
     )
 }
 
-pub fn signal(session: &Session, params: Value) -> RpcResult {
+pub fn signal(session: &Session, params: &RawValue) -> RpcResult {
     let params: pp::SignalParams = parse_params(pp::SIGNAL, params)?;
     let running = session
         .backend()
@@ -112,7 +113,7 @@ pub fn signal(session: &Session, params: Value) -> RpcResult {
 }
 
 /// A long-poll (up to the server's `max_read_wait`): answered from a task.
-pub fn read(session: &Session, id: &RequestId, params: Value) -> Result<Reply, RpcError> {
+pub fn read(session: &Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
     let params: pp::ReadParams = parse_params(pp::READ, params)?;
     let backend = session.backend().clone();
     let wait =
@@ -124,6 +125,5 @@ pub fn read(session: &Session, id: &RequestId, params: Value) -> Result<Reply, R
                 .read(&params.process_id, after_seq, params.max_bytes, wait)
                 .await,
         )
-    });
-    Ok(Reply::Later)
+    })
 }
