@@ -37,8 +37,8 @@ use crate::error::ClientError;
 pub use crate::websocket::ConnectOptions;
 use crate::websocket::MAX_FRAME;
 
-/// How long an ordinary call may take.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+pub use crate::DEFAULT_TIMEOUT;
+
 type Pending = HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>;
 
 /// State shared with the reader task.
@@ -373,7 +373,7 @@ where
             continue;
         }
         let parsed = serde_json::from_slice(&frame)
-            .map_err(|err| execd_protocol::envelope::EnvelopeError {
+            .map_err(|err| execd_protocol::incoming::EnvelopeError {
                 id: execd_protocol::ReplyId::Unknown,
                 message: format!("frame is not valid JSON: {err}"),
             })

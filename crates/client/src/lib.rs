@@ -23,3 +23,6 @@ pub use execd_transport::token::Token;
 pub use manager::EnvironmentManager;
 pub use remote::RemoteEnvironment;
 pub use websocket::ConnectOptions;
+
+/// How long an ordinary call (and a connection's handshake) may take.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

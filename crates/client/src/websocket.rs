@@ -14,8 +14,8 @@ use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::client::DEFAULT_TIMEOUT;
 use crate::error::ClientError;
+use crate::DEFAULT_TIMEOUT;
 
 /// Largest frame accepted from the server.
 pub(crate) const MAX_FRAME: usize = 512 * 1024 * 1024;

@@ -20,7 +20,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use execd_protocol::limits::{Limit, LimitExceeded};
 
-use crate::output_log::OutputLog;
+/// What the budget can take retained output back from: a closed process's
+/// output log.
+pub trait Retained: Send + Sync {
+    /// Drop every retained chunk; the bytes released.
+    fn drop_retained(&self) -> usize;
+}
 
 /// Shared by every table of one server (or one local environment).
 #[derive(Debug)]
@@ -54,7 +59,7 @@ pub fn release_freed_memory() {
 
 #[derive(Debug, Default)]
 struct ClosedLogs {
-    logs: VecDeque<Weak<OutputLog>>,
+    logs: VecDeque<Weak<dyn Retained>>,
     /// Prune dead entries when the queue reaches this length.
     prune_at: usize,
 }
@@ -149,7 +154,7 @@ impl SharedBudget {
     }
 
     /// A closed process's log, which retains output, joins the eviction queue.
-    pub(crate) fn closed_log(&self, log: Weak<OutputLog>) {
+    pub(crate) fn closed_log(&self, log: Weak<dyn Retained>) {
         let mut closed = self.closed();
         closed.logs.push_back(log);
         if closed.logs.len() >= closed.prune_at {
@@ -205,6 +210,7 @@ impl Drop for ProcessSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output_log::OutputLog;
     use bytes::Bytes;
     use execd_protocol::process::OutputStream;
 

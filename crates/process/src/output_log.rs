@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::budget::SharedBudget;
+use crate::budget::{Retained, SharedBudget};
 
 use bytes::Bytes;
 pub use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
@@ -152,16 +152,6 @@ impl OutputLog {
         }
     }
 
-    /// Drop every retained chunk (the server-wide budget wants the room);
-    /// returns the bytes released.
-    pub(crate) fn drop_retained(&self) -> usize {
-        let mut state = self.lock();
-        let released = std::mem::take(&mut state.retained_bytes);
-        state.chunks = VecDeque::new();
-        self.budget.release_retained(released);
-        released
-    }
-
     pub fn push_exited(&self, exit: ExitInfo) -> ProcessEvent {
         let mut state = self.lock();
         state.exit = Some(exit.clone());
@@ -178,7 +168,8 @@ impl OutputLog {
             (event, state.retained_bytes > 0)
         };
         if retains {
-            self.budget.closed_log(Arc::downgrade(self));
+            let log: std::sync::Weak<OutputLog> = Arc::downgrade(self);
+            self.budget.closed_log(log);
             if self.budget.over_budget() {
                 self.budget.evict_closed();
             }
@@ -242,6 +233,17 @@ impl Drop for OutputLog {
     fn drop(&mut self) {
         let retained = self.lock().retained_bytes;
         self.budget.release_retained(retained);
+    }
+}
+
+/// The server-wide budget takes a closed log's output back through this.
+impl Retained for OutputLog {
+    fn drop_retained(&self) -> usize {
+        let mut state = self.lock();
+        let released = std::mem::take(&mut state.retained_bytes);
+        state.chunks = VecDeque::new();
+        self.budget.release_retained(released);
+        released
     }
 }
 

@@ -5,8 +5,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use crate::incoming::{EnvelopeError, Incoming, ReplyId};
-
 /// A request id: clients may use integers or strings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
