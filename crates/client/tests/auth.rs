@@ -4,13 +4,12 @@
 //! `wss://` server with a certificate made here (rcgen) is reached with the
 //! CA given to the client, and refused without it.
 
-use std::path::{Path, PathBuf};
-
 use execd_client::{
     ClientError, ConnectOptions, Environment, EnvironmentManager, ExecServerClient,
     RemoteEnvironment, Token,
 };
 use execd_server::{AccessConfig, ServerConfig, WsServer};
+use execd_test_support::tls::certificates;
 use execd_test_support::{bind_server, collect_in_time, process_params};
 
 fn token(text: &str) -> Token {
@@ -99,29 +98,6 @@ async fn the_manager_sends_its_token() {
     assert!(err.to_string().contains("HTTP 401"), "{err}");
     drop(env);
     server.shutdown().await;
-}
-
-/// A CA and a server certificate for `127.0.0.1` and `localhost` signed by
-/// it, as PEM files in `dir`: (ca.pem, cert.pem, key.pem).
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
 }
 
 #[tokio::test]

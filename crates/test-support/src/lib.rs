@@ -14,6 +14,7 @@ pub mod files;
 pub mod policy;
 pub mod procs;
 pub mod server;
+pub mod tls;
 pub mod wire;
 pub mod ws_client;
 
