@@ -6,9 +6,12 @@
 //! the wire. Unknown input fields are ignored so newer clients keep working.
 
 pub mod binary;
+pub mod codex;
+pub mod env_policy;
 pub mod envelope;
 pub mod event;
 pub mod fs;
+pub mod path_uri;
 pub mod policy;
 pub mod process;
 pub mod sandbox;
