@@ -1,13 +1,16 @@
 //! Routing: a request's method name to its handler in [`crate::methods`].
 //! Nothing but `initialize` runs before the handshake.
 
+use execd_protocol::codex::{self, fs as cfs};
 use execd_protocol::fs as fsp;
 use execd_protocol::process as pp;
 use execd_protocol::{ErrorCode, RequestId, RpcError};
 use serde_json::Value;
 
 use crate::methods::session::INITIALIZE;
-use crate::methods::{fs, process, session, Reply};
+use crate::methods::{
+    dialect, environment, fs, fs_handles, fs_walk, fs_watch, process, session, Reply,
+};
 use crate::session::Session;
 
 /// Run one request: its answer now, or [`Reply::Later`] if a task answers.
@@ -21,6 +24,15 @@ pub fn route(session: &mut Session, id: &RequestId, method: &str, params: Value)
             format!("{method} called before initialize"),
         )));
     }
+    // The seed fs/* methods take `file://` URIs too (codex dialect).
+    let params = if is_seed_fs(method) {
+        match dialect::fs_params(method, params) {
+            Ok(params) => params,
+            Err(err) => return Reply::Now(Err(err)),
+        }
+    } else {
+        params
+    };
     match method {
         pp::START => process::start(session, id, params).into(),
         pp::WRITE => process::write(session, params).into(),
@@ -35,9 +47,31 @@ pub fn route(session: &mut Session, id: &RequestId, method: &str, params: Value)
         fsp::READ_DIRECTORY => fs::read_directory(session, id, params).into(),
         fsp::REMOVE => fs::remove(session, id, params).into(),
         fsp::COPY => fs::copy(session, id, params).into(),
+        cfs::OPEN => fs_handles::open(session, id, params).into(),
+        cfs::READ_BLOCK => fs_handles::read_block(session, id, params).into(),
+        cfs::CLOSE => fs_handles::close(session, params).into(),
+        cfs::CANONICALIZE => fs_walk::canonicalize(session, id, params).into(),
+        cfs::WALK => fs_walk::walk(session, id, params).into(),
+        cfs::WATCH_MISSING => fs_watch::watch_missing(session, id, params).into(),
+        codex::ENVIRONMENT_INFO => environment::environment_info(params).into(),
+        codex::ENVIRONMENT_CONFIG_READ => environment::environment_config_read(params).into(),
         _ => Reply::Now(Err(RpcError::new(
             ErrorCode::MethodNotFound,
             format!("unknown method {method:?}"),
         ))),
     }
+}
+
+/// The seed protocol's `fs/*` methods, whose paths may come as URIs.
+fn is_seed_fs(method: &str) -> bool {
+    matches!(
+        method,
+        fsp::READ_FILE
+            | fsp::WRITE_FILE
+            | fsp::CREATE_DIRECTORY
+            | fsp::GET_METADATA
+            | fsp::READ_DIRECTORY
+            | fsp::REMOVE
+            | fsp::COPY
+    )
 }

@@ -6,6 +6,7 @@
 //! `execd-local` backend). Process events reach the client through
 //! [`events`]; [`gate`] carries exec decisions to and from the client.
 
+pub mod codex_limits;
 pub mod connection;
 pub mod dispatch;
 pub mod events;
@@ -31,6 +32,8 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// Longest `waitMs` honoured by `process/read`.
     pub max_read_wait: Duration,
+    /// Bounds of the codex-dialect methods (open files, watches, walks).
+    pub codex: codex_limits::CodexLimits,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +42,7 @@ impl Default for ServerConfig {
             table: TableConfig::default(),
             max_frame_bytes: 512 * 1024 * 1024,
             max_read_wait: Duration::from_secs(3600),
+            codex: codex_limits::CodexLimits::default(),
         }
     }
 }

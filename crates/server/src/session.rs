@@ -5,12 +5,14 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use execd_local::open_files::OpenFiles;
 use execd_local::LocalBackend;
 use execd_protocol::RequestId;
 use execd_transport::outbox::Outbox;
 
 use crate::events::ConnectionEvents;
 use crate::gate::ConnectionGate;
+use crate::methods::fs_watch::MissingWatches;
 use crate::rpc::{self, RpcResult};
 use crate::ServerConfig;
 
@@ -26,13 +28,22 @@ pub struct Session {
     pub(crate) events: Arc<ConnectionEvents>,
     /// The transport can carry binary frames.
     pub(crate) binary_frames: bool,
+    /// Files held open by `fs/open` (codex dialect).
+    pub(crate) open_files: Arc<OpenFiles>,
+    /// `fs/watchMissing` watches (codex dialect).
+    pub(crate) watches: Arc<MissingWatches>,
 }
 
 impl Session {
     pub fn new(config: ServerConfig, outbox: Arc<Outbox>, binary_frames: bool) -> Self {
         let gate = ConnectionGate::new(outbox.clone());
         let events = ConnectionEvents::new(outbox.clone());
+        let codex = &config.codex;
+        let open_files = Arc::new(OpenFiles::new(codex.max_open_files, codex.max_read_block));
+        let watches = MissingWatches::new(outbox.clone(), codex.clone());
         Session {
+            open_files,
+            watches,
             id: uuid::Uuid::new_v4().to_string(),
             initialized: false,
             backend: LocalBackend::new(config.table.clone(), events.clone(), gate.clone()),
