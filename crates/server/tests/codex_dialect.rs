@@ -105,7 +105,10 @@ async fn handshake_and_environment_info_describe_this_machine() {
     assert_eq!(info["capabilities"]["fsWatchMissing"], true);
     assert_eq!(info["capabilities"]["environmentConfigRead"], true);
     assert_eq!(info["capabilities"]["fileWriteStreaming"], false);
-    let again = client.call("environment/info", json!({})).await.expect("environment/info");
+    let again = client
+        .call("environment/info", json!({}))
+        .await
+        .expect("environment/info");
     assert_eq!(&again, info);
 }
 
@@ -122,8 +125,14 @@ async fn environment_config_read_answers_with_no_layers() {
         )
         .await
         .expect("environmentConfig/read");
-    assert_eq!(result["config"], json!({"layers": [], "cloudInsertionIndex": 0}));
-    assert_eq!(result["requirements"], json!({"layers": [], "cloudInsertionIndex": 0}));
+    assert_eq!(
+        result["config"],
+        json!({"layers": [], "cloudInsertionIndex": 0})
+    );
+    assert_eq!(
+        result["requirements"],
+        json!({"layers": [], "cloudInsertionIndex": 0})
+    );
     assert!(result["hostname"].is_string());
     let err = client
         .call_expect_error(
@@ -155,7 +164,13 @@ async fn codex_start_runs_in_the_uri_cwd_with_codexs_environment() {
     let pwd = codex_start("pwd", &["pwd", "-P"], &uri(dir.path()));
     client.start(pwd).await;
     let out = client.wait_closed("pwd").await.stdout_str();
-    assert_eq!(out.trim_end(), std::fs::canonicalize(dir.path()).unwrap().display().to_string());
+    assert_eq!(
+        out.trim_end(),
+        std::fs::canonicalize(dir.path())
+            .unwrap()
+            .display()
+            .to_string()
+    );
 }
 
 #[tokio::test]
@@ -164,12 +179,24 @@ async fn seed_generation_start_with_env_policy_and_without() {
     let mut client = Client::connect_initialized(&server.url()).await;
     // codex 0.122: plain cwd, the same envPolicy.
     let mut start = codex_start("old", &["env", "-0"], "/");
-    for field in ["metadata", "sandbox", "enforceManagedNetwork", "managedNetwork"] {
+    for field in [
+        "metadata",
+        "sandbox",
+        "enforceManagedNetwork",
+        "managedNetwork",
+    ] {
         start.as_object_mut().unwrap().remove(field);
     }
     let result = client.start(start.clone()).await;
-    assert_eq!(result, json!({"processId": "old"}), "no sandboxType for plain paths");
-    assert_eq!(env_map(&client.wait_closed("old").await.stdout), expected_env(&start));
+    assert_eq!(
+        result,
+        json!({"processId": "old"}),
+        "no sandboxType for plain paths"
+    );
+    assert_eq!(
+        env_map(&client.wait_closed("old").await.stdout),
+        expected_env(&start)
+    );
 
     // Without envPolicy, env is the whole environment.
     start["processId"] = json!("bare");
@@ -213,7 +240,10 @@ async fn uris_that_name_no_local_path_are_refused_by_name() {
         assert_error(&err, -32602, &[cwd, needle], cwd);
     }
     let err = client
-        .call_expect_error("process/start", codex_start("gone", &["true"], "file:///no/such/dir"))
+        .call_expect_error(
+            "process/start",
+            codex_start("gone", &["true"], "file:///no/such/dir"),
+        )
         .await;
     assert_error(&err, -32602, &["/no/such/dir"], "missing cwd");
     // The connection keeps working.
@@ -229,21 +259,30 @@ async fn signal_interrupt_and_the_newer_read_fields() {
     start["pipeStdin"] = json!(true);
     client.start(start).await;
     let result = client
-        .call("process/signal", json!({"processId": "sleeper", "signal": "interrupt"}))
+        .call(
+            "process/signal",
+            json!({"processId": "sleeper", "signal": "interrupt"}),
+        )
         .await
         .expect("process/signal");
     assert_eq!(result["running"], true);
     let done = client.wait_closed("sleeper").await;
     assert_eq!(done.signal.as_deref(), Some("SIGINT"));
     let read = client
-        .call("process/read", json!({"processId": "sleeper", "afterSeq": 0, "maxBytes": null, "waitMs": 0}))
+        .call(
+            "process/read",
+            json!({"processId": "sleeper", "afterSeq": 0, "maxBytes": null, "waitMs": 0}),
+        )
         .await
         .expect("process/read");
     assert_eq!(read["sandboxDenied"], false);
     assert_eq!(read["failure"], Value::Null);
     assert_eq!(read["exited"], true);
     let err = client
-        .call_expect_error("process/signal", json!({"processId": "sleeper", "signal": "bogus"}))
+        .call_expect_error(
+            "process/signal",
+            json!({"processId": "sleeper", "signal": "bogus"}),
+        )
         .await;
     assert_error(&err, -32602, &["bogus"], "unknown signal");
 }
@@ -298,7 +337,10 @@ async fn codex_sandbox_is_enforced_or_refused() {
     let result = client.start(start).await;
     assert_eq!(result["sandboxType"], "linuxSeccomp");
     client.wait_closed("ws").await;
-    assert!(work.path().join("f").exists(), "the project root is writable");
+    assert!(
+        work.path().join("f").exists(),
+        "the project root is writable"
+    );
     assert!(!outside.path().join("f").exists(), "nothing else is");
 
     // A .git inside the root cannot be kept read-only: refused by name.

@@ -19,7 +19,10 @@ fn uri(path: &Path) -> String {
 async fn client_for(url: &str) -> Client {
     let mut client = Client::connect(url).await;
     client
-        .call("initialize", json!({"clientName": "codex-environment", "resumeSessionId": null}))
+        .call(
+            "initialize",
+            json!({"clientName": "codex-environment", "resumeSessionId": null}),
+        )
         .await
         .expect("initialize");
     client.notify("initialized", json!({})).await;
@@ -35,7 +38,10 @@ async fn seed_fs_methods_take_file_uris() {
     let file_uri = uri(&file);
     assert!(file_uri.contains("%20"), "{file_uri}");
     client
-        .call("fs/writeFile", json!({"path": file_uri, "dataBase64": b64(b"hello"), "sandbox": null}))
+        .call(
+            "fs/writeFile",
+            json!({"path": file_uri, "dataBase64": b64(b"hello"), "sandbox": null}),
+        )
         .await
         .expect("writeFile");
     assert_eq!(std::fs::read(&file).unwrap(), b"hello");
@@ -48,15 +54,24 @@ async fn seed_fs_methods_take_file_uris() {
         .call("fs/getMetadata", json!({"path": file_uri, "sandbox": null}))
         .await
         .expect("getMetadata");
-    assert_eq!((meta["isFile"].clone(), meta["size"].clone()), (json!(true), json!(5)));
+    assert_eq!(
+        (meta["isFile"].clone(), meta["size"].clone()),
+        (json!(true), json!(5))
+    );
     let sub = uri(&dir.join("sub"));
     client
-        .call("fs/createDirectory", json!({"path": sub, "recursive": true, "sandbox": null}))
+        .call(
+            "fs/createDirectory",
+            json!({"path": sub, "recursive": true, "sandbox": null}),
+        )
         .await
         .expect("createDirectory");
     client
-        .call("fs/copy", json!({"sourcePath": file_uri, "destinationPath": format!("{sub}/c"),
-                                "recursive": false, "sandbox": null}))
+        .call(
+            "fs/copy",
+            json!({"sourcePath": file_uri, "destinationPath": format!("{sub}/c"),
+                                "recursive": false, "sandbox": null}),
+        )
         .await
         .expect("copy");
     let listing = client
@@ -65,7 +80,10 @@ async fn seed_fs_methods_take_file_uris() {
         .expect("readDirectory");
     assert_eq!(listing["entries"][0]["fileName"], "c");
     client
-        .call("fs/remove", json!({"path": sub, "recursive": true, "force": false, "sandbox": null}))
+        .call(
+            "fs/remove",
+            json!({"path": sub, "recursive": true, "force": false, "sandbox": null}),
+        )
         .await
         .expect("remove");
     assert!(!dir.join("sub").exists());
@@ -73,16 +91,25 @@ async fn seed_fs_methods_take_file_uris() {
     // As codex probes for .git: a missing path is -32004, naming it.
     let missing = dir.join(".git");
     let err = client
-        .call_expect_error("fs/getMetadata", json!({"path": uri(&missing), "sandbox": null}))
+        .call_expect_error(
+            "fs/getMetadata",
+            json!({"path": uri(&missing), "sandbox": null}),
+        )
         .await;
     assert_error(&err, -32004, &[".git"], "missing");
     let err = client
-        .call_expect_error("fs/readFile", json!({"path": "ftp://host/x", "sandbox": null}))
+        .call_expect_error(
+            "fs/readFile",
+            json!({"path": "ftp://host/x", "sandbox": null}),
+        )
         .await;
     assert_error(&err, -32602, &["path", "ftp://host/x"], "scheme");
     // Plain paths keep working on the same connection.
     client
-        .call("fs/getMetadata", json!({"path": file.display().to_string()}))
+        .call(
+            "fs/getMetadata",
+            json!({"path": file.display().to_string()}),
+        )
         .await
         .expect("plain path");
 }
@@ -100,17 +127,26 @@ async fn fs_writes_under_a_codex_sandbox_stay_in_its_writable_roots() {
         "cwd": uri(work.path()), "workspaceRoots": [uri(work.path())], "windowsSandboxLevel": "disabled"
     });
     client
-        .call("fs/writeFile", json!({"path": uri(&work.join("in")), "dataBase64": b64(b"x"), "sandbox": sandbox}))
+        .call(
+            "fs/writeFile",
+            json!({"path": uri(&work.join("in")), "dataBase64": b64(b"x"), "sandbox": sandbox}),
+        )
         .await
         .expect("inside the root");
     let target = outside.join("out");
     let err = client
-        .call_expect_error("fs/writeFile", json!({"path": uri(&target), "dataBase64": b64(b"x"), "sandbox": sandbox}))
+        .call_expect_error(
+            "fs/writeFile",
+            json!({"path": uri(&target), "dataBase64": b64(b"x"), "sandbox": sandbox}),
+        )
         .await;
     assert_error(&err, -32602, &["not writable", "out"], "outside the root");
     assert!(!target.exists());
     client
-        .call("fs/readFile", json!({"path": uri(&work.join("in")), "sandbox": sandbox}))
+        .call(
+            "fs/readFile",
+            json!({"path": uri(&work.join("in")), "sandbox": sandbox}),
+        )
         .await
         .expect("reads are allowed");
 }
@@ -127,14 +163,20 @@ async fn open_read_block_close_with_bounds() {
     let file = dir.join("data.bin");
     std::fs::write(&file, &data).unwrap();
     let opened = client
-        .call("fs/open", json!({"handleId": "h1", "path": uri(&file), "sandbox": null}))
+        .call(
+            "fs/open",
+            json!({"handleId": "h1", "path": uri(&file), "sandbox": null}),
+        )
         .await
         .expect("open");
     assert_eq!(opened, json!({"handleId": "h1"}));
     let mut got = Vec::new();
     loop {
         let block = client
-            .call("fs/readBlock", json!({"handleId": "h1", "offset": got.len(), "len": 4096}))
+            .call(
+                "fs/readBlock",
+                json!({"handleId": "h1", "offset": got.len(), "len": 4096}),
+            )
             .await
             .expect("readBlock");
         got.extend(unb64(&block["chunk"]));
@@ -146,40 +188,73 @@ async fn open_read_block_close_with_bounds() {
     assert_eq!(got, data);
 
     let err = client
-        .call_expect_error("fs/readBlock", json!({"handleId": "h1", "offset": 0, "len": 4097}))
+        .call_expect_error(
+            "fs/readBlock",
+            json!({"handleId": "h1", "offset": 0, "len": 4097}),
+        )
         .await;
     assert_error(&err, -32602, &["4097", "4096"], "block too large");
     let err = client
-        .call_expect_error("fs/readBlock", json!({"handleId": "h1", "offset": 0, "len": 0}))
+        .call_expect_error(
+            "fs/readBlock",
+            json!({"handleId": "h1", "offset": 0, "len": 0}),
+        )
         .await;
     assert_error(&err, -32602, &["between 1 and 4096"], "empty block");
     let err = client
-        .call_expect_error("fs/readBlock", json!({"handleId": "nope", "offset": 0, "len": 1}))
+        .call_expect_error(
+            "fs/readBlock",
+            json!({"handleId": "nope", "offset": 0, "len": 1}),
+        )
         .await;
     assert_error(&err, -32600, &["nope"], "unknown handle");
 
     client
-        .call("fs/open", json!({"handleId": "h2", "path": uri(&file), "sandbox": null}))
+        .call(
+            "fs/open",
+            json!({"handleId": "h2", "path": uri(&file), "sandbox": null}),
+        )
         .await
         .expect("second handle");
     let err = client
-        .call_expect_error("fs/open", json!({"handleId": "h3", "path": uri(&file), "sandbox": null}))
+        .call_expect_error(
+            "fs/open",
+            json!({"handleId": "h3", "path": uri(&file), "sandbox": null}),
+        )
         .await;
     assert_error(&err, -32602, &["limit 2"], "too many open");
     for _ in 0..2 {
-        assert_eq!(client.call("fs/close", json!({"handleId": "h1"})).await.expect("close"), json!({}));
+        assert_eq!(
+            client
+                .call("fs/close", json!({"handleId": "h1"}))
+                .await
+                .expect("close"),
+            json!({})
+        );
     }
     client
-        .call("fs/open", json!({"handleId": "h3", "path": uri(&file), "sandbox": null}))
+        .call(
+            "fs/open",
+            json!({"handleId": "h3", "path": uri(&file), "sandbox": null}),
+        )
         .await
         .expect("a slot is free again");
     let err = client
-        .call_expect_error("fs/open", json!({"handleId": "h4", "path": uri(&dir.join("none")), "sandbox": null}))
+        .call_expect_error(
+            "fs/open",
+            json!({"handleId": "h4", "path": uri(&dir.join("none")), "sandbox": null}),
+        )
         .await;
     assert_error(&err, -32602, &["limit 2"], "still full");
-    client.call("fs/close", json!({"handleId": "h3"})).await.expect("close");
+    client
+        .call("fs/close", json!({"handleId": "h3"}))
+        .await
+        .expect("close");
     let err = client
-        .call_expect_error("fs/open", json!({"handleId": "h4", "path": uri(&dir.join("none")), "sandbox": null}))
+        .call_expect_error(
+            "fs/open",
+            json!({"handleId": "h4", "path": uri(&dir.join("none")), "sandbox": null}),
+        )
         .await;
     assert_error(&err, -32004, &["none"], "missing file");
 }
@@ -195,40 +270,63 @@ async fn canonicalize_and_walk_answer_in_uris() {
     let root = std::fs::canonicalize(dir.path()).unwrap();
 
     let canon = client
-        .call("fs/canonicalize", json!({"path": uri(&dir.join("link/./b/..")), "sandbox": null}))
+        .call(
+            "fs/canonicalize",
+            json!({"path": uri(&dir.join("link/./b/..")), "sandbox": null}),
+        )
         .await
         .expect("canonicalize");
     assert_eq!(canon["path"], json!(uri(&root.join("a"))));
     let plain = client
-        .call("fs/canonicalize", json!({"path": dir.join("link").display().to_string()}))
+        .call(
+            "fs/canonicalize",
+            json!({"path": dir.join("link").display().to_string()}),
+        )
         .await
         .expect("plain");
     assert_eq!(plain["path"], json!(root.join("a").display().to_string()));
 
-    let options = |depth: u32, dirs: u64, entries: u64| {
-        json!({"maxDepth": depth, "maxDirectories": dirs, "maxEntries": entries, "followDirectorySymlinks": false})
-    };
+    let options = |depth: u32, dirs: u64, entries: u64| json!({"maxDepth": depth, "maxDirectories": dirs, "maxEntries": entries, "followDirectorySymlinks": false});
     let walked = client
-        .call("fs/walk", json!({"path": uri(&root), "options": options(5, 10, 100), "sandbox": null}))
+        .call(
+            "fs/walk",
+            json!({"path": uri(&root), "options": options(5, 10, 100), "sandbox": null}),
+        )
         .await
         .expect("walk");
-    let expected: Vec<Value> = [("a", "directory"), ("a/b", "directory"), ("a/f.txt", "file")]
-        .iter()
-        .map(|(p, k)| json!({"path": uri(&root.join(p)), "kind": k}))
-        .collect();
-    assert_eq!(walked, json!({"entries": expected, "errors": [], "truncated": false}));
+    let expected: Vec<Value> = [
+        ("a", "directory"),
+        ("a/b", "directory"),
+        ("a/f.txt", "file"),
+    ]
+    .iter()
+    .map(|(p, k)| json!({"path": uri(&root.join(p)), "kind": k}))
+    .collect();
+    assert_eq!(
+        walked,
+        json!({"entries": expected, "errors": [], "truncated": false})
+    );
     let cut = client
-        .call("fs/walk", json!({"path": uri(&root), "options": options(5, 1, 100), "sandbox": null}))
+        .call(
+            "fs/walk",
+            json!({"path": uri(&root), "options": options(5, 1, 100), "sandbox": null}),
+        )
         .await
         .expect("walk");
     assert_eq!(cut["truncated"], true);
     assert_eq!(cut["entries"].as_array().unwrap().len(), 1);
     let err = client
-        .call_expect_error("fs/walk", json!({"path": uri(&root), "options": options(0, 1, 1)}))
+        .call_expect_error(
+            "fs/walk",
+            json!({"path": uri(&root), "options": options(0, 1, 1)}),
+        )
         .await;
     assert_error(&err, -32602, &["at least 1"], "zero limit");
     let err = client
-        .call_expect_error("fs/walk", json!({"path": uri(&root.join("nope")), "options": options(1, 1, 1)}))
+        .call_expect_error(
+            "fs/walk",
+            json!({"path": uri(&root.join("nope")), "options": options(1, 1, 1)}),
+        )
         .await;
     assert_error(&err, -32004, &["nope"], "missing root");
 }
@@ -253,49 +351,80 @@ async fn watch_missing_notifies_once_when_a_path_appears() {
     let mut client = client_for(&server.url()).await;
     let dir = TempDir::new("watch");
     let git = dir.join(".git");
-    let params = json!({"watchId": 1, "missing": [uri(&git), uri(&dir.join("other"))], "present": null});
-    let set = client.call("fs/watchMissing", params.clone()).await.expect("watch");
+    let params =
+        json!({"watchId": 1, "missing": [uri(&git), uri(&dir.join("other"))], "present": null});
+    let set = client
+        .call("fs/watchMissing", params.clone())
+        .await
+        .expect("watch");
     assert_eq!(set, json!({"watching": true}));
-    let again = client.call("fs/watchMissing", params).await.expect("same id");
+    let again = client
+        .call("fs/watchMissing", params)
+        .await
+        .expect("same id");
     assert_eq!(again, json!({"watching": false}), "the id is in use");
 
     std::fs::create_dir(&git).unwrap();
-    assert_eq!(next_missing_changed(&mut client).await, json!({"watchId": 1}));
+    assert_eq!(
+        next_missing_changed(&mut client).await,
+        json!({"watchId": 1})
+    );
 
     // The state already differs from what the client saw: no watch.
     let stale = client
-        .call("fs/watchMissing", json!({"watchId": 2, "missing": [uri(&git)], "present": null}))
+        .call(
+            "fs/watchMissing",
+            json!({"watchId": 2, "missing": [uri(&git)], "present": null}),
+        )
         .await
         .expect("stale");
     assert_eq!(stale, json!({"watching": false}));
     // A present path going away fires too.
     let present = client
-        .call("fs/watchMissing", json!({"watchId": 3, "missing": [], "present": uri(&git)}))
+        .call(
+            "fs/watchMissing",
+            json!({"watchId": 3, "missing": [], "present": uri(&git)}),
+        )
         .await
         .expect("present");
     assert_eq!(present, json!({"watching": true}));
     std::fs::remove_dir(&git).unwrap();
-    assert_eq!(next_missing_changed(&mut client).await, json!({"watchId": 3}));
+    assert_eq!(
+        next_missing_changed(&mut client).await,
+        json!({"watchId": 3})
+    );
 
     // Bounds: paths per watch and watches per connection.
     let many: Vec<String> = (0..4).map(|i| uri(&dir.join(&format!("m{i}")))).collect();
     let err = client
-        .call_expect_error("fs/watchMissing", json!({"watchId": 4, "missing": many, "present": null}))
+        .call_expect_error(
+            "fs/watchMissing",
+            json!({"watchId": 4, "missing": many, "present": null}),
+        )
         .await;
     assert_error(&err, -32602, &["4 paths", "limit of 3"], "too many paths");
     for id in [5, 6] {
         let ok = client
-            .call("fs/watchMissing", json!({"watchId": id, "missing": [uri(&dir.join("x"))], "present": null}))
+            .call(
+                "fs/watchMissing",
+                json!({"watchId": id, "missing": [uri(&dir.join("x"))], "present": null}),
+            )
             .await
             .expect("watch");
         assert_eq!(ok["watching"], true);
     }
     let err = client
-        .call_expect_error("fs/watchMissing", json!({"watchId": 7, "missing": [uri(&dir.join("x"))], "present": null}))
+        .call_expect_error(
+            "fs/watchMissing",
+            json!({"watchId": 7, "missing": [uri(&dir.join("x"))], "present": null}),
+        )
         .await;
     assert_error(&err, -32602, &["limit 2"], "too many watches");
     let err = client
-        .call_expect_error("fs/watchMissing", json!({"watchId": 8, "missing": ["relative"], "present": null}))
+        .call_expect_error(
+            "fs/watchMissing",
+            json!({"watchId": 8, "missing": ["relative"], "present": null}),
+        )
         .await;
     assert_error(&err, -32602, &["missing[0]", "relative"], "relative path");
 }
