@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::methods::session::INITIALIZE;
 use crate::methods::{
-    dialect, environment, fs, fs_handles, fs_walk, fs_watch, process, session, Reply,
+    dialect, environment, fs, fs_handles, fs_walk, fs_watch, process, session, unsupported, Reply,
 };
 use crate::session::Session;
 
@@ -55,10 +55,8 @@ pub fn route(session: &mut Session, id: &RequestId, method: &str, params: Value)
         cfs::WATCH_MISSING => fs_watch::watch_missing(session, id, params).into(),
         codex::ENVIRONMENT_INFO => environment::environment_info(params).into(),
         codex::ENVIRONMENT_CONFIG_READ => environment::environment_config_read(params).into(),
-        _ => Reply::Now(Err(RpcError::new(
-            ErrorCode::MethodNotFound,
-            format!("unknown method {method:?}"),
-        ))),
+        codex::ENVIRONMENT_STATUS => environment::environment_status(params).into(),
+        _ => Reply::Now(Err(unsupported::method_not_found(method))),
     }
 }
 

@@ -110,6 +110,26 @@ async fn handshake_and_environment_info_describe_this_machine() {
         .await
         .expect("environment/info");
     assert_eq!(&again, info);
+    let status = client
+        .call("environment/status", json!({}))
+        .await
+        .expect("environment/status");
+    assert_eq!(status, json!({"status": "ready"}));
+    // What execd leaves out says why.
+    let err = client
+        .call_expect_error(
+            "fs/writeBlock",
+            json!({"handleId": "h", "offset": 0, "chunk": ""}),
+        )
+        .await;
+    assert_error(
+        &err,
+        -32601,
+        &["fs/writeBlock", "fs/writeFile"],
+        "writeBlock",
+    );
+    let err = client.call_expect_error("http/request", json!({})).await;
+    assert_error(&err, -32601, &["http/request", "HTTP"], "http/request");
 }
 
 #[tokio::test]

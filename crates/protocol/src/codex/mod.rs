@@ -21,6 +21,7 @@ use crate::env_policy::EnvPolicy;
 
 pub const ENVIRONMENT_INFO: &str = "environment/info";
 pub const ENVIRONMENT_CONFIG_READ: &str = "environmentConfig/read";
+pub const ENVIRONMENT_STATUS: &str = "environment/status";
 /// codex's one signal name on `process/signal`.
 pub const SIGNAL_INTERRUPT: &str = "interrupt";
 
@@ -93,6 +94,13 @@ pub struct EnvironmentInfo {
     pub prepend_path_dirs: Vec<String>,
     pub temporary_directories: Vec<String>,
     pub capabilities: EnvironmentCapabilities,
+}
+
+/// `environment/status` result: execd is ready whenever it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvironmentStatus {
+    /// `ready`.
+    pub status: String,
 }
 
 /// `environmentConfig/read` params: which config keys the client wants from

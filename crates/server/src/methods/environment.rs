@@ -1,5 +1,5 @@
 //! `environment/info` (also sent as `environmentInfo` in the `initialize`
-//! result) and `environmentConfig/read`, the codex dialect's questions about
+//! result), `environment/status` and `environmentConfig/read`, the codex dialect's questions about
 //! the environment itself. execd answers with this machine's shell, working
 //! directory, home and temporary directory, and the codex features it
 //! serves (`fsWatchMissing`, `environmentConfigRead`; every other flag is
@@ -72,6 +72,13 @@ pub fn info() -> EnvironmentInfo {
             ..EnvironmentCapabilities::default()
         },
     }
+}
+
+/// `environment/status`: an environment that answers is ready.
+pub fn environment_status(_params: Value) -> RpcResult {
+    ok(codex::EnvironmentStatus {
+        status: "ready".to_string(),
+    })
 }
 
 /// `environment/info`: no params are needed (any object is accepted).

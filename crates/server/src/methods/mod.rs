@@ -12,6 +12,7 @@
 //! - [`fs_handles`], [`fs_walk`], [`fs_watch`]: the codex dialect's
 //!   `fs/open`/`fs/readBlock`/`fs/close`, `fs/canonicalize`/`fs/walk`,
 //!   `fs/watchMissing`.
+//! - [`unsupported`]: the codex methods execd leaves out, and why.
 
 pub mod dialect;
 pub mod environment;
@@ -21,6 +22,7 @@ pub mod fs_walk;
 pub mod fs_watch;
 pub mod process;
 pub mod session;
+pub mod unsupported;
 
 use execd_environment::EnvError;
 use execd_protocol::{ErrorCode, RpcError};
