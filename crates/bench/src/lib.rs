@@ -28,6 +28,9 @@ pub use report::Report;
 pub struct BenchConfig {
     /// Server to measure.
     pub url: String,
+    /// How to connect to it (token, CA file); each measurement sets
+    /// `binary_output` itself.
+    pub connect: execd_client::ConnectOptions,
     /// The server's pid, when it runs on this machine (for RSS figures).
     pub server_pid: Option<u32>,
     /// Repetitions of each latency measurement.

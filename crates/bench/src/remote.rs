@@ -79,7 +79,7 @@ async fn latency(config: &BenchConfig, report: &mut Report) -> Result<(), BenchE
     let mut samples = Vec::with_capacity(config.reps);
     for _ in 0..config.reps {
         let started = Instant::now();
-        let client = ExecServerClient::connect(&config.url)
+        let client = ExecServerClient::connect_with(&config.url, config.connect.clone())
             .await
             .map_err(execd_environment::EnvError::from)?;
         samples.push(started.elapsed());
@@ -87,7 +87,7 @@ async fn latency(config: &BenchConfig, report: &mut Report) -> Result<(), BenchE
     }
     report.latency("connect + initialize").execd = summarize(&samples);
 
-    let env = connect(&config.url, ConnectOptions::default()).await?;
+    let env = connect(config, true).await?;
     report.latency(crate::report::ROUND_TRIP).execd =
         summarize(&request_round_trip(&env, config.reps).await?);
     report.latency("spawn /bin/true → closed").execd = summarize(&spawn(&env, config.reps).await?);
@@ -98,7 +98,7 @@ async fn latency(config: &BenchConfig, report: &mut Report) -> Result<(), BenchE
 /// Server memory, idle and with idle processes; measured first, before
 /// anything leaves freed memory in the server's allocator.
 pub async fn measure_memory(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
-    let env = connect(&config.url, ConnectOptions::default()).await?;
+    let env = connect(config, true).await?;
     if let Some(rss) = config.server_pid.and_then(rss_bytes) {
         report.note("server RSS, idle, one connection", mib(rss));
     }
@@ -108,15 +108,9 @@ pub async fn measure_memory(config: &BenchConfig, report: &mut Report) -> Result
 /// Throughput and fan-out, measured the way `execd run` and `execd cp` run
 /// their client: on the caller's (multi-threaded) runtime.
 pub async fn measure_bulk(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
-    let env = connect(&config.url, ConnectOptions::default()).await?;
+    let env = connect(config, true).await?;
     // The JSON/base64 baseline protocol and execd's binary output frames, in turn.
-    let json = connect(
-        &config.url,
-        ConnectOptions {
-            binary_output: false,
-        },
-    )
-    .await?;
+    let json = connect(config, false).await?;
     let (mut json_rates, mut binary_rates) = (Vec::new(), Vec::new());
     for run in 0..crate::stream::RUNS {
         json_rates.push(stream(&json, format!("json{run}"), config.stream_bytes).await?);
@@ -137,8 +131,13 @@ pub async fn measure_bulk(config: &BenchConfig, report: &mut Report) -> Result<(
     Ok(())
 }
 
-async fn connect(url: &str, options: ConnectOptions) -> Result<Environment, BenchError> {
-    let client = ExecServerClient::connect_with(url, options)
+/// A connection to the measured server, with or without binary output frames.
+async fn connect(config: &BenchConfig, binary_output: bool) -> Result<Environment, BenchError> {
+    let options = ConnectOptions {
+        binary_output,
+        ..config.connect.clone()
+    };
+    let client = ExecServerClient::connect_with(&config.url, options)
         .await
         .map_err(execd_environment::EnvError::from)?;
     Ok(RemoteEnvironment::new(client).into_environment())

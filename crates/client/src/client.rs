@@ -34,11 +34,11 @@ use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tracing::debug;
 
 use crate::error::ClientError;
+pub use crate::websocket::ConnectOptions;
+use crate::websocket::MAX_FRAME;
 
 /// How long an ordinary call may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Largest frame accepted from the server.
-const MAX_FRAME: usize = 512 * 1024 * 1024;
 type Pending = HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>;
 
 /// State shared with the reader task.
@@ -107,42 +107,16 @@ enum InFrame {
     Binary(Bytes),
 }
 
-/// How to connect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectOptions {
-    /// Ask for `process/output` as binary frames (WebSocket only; a server
-    /// that does not know the extension keeps sending JSON).
-    pub binary_output: bool,
-}
-
-impl Default for ConnectOptions {
-    fn default() -> Self {
-        ConnectOptions {
-            binary_output: true,
-        }
-    }
-}
-
 impl ExecServerClient {
-    /// Connect to `ws://HOST:PORT` and do the handshake.
+    /// Connect to `ws://HOST:PORT` (or `wss://`) and do the handshake; the
+    /// token is `EXECD_TOKEN` or the default token file (see [`ConnectOptions`]).
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
         Self::connect_with(url, ConnectOptions::default()).await
     }
 
-    /// Connect to `ws://HOST:PORT` with `options`.
+    /// Connect to `ws://HOST:PORT` (or `wss://`) with `options`.
     pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Self, ClientError> {
-        let config = execd_transport::ws::config(MAX_FRAME);
-        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
-        let (ws, _) = tokio::time::timeout(DEFAULT_TIMEOUT, connect)
-            .await
-            .map_err(|_| ClientError::Connect {
-                target: url.to_string(),
-                reason: "timed out".into(),
-            })?
-            .map_err(|err| ClientError::Connect {
-                target: url.to_string(),
-                reason: err.to_string(),
-            })?;
+        let ws = crate::websocket::open(url, &options).await?;
         let (sink, stream) = ws.split();
         let incoming = stream.filter_map(|message| {
             future::ready(match message {
@@ -326,6 +300,7 @@ impl ExecServerClient {
         let value = answer.map_err(|err| ClientError::Server {
             code: err.code,
             message: err.message,
+            data: err.data,
         })?;
         serde_json::from_value(value)
             .map_err(|err| ClientError::Protocol(format!("bad result for {method}: {err}")))
@@ -399,7 +374,7 @@ where
         }
         let parsed = serde_json::from_slice(&frame)
             .map_err(|err| execd_protocol::envelope::EnvelopeError {
-                id: None,
+                id: execd_protocol::ReplyId::Unknown,
                 message: format!("frame is not valid JSON: {err}"),
             })
             .and_then(Incoming::from_value);

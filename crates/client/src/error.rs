@@ -8,10 +8,23 @@ use execd_environment::EnvError;
 pub enum ClientError {
     #[error("cannot connect to {target}: {reason}")]
     Connect { target: String, reason: String },
+    #[error("{}", unauthorized(target, *sent_token))]
+    Unauthorized { target: String, sent_token: bool },
+    #[error("the server at {target} refused the connection (HTTP {status}): {reason}")]
+    Refused {
+        target: String,
+        status: u16,
+        reason: String,
+    },
     #[error("connection lost: {0}")]
     ConnectionLost(String),
     #[error("server error {code}: {message}")]
-    Server { code: i64, message: String },
+    Server {
+        code: i64,
+        message: String,
+        /// The error's `data` (e.g. which limit refused the request).
+        data: Option<serde_json::Value>,
+    },
     #[error("{method} got no answer within {after:?}")]
     Timeout { method: String, after: Duration },
     #[error("protocol violation: {0}")]
@@ -21,16 +34,29 @@ pub enum ClientError {
 impl From<ClientError> for EnvError {
     fn from(err: ClientError) -> EnvError {
         match err {
-            ClientError::Server { code, message } => EnvError::from(execd_protocol::RpcError {
+            ClientError::Server {
                 code,
                 message,
-                data: None,
+                data,
+            } => EnvError::from(execd_protocol::RpcError {
+                code,
+                message,
+                data,
             }),
-            ClientError::Connect { .. } | ClientError::ConnectionLost(_) => {
-                EnvError::ConnectionLost(err.to_string())
-            }
+            ClientError::Connect { .. }
+            | ClientError::Unauthorized { .. }
+            | ClientError::Refused { .. }
+            | ClientError::ConnectionLost(_) => EnvError::ConnectionLost(err.to_string()),
             ClientError::Timeout { .. } => EnvError::Timeout(err.to_string()),
             ClientError::Protocol(message) => EnvError::Protocol(message),
         }
+    }
+}
+
+fn unauthorized(target: &str, sent_token: bool) -> String {
+    if sent_token {
+        format!("the server at {target} refused the token (HTTP 401): set EXECD_TOKEN or --token-file to this server's token")
+    } else {
+        format!("the server at {target} requires a token (HTTP 401) and none was found: set EXECD_TOKEN or pass --token-file (the default token file is read only for servers on loopback)")
     }
 }

@@ -1,18 +1,22 @@
 //! `EnvironmentManager`: decides once, early, where commands run. With
-//! `EXECD_URL` set it is that server (connected lazily, on first use);
+//! `EXECD_URL` set it is that server (connected lazily, on first use, with
+//! the token given, else `EXECD_TOKEN`, else the default token file);
 //! otherwise this machine.
 
 use execd_environment::{EnvError, Environment};
 use execd_local::LocalEnvironment;
+use execd_transport::token::Token;
 use tokio::sync::OnceCell;
 
 use crate::remote::RemoteEnvironment;
+use crate::websocket::ConnectOptions;
 
 /// The variable naming the server to use.
 pub const URL_VARIABLE: &str = "EXECD_URL";
 
 pub struct EnvironmentManager {
     url: Option<String>,
+    options: ConnectOptions,
     environment: OnceCell<Environment>,
 }
 
@@ -27,8 +31,21 @@ impl EnvironmentManager {
     pub fn new(url: Option<String>) -> Self {
         EnvironmentManager {
             url,
+            options: ConnectOptions::default(),
             environment: OnceCell::new(),
         }
+    }
+
+    /// Send `token` to the server (instead of `EXECD_TOKEN` or the default file).
+    pub fn with_token(mut self, token: Token) -> Self {
+        self.options.token = Some(token);
+        self
+    }
+
+    /// Connect with `options` (token, CA file, binary output).
+    pub fn with_connect_options(mut self, options: ConnectOptions) -> Self {
+        self.options = options;
+        self
     }
 
     pub fn url(&self) -> Option<&str> {
@@ -46,11 +63,13 @@ impl EnvironmentManager {
             .get_or_try_init(|| async {
                 match &self.url {
                     None => Ok(LocalEnvironment::environment()),
-                    Some(url) => RemoteEnvironment::connect(url).await.map_err(|err| {
-                        EnvError::ConnectionLost(format!(
-                            "cannot reach the execd server at {url} ({URL_VARIABLE}): {err}"
-                        ))
-                    }),
+                    Some(url) => RemoteEnvironment::connect_with(url, self.options.clone())
+                        .await
+                        .map_err(|err| {
+                            EnvError::ConnectionLost(format!(
+                                "cannot reach the execd server at {url} ({URL_VARIABLE}): {err}"
+                            ))
+                        }),
                 }
             })
             .await

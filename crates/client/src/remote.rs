@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::client::{ExecServerClient, DEFAULT_TIMEOUT};
+use crate::client::{ConnectOptions, ExecServerClient, DEFAULT_TIMEOUT};
 
 /// Processes and files behind an execd server.
 #[derive(Clone, Debug)]
@@ -33,9 +33,16 @@ impl RemoteEnvironment {
         RemoteEnvironment { client }
     }
 
-    /// Connect to `url` and wrap the connection as an [`Environment`].
+    /// Connect to `url` and wrap the connection as an [`Environment`]; the
+    /// token is `EXECD_TOKEN` or the default token file.
     pub async fn connect(url: &str) -> Result<Environment, EnvError> {
-        let client = ExecServerClient::connect(url).await?;
+        Self::connect_with(url, ConnectOptions::default()).await
+    }
+
+    /// Connect to `url` with `options` (token, CA file) and wrap the
+    /// connection as an [`Environment`].
+    pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Environment, EnvError> {
+        let client = ExecServerClient::connect_with(url, options).await?;
         Ok(RemoteEnvironment::new(client).into_environment())
     }
 

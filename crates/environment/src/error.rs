@@ -1,7 +1,7 @@
 //! `EnvError`: what can go wrong in an environment, the same for local and
 //! remote, and its mapping to and from JSON-RPC error codes.
 
-use execd_protocol::{ErrorCode, RpcError};
+use execd_protocol::{ErrorCode, LimitExceeded, RpcError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {
@@ -29,6 +29,10 @@ pub enum EnvError {
     /// The peer broke the protocol (e.g. a seq gap).
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// Refused by one of the server's resource limits (-32600 whose `data`
+    /// names the limit); e.g. a full stdin queue, to retry later.
+    #[error(transparent)]
+    LimitExceeded(LimitExceeded),
 }
 
 impl EnvError {
@@ -37,7 +41,7 @@ impl EnvError {
         match self {
             EnvError::NotFound(_) => ErrorCode::NotFound,
             EnvError::InvalidInput(_) => ErrorCode::InvalidParams,
-            EnvError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            EnvError::InvalidRequest(_) | EnvError::LimitExceeded(_) => ErrorCode::InvalidRequest,
             EnvError::Unsupported(_) => ErrorCode::MethodNotFound,
             EnvError::Failed(_)
             | EnvError::ConnectionLost(_)
@@ -53,6 +57,7 @@ impl EnvError {
             | EnvError::InvalidRequest(m)
             | EnvError::Failed(m)
             | EnvError::Unsupported(m) => m.clone(),
+            EnvError::LimitExceeded(limit) => limit.message.clone(),
             other => other.to_string(),
         }
     }
@@ -60,12 +65,24 @@ impl EnvError {
 
 impl From<EnvError> for RpcError {
     fn from(err: EnvError) -> RpcError {
-        RpcError::new(err.code(), err.message())
+        match err {
+            EnvError::LimitExceeded(limit) => RpcError::from(limit),
+            other => RpcError::new(other.code(), other.message()),
+        }
+    }
+}
+
+impl From<LimitExceeded> for EnvError {
+    fn from(err: LimitExceeded) -> EnvError {
+        EnvError::LimitExceeded(err)
     }
 }
 
 impl From<RpcError> for EnvError {
     fn from(err: RpcError) -> EnvError {
+        if let Some(limit) = LimitExceeded::from_rpc(&err) {
+            return EnvError::LimitExceeded(limit);
+        }
         let message = err.message;
         match err.code {
             -32004 => EnvError::NotFound(message),

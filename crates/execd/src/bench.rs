@@ -8,14 +8,22 @@ use std::process::Stdio;
 use clap::Args;
 use execd_bench::ssh::SshTarget;
 use execd_bench::BenchConfig;
+use execd_transport::token::{Token, TOKEN_VARIABLE};
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::connect_args::ConnectArgs;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Server to measure; without it, `execd serve` is started on a free loopback port.
+    /// Server to measure; without it, `execd serve` is started on a free
+    /// loopback port with a fresh token of its own.
     #[arg(long)]
     url: Option<String>,
-    /// Pid of the server given by --url, if it runs here (for memory figures).
+    /// Token and CA for the --url server.
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Pid of the server given by --url, if it runs here (for memory
+    /// figures). For `execd serve` that is the child of the process started.
     #[arg(long)]
     server_pid: Option<u32>,
     /// Repetitions of each latency measurement.
@@ -43,12 +51,15 @@ pub struct BenchArgs {
 
 pub async fn run(args: BenchArgs) -> Result<(), String> {
     let mut own_server = None;
+    let mut connect = args.connect.options()?;
     let (url, server_pid) = match args.url {
         Some(url) => (url, args.server_pid),
         None => {
             let exe = std::env::current_exe().map_err(|err| format!("cannot find execd: {err}"))?;
+            let token = Token::generate().map_err(|err| err.to_string())?;
             let mut child = tokio::process::Command::new(exe)
                 .args(["serve", "--listen", "ws://127.0.0.1:0"])
+                .env(TOKEN_VARIABLE, token.as_str())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .kill_on_drop(true)
@@ -61,8 +72,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                 .await
                 .map_err(|err| format!("reading the server URL: {err}"))?
                 .ok_or("execd serve exited before printing its URL")?;
-            let pid = child.id();
+            // `execd serve` is the supervisor; the server is its child.
+            let pid = child.id().and_then(server_below);
             own_server = Some(child);
+            connect.token = Some(token);
             (url, pid)
         }
     };
@@ -76,6 +89,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     };
     let config = BenchConfig {
         url,
+        connect,
         server_pid,
         reps: args.reps.max(1),
         stream_bytes: args.stream_mib << 20,
@@ -95,4 +109,19 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     drop(own_server);
     Ok(())
+}
+
+/// The child of `supervisor` (the one process `execd serve` forks: the
+/// server), found in `/proc`.
+fn server_below(supervisor: u32) -> Option<u32> {
+    let supervisor = supervisor.to_string();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // "pid (comm) state ppid ...": the name may hold spaces.
+            let ppid = stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?;
+            (ppid == supervisor).then(|| entry.file_name().to_str()?.parse().ok())?
+        })
 }

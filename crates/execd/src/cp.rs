@@ -13,11 +13,12 @@ use std::path::Path;
 
 use clap::Args;
 use execd_client::manager::URL_VARIABLE;
-use execd_client::{EnvError, Environment, FileSystem, RemoteEnvironment};
+use execd_client::{ConnectOptions, EnvError, Environment, FileSystem, RemoteEnvironment};
 use execd_environment::traits::STREAM_CHUNK;
 use execd_local::LocalEnvironment;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::connect_args::ConnectArgs;
 use crate::run::{connect_error, describe, server_url};
 
 /// Totals below this get no progress bar.
@@ -28,6 +29,8 @@ pub struct CpArgs {
     /// Server meant by `:/path` operands; defaults to $EXECD_URL.
     #[arg(long)]
     url: Option<String>,
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Copy directories recursively.
     #[arg(short = 'r', short_alias = 'R', long)]
     recursive: bool,
@@ -85,11 +88,12 @@ pub async fn run(args: CpArgs) -> Result<(), String> {
     let default_url = server_url(args.url.clone());
     let source = parse_operand(&args.source, default_url.as_deref())?;
     let destination = parse_operand(&args.destination, default_url.as_deref())?;
-    let source_env = connect(&source.location).await?;
+    let options = args.connect.options()?;
+    let source_env = connect(&source.location, &options).await?;
     let destination_env = if destination.location == source.location {
         source_env.clone()
     } else {
-        connect(&destination.location).await?
+        connect(&destination.location, &options).await?
     };
     let source = Side {
         operand: source,
@@ -186,10 +190,10 @@ fn file_name(path: &str) -> Option<&str> {
         .filter(|name| !name.is_empty() && *name != "..")
 }
 
-async fn connect(location: &Location) -> Result<Environment, String> {
+async fn connect(location: &Location, options: &ConnectOptions) -> Result<Environment, String> {
     match location {
         Location::Local => Ok(LocalEnvironment::environment()),
-        Location::Remote(url) => RemoteEnvironment::connect(url)
+        Location::Remote(url) => RemoteEnvironment::connect_with(url, options.clone())
             .await
             .map_err(|err| connect_error(url, &err)),
     }

@@ -2,12 +2,14 @@
 //! and the client library (`run`, `shell`, `cp`, `bench`).
 
 mod bench;
+mod cgroup;
+mod connect_args;
 mod cp;
 mod exec_wrapper;
-mod init;
 mod run;
 mod serve;
 mod shell;
+mod supervisor;
 
 use std::process::ExitCode;
 
@@ -48,21 +50,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    match &cli.command {
+        Command::Serve(args) => init_logging(args.log_format(), SERVE_LOG_FILTER),
+        _ => init_logging(serve::LogFormat::Human, "warn"),
+    }
     // The exec wrapper runs (and execs) without a runtime.
     let command = match cli.command {
         Command::ExecWrapper(args) => return exec_wrapper::run(args),
         command => command,
     };
-    // As a container's PID 1, a minimal init stays in front of the server.
-    if matches!(command, Command::Serve(_)) {
-        if let init::Role::Exited(code) = init::split_if_pid1() {
+    // A minimal supervisor stays in front of the server (and is the init
+    // as a container's PID 1), so nothing the server started outlives it.
+    if let Command::Serve(args) = &command {
+        if let supervisor::Role::Exited(code) = supervisor::split(args.terminate_grace()) {
             return code;
         }
     }
@@ -85,12 +85,45 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        Command::Serve(args) => report("execd", runtime.block_on(serve::run(args))),
+        Command::Serve(args) => {
+            let result = runtime.block_on(serve::run(args));
+            // Whatever a blocking task may still be doing, exit now.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            report("execd", result)
+        }
         Command::Run(args) => ExitCode::from(runtime.block_on(run::run(args))),
         Command::Shell(args) => ExitCode::from(runtime.block_on(shell::run(args))),
         Command::Bench(args) => report("execd bench", runtime.block_on(bench::run(args))),
         Command::Cp(args) => report("execd cp", runtime.block_on(cp::run(args))),
         Command::ExecWrapper(args) => exec_wrapper::run(args),
+    }
+}
+
+/// `execd serve` says where its token file is (info, target `execd::serve`).
+const SERVE_LOG_FILTER: &str = "warn,execd::serve=info";
+
+/// Log to stderr, filtered by `RUST_LOG` or else `default_filter`. The JSON
+/// format also turns on the audit events (`execd::audit`, info) by default.
+fn init_logging(format: serve::LogFormat, default_filter: &str) {
+    let filter = |default: String| {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+    };
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    match format {
+        serve::LogFormat::Human => builder
+            .with_env_filter(filter(default_filter.into()))
+            .init(),
+        serve::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_env_filter(filter(format!(
+                "{default_filter},{}=info",
+                execd_server::audit::TARGET
+            )))
+            .init(),
     }
 }
 

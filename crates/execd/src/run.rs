@@ -19,12 +19,15 @@ use clap::Args;
 use execd_client::manager::URL_VARIABLE;
 use execd_client::{EnvError, ExecProcess, RemoteEnvironment, StartedProcess};
 use execd_protocol::event::{EventKind, ExitInfo};
+use execd_protocol::limits::Limit;
 use execd_protocol::process::StartParams;
 use execd_protocol::process::{OutputStream, TerminalSize, WriteStatus};
 use nix::sys::signal::Signal;
 use nix::sys::termios::{self, SetArg, Termios};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
+
+use crate::connect_args::ConnectArgs;
 
 /// `PATH` of the remote process unless `--env PATH=...` says otherwise.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -41,12 +44,17 @@ const STDIN_QUEUE: usize = 4;
 /// How often a write answered `starting` is retried, and how far apart.
 const STARTING_RETRIES: u32 = 100;
 const STARTING_BACKOFF: Duration = Duration::from_millis(10);
+/// Pauses before sending a chunk again that a full stdin queue refused.
+const QUEUE_FULL_FIRST_PAUSE: Duration = Duration::from_millis(2);
+const QUEUE_FULL_MAX_PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Server to run on (`ws://HOST:PORT`); defaults to $EXECD_URL.
+    /// Server to run on (`ws://HOST:PORT` or `wss://HOST:PORT`); defaults to $EXECD_URL.
     #[arg(long)]
     pub url: Option<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Run under a pseudo-terminal; a local terminal on stdin is put in raw
     /// mode while the command runs.
     #[arg(long)]
@@ -144,7 +152,8 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
         exec_policy: None,
         sandbox: None,
     };
-    let environment = RemoteEnvironment::connect(&url)
+    let options = args.connect.options().map_err(Failure::new)?;
+    let environment = RemoteEnvironment::connect_with(&url, options)
         .await
         .map_err(|err| Failure::new(connect_error(&url, &err)))?;
     let program = args.command.first().cloned().unwrap_or_default();
@@ -400,16 +409,23 @@ fn read_stdin() -> mpsc::Receiver<Bytes> {
 }
 
 /// Send local stdin to the process, then EOF. Stops early when the process
-/// no longer takes input or the connection is gone.
+/// no longer takes input or the connection is gone. A full stdin queue on
+/// the server (the program reads slower than we send) is waited out: the
+/// same chunk is sent again, with a growing pause, for as long as it takes.
 async fn forward_stdin(process: Arc<dyn ExecProcess>, mut input: mpsc::Receiver<Bytes>) {
     while let Some(chunk) = input.recv().await {
         let mut retries = 0;
+        let mut pause = QUEUE_FULL_FIRST_PAUSE;
         loop {
             match process.write(chunk.clone()).await {
                 Ok(WriteStatus::Accepted) => break,
                 Ok(WriteStatus::Starting) if retries < STARTING_RETRIES => {
                     retries += 1;
                     tokio::time::sleep(STARTING_BACKOFF).await;
+                }
+                Err(EnvError::LimitExceeded(limit)) if limit.limit == Limit::StdinQueueBytes => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(QUEUE_FULL_MAX_PAUSE);
                 }
                 Ok(_) | Err(_) => return,
             }

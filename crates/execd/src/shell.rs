@@ -5,6 +5,7 @@
 
 use clap::Args;
 
+use crate::connect_args::ConnectArgs;
 use crate::run::{self, parse_assignment, RunArgs};
 
 /// Picks the remote user's home and shell on the server side: the remote
@@ -16,9 +17,11 @@ if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi"#;
 
 #[derive(Debug, Args)]
 pub struct ShellArgs {
-    /// Server to connect to (`ws://HOST:PORT`); defaults to $EXECD_URL.
+    /// Server to connect to (`ws://HOST:PORT` or `wss://HOST:PORT`); defaults to $EXECD_URL.
     #[arg(long)]
     url: Option<String>,
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Start in this directory instead of the remote home.
     #[arg(long)]
     cwd: Option<String>,
@@ -35,6 +38,7 @@ pub async fn run(args: ShellArgs) -> u8 {
     }
     run::run(RunArgs {
         url: args.url,
+        connect: args.connect,
         tty: true,
         cwd: args.cwd.unwrap_or_else(|| "/".into()),
         env,

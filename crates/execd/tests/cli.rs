@@ -31,7 +31,8 @@ const SLEEPER: [&str; 3] = ["bash", "-c", "echo $$; exec sleep 1000"];
 /// Start `execd serve` on a free port, run a sleeper through it, deliver
 /// `signal` to execd and check it exits 0 having killed the sleeper.
 async fn signal_stops_server_and_processes(signal: Signal) {
-    let mut server = EXECD.serve().await;
+    // A raw WebSocket client without a token: auth is not what this tests.
+    let mut server = EXECD.serve_with(&["--no-auth"]).await;
     let mut client = Client::connect(&server.url).await;
     client.initialize("cli-test").await;
     let started = client.start(start_params("p1", &SLEEPER)).await;

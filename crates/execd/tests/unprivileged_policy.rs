@@ -30,6 +30,8 @@ async fn policy_works_without_cap_sys_admin() {
             "serve",
             "--listen",
             "ws://127.0.0.1:0",
+            // The raw client below sends no token; auth is not what this tests.
+            "--no-auth",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -11,10 +11,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use execd_environment::EnvError;
 use execd_policy::decision::ExecGate;
+use execd_process::budget::SharedBudget;
 use execd_process::output_log::EventSink;
 use execd_process::process::ControlError;
 use execd_process::spawn::SpawnSpec;
-use execd_process::table::{ProcessTable, StartError, TableConfig, UnknownProcess};
+use execd_process::table::{ProcessTable, StartError, TableConfig, UnknownProcess, WriteError};
 use execd_protocol::process::{OutputChunk, ReadResult, StartParams, TerminalSize, WriteStatus};
 
 /// How a failed start reads in the environment's terms.
@@ -22,6 +23,7 @@ fn start_error(err: StartError) -> EnvError {
     let message = err.to_string();
     match err {
         StartError::Duplicate(_) => EnvError::InvalidRequest(message),
+        StartError::Limit(limit) => EnvError::LimitExceeded(limit),
         StartError::Spawn(spawn) if spawn.is_bad_input() => EnvError::InvalidInput(message),
         StartError::Spawn(_) | StartError::ShuttingDown => EnvError::Failed(message),
     }
@@ -48,8 +50,20 @@ pub struct LocalBackend {
 impl LocalBackend {
     /// Events of every process go to `events`, in seq order per process.
     pub fn new(config: TableConfig, events: Arc<dyn EventSink>, gate: Arc<dyn ExecGate>) -> Self {
+        Self::with_budget(config, SharedBudget::unlimited(), events, gate)
+    }
+
+    /// Like [`LocalBackend::new`], holding process counts and retained
+    /// output against `budget`, which other backends (the other
+    /// connections of a server) share.
+    pub fn with_budget(
+        config: TableConfig,
+        budget: Arc<SharedBudget>,
+        events: Arc<dyn EventSink>,
+        gate: Arc<dyn ExecGate>,
+    ) -> Self {
         LocalBackend {
-            table: Arc::new(ProcessTable::new(config, events, gate)),
+            table: Arc::new(ProcessTable::new(config, budget, events, gate)),
         }
     }
 
@@ -107,6 +121,11 @@ impl LocalBackend {
         Ok(())
     }
 
+    /// The pid of a started process (`None` for an unknown or reserved id).
+    pub fn pid(&self, id: &str) -> Option<i32> {
+        self.table.get(id).ok().map(|process| process.pid())
+    }
+
     pub async fn read(
         &self,
         id: &str,
@@ -140,9 +159,19 @@ impl LocalBackend {
         })
     }
 
-    /// Queue input; with `close_stdin`, EOF follows it.
-    pub fn write(&self, id: &str, chunk: Bytes, close_stdin: bool) -> WriteStatus {
-        self.table.write(id, chunk, close_stdin)
+    /// Queue input; with `close_stdin`, EOF follows it. A full stdin queue
+    /// refuses the write with [`EnvError::LimitExceeded`].
+    pub fn write(
+        &self,
+        id: &str,
+        chunk: Bytes,
+        close_stdin: bool,
+    ) -> Result<WriteStatus, EnvError> {
+        self.table
+            .write(id, chunk, close_stdin)
+            .map_err(|err| match err {
+                WriteError::StdinFull(full) => EnvError::LimitExceeded(full.into()),
+            })
     }
 
     pub fn resize(&self, id: &str, size: TerminalSize) -> Result<(), EnvError> {

@@ -115,11 +115,11 @@ impl ExecProcess for LocalProcess {
     }
 
     async fn write(&self, chunk: Bytes) -> Result<WriteStatus, EnvError> {
-        Ok(self.backend.write(&self.id, chunk, false))
+        self.backend.write(&self.id, chunk, false)
     }
 
     async fn close_stdin(&self) -> Result<WriteStatus, EnvError> {
-        Ok(self.backend.write(&self.id, Bytes::new(), true))
+        self.backend.write(&self.id, Bytes::new(), true)
     }
 
     async fn resize(&self, size: TerminalSize) -> Result<(), EnvError> {

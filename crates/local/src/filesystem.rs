@@ -11,7 +11,10 @@ impl From<FsError> for EnvError {
     fn from(err: FsError) -> EnvError {
         let message = err.to_string();
         match err {
-            FsError::RelativePath(_) | FsError::IsDirectory(_) => EnvError::InvalidInput(message),
+            FsError::RelativePath(_) | FsError::IsDirectory(_) | FsError::NotRegular { .. } => {
+                EnvError::InvalidInput(message)
+            }
+            FsError::TooLarge(limit) => EnvError::LimitExceeded(limit),
             FsError::NotFound(_) => EnvError::NotFound(message),
             FsError::Io { .. } => EnvError::Failed(message),
         }
@@ -36,7 +39,7 @@ async fn blocking<T: Send + 'static>(
 impl FileSystem for LocalFileSystem {
     async fn read_file(&self, path: &str) -> Result<Vec<u8>, EnvError> {
         let path = fs::absolute(path)?;
-        blocking(move || fs::read_file(&path)).await
+        blocking(move || fs::read_file(&path, u64::MAX)).await
     }
 
     async fn read_range(
@@ -46,7 +49,7 @@ impl FileSystem for LocalFileSystem {
         length: u64,
     ) -> Result<(Vec<u8>, bool), EnvError> {
         let path = fs::absolute(path)?;
-        blocking(move || fs::read_range(&path, offset, length)).await
+        blocking(move || fs::read_range(&path, offset, Some(length), u64::MAX)).await
     }
 
     async fn write_file(&self, path: &str, data: Vec<u8>) -> Result<(), EnvError> {

@@ -1,11 +1,20 @@
 //! Filesystem operations behind the `fs/*` methods. Blocking: callers run
 //! them off the async threads. Every error names the path it is about.
+//!
+//! File contents are read and written only in regular files, and every
+//! file is opened with `O_NONBLOCK` before its type is checked: a FIFO
+//! without a writer (or reader), a socket or a device can neither block an
+//! operation forever nor stream without end. Whole-file reads take a size
+//! cap, checked against the file's size before anything is read.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use execd_protocol::fs::{DirectoryEntry, Metadata};
+use execd_protocol::limits::{show_bytes, Limit, LimitExceeded};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -15,6 +24,15 @@ pub enum FsError {
     NotFound(String),
     #[error("{0} is a directory; pass recursive: true")]
     IsDirectory(String),
+    #[error("{path} is {kind}, not a regular file; only regular files can be {action}")]
+    NotRegular {
+        path: String,
+        kind: &'static str,
+        action: &'static str,
+    },
+    /// A read that would pass the size cap.
+    #[error(transparent)]
+    TooLarge(LimitExceeded),
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
 }
@@ -40,16 +58,144 @@ pub fn absolute(path: &str) -> Result<PathBuf, FsError> {
     }
 }
 
-pub fn read_file(path: &Path) -> Result<Vec<u8>, FsError> {
-    std::fs::read(path).map_err(io_error(path))
+/// How a file type reads in an error.
+fn kind_of(file_type: std::fs::FileType) -> &'static str {
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
 }
 
-/// Up to `length` bytes from `offset`; true when the end of the file was reached.
-pub fn read_range(path: &Path, offset: u64, length: u64) -> Result<(Vec<u8>, bool), FsError> {
+/// Refuse anything but a regular file; `action` says what was to be done.
+fn check_regular(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    action: &'static str,
+) -> Result<(), FsError> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(FsError::NotRegular {
+        path: path.display().to_string(),
+        kind: kind_of(meta.file_type()),
+        action,
+    })
+}
+
+/// Open a regular file for reading, without blocking on a FIFO; returns
+/// it with its size. What is not a regular file is refused before it is
+/// opened (opening a socket fails, a device may act), and again after.
+fn open_regular(path: &Path) -> Result<(File, u64), FsError> {
+    let meta = std::fs::metadata(path).map_err(io_error(path))?;
+    check_regular(path, &meta, "read")?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(io_error(path))?;
+    let meta = file.metadata().map_err(io_error(path))?;
+    check_regular(path, &meta, "read")?;
+    Ok((file, meta.len()))
+}
+
+/// Open a regular file for writing (created if missing), replacing or
+/// appending. What exists and is not a regular file is refused before it
+/// is opened, and again after (it may have been swapped in between).
+fn open_for_writing(path: &Path, append: bool) -> Result<File, FsError> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        check_regular(path, &meta, "written")?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options
+        .create(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    if append {
+        options.append(true);
+    } else {
+        options.write(true).truncate(true);
+    }
+    let file = options.open(path).map_err(io_error(path))?;
+    let meta = file.metadata().map_err(io_error(path))?;
+    check_regular(path, &meta, "written")?;
+    Ok(file)
+}
+
+/// A whole-file read refused by the cap.
+fn too_large(path: &Path, size: Option<u64>, offset: u64, max: u64) -> FsError {
+    let size = match size {
+        Some(size) => format!("{size} bytes ({})", show_bytes(size)),
+        None => format!("more than {max} bytes"),
+    };
+    let from = if offset > 0 {
+        format!(" from offset {offset}")
+    } else {
+        String::new()
+    };
+    FsError::TooLarge(LimitExceeded::new(
+        Limit::ReadBytes,
+        max,
+        format!(
+            "{} is {size}{from}, more than one fs/readFile returns; read it in ranges with offset and length (at most {max} bytes each)",
+            path.display()
+        ),
+    ))
+}
+
+/// The whole of a regular file, if it holds at most `max` bytes. Files
+/// that report no size (`/proc`) are read to their end, up to the cap.
+pub fn read_file(path: &Path, max: u64) -> Result<Vec<u8>, FsError> {
+    let (file, size) = open_regular(path)?;
+    if size > max {
+        return Err(too_large(path, Some(size), 0, max));
+    }
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(io_error(path))?;
+    if data.len() as u64 > max {
+        return Err(too_large(path, None, 0, max));
+    }
+    Ok(data)
+}
+
+/// Up to `length` bytes from `offset` (without `length`, the rest of the
+/// file); true when the end of the file was reached. More than `max` bytes
+/// are refused.
+pub fn read_range(
+    path: &Path,
+    offset: u64,
+    length: Option<u64>,
+    max: u64,
+) -> Result<(Vec<u8>, bool), FsError> {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path).map_err(io_error(path))?;
-    let size = file.metadata().map_err(io_error(path))?.len();
-    let want = length.min(size.saturating_sub(offset));
+    if let Some(length) = length.filter(|length| *length > max) {
+        return Err(FsError::TooLarge(LimitExceeded::new(
+            Limit::ReadBytes,
+            max,
+            format!(
+                "length {length} asks for more than one fs/readFile returns; read {} in ranges of at most {max} bytes",
+                path.display()
+            ),
+        )));
+    }
+    let (file, size) = open_regular(path)?;
+    let rest = size.saturating_sub(offset);
+    let want = match length {
+        Some(length) => length.min(rest),
+        None if rest > max => return Err(too_large(path, Some(rest), offset, max)),
+        None => rest,
+    };
     let mut data = vec![0; usize::try_from(want).unwrap_or(usize::MAX)];
     let mut filled = 0;
     while filled < data.len() {
@@ -66,19 +212,28 @@ pub fn read_range(path: &Path, offset: u64, length: u64) -> Result<(Vec<u8>, boo
     Ok((data, eof))
 }
 
+/// Replace a regular file's contents (creating it).
 pub fn write_file(path: &Path, data: &[u8]) -> Result<(), FsError> {
-    std::fs::write(path, data).map_err(io_error(path))
+    use std::io::Write;
+    open_for_writing(path, false)?
+        .write_all(data)
+        .map_err(io_error(path))
 }
 
-/// Append to a file, creating it if needed.
+/// Append to a regular file, creating it if needed.
 pub fn append_file(path: &Path, data: &[u8]) -> Result<(), FsError> {
     use std::io::Write;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .and_then(|mut file| file.write_all(data))
+    open_for_writing(path, true)?
+        .write_all(data)
         .map_err(io_error(path))
+}
+
+/// Write (or append) the bytes that `base64` encodes, decoding it piece
+/// by piece straight into the file; the caller has checked that it is
+/// valid base64. Returns the bytes written.
+pub fn write_base64(path: &Path, base64: &[u8], append: bool) -> Result<u64, FsError> {
+    let mut file = open_for_writing(path, append)?;
+    execd_protocol::base64_bytes::decode_to_writer(base64, &mut file).map_err(io_error(path))
 }
 
 pub fn create_directory(path: &Path, recursive: bool) -> Result<(), FsError> {
@@ -174,12 +329,15 @@ pub fn copy(source: &Path, destination: &Path, recursive: bool) -> Result<(), Fs
 fn copy_entry(source: &Path, destination: &Path, meta: &std::fs::Metadata) -> Result<(), FsError> {
     if meta.file_type().is_symlink() {
         let target = std::fs::read_link(source).map_err(io_error(source))?;
-        std::os::unix::fs::symlink(target, destination).map_err(io_error(destination))
-    } else {
-        std::fs::copy(source, destination)
-            .map(drop)
-            .map_err(io_error(destination))
+        return std::os::unix::fs::symlink(target, destination).map_err(io_error(destination));
     }
+    // Like `std::fs::copy` (contents in the kernel, permissions too), but
+    // never blocking on a FIFO at either end.
+    let (mut from, _) = open_regular(source)?;
+    let mut to = open_for_writing(destination, false)?;
+    io::copy(&mut from, &mut to).map_err(io_error(destination))?;
+    to.set_permissions(meta.permissions())
+        .map_err(io_error(destination))
 }
 
 fn copy_tree(source: &Path, destination: &Path) -> Result<(), FsError> {

@@ -7,9 +7,12 @@
 //! - [`output_log`]: per-process event numbering and bounded output retention.
 //! - [`stdin`]: writing to a process's stdin without blocking anyone.
 //! - [`table`]: the processes of one owner, keyed by client-chosen id.
+//! - [`budget`]: what the tables of one server share: process slots and
+//!   the retained-output budget.
 //! - [`procfs`]: other processes as `/proc` shows them (session members, output holders).
 //! - [`signal`]: signal names.
 
+pub mod budget;
 pub mod output_log;
 pub mod process;
 pub mod procfs;
@@ -18,6 +21,7 @@ pub mod spawn;
 pub mod stdin;
 pub mod table;
 
+pub use budget::SharedBudget;
 pub use execd_protocol::process::{OutputStream, TerminalSize, WriteStatus};
 pub use output_log::{EventKind, EventSink, ExitInfo, ProcessEvent};
-pub use table::{ProcessTable, StartError, TableConfig};
+pub use table::{ProcessTable, StartError, TableConfig, WriteError};

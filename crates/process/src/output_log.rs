@@ -4,9 +4,13 @@
 //! gets the next seq from one counter starting at 1. Output chunks are kept
 //! for `process/read` up to a byte cap; the oldest go first, and their seq
 //! numbers are never reused, so a reader sees a gap rather than renumbering.
+//! Every log also counts its retained bytes against the server-wide
+//! [`SharedBudget`], which may take a closed log's output back.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::budget::SharedBudget;
 
 use bytes::Bytes;
 pub use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
@@ -60,16 +64,24 @@ struct LogState {
 pub struct OutputLog {
     process_id: Arc<str>,
     cap_bytes: usize,
+    budget: Arc<SharedBudget>,
     state: Mutex<LogState>,
     /// Bumped on every new event, so long-polls can wait without missing one.
     version: watch::Sender<u64>,
 }
 
 impl OutputLog {
+    /// A log retaining up to `cap_bytes`, with no server-wide budget.
     pub fn new(process_id: Arc<str>, cap_bytes: usize) -> Self {
+        OutputLog::with_budget(process_id, cap_bytes, SharedBudget::unlimited())
+    }
+
+    /// A log retaining up to `cap_bytes`, counted against `budget`.
+    pub fn with_budget(process_id: Arc<str>, cap_bytes: usize, budget: Arc<SharedBudget>) -> Self {
         OutputLog {
             process_id,
             cap_bytes,
+            budget,
             state: Mutex::new(LogState {
                 next_seq: 1,
                 chunks: VecDeque::new(),
@@ -101,20 +113,53 @@ impl OutputLog {
 
     /// Number and retain an output chunk.
     pub fn push_output(&self, stream: OutputStream, chunk: Bytes) -> ProcessEvent {
-        let mut state = self.lock();
-        let seq = state.next_seq;
-        state.retained_bytes += chunk.len();
-        state.chunks.push_back(RetainedChunk {
-            seq,
-            stream,
-            chunk: chunk.clone(),
-        });
-        while state.retained_bytes > self.cap_bytes && state.chunks.len() > 1 {
-            if let Some(old) = state.chunks.pop_front() {
-                state.retained_bytes -= old.chunk.len();
+        let event = {
+            let mut state = self.lock();
+            let seq = state.next_seq;
+            state.retained_bytes += chunk.len();
+            self.budget.add_retained(chunk.len());
+            state.chunks.push_back(RetainedChunk {
+                seq,
+                stream,
+                chunk: chunk.clone(),
+            });
+            self.drop_oldest_while(&mut state, |state| state.retained_bytes > self.cap_bytes);
+            self.numbered(&mut state, EventKind::Output { stream, chunk })
+        };
+        if self.budget.over_budget() {
+            self.budget.evict_closed();
+            // Nothing closed retains output any more: this process pays.
+            let released = {
+                let mut state = self.lock();
+                let before = state.retained_bytes;
+                self.drop_oldest_while(&mut state, |_| self.budget.over_budget());
+                before - state.retained_bytes
+            };
+            if released > 0 {
+                self.budget.released_for_room(released);
             }
         }
-        self.numbered(&mut state, EventKind::Output { stream, chunk })
+        event
+    }
+
+    /// Drop the oldest chunks while `over` holds, keeping the newest.
+    fn drop_oldest_while(&self, state: &mut LogState, over: impl Fn(&LogState) -> bool) {
+        while state.chunks.len() > 1 && over(state) {
+            if let Some(old) = state.chunks.pop_front() {
+                state.retained_bytes -= old.chunk.len();
+                self.budget.release_retained(old.chunk.len());
+            }
+        }
+    }
+
+    /// Drop every retained chunk (the server-wide budget wants the room);
+    /// returns the bytes released.
+    pub(crate) fn drop_retained(&self) -> usize {
+        let mut state = self.lock();
+        let released = std::mem::take(&mut state.retained_bytes);
+        state.chunks = VecDeque::new();
+        self.budget.release_retained(released);
+        released
     }
 
     pub fn push_exited(&self, exit: ExitInfo) -> ProcessEvent {
@@ -123,10 +168,22 @@ impl OutputLog {
         self.numbered(&mut state, EventKind::Exited(exit))
     }
 
-    pub fn push_closed(&self) -> ProcessEvent {
-        let mut state = self.lock();
-        state.closed = true;
-        self.numbered(&mut state, EventKind::Closed)
+    /// The last event. A log that still retains output becomes a candidate
+    /// for the server-wide budget's eviction.
+    pub fn push_closed(self: &Arc<Self>) -> ProcessEvent {
+        let (event, retains) = {
+            let mut state = self.lock();
+            state.closed = true;
+            let event = self.numbered(&mut state, EventKind::Closed);
+            (event, state.retained_bytes > 0)
+        };
+        if retains {
+            self.budget.closed_log(Arc::downgrade(self));
+            if self.budget.over_budget() {
+                self.budget.evict_closed();
+            }
+        }
+        event
     }
 
     /// Record why the process failed outside its own control (e.g. an I/O error).
@@ -181,12 +238,19 @@ impl OutputLog {
     }
 }
 
+impl Drop for OutputLog {
+    fn drop(&mut self) {
+        let retained = self.lock().retained_bytes;
+        self.budget.release_retained(retained);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn log(cap: usize) -> OutputLog {
-        OutputLog::new(Arc::from("p"), cap)
+    fn log(cap: usize) -> Arc<OutputLog> {
+        Arc::new(OutputLog::new(Arc::from("p"), cap))
     }
 
     #[test]

@@ -21,10 +21,11 @@ use tracing::debug;
 
 use execd_policy::tree::Escalated;
 
+use crate::budget::ProcessSlot;
 use crate::output_log::{EventSink, ExitInfo, OutputLog, ProcessEvent};
 use crate::signal::name_of;
 use crate::spawn::{set_window_size, ReactorFd, Spawned};
-use crate::stdin::StdinWriter;
+use crate::stdin::{StdinFull, StdinWriter};
 
 /// Largest single read from a child's output.
 const MAX_READ: usize = 1024 * 1024;
@@ -67,11 +68,15 @@ pub enum ControlError {
 
 impl Process {
     /// Take ownership of a freshly spawned child and start supervising it.
-    /// Events go to `events` (closed receivers are tolerated) and into the log.
+    /// Events go to `events` (closed receivers are tolerated) and into
+    /// `log`; `slot` is held until the process has closed; at most
+    /// `max_stdin_queue` bytes wait for its stdin.
     pub fn start(
         id: Arc<str>,
         spawned: Spawned,
-        retained_bytes: usize,
+        log: OutputLog,
+        slot: ProcessSlot,
+        max_stdin_queue: usize,
         events: Arc<dyn EventSink>,
     ) -> Arc<Process> {
         let Spawned {
@@ -82,13 +87,13 @@ impl Process {
             pty,
             escalated,
         } = spawned;
-        let stdin = stdin.map(StdinWriter::new);
+        let stdin = stdin.map(|fd| StdinWriter::new(fd, id.clone(), max_stdin_queue));
         let output_links = outputs
             .iter()
             .filter_map(|(_, fd)| crate::procfs::output_link(fd.get_ref().as_fd()))
             .collect();
         let process = Arc::new(Process {
-            log: Arc::new(OutputLog::new(id.clone(), retained_bytes)),
+            log: Arc::new(log),
             id,
             pgid: pid,
             tty: pty.is_some(),
@@ -101,12 +106,17 @@ impl Process {
             .into_iter()
             .map(|(stream, fd)| OutputPipe { stream, fd })
             .collect();
-        tokio::spawn(supervise(process.clone(), child, outputs, events));
+        tokio::spawn(supervise(process.clone(), child, outputs, slot, events));
         process
     }
 
     pub fn id(&self) -> &Arc<str> {
         &self.id
+    }
+
+    /// The child's pid (also its process group id).
+    pub fn pid(&self) -> i32 {
+        self.pgid
     }
 
     pub fn log(&self) -> &Arc<OutputLog> {
@@ -117,10 +127,11 @@ impl Process {
         self.io.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queue bytes for the process's stdin (or terminal input).
-    pub fn write(&self, chunk: Bytes) -> WriteStatus {
+    /// Queue bytes for the process's stdin (or terminal input), unless
+    /// the queue is full.
+    pub fn write(&self, chunk: Bytes) -> Result<WriteStatus, StdinFull> {
         let stdin = self.live().stdin.clone();
-        stdin.map_or(WriteStatus::StdinClosed, |stdin| stdin.write(chunk))
+        stdin.map_or(Ok(WriteStatus::StdinClosed), |stdin| stdin.write(chunk))
     }
 
     /// EOF for the program: a pipe's write end is closed; a terminal stays
@@ -130,7 +141,8 @@ impl Process {
         if self.tty {
             let stdin = self.live().stdin.clone();
             if let Some(stdin) = stdin {
-                stdin.write(Bytes::from_static(b"\x04"));
+                // EOF is never refused: one byte past a full queue.
+                stdin.write_unbounded(Bytes::from_static(b"\x04"));
             }
         } else if let Some(stdin) = self.live().stdin.take() {
             stdin.close();
@@ -414,6 +426,7 @@ async fn supervise(
     process: Arc<Process>,
     mut child: tokio::process::Child,
     outputs: Vec<OutputPipe>,
+    slot: ProcessSlot,
     events: Arc<dyn EventSink>,
 ) {
     let supervisor = Supervisor { process, events };
@@ -454,7 +467,10 @@ async fn supervise(
     }
     // Release stdin and the terminal before announcing `closed`.
     *supervisor.process.live() = LiveIo::default();
-    supervisor.emit(supervisor.process.log.push_closed()).await;
+    let closed = supervisor.process.log.push_closed();
+    // Free the slot before the client can see `closed` and start another.
+    drop(slot);
+    supervisor.emit(closed).await;
 }
 
 fn exit_info(status: std::process::ExitStatus) -> ExitInfo {

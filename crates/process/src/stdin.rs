@@ -3,6 +3,12 @@
 //! does not take at once is queued, in order, for a pump task that writes it
 //! as the descriptor becomes writable. A program that never reads its stdin
 //! therefore never blocks the caller.
+//!
+//! The queue is bounded: a write that finds bytes queued and would take
+//! the queue past its limit is refused whole ([`StdinFull`]), so nothing is
+//! buffered without bound and the caller may retry the same chunk later. A
+//! write to an empty queue is always taken, so one chunk larger than the
+//! limit still goes through (the frame size bounds it).
 
 use std::collections::VecDeque;
 use std::io;
@@ -11,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::os::fd::OwnedFd;
 
 use bytes::{Buf, Bytes};
+use execd_protocol::limits::{Limit, LimitExceeded};
 use execd_protocol::process::WriteStatus;
 use nix::errno::Errno;
 use tokio::io::unix::AsyncFd;
@@ -22,6 +29,8 @@ use crate::spawn::ReactorFd;
 struct State {
     /// Bytes accepted but not yet written, oldest first.
     queue: VecDeque<Bytes>,
+    /// Their total.
+    queued_bytes: usize,
     /// A pump task owns the queue.
     pumping: bool,
     /// Drop the descriptor once the queue is written (EOF for the program).
@@ -32,31 +41,61 @@ struct State {
 
 #[derive(Debug)]
 pub struct StdinWriter {
+    process_id: Arc<str>,
+    max_queued: usize,
     state: Mutex<State>,
 }
 
-/// Write as much of `queue` as the descriptor takes now. `Ok(true)` when
-/// the queue is empty.
-fn write_queued(fd: &AsyncFd<OwnedFd>, queue: &mut VecDeque<Bytes>) -> io::Result<bool> {
-    while let Some(front) = queue.front_mut() {
-        match nix::unistd::write(fd.get_ref(), front) {
-            Ok(n) => {
-                front.advance(n);
-                if front.is_empty() {
-                    queue.pop_front();
-                }
-            }
-            Err(Errno::EINTR) => {}
-            Err(Errno::EAGAIN) => return Ok(false),
-            Err(errno) => return Err(io::Error::from(errno)),
-        }
+/// A write refused because the process's stdin queue is full.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("stdin of process {process_id} is full: {queued} bytes are queued and this write adds {chunk}; nothing was written, retry once the program has read some")]
+pub struct StdinFull {
+    pub process_id: String,
+    pub queued: usize,
+    pub chunk: usize,
+    pub limit: usize,
+}
+
+impl From<StdinFull> for LimitExceeded {
+    fn from(full: StdinFull) -> LimitExceeded {
+        LimitExceeded::new(Limit::StdinQueueBytes, full.limit, &full)
     }
-    Ok(true)
+}
+
+impl State {
+    /// Write as much of the queue as the descriptor takes now. `Ok(true)`
+    /// when the queue is empty.
+    fn write_queued(&mut self, fd: &AsyncFd<OwnedFd>) -> io::Result<bool> {
+        while let Some(front) = self.queue.front_mut() {
+            match nix::unistd::write(fd.get_ref(), front) {
+                Ok(n) => {
+                    front.advance(n);
+                    self.queued_bytes -= n;
+                    if front.is_empty() {
+                        self.queue.pop_front();
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return Ok(false),
+                Err(errno) => return Err(io::Error::from(errno)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Forget what is queued (the program will never read it).
+    fn drop_queue(&mut self) {
+        self.queue.clear();
+        self.queued_bytes = 0;
+    }
 }
 
 impl StdinWriter {
-    pub fn new(fd: ReactorFd) -> Arc<StdinWriter> {
+    /// Stdin of process `process_id`, queueing at most `max_queued` bytes.
+    pub fn new(fd: ReactorFd, process_id: Arc<str>, max_queued: usize) -> Arc<StdinWriter> {
         Arc::new(StdinWriter {
+            process_id,
+            max_queued,
             state: Mutex::new(State {
                 fd: Some(fd),
                 ..State::default()
@@ -68,24 +107,45 @@ impl StdinWriter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Write (or queue) `chunk`. An empty chunk writes nothing and answers
+    /// Write (or queue) `chunk`, unless bytes are queued and it would take
+    /// the queue past its limit. An empty chunk writes nothing and answers
     /// whether stdin is open.
-    pub fn write(self: &Arc<Self>, chunk: Bytes) -> WriteStatus {
-        let mut state = self.lock();
+    pub fn write(self: &Arc<Self>, chunk: Bytes) -> Result<WriteStatus, StdinFull> {
+        self.push(chunk, true)
+    }
+
+    /// Write (or queue) `chunk` whatever is queued (a terminal's EOF byte).
+    pub fn write_unbounded(self: &Arc<Self>, chunk: Bytes) -> WriteStatus {
+        self.push(chunk, false).unwrap_or(WriteStatus::Accepted)
+    }
+
+    fn push(self: &Arc<Self>, chunk: Bytes, bounded: bool) -> Result<WriteStatus, StdinFull> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let Some(fd) = state.fd.clone() else {
-            return WriteStatus::StdinClosed;
+            return Ok(WriteStatus::StdinClosed);
         };
         if state.close_requested {
-            return WriteStatus::StdinClosed;
+            return Ok(WriteStatus::StdinClosed);
         }
         if chunk.is_empty() {
-            return WriteStatus::Accepted;
+            return Ok(WriteStatus::Accepted);
         }
+        let queued = state.queued_bytes;
+        if bounded && queued > 0 && queued.saturating_add(chunk.len()) > self.max_queued {
+            return Err(StdinFull {
+                process_id: self.process_id.to_string(),
+                queued,
+                chunk: chunk.len(),
+                limit: self.max_queued,
+            });
+        }
+        state.queued_bytes += chunk.len();
         state.queue.push_back(chunk);
         if state.pumping {
-            return WriteStatus::Accepted;
+            return Ok(WriteStatus::Accepted);
         }
-        match write_queued(&fd, &mut state.queue) {
+        match state.write_queued(&fd) {
             Ok(true) => {}
             Ok(false) => {
                 state.pumping = true;
@@ -94,11 +154,11 @@ impl StdinWriter {
             Err(err) => {
                 // The program closed its stdin: what it will never read is dropped.
                 debug!(%err, "stdin closed by the program");
-                state.queue.clear();
+                state.drop_queue();
                 state.fd = None;
             }
         }
-        WriteStatus::Accepted
+        Ok(WriteStatus::Accepted)
     }
 
     /// EOF after whatever is queued.
@@ -125,7 +185,7 @@ impl StdinWriter {
             };
             let outcome = guard.try_io(|fd| {
                 let mut state = self.lock();
-                match write_queued(fd, &mut state.queue) {
+                match state.write_queued(fd) {
                     Ok(true) => state.stop(false),
                     Ok(false) => return Err(io::ErrorKind::WouldBlock.into()),
                     Err(err) => {
@@ -147,7 +207,7 @@ impl State {
     fn stop(&mut self, failed: bool) {
         self.pumping = false;
         if failed {
-            self.queue.clear();
+            self.drop_queue();
             self.fd = None;
         }
         if self.close_requested {

@@ -3,8 +3,11 @@
 //!
 //! Closed records stay readable until more than `max_closed_records` have
 //! piled up; then the oldest closed ones are evicted and their ids reusable.
+//! Processes not yet closed are capped per table (`max_processes`) and
+//! server-wide (the [`SharedBudget`] every table of a server shares).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,9 +17,13 @@ use execd_protocol::process::WriteStatus;
 use execd_policy::decision::ExecGate;
 use execd_policy::tree::TreeGuard;
 
-use crate::output_log::{EventSink, ReadSnapshot};
+use execd_protocol::limits::LimitExceeded;
+
+use crate::budget::{ProcessSlot, SharedBudget};
+use crate::output_log::{EventSink, OutputLog, ReadSnapshot};
 use crate::process::Process;
 use crate::spawn::{spawn, SpawnError, SpawnSpec};
+use crate::stdin::StdinFull;
 
 /// Tunables of a process table.
 #[derive(Debug, Clone)]
@@ -27,6 +34,11 @@ pub struct TableConfig {
     pub max_closed_records: usize,
     /// Time between SIGTERM and SIGKILL when terminating.
     pub terminate_grace: Duration,
+    /// Processes of this table not yet closed (starts beyond are refused).
+    pub max_processes: usize,
+    /// Bytes queued for one process's stdin: a write that would pass it
+    /// while something is queued is refused (see [`crate::stdin`]).
+    pub max_stdin_queue_bytes: usize,
 }
 
 impl Default for TableConfig {
@@ -35,6 +47,8 @@ impl Default for TableConfig {
             retained_bytes_per_process: 4 * 1024 * 1024,
             max_closed_records: 256,
             terminate_grace: Duration::from_secs(2),
+            max_processes: 256,
+            max_stdin_queue_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -46,7 +60,17 @@ pub enum StartError {
     #[error("process table is shutting down")]
     ShuttingDown,
     #[error(transparent)]
+    Limit(#[from] LimitExceeded),
+    #[error(transparent)]
     Spawn(#[from] SpawnError),
+}
+
+/// Why `process/write` wrote nothing (statuses such as `stdinClosed` are
+/// not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    StdinFull(#[from] StdinFull),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +80,8 @@ pub struct UnknownProcess(pub String);
 #[derive(Debug, Default)]
 struct TableState {
     processes: HashMap<Arc<str>, Arc<Process>>,
-    /// Ids reserved by starts still in progress.
-    starting: std::collections::HashSet<Arc<str>>,
+    /// Ids reserved by starts still in progress, with their slots.
+    starting: HashMap<Arc<str>, ProcessSlot>,
     /// Ids in start order, for evicting the oldest closed records.
     order: VecDeque<Arc<str>>,
     shutting_down: bool,
@@ -66,6 +90,9 @@ struct TableState {
 /// The processes of one owner.
 pub struct ProcessTable {
     config: TableConfig,
+    budget: Arc<SharedBudget>,
+    /// Processes of this table not yet closed (their slots count it).
+    live: Arc<AtomicUsize>,
     events: Arc<dyn EventSink>,
     gate: Arc<dyn ExecGate>,
     state: Mutex<TableState>,
@@ -83,9 +110,18 @@ impl std::fmt::Debug for ProcessTable {
 impl ProcessTable {
     /// Events of every process go to `events`, in seq order per process.
     /// Exec decisions of processes started with a policy go through `gate`.
-    pub fn new(config: TableConfig, events: Arc<dyn EventSink>, gate: Arc<dyn ExecGate>) -> Self {
+    /// Process counts and retained output are also held against `budget`,
+    /// which the other tables of the server share.
+    pub fn new(
+        config: TableConfig,
+        budget: Arc<SharedBudget>,
+        events: Arc<dyn EventSink>,
+        gate: Arc<dyn ExecGate>,
+    ) -> Self {
         ProcessTable {
             config,
+            budget,
+            live: Arc::new(AtomicUsize::new(0)),
             events,
             gate,
             state: Mutex::new(TableState::default()),
@@ -117,10 +153,11 @@ impl ProcessTable {
         if state.shutting_down {
             return Err(StartError::ShuttingDown);
         }
-        if state.processes.contains_key(id) || state.starting.contains(id) {
+        if state.processes.contains_key(id) || state.starting.contains_key(id) {
             return Err(StartError::Duplicate(id.to_string()));
         }
-        state.starting.insert(Arc::from(id));
+        let slot = self.budget.claim(&self.live, self.config.max_processes)?;
+        state.starting.insert(Arc::from(id), slot);
         Ok(())
     }
 
@@ -128,17 +165,28 @@ impl ProcessTable {
     /// May block until the program has exec'd (with an exec policy, until
     /// its first exec is decided).
     pub fn start_reserved(&self, id: &str, spec: &SpawnSpec) -> Result<Arc<Process>, StartError> {
+        if !self.lock().starting.contains_key(id) {
+            self.reserve(id)?;
+        }
         let spawned = self
             .guard_for(id, spec)
             .and_then(|guard| Ok(spawn(spec, guard)?));
         let mut state = self.lock();
-        state.starting.remove(id);
+        let slot = state.starting.remove(id);
         let spawned = spawned?;
+        let slot = slot.ok_or(StartError::ShuttingDown)?;
         let id: Arc<str> = Arc::from(id);
+        let log = OutputLog::with_budget(
+            id.clone(),
+            self.config.retained_bytes_per_process,
+            self.budget.clone(),
+        );
         let process = Process::start(
             id.clone(),
             spawned,
-            self.config.retained_bytes_per_process,
+            log,
+            slot,
+            self.config.max_stdin_queue_bytes,
             self.events.clone(),
         );
         if state.shutting_down {
@@ -228,20 +276,26 @@ impl ProcessTable {
     }
 
     /// Queue input; with `close_stdin`, EOF follows it. A start still in
-    /// progress answers `starting`.
-    pub fn write(&self, id: &str, chunk: Bytes, close_stdin: bool) -> WriteStatus {
-        if self.lock().starting.contains(id) {
-            return WriteStatus::Starting;
+    /// progress answers `starting`; a full stdin queue refuses the write
+    /// (nothing is written, and stdin stays open).
+    pub fn write(
+        &self,
+        id: &str,
+        chunk: Bytes,
+        close_stdin: bool,
+    ) -> Result<WriteStatus, WriteError> {
+        if self.lock().starting.contains_key(id) {
+            return Ok(WriteStatus::Starting);
         }
         let Ok(process) = self.get(id) else {
-            return WriteStatus::UnknownProcess;
+            return Ok(WriteStatus::UnknownProcess);
         };
         // An empty chunk writes nothing and reports whether stdin is open.
-        let status = process.write(chunk);
+        let status = process.write(chunk)?;
         if close_stdin {
             process.close_stdin();
         }
-        status
+        Ok(status)
     }
 
     /// Terminate a process tree; true if the process was running.

@@ -11,6 +11,8 @@ pub mod env_policy;
 pub mod envelope;
 pub mod event;
 pub mod fs;
+pub mod incoming;
+pub mod limits;
 pub mod path_uri;
 pub mod policy;
 pub mod process;
@@ -18,4 +20,6 @@ pub mod sandbox;
 
 pub mod base64_bytes;
 
-pub use envelope::{ErrorCode, Incoming, RequestId, RpcError};
+pub use envelope::{ErrorCode, RequestId, RpcError};
+pub use incoming::{EnvelopeError, Incoming, ReplyId};
+pub use limits::{Limit, LimitExceeded};

@@ -5,29 +5,51 @@
 //! with no writer task in between. When the peer goes away (or the server
 //! shuts down), every process the connection started is terminated, group
 //! and all, and reaped.
+//!
+//! Server shutdown closes the connection's `Outbox` at once, so a reply
+//! that waits on a client that stopped reading gives up and the connection
+//! ends within the processes' grace period.
 
 use std::fmt::Display;
+use std::sync::Arc;
 
-use execd_protocol::{Incoming, RequestId};
+use execd_protocol::{Incoming, ReplyId, RequestId, RpcError};
 use execd_transport::outbox::{Frame, Outbox};
 use futures_util::{Sink, Stream, StreamExt};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::dispatch;
+use crate::access::Admission;
+use crate::audit;
+use crate::dispatch::{self, Request};
 use crate::methods::session::INITIALIZED;
 use crate::methods::Reply;
 use crate::rpc;
 use crate::session::Session;
-use crate::ServerConfig;
+use crate::shared::Shared;
 
 /// One inbound frame as the transport saw it.
 #[derive(Debug)]
 pub enum Inbound {
-    /// A text frame (WebSocket) or line (stdio).
-    Text(String),
-    /// A frame that could not be taken as text; the message says why.
-    Invalid(String),
+    /// A text frame (WebSocket) or line (stdio), shared with the transport's
+    /// buffer rather than copied.
+    Text(Utf8Bytes),
+    /// A frame that could not be taken as text: answered with this error
+    /// (`"id": -1`); the connection goes on.
+    Invalid(RpcError),
+    /// The transport cannot go on (e.g. a frame over the size limit):
+    /// answered with this error, then the connection closes.
+    Fatal(RpcError),
+}
+
+/// Who is on the other end, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// `IP:PORT`, or `stdio`.
+    pub address: String,
+    /// How the connection was admitted.
+    pub admission: Admission,
 }
 
 /// Serve one connection until the peer leaves or `shutdown` fires.
@@ -36,19 +58,25 @@ pub async fn serve_connection<I, O>(
     mut incoming: I,
     outgoing: O,
     binary_frames: bool,
-    config: ServerConfig,
+    shared: Arc<Shared>,
     shutdown: CancellationToken,
+    peer: Peer,
 ) where
     I: Stream<Item = Inbound> + Unpin,
     O: Sink<Frame> + Send + 'static,
     O::Error: Display,
 {
-    let outbox = Outbox::new(outgoing);
-    let mut session = Session::new(config, outbox.clone(), binary_frames);
+    let outbox = Outbox::closing_with(outgoing, &shutdown);
+    let mut session = Session::new(shared, outbox.clone(), binary_frames);
+    audit::connection_opened(&peer.address, session.id(), peer.admission);
     loop {
         tokio::select! {
             frame = incoming.next() => match frame {
-                Some(frame) => handle(&mut session, frame).await,
+                Some(frame) => {
+                    if !handle(&mut session, frame).await {
+                        break;
+                    }
+                }
                 None => break,
             },
             _ = outbox.closed() => break,
@@ -63,24 +91,45 @@ pub async fn serve_connection<I, O>(
     // processes to close.
     outbox.close();
     session.backend().shutdown().await;
+    audit::connection_closed(&peer.address, session.id());
+    drop(session);
+    // What the connection's processes retained is freed now: hand it back
+    // to the kernel rather than keep it for reuse.
+    execd_process::budget::release_freed_memory();
 }
 
 /// Handle one inbound frame: a request goes to [`dispatch`], a response to
 /// the exec gate, and anything malformed is answered with an error naming
-/// what was wrong.
-async fn handle(session: &mut Session, frame: Inbound) {
+/// what was wrong. False when the connection cannot go on.
+async fn handle(session: &mut Session, frame: Inbound) -> bool {
     let text = match frame {
         Inbound::Text(text) => text,
-        Inbound::Invalid(why) => return session.send(rpc::frame_error(None, why)).await,
-    };
-    match Incoming::parse(&text) {
-        Err(err) => {
+        Inbound::Invalid(error) => {
             session
-                .send(rpc::frame_error(err.id.as_ref(), err.message))
-                .await
+                .send(rpc::frame_error(&ReplyId::Unknown, error))
+                .await;
+            return true;
+        }
+        Inbound::Fatal(error) => {
+            session
+                .send(rpc::frame_error(&ReplyId::Unknown, error))
+                .await;
+            return false;
+        }
+    };
+    match Incoming::parse_raw(&text) {
+        Err(err) => {
+            let error = rpc::invalid_frame(err.message);
+            session.send(rpc::frame_error(&err.id, error)).await
         }
         Ok(Incoming::Request { id, method, params }) => {
-            if let Reply::Now(result) = dispatch::route(session, &id, &method, params) {
+            let request = Request {
+                id: &id,
+                method: &method,
+                params,
+                frame: &text,
+            };
+            if let Reply::Now(result) = dispatch::route(session, &request) {
                 session.send(rpc::response(&id, result)).await;
             }
         }
@@ -99,4 +148,5 @@ async fn handle(session: &mut Session, frame: Inbound) {
             }
         }
     }
+    true
 }

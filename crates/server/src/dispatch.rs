@@ -5,16 +5,30 @@ use execd_protocol::codex::{self, fs as cfs};
 use execd_protocol::fs as fsp;
 use execd_protocol::process as pp;
 use execd_protocol::{ErrorCode, RequestId, RpcError};
-use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::methods::session::INITIALIZE;
 use crate::methods::{
-    dialect, environment, fs, fs_handles, fs_walk, fs_watch, process, session, unsupported, Reply,
+    environment, fs, fs_handles, fs_walk, fs_watch, process, session, unsupported, Reply,
 };
 use crate::session::Session;
 
+/// One request as it came in: its params are still the frame's text.
+pub struct Request<'a> {
+    pub id: &'a RequestId,
+    pub method: &'a str,
+    pub params: &'a RawValue,
+    /// The whole frame, which `params` borrows from (a handler may keep it
+    /// rather than copy out of it).
+    pub frame: &'a Utf8Bytes,
+}
+
 /// Run one request: its answer now, or [`Reply::Later`] if a task answers.
-pub fn route(session: &mut Session, id: &RequestId, method: &str, params: Value) -> Reply {
+pub fn route(session: &mut Session, request: &Request<'_>) -> Reply {
+    let Request {
+        id, method, params, ..
+    } = *request;
     if method == INITIALIZE {
         return session::initialize(session, params).into();
     }
@@ -24,15 +38,6 @@ pub fn route(session: &mut Session, id: &RequestId, method: &str, params: Value)
             format!("{method} called before initialize"),
         )));
     }
-    // The seed fs/* methods take `file://` URIs too (codex dialect).
-    let params = if is_seed_fs(method) {
-        match dialect::fs_params(method, params) {
-            Ok(params) => params,
-            Err(err) => return Reply::Now(Err(err)),
-        }
-    } else {
-        params
-    };
     match method {
         pp::START => process::start(session, id, params).into(),
         pp::WRITE => process::write(session, params).into(),
@@ -41,7 +46,7 @@ pub fn route(session: &mut Session, id: &RequestId, method: &str, params: Value)
         pp::SIGNAL => process::signal(session, params).into(),
         pp::READ => process::read(session, id, params).into(),
         fsp::READ_FILE => fs::read_file(session, id, params).into(),
-        fsp::WRITE_FILE => fs::write_file(session, id, params).into(),
+        fsp::WRITE_FILE => fs::write_file(session, request).into(),
         fsp::CREATE_DIRECTORY => fs::create_directory(session, id, params).into(),
         fsp::GET_METADATA => fs::get_metadata(session, id, params).into(),
         fsp::READ_DIRECTORY => fs::read_directory(session, id, params).into(),
@@ -58,18 +63,4 @@ pub fn route(session: &mut Session, id: &RequestId, method: &str, params: Value)
         codex::ENVIRONMENT_STATUS => environment::environment_status(params).into(),
         _ => Reply::Now(Err(unsupported::method_not_found(method))),
     }
-}
-
-/// The seed protocol's `fs/*` methods, whose paths may come as URIs.
-fn is_seed_fs(method: &str) -> bool {
-    matches!(
-        method,
-        fsp::READ_FILE
-            | fsp::WRITE_FILE
-            | fsp::CREATE_DIRECTORY
-            | fsp::GET_METADATA
-            | fsp::READ_DIRECTORY
-            | fsp::REMOVE
-            | fsp::COPY
-    )
 }

@@ -1,9 +1,9 @@
 //! The connection's side of exec decisions: `ask` becomes a server→client
 //! `exec/approve` request (answered through [`ConnectionGate::answer`] when
 //! the client's response frame arrives) and every decision an `exec/decision`
-//! notification. A client that is gone answers nothing, which denies at
-//! once; an ask that times out leaves nothing behind; at most
-//! [`MAX_PENDING_ASKS`] wait at a time (more are denied).
+//! notification (and an audit event). A client that is gone answers
+//! nothing, which denies at once; an ask that times out leaves nothing
+//! behind; at most [`MAX_PENDING_ASKS`] wait at a time (more are denied).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -16,13 +16,16 @@ use execd_protocol::policy::{
 };
 use execd_protocol::RpcError;
 use execd_transport::outbox::Outbox;
-use serde_json::{json, Value};
+use serde_json::json;
+use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::rpc;
 
-type Waiters = HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>;
+/// Each pending `exec/approve` and where its decision goes (`None`: no
+/// usable answer, which denies).
+type Waiters = HashMap<i64, oneshot::Sender<Option<Answer>>>;
 
 /// `exec/approve` requests of one connection waiting for an answer.
 pub const MAX_PENDING_ASKS: usize = 256;
@@ -42,14 +45,17 @@ impl Drop for Waiting<'_> {
 
 pub struct ConnectionGate {
     outbox: Arc<Outbox>,
+    /// The session, for the audit trail.
+    session: String,
     waiting: Mutex<Waiters>,
     next_id: AtomicI64,
 }
 
 impl ConnectionGate {
-    pub fn new(outbox: Arc<Outbox>) -> Arc<ConnectionGate> {
+    pub fn new(outbox: Arc<Outbox>, session: String) -> Arc<ConnectionGate> {
         Arc::new(ConnectionGate {
             outbox,
+            session,
             waiting: Mutex::new(HashMap::new()),
             next_id: AtomicI64::new(1),
         })
@@ -60,15 +66,19 @@ impl ConnectionGate {
     }
 
     /// A response from the client to one of our requests. False if no
-    /// request of ours has that id.
-    pub fn answer(&self, id: i64, result: Result<Value, RpcError>) -> bool {
-        match self.waiting().remove(&id) {
-            Some(waiter) => {
-                let _ = waiter.send(result);
-                true
-            }
-            None => false,
-        }
+    /// request of ours has that id. The result is decoded only then.
+    pub fn answer(&self, id: i64, result: Result<&RawValue, RpcError>) -> bool {
+        let Some(waiter) = self.waiting().remove(&id) else {
+            return false;
+        };
+        // An error reply means no.
+        let answer = result.ok().and_then(|raw| {
+            serde_json::from_str::<ApproveResult>(raw.get())
+                .map_err(|err| debug!(%err, "malformed exec/approve answer; denying"))
+                .ok()
+        });
+        let _ = waiter.send(answer.map(|result| result.decision));
+        true
     }
 }
 
@@ -90,21 +100,15 @@ impl ExecGate for ConnectionGate {
         if !self.outbox.send(frame).await {
             return None;
         }
-        // The connection closing, or an error reply, both mean no.
-        let answer = tokio::select! {
-            answer = rx => answer.ok()?.ok()?,
-            _ = self.outbox.closed() => return None,
-        };
-        match serde_json::from_value::<ApproveResult>(answer) {
-            Ok(result) => Some(result.decision),
-            Err(err) => {
-                debug!(%err, "malformed exec/approve answer; denying");
-                None
-            }
+        // The connection closing, or no usable answer, both mean no.
+        tokio::select! {
+            answer = rx => answer.ok()?,
+            _ = self.outbox.closed() => None,
         }
     }
 
     async fn report(&self, decision: DecisionParams) {
+        crate::audit::exec_decision(&self.session, &decision);
         self.outbox
             .send(rpc::notification(DECISION, decision))
             .await;
@@ -147,7 +151,7 @@ mod tests {
     fn silent_gate() -> (Arc<ConnectionGate>, tokio::sync::mpsc::Receiver<Frame>) {
         let (sink, frames) = tokio::sync::mpsc::channel::<Frame>(4 * MAX_PENDING_ASKS);
         (
-            ConnectionGate::new(Outbox::new(PollSender::new(sink))),
+            ConnectionGate::new(Outbox::new(PollSender::new(sink)), "test".into()),
             frames,
         )
     }

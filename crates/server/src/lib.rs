@@ -5,7 +5,15 @@
 //! method family); handlers work on the connection's [`session`] (its
 //! `execd-local` backend). Process events reach the client through
 //! [`events`]; [`gate`] carries exec decisions to and from the client.
+//! [`access`] decides who may open a WebSocket connection (token, `Origin`,
+//! `Host`); [`audit`] records connections, process starts, exec decisions
+//! and filesystem changes as structured events.
+//! What the connections of one server share (process and retention budget,
+//! filesystem slots, the connection count) is in [`shared`]; every limit
+//! is a [`ServerConfig`] field.
 
+pub mod access;
+pub mod audit;
 pub mod codex_limits;
 pub mod connection;
 pub mod dispatch;
@@ -14,35 +22,84 @@ pub mod gate;
 pub mod methods;
 pub mod rpc;
 pub mod session;
+pub mod shared;
 pub mod transport;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use execd_local::TableConfig;
 
+pub use access::AccessConfig;
 pub use transport::stdio::serve_stdio;
 pub use transport::ws::{bind, WsServer};
 
-/// Server-wide settings.
+const MIB: usize = 1024 * 1024;
+
+/// Server-wide settings. Every resource a client can make the server hold
+/// is bounded by one of them (docs/PROTOCOL.md, Limits); the `execd serve` flag
+/// of each is named in its error.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Per-connection process table settings (retention, grace period).
+    /// Per-connection process table settings: output retained per process,
+    /// closed records kept, grace period, processes per connection
+    /// (`max_processes`), the stdin queue per process.
     pub table: TableConfig,
-    /// Largest frame accepted, in bytes (a `fs/writeFile` carries its file).
+    /// Processes not yet closed, over all connections.
+    pub max_processes: usize,
+    /// Retained output over all processes of all connections; past it,
+    /// the processes that closed longest ago lose theirs first.
+    pub max_retained_bytes: usize,
+    /// Largest frame accepted, in bytes (a `fs/writeFile` carries its file;
+    /// the client library moves big files in 4 MiB pieces).
     pub max_frame_bytes: usize,
+    /// Largest file, or range, one `fs/readFile` returns (its reply is a
+    /// third larger, as base64).
+    pub max_read_bytes: u64,
     /// Longest `waitMs` honoured by `process/read`.
     pub max_read_wait: Duration,
     /// Bounds of the codex-dialect methods (open files, watches, walks).
     pub codex: codex_limits::CodexLimits,
+    /// Who may connect over WebSocket (token, `Origin`, `Host`). The
+    /// default has no token but refuses browser origins and, on loopback,
+    /// foreign `Host` names.
+    pub access: AccessConfig,
+    /// Serve `wss://` with this configuration (see
+    /// `execd_transport::tls::server_config`); plain `ws://` without.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Longest time a client may take over the TLS and WebSocket handshakes.
+    pub handshake_timeout: Duration,
+    /// Connections served at once; more are refused with HTTP 503.
+    pub max_connections: usize,
+    /// Connections in their handshake at once; a new one closes the oldest.
+    pub max_handshakes: usize,
+    /// Requests of one connection answered from a task (`process/read`,
+    /// `fs/*`, a `process/start` with an exec policy) not yet answered.
+    pub max_requests_in_flight: usize,
+    /// Filesystem operations running at once, over all connections.
+    pub max_fs_ops: usize,
+    /// Filesystem operations of one connection running at once.
+    pub max_fs_ops_per_connection: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             table: TableConfig::default(),
-            max_frame_bytes: 512 * 1024 * 1024,
+            max_processes: 1024,
+            max_retained_bytes: 256 * MIB,
+            max_frame_bytes: 64 * MIB,
+            max_read_bytes: 32 * MIB as u64,
             max_read_wait: Duration::from_secs(3600),
             codex: codex_limits::CodexLimits::default(),
+            access: AccessConfig::default(),
+            tls: None,
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 256,
+            max_handshakes: 128,
+            max_requests_in_flight: 128,
+            max_fs_ops: 32,
+            max_fs_ops_per_connection: 8,
         }
     }
 }

@@ -6,23 +6,46 @@ use execd_protocol::event::{EventKind, ProcessEvent};
 use execd_protocol::process::{
     ClosedNotification, ExitedNotification, OutputStream, CLOSED, EXITED, OUTPUT,
 };
-use execd_protocol::{ErrorCode, RequestId, RpcError};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use execd_protocol::{ErrorCode, ReplyId, RequestId, RpcError};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// A method's result as it goes on the wire.
 pub type RpcResult = Result<Value, RpcError>;
 
-/// Decode a method's params; the error names the method and the field.
-pub fn parse_params<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, RpcError> {
-    if !params.is_object() {
+/// At most this much of a bad value is quoted back in an error.
+const QUOTE_MAX: usize = 80;
+
+/// `text`, cut to [`QUOTE_MAX`] bytes (on a character boundary).
+fn quote(text: &str) -> String {
+    if text.len() <= QUOTE_MAX {
+        return text.to_string();
+    }
+    let mut end = QUOTE_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
+/// Decode a method's params straight from the frame's text (strings may
+/// borrow from it); the error names the method and the field.
+pub fn parse_params<'a, T: Deserialize<'a>>(
+    method: &str,
+    params: &'a RawValue,
+) -> Result<T, RpcError> {
+    if !params.get().starts_with('{') {
         return Err(RpcError::new(
             ErrorCode::InvalidParams,
-            format!("params of {method} must be an object, got {params}"),
+            format!(
+                "params of {method} must be an object, got {}",
+                quote(params.get())
+            ),
         ));
     }
-    serde_path_to_error::deserialize(params).map_err(|err| {
+    let mut deserializer = serde_json::Deserializer::from_str(params.get());
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = if path == "." {
@@ -50,13 +73,40 @@ pub fn response(id: &RequestId, result: Result<Value, RpcError>) -> String {
     to_json(&Response { id, body })
 }
 
-/// An error reply to a frame that had no usable id (`"id": -1`).
-pub fn frame_error(id: Option<&RequestId>, message: String) -> String {
-    let fallback = RequestId::Int(-1);
-    response(
-        id.unwrap_or(&fallback),
-        Err(RpcError::new(ErrorCode::InvalidRequest, message)),
-    )
+/// An error reply to a frame that could not be taken as a request: under
+/// its id, `"id": null` when the request's id was null, else `"id": -1`.
+pub fn frame_error(id: &ReplyId, error: RpcError) -> String {
+    match id {
+        ReplyId::Id(id) => response(id, Err(error)),
+        ReplyId::Unknown => response(&RequestId::Int(-1), Err(error)),
+        ReplyId::Null => to_json(&serde_json::json!({"id": null, "error": error})),
+    }
+}
+
+/// A frame that could not be taken as a request, as an error (-32600).
+pub fn invalid_frame(message: impl Into<String>) -> RpcError {
+    RpcError::new(ErrorCode::InvalidRequest, message)
+}
+
+/// The `fs/readFile` result, written by hand: the file's bytes go straight
+/// into the frame as base64 (no `Value`, no second copy of the text).
+pub fn read_file_response(id: &RequestId, data: &[u8], eof: Option<bool>) -> String {
+    let id = to_json(id);
+    let mut frame = String::with_capacity(64 + id.len() + data.len().div_ceil(3) * 4);
+    frame.push_str(r#"{"id":"#);
+    frame.push_str(&id);
+    frame.push_str(r#","result":{"dataBase64":""#);
+    execd_protocol::base64_bytes::encode_append(data, &mut frame);
+    frame.push('"');
+    if let Some(eof) = eof {
+        frame.push_str(if eof {
+            r#","eof":true"#
+        } else {
+            r#","eof":false"#
+        });
+    }
+    frame.push_str("}}");
+    frame
 }
 
 pub fn notification<T: Serialize>(method: &str, params: T) -> String {
@@ -113,6 +163,28 @@ mod tests {
     use bytes::Bytes;
     use execd_protocol::process::OutputNotification;
     use std::sync::Arc;
+
+    #[test]
+    fn hand_written_read_file_frame_matches_serde() {
+        use execd_protocol::fs::ReadFileResult;
+        for (id, eof) in [
+            (RequestId::Int(7), None),
+            (RequestId::Str("a\"b".into()), Some(true)),
+        ] {
+            let data = b"\x00\xffhello";
+            let frame = read_file_response(&id, data, eof);
+            let expected = response(
+                &id,
+                Ok(serde_json::to_value(ReadFileResult {
+                    data_base64: execd_protocol::base64_bytes::encode(data),
+                    eof,
+                })
+                .unwrap()),
+            );
+            let parsed: Value = serde_json::from_str(&frame).unwrap();
+            assert_eq!(parsed, serde_json::from_str::<Value>(&expected).unwrap());
+        }
+    }
 
     #[test]
     fn hand_written_output_frame_matches_serde() {

@@ -1,19 +1,24 @@
 //! A connection's session: its state (handshake, process backend, exec
-//! gate, event delivery), which the method handlers work on, and replying
-//! from a task.
+//! gate, event delivery, filesystem slots), which the method handlers work
+//! on, and replying from a task: each such reply holds one of the
+//! connection's in-flight places until it is sent.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use execd_local::open_files::OpenFiles;
 use execd_local::LocalBackend;
-use execd_protocol::RequestId;
+use execd_protocol::limits::{Limit, LimitExceeded};
+use execd_protocol::{RequestId, RpcError};
 use execd_transport::outbox::Outbox;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::events::ConnectionEvents;
 use crate::gate::ConnectionGate;
 use crate::methods::fs_watch::MissingWatches;
+use crate::methods::Reply;
 use crate::rpc::{self, RpcResult};
+use crate::shared::{FsSlots, Shared};
 use crate::ServerConfig;
 
 /// The state of one connection.
@@ -21,7 +26,7 @@ pub struct Session {
     id: String,
     /// `initialize` has been answered.
     pub(crate) initialized: bool,
-    config: ServerConfig,
+    shared: Arc<Shared>,
     backend: LocalBackend,
     outbox: Arc<Outbox>,
     gate: Arc<ConnectionGate>,
@@ -32,25 +37,43 @@ pub struct Session {
     pub(crate) open_files: Arc<OpenFiles>,
     /// `fs/watchMissing` watches (codex dialect).
     pub(crate) watches: Arc<MissingWatches>,
+    in_flight: Arc<Semaphore>,
+    fs: FsSlots,
+}
+
+/// A request's place among its connection's requests in flight, held
+/// until its reply is sent.
+pub struct InFlight {
+    _place: OwnedSemaphorePermit,
 }
 
 impl Session {
-    pub fn new(config: ServerConfig, outbox: Arc<Outbox>, binary_frames: bool) -> Self {
-        let gate = ConnectionGate::new(outbox.clone());
+    pub fn new(shared: Arc<Shared>, outbox: Arc<Outbox>, binary_frames: bool) -> Self {
+        let id = uuid::Uuid::new_v4().to_string();
+        let gate = ConnectionGate::new(outbox.clone(), id.clone());
         let events = ConnectionEvents::new(outbox.clone());
+        let config = &shared.config;
         let codex = &config.codex;
         let open_files = Arc::new(OpenFiles::new(codex.max_open_files, codex.max_read_block));
-        let watches = MissingWatches::new(outbox.clone(), codex.clone());
+        let fs = shared.fs_slots();
+        let watches = MissingWatches::new(outbox.clone(), codex.clone(), fs.clone());
         Session {
             open_files,
             watches,
-            id: uuid::Uuid::new_v4().to_string(),
+            id,
             initialized: false,
-            backend: LocalBackend::new(config.table.clone(), events.clone(), gate.clone()),
+            backend: LocalBackend::with_budget(
+                config.table.clone(),
+                shared.budget.clone(),
+                events.clone(),
+                gate.clone(),
+            ),
             gate,
             events,
             binary_frames,
-            config,
+            in_flight: Arc::new(Semaphore::new(config.max_requests_in_flight)),
+            fs,
+            shared,
             outbox,
         }
     }
@@ -64,7 +87,7 @@ impl Session {
     }
 
     pub fn config(&self) -> &ServerConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// Where the client's answers to `exec/approve` go.
@@ -72,22 +95,65 @@ impl Session {
         &self.gate
     }
 
+    /// Filesystem work of this connection runs through these.
+    pub fn fs(&self) -> &FsSlots {
+        &self.fs
+    }
+
     /// Send a frame now; fails only when the connection is closing.
     pub async fn send(&self, frame: String) {
         self.outbox.send(frame).await;
     }
 
-    /// Reply to `id` from a task of its own once `work` is done.
+    /// A place for one more request answered from a task, if one is free.
+    pub fn in_flight(&self) -> Result<InFlight, RpcError> {
+        let max = self.config().max_requests_in_flight;
+        self.in_flight
+            .clone()
+            .try_acquire_owned()
+            .map(|place| InFlight { _place: place })
+            .map_err(|_| {
+                LimitExceeded::new(
+                    Limit::RequestsInFlight,
+                    max,
+                    format!(
+                        "{max} requests of this connection are still waiting for their replies"
+                    ),
+                )
+                .into()
+            })
+    }
+
+    /// Reply to `id` from a task of its own once `work` is done (or refuse
+    /// now if the connection has too many requests in flight).
     pub fn reply_later(
         &self,
         id: &RequestId,
         work: impl Future<Output = RpcResult> + Send + 'static,
+    ) -> Result<Reply, RpcError> {
+        let place = self.in_flight()?;
+        self.reply_with(place, id, work);
+        Ok(Reply::Later)
+    }
+
+    /// [`Session::reply_later`] with a place taken already.
+    pub fn reply_with(
+        &self,
+        place: InFlight,
+        id: &RequestId,
+        work: impl Future<Output = RpcResult> + Send + 'static,
     ) {
-        let outbox = self.outbox.clone();
         let id = id.clone();
+        self.send_later(place, async move { rpc::response(&id, work.await) });
+    }
+
+    /// Send the frame `work` builds (a whole response) from a task.
+    pub fn send_later(&self, place: InFlight, work: impl Future<Output = String> + Send + 'static) {
+        let outbox = self.outbox.clone();
         tokio::spawn(async move {
-            let result = work.await;
-            outbox.send(rpc::response(&id, result)).await;
+            let frame = work.await;
+            outbox.send(frame).await;
+            drop(place);
         });
     }
 }

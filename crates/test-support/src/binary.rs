@@ -42,10 +42,14 @@ impl Execd {
 
     /// `execd serve` on a free loopback port, once it has printed its URL.
     pub async fn serve(&self) -> ExecdServer {
-        let mut child = self
-            .command(&["serve", "--listen", "ws://127.0.0.1:0"])
-            .spawn()
-            .expect("spawn execd serve");
+        self.serve_with(&[]).await
+    }
+
+    /// [`Execd::serve`] with more `execd serve` arguments.
+    pub async fn serve_with(&self, extra: &[&str]) -> ExecdServer {
+        let mut args = vec!["serve", "--listen", "ws://127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = self.command(&args).spawn().expect("spawn execd serve");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let url = next_line(&mut stdout)
             .await

@@ -16,6 +16,8 @@ use crate::TIMEOUT;
 pub struct ProcStat {
     pub state: char,
     pub ppid: i32,
+    /// Session id.
+    pub session: i32,
     /// Clock ticks after boot: with the pid, names one process for good.
     pub start_time: u64,
 }
@@ -28,6 +30,7 @@ pub fn proc_stat(pid: i32) -> Option<ProcStat> {
     Some(ProcStat {
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
         // Field 22 of stat(5); `fields[0]` is field 3.
         start_time: fields.get(19)?.parse().ok()?,
     })
@@ -95,6 +98,16 @@ impl Watched {
             None => true,
             Some(stat) => stat.start_time != self.start_time || stat.state == 'Z',
         }
+    }
+
+    /// Reaped: no such pid, or a different process under it (a zombie is
+    /// still there, waiting for its parent).
+    pub fn is_reaped(&self) -> bool {
+        proc_stat(self.pid).is_none_or(|stat| stat.start_time != self.start_time)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
     }
 
     /// Wait (bounded) until the process is gone.

@@ -4,7 +4,9 @@
 //! A frame is written and flushed by its producer while holding the lock, so
 //! frames never interleave and each producer's frames keep their order. A
 //! peer that stops reading makes producers wait (flow control); once the
-//! connection is closing, every send returns at once.
+//! connection is closing, every send returns at once. An outbox made with
+//! [`Outbox::closing_with`] also closes when its parent token is cancelled
+//! (server shutdown), so no producer waits on a peer that stopped reading.
 
 use std::fmt::Display;
 use std::pin::Pin;
@@ -41,10 +43,27 @@ impl Outbox {
         O: Sink<Frame> + Send + 'static,
         O::Error: Display,
     {
+        Self::with_token(sink, CancellationToken::new())
+    }
+
+    /// An outbox that also closes when `parent` is cancelled.
+    pub fn closing_with<O>(sink: O, parent: &CancellationToken) -> Arc<Outbox>
+    where
+        O: Sink<Frame> + Send + 'static,
+        O::Error: Display,
+    {
+        Self::with_token(sink, parent.child_token())
+    }
+
+    fn with_token<O>(sink: O, closing: CancellationToken) -> Arc<Outbox>
+    where
+        O: Sink<Frame> + Send + 'static,
+        O::Error: Display,
+    {
         let sink: BoxSink = Box::pin(sink.sink_map_err(|err| err.to_string()));
         Arc::new(Outbox {
             sink: tokio::sync::Mutex::new(sink),
-            closing: CancellationToken::new(),
+            closing,
         })
     }
 

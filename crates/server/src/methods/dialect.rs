@@ -13,12 +13,13 @@ use execd_local::codex_sandbox::{self, CodexSandboxError};
 use execd_local::env_policy;
 use execd_protocol::codex::permissions::SandboxContext;
 use execd_protocol::codex::{SandboxType, StartExtras};
-use execd_protocol::fs as fsp;
 use execd_protocol::path_uri::{self, PathForm};
 use execd_protocol::process::{self as pp, StartParams, StartResult};
 use execd_protocol::sandbox::SandboxSpec;
 use execd_protocol::{ErrorCode, RpcError};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::methods::{ok, RpcResult};
@@ -50,53 +51,68 @@ struct Sandboxed {
 /// naming what execd cannot enforce. `cwd` resolves `project_roots` when
 /// the context names no roots.
 fn codex_sandbox(method: &str, value: Value, cwd: &Path) -> Result<Option<SandboxSpec>, RpcError> {
-    let Sandboxed { sandbox } = parse_params(method, serde_json::json!({ "sandbox": value }))?;
+    let Sandboxed { sandbox } = reparse(method, &serde_json::json!({ "sandbox": value }))?;
     codex_sandbox::to_spec(&sandbox, cwd).map_err(|err: CodexSandboxError| invalid(method, err))
 }
 
-/// The methods of the seed `fs/*` family: their path fields, and which of
-/// those a call writes.
-fn fs_fields(method: &str) -> (&'static [&'static str], &'static [&'static str]) {
-    match method {
-        fsp::COPY => (&["sourcePath", "destinationPath"], &["destinationPath"]),
-        fsp::WRITE_FILE | fsp::CREATE_DIRECTORY | fsp::REMOVE => (&["path"], &["path"]),
-        _ => (&["path"], &[]),
-    }
+/// Decode `value` as `method`'s params (errors name the field, as for a
+/// frame's params).
+fn reparse<T: DeserializeOwned>(method: &str, value: &Value) -> Result<T, RpcError> {
+    let raw = serde_json::value::to_raw_value(value)
+        .map_err(|err| RpcError::new(ErrorCode::Internal, err.to_string()))?;
+    parse_params(method, &raw)
 }
 
-/// Rewrite a seed `fs/*` request's path fields from URIs to native paths,
-/// and hold a write to codex's `sandbox` when the request carries one (it
-/// must map onto execd's sandbox, and the path must be writable under it).
-pub fn fs_params(method: &str, mut params: Value) -> Result<Value, RpcError> {
-    let (fields, writes) = fs_fields(method);
-    let Value::Object(map) = &mut params else {
-        return Ok(params); // The handler's decoding names the problem.
-    };
-    for field in fields {
-        if let Some(Value::String(value)) = map.get_mut(*field) {
-            *value = native_path(method, field, value)?.0;
+/// The `sandbox` a seed `fs/*` request may carry (codex's shape).
+#[derive(Deserialize)]
+struct FsSandbox {
+    #[serde(default)]
+    sandbox: Option<Value>,
+}
+
+/// How a seed `fs/*` request's paths are taken: each may be a native path
+/// or a `file://` URI, and when the request carries codex's `sandbox` (it
+/// must map onto execd's), the paths it writes must be writable under it.
+pub struct FsPaths {
+    method: &'static str,
+    sandbox: Option<SandboxSpec>,
+}
+
+impl FsPaths {
+    /// The request's `sandbox`, read from its params.
+    pub fn of(method: &'static str, params: &RawValue) -> Result<FsPaths, RpcError> {
+        let FsSandbox { sandbox } = parse_params(method, params)?;
+        FsPaths::with_sandbox(method, sandbox)
+    }
+
+    /// With the request's `sandbox` decoded already.
+    pub fn with_sandbox(method: &'static str, sandbox: Option<Value>) -> Result<FsPaths, RpcError> {
+        let sandbox = match sandbox.filter(|v| !v.is_null()) {
+            None => None,
+            Some(value) => codex_sandbox(method, value, Path::new("/"))?,
+        };
+        Ok(FsPaths { method, sandbox })
+    }
+
+    /// A path the request reads (param `field`), as a native path.
+    pub fn read(&self, field: &str, value: &str) -> Result<String, RpcError> {
+        native_path(self.method, field, value).map(|(path, _)| path)
+    }
+
+    /// A path the request writes (param `field`), as a native path.
+    pub fn write(&self, field: &str, value: &str) -> Result<String, RpcError> {
+        let path = self.read(field, value)?;
+        match &self.sandbox {
+            Some(spec) if !codex_sandbox::allows_write(spec, Path::new(&path)) => Err(invalid(
+                self.method,
+                format!(
+                    "{field}: {path} is not writable under the request's sandbox (writable roots: {:?})",
+                    spec.writable_roots
+                ),
+            )),
+            _ => Ok(path),
         }
     }
-    let Some(sandbox) = map.remove("sandbox").filter(|v| !v.is_null()) else {
-        return Ok(params);
-    };
-    let Some(spec) = codex_sandbox(method, sandbox, Path::new("/"))? else {
-        return Ok(params);
-    };
-    for field in writes {
-        if let Some(Value::String(path)) = map.get(*field) {
-            if !codex_sandbox::allows_write(&spec, Path::new(path)) {
-                return Err(invalid(
-                    method,
-                    format!(
-                        "{field}: {path} is not writable under the request's sandbox (writable roots: {:?})",
-                        spec.writable_roots
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(params)
 }
 
 /// A read-only codex call's `sandbox`: it must map onto execd's (reading is
@@ -121,9 +137,10 @@ pub struct StartDialect {
 /// `cwd` as a native path, codex's `sandbox` mapped onto execd's,
 /// `enforceManagedNetwork` refused (execd has no managed proxy), and `env`
 /// replaced by the environment `envPolicy` builds (when sent).
-pub fn start_params(mut params: Value) -> Result<(StartParams, StartDialect), RpcError> {
+pub fn start_params(raw: &RawValue) -> Result<(StartParams, StartDialect), RpcError> {
     let method = pp::START;
-    let extras: StartExtras = parse_params(method, params.clone())?;
+    let extras: StartExtras = parse_params(method, raw)?;
+    let mut params: Value = parse_params(method, raw)?;
     let mut form = PathForm::Plain;
     let mut codex_sandbox_value = None;
     if let Value::Object(map) = &mut params {
@@ -138,7 +155,7 @@ pub fn start_params(mut params: Value) -> Result<(StartParams, StartDialect), Rp
             codex_sandbox_value = map.remove("sandbox");
         }
     }
-    let mut start: StartParams = parse_params(method, params)?;
+    let mut start: StartParams = reparse(method, &params)?;
     if extras.enforce_managed_network {
         return Err(invalid(
             method,
@@ -170,6 +187,7 @@ pub fn start_result(process_id: String, dialect: StartDialect) -> RpcResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use execd_protocol::fs as fsp;
 
     fn start(extra: Value) -> Result<(StartParams, StartDialect), RpcError> {
         let mut params = serde_json::json!({
@@ -178,7 +196,7 @@ mod tests {
         if let (Value::Object(p), Value::Object(e)) = (&mut params, extra) {
             p.extend(e);
         }
-        start_params(params)
+        start_params(&serde_json::value::to_raw_value(&params).expect("raw params"))
     }
 
     #[test]
@@ -242,35 +260,51 @@ mod tests {
 
     #[test]
     fn fs_paths_and_write_checks() {
-        let params = fs_params(
+        let raw = |value: Value| serde_json::value::to_raw_value(&value).expect("raw");
+        let copy = FsPaths::of(
             fsp::COPY,
-            serde_json::json!({
+            &raw(serde_json::json!({
                 "sourcePath": "file:///a%20b", "destinationPath": "/c", "recursive": false
-            }),
+            })),
         )
         .expect("copy");
-        assert_eq!(params["sourcePath"], "/a b");
-        assert_eq!(params["destinationPath"], "/c");
+        assert_eq!(
+            copy.read("sourcePath", "file:///a%20b").expect("uri"),
+            "/a b"
+        );
+        assert_eq!(copy.write("destinationPath", "/c").expect("plain"), "/c");
         let read_only = serde_json::json!({"permissions": {"type": "managed", "network": "restricted",
             "file_system": {"type": "restricted", "entries": [
                 {"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"}]}}});
-        let err = fs_params(
+        let write = FsPaths::of(
             fsp::WRITE_FILE,
-            serde_json::json!({
+            &raw(serde_json::json!({
                 "path": "file:///etc/x", "dataBase64": "", "sandbox": read_only.clone()
-            }),
+            })),
         )
-        .unwrap_err();
+        .expect("a sandbox execd enforces");
+        let err = write.write("path", "file:///etc/x").unwrap_err();
         assert!(
             err.message.contains("/etc/x") && err.message.contains("not writable"),
             "{}",
             err.message
         );
-        let read = fs_params(
+        let read = FsPaths::with_sandbox(fsp::READ_FILE, Some(read_only)).expect("read");
+        assert_eq!(
+            read.read("path", "file:///etc/x")
+                .expect("reads are allowed"),
+            "/etc/x"
+        );
+        let err = FsPaths::of(
             fsp::READ_FILE,
-            serde_json::json!({"path": "file:///etc/x", "sandbox": read_only}),
+            &raw(serde_json::json!({"path": "/x", "sandbox": {"permissions": {"type": "bogus"}}})),
         )
-        .expect("reads are allowed");
-        assert!(read.get("sandbox").is_none());
+        .err()
+        .expect("a sandbox execd does not know");
+        assert!(
+            err.message.contains("sandbox.permissions"),
+            "{}",
+            err.message
+        );
     }
 }

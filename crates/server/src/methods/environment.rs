@@ -16,7 +16,7 @@ use execd_protocol::codex::{
 };
 use execd_protocol::path_uri;
 use execd_protocol::RpcError;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::methods::dialect::native_path;
 use crate::methods::{ok, RpcResult};
@@ -75,14 +75,14 @@ pub fn info() -> EnvironmentInfo {
 }
 
 /// `environment/status`: an environment that answers is ready.
-pub fn environment_status(_params: Value) -> RpcResult {
+pub fn environment_status(_params: &RawValue) -> RpcResult {
     ok(codex::EnvironmentStatus {
         status: "ready".to_string(),
     })
 }
 
 /// `environment/info`: no params are needed (any object is accepted).
-pub fn environment_info(_params: Value) -> RpcResult {
+pub fn environment_info(_params: &RawValue) -> RpcResult {
     ok(info())
 }
 
@@ -95,7 +95,7 @@ fn hostname() -> String {
 
 /// `environmentConfig/read`: the request is checked as codex checks it
 /// (a `cwd` URI, at least one path asked for); the answer has no layers.
-pub fn environment_config_read(params: Value) -> RpcResult {
+pub fn environment_config_read(params: &RawValue) -> RpcResult {
     let method = codex::ENVIRONMENT_CONFIG_READ;
     let p: EnvironmentConfigReadParams = parse_params(method, params)?;
     let (cwd, _) = native_path(method, "cwd", &p.cwd)?;

@@ -1,18 +1,18 @@
 //! `fs/canonicalize` and `fs/walk` (codex dialect): paths come in as URIs
 //! (or plain paths) and go back in the form they came in. A walk's limits
 //! must each be at least 1 and are cut to the server's ceilings
-//! (`CodexLimits`); the walk itself runs on the blocking pool.
+//! (`CodexLimits`); the walk itself runs on the blocking pool under the
+//! session's filesystem slots, and its reply counts as a request in flight.
 
 use std::path::PathBuf;
 
-use execd_environment::EnvError;
 use execd_local::walk::{self, FoundKind, WalkLimits};
 use execd_protocol::codex::fs::{
     self as cfs, CanonicalizeParams, CanonicalizeResult, WalkEntry, WalkEntryKind, WalkError,
     WalkOutcome, WalkParams,
 };
 use execd_protocol::{ErrorCode, RequestId, RpcError};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::methods::dialect::{check_read_sandbox, native_path, reply_path};
 use crate::methods::{ok, Reply};
@@ -34,32 +34,24 @@ fn absolute(
     Ok((path, form))
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, execd_local::fs::FsError> + Send + 'static,
-) -> Result<T, RpcError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result.map_err(|err| RpcError::from(EnvError::from(err))),
-        Err(err) => Err(RpcError::new(
-            ErrorCode::Internal,
-            format!("walk task failed: {err}"),
-        )),
-    }
-}
-
-pub fn canonicalize(session: &Session, id: &RequestId, params: Value) -> Result<Reply, RpcError> {
+pub fn canonicalize(
+    session: &Session,
+    id: &RequestId,
+    params: &RawValue,
+) -> Result<Reply, RpcError> {
     let p: CanonicalizeParams = parse_params(cfs::CANONICALIZE, params)?;
     check_read_sandbox(cfs::CANONICALIZE, p.sandbox)?;
     let (path, form) = absolute(cfs::CANONICALIZE, &p.path)?;
+    let slots = session.fs().clone();
     session.reply_later(id, async move {
-        let real = blocking(move || walk::canonicalize(&path)).await?;
+        let real = slots.run(move || walk::canonicalize(&path)).await?;
         ok(CanonicalizeResult {
             path: reply_path(&real, form),
         })
-    });
-    Ok(Reply::Later)
+    })
 }
 
-pub fn walk(session: &Session, id: &RequestId, params: Value) -> Result<Reply, RpcError> {
+pub fn walk(session: &Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
     let method = cfs::WALK;
     let p: WalkParams = parse_params(method, params)?;
     check_read_sandbox(method, p.sandbox)?;
@@ -82,8 +74,9 @@ pub fn walk(session: &Session, id: &RequestId, params: Value) -> Result<Reply, R
         follow_directory_symlinks: o.follow_directory_symlinks,
         prune_hidden_directories: o.prune_hidden_directories,
     };
+    let slots = session.fs().clone();
     session.reply_later(id, async move {
-        let walked = blocking(move || walk::walk(&root, limits)).await?;
+        let walked = slots.run(move || walk::walk(&root, limits)).await?;
         ok(WalkOutcome {
             entries: walked
                 .entries
@@ -106,6 +99,5 @@ pub fn walk(session: &Session, id: &RequestId, params: Value) -> Result<Reply, R
                 .collect(),
             truncated: walked.truncated,
         })
-    });
-    Ok(Reply::Later)
+    })
 }

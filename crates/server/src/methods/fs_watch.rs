@@ -11,18 +11,20 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use execd_environment::EnvError;
 use execd_protocol::codex::fs::{
     self as cfs, MissingChangedNotification, WatchMissingParams, WatchMissingResult,
 };
 use execd_protocol::{ErrorCode, RequestId, RpcError};
 use execd_transport::outbox::Outbox;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::codex_limits::CodexLimits;
 use crate::methods::dialect::native_path;
 use crate::methods::{ok, Reply};
 use crate::rpc::{self, parse_params};
 use crate::session::Session;
+use crate::shared::FsSlots;
 
 #[derive(Debug, Clone)]
 struct Watch {
@@ -50,14 +52,17 @@ pub struct MissingWatches {
     table: Mutex<Table>,
     outbox: Arc<Outbox>,
     limits: CodexLimits,
+    /// The connection's filesystem slots, which each look runs under.
+    fs: FsSlots,
 }
 
 impl MissingWatches {
-    pub fn new(outbox: Arc<Outbox>, limits: CodexLimits) -> Arc<MissingWatches> {
+    pub fn new(outbox: Arc<Outbox>, limits: CodexLimits, fs: FsSlots) -> Arc<MissingWatches> {
         Arc::new(MissingWatches {
             table: Mutex::new(Table::default()),
             outbox,
             limits,
+            fs,
         })
     }
 
@@ -141,9 +146,12 @@ async fn poll(watches: Weak<MissingWatches>, outbox: Arc<Outbox>, interval: std:
         let Some(table) = watches.upgrade() else {
             return;
         };
-        let fired = match tokio::task::spawn_blocking(move || table.fired()).await {
+        let slots = table.fs.clone();
+        let fired = match slots.run(move || Ok::<_, EnvError>(table.fired())).await {
             Ok(Some(fired)) => fired,
-            Ok(None) | Err(_) => return,
+            Ok(None) => return,
+            // No filesystem slot came free: look again next time.
+            Err(_) => continue,
         };
         for watch_id in fired {
             let frame = rpc::notification(
@@ -170,7 +178,11 @@ fn absolute(field: String, value: &str) -> Result<PathBuf, RpcError> {
     }
 }
 
-pub fn watch_missing(session: &Session, id: &RequestId, params: Value) -> Result<Reply, RpcError> {
+pub fn watch_missing(
+    session: &Session,
+    id: &RequestId,
+    params: &RawValue,
+) -> Result<Reply, RpcError> {
     let p: WatchMissingParams = parse_params(cfs::WATCH_MISSING, params)?;
     let limit = session.config().codex.max_watch_paths;
     let count = p.missing.len() + usize::from(p.present.is_some());
@@ -196,13 +208,14 @@ pub fn watch_missing(session: &Session, id: &RequestId, params: Value) -> Result
         .transpose()?;
     let watch = Watch { missing, present };
     let watches = session.watches.clone();
+    let slots = session.fs().clone();
     session.reply_later(id, async move {
         let probe = watch.clone();
-        let changed = tokio::task::spawn_blocking(move || probe.changed())
+        let changed = slots
+            .run(move || Ok::<_, EnvError>(probe.changed()))
             .await
             .unwrap_or(true);
         let watching = !changed && watches.insert(p.watch_id, watch)?;
         ok(WatchMissingResult { watching })
-    });
-    Ok(Reply::Later)
+    })
 }

@@ -8,8 +8,11 @@ use std::time::Duration;
 use execd_protocol::fs::Empty;
 use execd_protocol::process::{self as pp, TerminalSize};
 use execd_protocol::{RequestId, RpcError};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
+use execd_local::LocalBackend;
+
+use crate::audit;
 use crate::methods::{dialect, done, ok, Reply, RpcResult};
 use crate::rpc::parse_params;
 use crate::session::Session;
@@ -17,45 +20,73 @@ use crate::session::Session;
 /// Inline, so a following write finds the process; but a start under
 /// an exec policy may wait for a client's answer, which the connection's
 /// loop must stay free to read, so that one replies from a task.
-pub fn start(session: &Session, id: &RequestId, params: Value) -> Result<Reply, RpcError> {
+pub fn start(session: &Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
     let (params, dialect) = dialect::start_params(params)?;
     let result = move |params: pp::StartParams| dialect::start_result(params.process_id, dialect);
     let backend = session.backend();
     if params.exec_policy.is_none() {
-        return Ok(Reply::Now(
-            backend
-                .start_now(&params)
-                .map_err(RpcError::from)
-                .and_then(|()| result(params)),
-        ));
+        let started = backend.start_now(&params).map_err(RpcError::from);
+        audit_start(session.id(), backend, &params, &started);
+        return Ok(Reply::Now(started.and_then(|()| result(params))));
     }
     // Claimed now, in frame order, so a write right behind this start
     // answers `starting`.
-    backend.reserve(&params)?;
+    let place = session.in_flight()?;
+    if let Err(err) = backend.reserve(&params) {
+        let err = RpcError::from(err);
+        audit_start(session.id(), backend, &params, &Err(err.clone()));
+        return Err(err);
+    }
     let backend = backend.clone();
-    session.reply_later(id, async move {
-        backend.start_reserved(&params).await?;
+    let session_id = session.id().to_string();
+    session.reply_with(place, id, async move {
+        let started = backend
+            .start_reserved(&params)
+            .await
+            .map_err(RpcError::from);
+        audit_start(&session_id, &backend, &params, &started);
+        started?;
         result(params)
     });
     Ok(Reply::Later)
 }
 
-pub fn write(session: &Session, params: Value) -> RpcResult {
+fn audit_start(
+    session: &str,
+    backend: &LocalBackend,
+    params: &pp::StartParams,
+    started: &Result<(), RpcError>,
+) {
+    let outcome = match started {
+        Ok(()) => Ok(backend.pid(&params.process_id)),
+        Err(err) => Err(err.message.as_str()),
+    };
+    audit::process_start(
+        session,
+        &params.process_id,
+        &params.argv,
+        &params.cwd,
+        params.tty,
+        outcome,
+    );
+}
+
+pub fn write(session: &Session, params: &RawValue) -> RpcResult {
     let params: pp::WriteParams = parse_params(pp::WRITE, params)?;
     let status = session
         .backend()
-        .write(&params.process_id, params.chunk, params.close_stdin);
+        .write(&params.process_id, params.chunk, params.close_stdin)?;
     ok(pp::WriteResult { status })
 }
 
-pub fn terminate(session: &Session, params: Value) -> RpcResult {
+pub fn terminate(session: &Session, params: &RawValue) -> RpcResult {
     let params: pp::TerminateParams = parse_params(pp::TERMINATE, params)?;
     ok(pp::TerminateResult {
         running: session.backend().terminate(&params.process_id),
     })
 }
 
-pub fn resize(session: &Session, params: Value) -> RpcResult {
+pub fn resize(session: &Session, params: &RawValue) -> RpcResult {
     let params: pp::ResizeParams = parse_params(pp::RESIZE, params)?;
     let size = TerminalSize {
         rows: params.rows,
@@ -69,7 +100,7 @@ pub fn resize(session: &Session, params: Value) -> RpcResult {
     )
 }
 
-pub fn signal(session: &Session, params: Value) -> RpcResult {
+pub fn signal(session: &Session, params: &RawValue) -> RpcResult {
     let params: pp::SignalParams = parse_params(pp::SIGNAL, params)?;
     // codex's one signal, `interrupt`, is SIGINT.
     let name = if params.signal == execd_protocol::codex::SIGNAL_INTERRUPT {
@@ -82,7 +113,7 @@ pub fn signal(session: &Session, params: Value) -> RpcResult {
 }
 
 /// A long-poll (up to the server's `max_read_wait`): answered from a task.
-pub fn read(session: &Session, id: &RequestId, params: Value) -> Result<Reply, RpcError> {
+pub fn read(session: &Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
     let params: pp::ReadParams = parse_params(pp::READ, params)?;
     let backend = session.backend().clone();
     let wait =
@@ -98,6 +129,5 @@ pub fn read(session: &Session, id: &RequestId, params: Value) -> Result<Reply, R
         // failures as sandbox denials.
         result["sandboxDenied"] = false.into();
         Ok(result)
-    });
-    Ok(Reply::Later)
+    })
 }

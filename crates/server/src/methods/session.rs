@@ -3,7 +3,7 @@
 //! binary output frames when the transport carries them).
 
 use execd_protocol::envelope::{Capabilities, InitializeParams, InitializeResult};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tracing::debug;
 
 use crate::methods::{ok, RpcResult};
@@ -13,7 +13,7 @@ use crate::session::Session;
 pub const INITIALIZE: &str = "initialize";
 pub const INITIALIZED: &str = "initialized";
 
-pub fn initialize(session: &mut Session, params: Value) -> RpcResult {
+pub fn initialize(session: &mut Session, params: &RawValue) -> RpcResult {
     let params: InitializeParams = parse_params(INITIALIZE, params)?;
     debug!(session = %session.id(), client = %params.client_name, "initialize");
     session.initialized = true;

@@ -1,4 +1,5 @@
 //! Transports move text frames; everything else is the connection's job.
 
+pub mod handshakes;
 pub mod stdio;
 pub mod ws;

@@ -6,7 +6,13 @@ use futures_util::{future, SinkExt, StreamExt};
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{serve_connection, Inbound};
+use execd_protocol::limits::{Limit, LimitExceeded};
+use execd_protocol::RpcError;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::access::Admission;
+use crate::connection::{serve_connection, Inbound, Peer};
+use crate::shared::Shared;
 use crate::ServerConfig;
 
 /// Serve one connection over stdin/stdout until stdin closes or `shutdown` fires.
@@ -17,8 +23,13 @@ pub async fn serve_stdio(config: ServerConfig, shutdown: CancellationToken) {
         .filter_map(move |line| {
             future::ready(match line {
                 Ok(line) if line.trim().is_empty() => None,
-                Ok(line) => Some(Inbound::Text(line)),
-                Err(_) => Some(Inbound::Invalid(format!("line longer than {max} bytes"))),
+                Ok(line) => Some(Inbound::Text(Utf8Bytes::from(line))),
+                // The codec skips to the next line: the connection goes on.
+                Err(_) => Some(Inbound::Invalid(RpcError::from(LimitExceeded::new(
+                    Limit::FrameBytes,
+                    max,
+                    format!("line longer than {max} bytes; it was skipped"),
+                )))),
             })
         });
     // Lines carry only text: binary output is never negotiated here.
@@ -30,5 +41,17 @@ pub async fn serve_stdio(config: ServerConfig, shutdown: CancellationToken) {
             ))),
         })
     });
-    serve_connection(Box::pin(incoming), outgoing, false, config, shutdown).await;
+    let peer = Peer {
+        address: "stdio".into(),
+        admission: Admission::Stdio,
+    };
+    serve_connection(
+        Box::pin(incoming),
+        outgoing,
+        false,
+        Shared::new(config),
+        shutdown,
+        peer,
+    )
+    .await;
 }

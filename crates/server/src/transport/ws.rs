@@ -1,24 +1,50 @@
-//! WebSocket transport: a TCP listener, one task per connection, one JSON
-//! message per text frame. Nagle is off: every frame leaves at once.
-//! permessage-deflate offers are declined (the handshake still succeeds).
+//! WebSocket transport: a TCP listener (TLS on it when configured), one task
+//! per connection, one JSON message per text frame. Nagle is off: every
+//! frame leaves at once. permessage-deflate offers are declined (the
+//! handshake still succeeds).
+//!
+//! At the door, in order: a connection has `handshake_timeout` for the TLS
+//! and WebSocket handshakes together, and at most `max_handshakes` may be
+//! in them at once (the oldest is dropped for a new one, see
+//! [`super::handshakes`]); the HTTP upgrade goes through
+//! [`crate::access`] (token, `Origin`, `Host`: 401/403, audited); past
+//! `max_connections` it is refused with HTTP 503 and the reason in the
+//! body. Then a frame over `max_frame_bytes` is answered with an error
+//! naming the limit, and the connection closed (the rest of that frame
+//! cannot be skipped).
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use execd_protocol::limits::{show_bytes, Limit, LimitExceeded};
+use execd_protocol::RpcError;
 use futures_util::{future, SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::Message;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::connection::{serve_connection, Inbound};
+use crate::access::{self, Admission, Refusal};
+use crate::audit;
+use crate::connection::{serve_connection, Inbound, Peer};
+use crate::rpc;
+use crate::shared::Shared;
+use crate::transport::handshakes::{Handshakes, Ticket};
 use crate::ServerConfig;
 use execd_transport::outbox::Frame;
 
 /// A listening server. Dropping it does not stop it; call [`WsServer::shutdown`].
 pub struct WsServer {
     local_addr: SocketAddr,
+    tls: bool,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -27,17 +53,33 @@ pub struct WsServer {
 pub async fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<WsServer> {
     let listener = TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
+    let tls = config.tls.is_some();
+    let loopback = local_addr.ip().is_loopback();
+    let auth = config.access.token.is_some();
+    if !loopback && !tls {
+        warn!(
+            %local_addr,
+            "serving plaintext ws:// on a non-loopback address: tokens and all traffic cross the network unencrypted; serve TLS (--tls-cert/--tls-key) or stay on loopback"
+        );
+    }
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let handshakes = Handshakes::new(config.max_handshakes);
+    let door = Door {
+        shared: Shared::new(config),
+        loopback,
+    };
     tracker.spawn(accept_loop(
         listener,
-        config,
+        Arc::new(door),
+        handshakes,
         shutdown.clone(),
         tracker.clone(),
     ));
-    info!(%local_addr, "listening");
+    info!(%local_addr, tls, auth, "listening");
     Ok(WsServer {
         local_addr,
+        tls,
         shutdown,
         tracker,
     })
@@ -48,9 +90,10 @@ impl WsServer {
         self.local_addr
     }
 
-    /// The URL clients connect to, e.g. `ws://127.0.0.1:7878`.
+    /// The URL clients connect to, e.g. `ws://127.0.0.1:7878` (`wss://` with TLS).
     pub fn url(&self) -> String {
-        format!("ws://{}", self.local_addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.local_addr)
     }
 
     /// Stop accepting, close every connection, terminate and reap every
@@ -62,9 +105,17 @@ impl WsServer {
     }
 }
 
+/// What every connection of one listener is admitted by.
+struct Door {
+    shared: Arc<Shared>,
+    /// The listener is on a loopback address (the `Host` check applies).
+    loopback: bool,
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    config: ServerConfig,
+    door: Arc<Door>,
+    handshakes: Arc<Handshakes>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -75,10 +126,13 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                // In accept order, so the oldest is the first pushed out.
+                let ticket = handshakes.enter();
                 tracker.spawn(handle_connection(
                     stream,
                     peer,
-                    config.clone(),
+                    door.clone(),
+                    ticket,
                     shutdown.clone(),
                 ));
             }
@@ -91,42 +145,162 @@ async fn accept_loop(
     }
 }
 
+/// The refusal of an upgrade past the connection limit: HTTP 503 with the
+/// reason in the body.
+fn refusal(limit: &LimitExceeded) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(format!("{limit}\n")));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response
+}
+
+/// What the connection sees of one WebSocket read.
+enum Step {
+    Frame(Inbound),
+    Skip,
+    End,
+}
+
+fn step(message: Result<Message, WsError>, config: &ServerConfig, peer: SocketAddr) -> Step {
+    match message {
+        Ok(Message::Text(text)) => Step::Frame(Inbound::Text(text)),
+        Ok(Message::Binary(bytes)) => Step::Frame(match Utf8Bytes::try_from(bytes) {
+            Ok(text) => Inbound::Text(text),
+            Err(_) => Inbound::Invalid(rpc::invalid_frame(
+                "binary frame is not UTF-8 text; send JSON in text frames",
+            )),
+        }),
+        Ok(Message::Close(_)) => Step::End,
+        Ok(_) => Step::Skip,
+        Err(WsError::Capacity(CapacityError::MessageTooLong { size, .. })) => {
+            let max = config.max_frame_bytes;
+            let limit = LimitExceeded::new(
+                Limit::FrameBytes,
+                max,
+                format!(
+                    "frame of {size} bytes is larger than the server takes ({}); closing the connection. Send large files in pieces (fs/writeFile with append, fs/readFile with offset and length)",
+                    show_bytes(max as u64)
+                ),
+            );
+            debug!(%peer, %limit, "frame too large");
+            Step::Frame(Inbound::Fatal(RpcError::from(limit)))
+        }
+        Err(err) => {
+            debug!(%peer, %err, "connection error");
+            Step::End
+        }
+    }
+}
+
+/// TLS (when configured) and the WebSocket upgrade, both within the
+/// handshake timeout and while this connection is not pushed out by newer
+/// ones; then the connection.
 async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    config: ServerConfig,
+    door: Arc<Door>,
+    ticket: Ticket,
     shutdown: CancellationToken,
 ) {
     if let Err(err) = stream.set_nodelay(true) {
         debug!(%peer, %err, "cannot disable Nagle");
     }
+    let deadline = Instant::now() + door.shared.config.handshake_timeout;
+    let Some(tls) = door.shared.config.tls.clone() else {
+        return upgrade(stream, peer, door, deadline, ticket, shutdown).await;
+    };
+    let accept = tokio::time::timeout_at(deadline, TlsAcceptor::from(tls).accept(stream));
+    let stream = tokio::select! {
+        accepted = accept => match accepted {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => return debug!(%peer, %err, "TLS handshake failed"),
+            Err(_) => return debug!(%peer, "TLS handshake timed out"),
+        },
+        _ = ticket.pushed_out() => {
+            return debug!(%peer, "too many connections in their handshake; closing the oldest");
+        }
+        _ = shutdown.cancelled() => return,
+    };
+    upgrade(stream, peer, door, deadline, ticket, shutdown).await
+}
+
+/// The WebSocket upgrade, decided by [`access::check`] and then the
+/// connection limit; a refusal is answered with its HTTP status (and an
+/// access refusal audited).
+async fn upgrade<S>(
+    stream: S,
+    peer: SocketAddr,
+    door: Arc<Door>,
+    deadline: Instant,
+    ticket: Ticket,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = door.shared.config.clone();
     let ws_config = execd_transport::ws::config(config.max_frame_bytes);
-    let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(ws_config)).await {
-        Ok(ws) => ws,
-        Err(err) => {
-            debug!(%peer, %err, "WebSocket handshake failed");
+    let mut verdict: Option<Result<Admission, Refusal>> = None;
+    // Taken during the upgrade, so that a client over the limit hears why.
+    let mut slot = None;
+    // The error type is tungstenite's (an HTTP response), fixed by its callback API.
+    #[allow(clippy::result_large_err)]
+    let decide = |request: &Request, response: Response| {
+        let checked = access::check(&config.access, door.loopback, request);
+        let answer = match &checked {
+            Ok(_) => match door.shared.connection_slot() {
+                Ok(permit) => {
+                    slot = Some(permit);
+                    Ok(response)
+                }
+                Err(limit) => {
+                    debug!(%peer, %limit, "refusing a connection");
+                    Err(refusal(&limit))
+                }
+            },
+            Err(refusal) => Err(refusal.response()),
+        };
+        verdict = Some(checked);
+        answer
+    };
+    let accept = tokio::time::timeout_at(
+        deadline,
+        tokio_tungstenite::accept_hdr_async_with_config(stream, decide, Some(ws_config)),
+    );
+    let ws = tokio::select! {
+        accepted = accept => match accepted {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(err)) => {
+                match &verdict {
+                    Some(Err(refusal)) => audit::connection_refused(&peer.to_string(), refusal),
+                    _ => debug!(%peer, %err, "WebSocket handshake failed"),
+                }
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, "no WebSocket handshake within {:?}; closing", config.handshake_timeout);
+                return;
+            }
+        },
+        _ = ticket.pushed_out() => {
+            debug!(%peer, "too many connections in their handshake; closing the oldest");
             return;
         }
+        _ = shutdown.cancelled() => return,
+    };
+    drop(ticket);
+    // Both are set by an upgrade that succeeded.
+    let (Some(Ok(admission)), Some(_slot)) = (verdict, slot) else {
+        return;
     };
     debug!(%peer, "connected");
     let (sink, stream) = ws.split();
+    let step_config = config.clone();
     let incoming = stream
-        .take_while(|message| {
-            if let Err(err) = message {
-                debug!(%peer, %err, "connection error");
-            }
-            future::ready(matches!(message, Ok(m) if !m.is_close()))
-        })
-        .filter_map(|message| {
-            future::ready(match message {
-                Ok(Message::Text(text)) => Some(Inbound::Text(text.as_str().to_owned())),
-                Ok(Message::Binary(bytes)) => Some(match String::from_utf8(bytes.to_vec()) {
-                    Ok(text) => Inbound::Text(text),
-                    Err(_) => Inbound::Invalid(
-                        "binary frame is not UTF-8 text; send JSON in text frames".to_string(),
-                    ),
-                }),
-                _ => None,
+        .map(move |message| step(message, &step_config, peer))
+        .take_while(|step| future::ready(!matches!(step, Step::End)))
+        .filter_map(|step| {
+            future::ready(match step {
+                Step::Frame(frame) => Some(frame),
+                Step::Skip | Step::End => None,
             })
         });
     let outgoing = sink.with(|frame: Frame| {
@@ -135,6 +309,19 @@ async fn handle_connection(
             Frame::Binary(bytes) => Message::binary(bytes),
         })
     });
-    serve_connection(Box::pin(incoming), outgoing, true, config, shutdown).await;
+    let peer_info = Peer {
+        address: peer.to_string(),
+        admission,
+    };
+    let shared = door.shared.clone();
+    serve_connection(
+        Box::pin(incoming),
+        outgoing,
+        true,
+        shared,
+        shutdown,
+        peer_info,
+    )
+    .await;
     debug!(%peer, "disconnected");
 }
