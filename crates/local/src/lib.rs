@@ -5,11 +5,19 @@
 //! - [`environment`]: `LocalEnvironment`, the environment traits over it.
 //! - [`filesystem`]: `LocalFileSystem`, the `FileSystem` trait over [`fs`].
 //! - [`fs`]: the filesystem operations themselves (blocking).
+//! - [`env_policy`]: the child's environment under `envPolicy`.
+//! - [`codex_sandbox`]: codex's `sandbox` profile as execd's sandbox.
+//! - [`walk`], [`open_files`]: `fs/walk`, `fs/canonicalize` and the
+//!   handles behind `fs/open` / `fs/readBlock` (codex dialect).
 
 pub mod backend;
+pub mod codex_sandbox;
+pub mod env_policy;
 pub mod environment;
 pub mod filesystem;
 pub mod fs;
+pub mod open_files;
+pub mod walk;
 
 pub use backend::LocalBackend;
 pub use environment::LocalEnvironment;

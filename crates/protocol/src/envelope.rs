@@ -119,6 +119,9 @@ pub struct InitializeResult {
     /// Extension: what this server can do beyond the baseline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Capabilities>,
+    /// Extension (codex dialect): this environment as codex describes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_info: Option<crate::codex::EnvironmentInfo>,
 }
 
 /// `initialize` result extension.

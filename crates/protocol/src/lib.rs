@@ -6,11 +6,14 @@
 //! the wire. Unknown input fields are ignored so newer clients keep working.
 
 pub mod binary;
+pub mod codex;
+pub mod env_policy;
 pub mod envelope;
 pub mod event;
 pub mod fs;
 pub mod incoming;
 pub mod limits;
+pub mod path_uri;
 pub mod policy;
 pub mod process;
 pub mod sandbox;

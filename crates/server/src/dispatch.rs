@@ -1,6 +1,7 @@
 //! Routing: a request's method name to its handler in [`crate::methods`].
 //! Nothing but `initialize` runs before the handshake.
 
+use execd_protocol::codex::{self, fs as cfs};
 use execd_protocol::fs as fsp;
 use execd_protocol::process as pp;
 use execd_protocol::{ErrorCode, RequestId, RpcError};
@@ -8,7 +9,9 @@ use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::methods::session::INITIALIZE;
-use crate::methods::{fs, process, session, Reply};
+use crate::methods::{
+    environment, fs, fs_handles, fs_walk, fs_watch, process, session, unsupported, Reply,
+};
 use crate::session::Session;
 
 /// One request as it came in: its params are still the frame's text.
@@ -49,9 +52,15 @@ pub fn route(session: &mut Session, request: &Request<'_>) -> Reply {
         fsp::READ_DIRECTORY => fs::read_directory(session, id, params).into(),
         fsp::REMOVE => fs::remove(session, id, params).into(),
         fsp::COPY => fs::copy(session, id, params).into(),
-        _ => Reply::Now(Err(RpcError::new(
-            ErrorCode::MethodNotFound,
-            format!("unknown method {method:?}"),
-        ))),
+        cfs::OPEN => fs_handles::open(session, id, params).into(),
+        cfs::READ_BLOCK => fs_handles::read_block(session, id, params).into(),
+        cfs::CLOSE => fs_handles::close(session, params).into(),
+        cfs::CANONICALIZE => fs_walk::canonicalize(session, id, params).into(),
+        cfs::WALK => fs_walk::walk(session, id, params).into(),
+        cfs::WATCH_MISSING => fs_watch::watch_missing(session, id, params).into(),
+        codex::ENVIRONMENT_INFO => environment::environment_info(params).into(),
+        codex::ENVIRONMENT_CONFIG_READ => environment::environment_config_read(params).into(),
+        codex::ENVIRONMENT_STATUS => environment::environment_status(params).into(),
+        _ => Reply::Now(Err(unsupported::method_not_found(method))),
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod codex_limits;
 pub mod connection;
 pub mod dispatch;
 pub mod events;
@@ -57,6 +58,8 @@ pub struct ServerConfig {
     pub max_read_bytes: u64,
     /// Longest `waitMs` honoured by `process/read`.
     pub max_read_wait: Duration,
+    /// Bounds of the codex-dialect methods (open files, watches, walks).
+    pub codex: codex_limits::CodexLimits,
     /// Who may connect over WebSocket (token, `Origin`, `Host`). The
     /// default has no token but refuses browser origins and, on loopback,
     /// foreign `Host` names.
@@ -88,6 +91,7 @@ impl Default for ServerConfig {
             max_frame_bytes: 64 * MIB,
             max_read_bytes: 32 * MIB as u64,
             max_read_wait: Duration::from_secs(3600),
+            codex: codex_limits::CodexLimits::default(),
             access: AccessConfig::default(),
             tls: None,
             handshake_timeout: Duration::from_secs(10),

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use execd_local::open_files::OpenFiles;
 use execd_local::LocalBackend;
 use execd_protocol::limits::{Limit, LimitExceeded};
 use execd_protocol::{RequestId, RpcError};
@@ -14,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::events::ConnectionEvents;
 use crate::gate::ConnectionGate;
+use crate::methods::fs_watch::MissingWatches;
 use crate::methods::Reply;
 use crate::rpc::{self, RpcResult};
 use crate::shared::{FsSlots, Shared};
@@ -31,6 +33,10 @@ pub struct Session {
     pub(crate) events: Arc<ConnectionEvents>,
     /// The transport can carry binary frames.
     pub(crate) binary_frames: bool,
+    /// Files held open by `fs/open` (codex dialect).
+    pub(crate) open_files: Arc<OpenFiles>,
+    /// `fs/watchMissing` watches (codex dialect).
+    pub(crate) watches: Arc<MissingWatches>,
     in_flight: Arc<Semaphore>,
     fs: FsSlots,
 }
@@ -47,7 +53,13 @@ impl Session {
         let gate = ConnectionGate::new(outbox.clone(), id.clone());
         let events = ConnectionEvents::new(outbox.clone());
         let config = &shared.config;
+        let codex = &config.codex;
+        let open_files = Arc::new(OpenFiles::new(codex.max_open_files, codex.max_read_block));
+        let fs = shared.fs_slots();
+        let watches = MissingWatches::new(outbox.clone(), codex.clone(), fs.clone());
         Session {
+            open_files,
+            watches,
             id,
             initialized: false,
             backend: LocalBackend::with_budget(
@@ -60,7 +72,7 @@ impl Session {
             events,
             binary_frames,
             in_flight: Arc::new(Semaphore::new(config.max_requests_in_flight)),
-            fs: shared.fs_slots(),
+            fs,
             shared,
             outbox,
         }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use execd_environment::EnvError;
-use execd_local::fs::FsError;
 use execd_process::SharedBudget;
 use execd_protocol::limits::{Limit, LimitExceeded};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -76,9 +75,9 @@ pub struct FsSlots {
 
 impl FsSlots {
     /// Run `op` on the blocking pool once both slots are free.
-    pub async fn run<T: Send + 'static>(
+    pub async fn run<T: Send + 'static, E: Into<EnvError> + Send + 'static>(
         &self,
-        op: impl FnOnce() -> Result<T, FsError> + Send + 'static,
+        op: impl FnOnce() -> Result<T, E> + Send + 'static,
     ) -> Result<T, EnvError> {
         let busy = |limit: Limit, value: usize| {
             EnvError::LimitExceeded(LimitExceeded::new(
@@ -105,7 +104,7 @@ impl FsSlots {
             op()
         });
         match task.await {
-            Ok(result) => result.map_err(EnvError::from),
+            Ok(result) => result.map_err(Into::into),
             Err(err) => Err(EnvError::Failed(format!("filesystem task failed: {err}"))),
         }
     }

@@ -10,6 +10,8 @@
 //! frame and no more.
 //! Changes (write, append, directory creation, remove, copy) are audited
 //! with their outcome.
+//! Every path may come as a `file://` URI, and a request may carry codex's
+//! `sandbox`, which its writes must be allowed under ([`FsPaths`]).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -22,9 +24,11 @@ use execd_protocol::fs::{self as fsp, Empty};
 use execd_protocol::{ErrorCode, RequestId, RpcError};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::Value;
 
 use crate::audit;
 use crate::dispatch::Request;
+use crate::methods::dialect::FsPaths;
 use crate::methods::{done, Reply};
 use crate::rpc::{self, parse_params};
 use crate::session::Session;
@@ -48,7 +52,8 @@ fn reply_with<T: serde::Serialize + Send + 'static>(
 /// (`offset`/`length`, with `eof`).
 pub fn read_file(session: &Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
     let p: fsp::ReadFileParams = parse_params(fsp::READ_FILE, params)?;
-    let path = absolute(&p.path)?;
+    let paths = FsPaths::of(fsp::READ_FILE, params)?;
+    let path = absolute(&paths.read("path", &p.path)?)?;
     let place = session.in_flight()?;
     let slots = session.fs().clone();
     let max = session.config().max_read_bytes;
@@ -86,6 +91,9 @@ struct WriteFileParams<'a> {
     /// Extension: append instead of replacing the file.
     #[serde(default)]
     append: bool,
+    /// codex's sandbox, which the write must be allowed under.
+    #[serde(default)]
+    sandbox: Option<Value>,
 }
 
 /// The base64 text of a write: a view into the frame it came in.
@@ -116,7 +124,8 @@ pub fn write_file(session: &Session, request: &Request<'_>) -> Result<Reply, Rpc
             format!("invalid params for {method}: dataBase64: invalid base64: {err}"),
         )
     })?;
-    let path = absolute(&p.path)?;
+    let paths = FsPaths::with_sandbox(method, p.sandbox)?;
+    let path = absolute(&paths.write("path", &p.path)?)?;
     let append = p.append;
     let text = base64_text(request, p.data_base64);
     let operation = if append {
@@ -136,7 +145,8 @@ pub fn create_directory(
     params: &RawValue,
 ) -> Result<Reply, RpcError> {
     let p: fsp::CreateDirectoryParams = parse_params(fsp::CREATE_DIRECTORY, params)?;
-    let path = absolute(&p.path)?;
+    let paths = FsPaths::of(fsp::CREATE_DIRECTORY, params)?;
+    let path = absolute(&paths.write("path", &p.path)?)?;
     let recursive = p.recursive.unwrap_or(false);
     let change = Change::of(fsp::CREATE_DIRECTORY, &path, None);
     reply_change(session, id, change, move || {
@@ -150,7 +160,8 @@ pub fn get_metadata(
     params: &RawValue,
 ) -> Result<Reply, RpcError> {
     let p: fsp::PathParams = parse_params(fsp::GET_METADATA, params)?;
-    let path = absolute(&p.path)?;
+    let paths = FsPaths::of(fsp::GET_METADATA, params)?;
+    let path = absolute(&paths.read("path", &p.path)?)?;
     reply_with(session, id, move || fs::metadata(&path))
 }
 
@@ -160,7 +171,8 @@ pub fn read_directory(
     params: &RawValue,
 ) -> Result<Reply, RpcError> {
     let p: fsp::PathParams = parse_params(fsp::READ_DIRECTORY, params)?;
-    let path = absolute(&p.path)?;
+    let paths = FsPaths::of(fsp::READ_DIRECTORY, params)?;
+    let path = absolute(&paths.read("path", &p.path)?)?;
     reply_with(session, id, move || {
         fs::read_directory(&path).map(|entries| fsp::ReadDirectoryResult { entries })
     })
@@ -168,7 +180,8 @@ pub fn read_directory(
 
 pub fn remove(session: &Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
     let p: fsp::RemoveParams = parse_params(fsp::REMOVE, params)?;
-    let path = absolute(&p.path)?;
+    let paths = FsPaths::of(fsp::REMOVE, params)?;
+    let path = absolute(&paths.write("path", &p.path)?)?;
     let (recursive, force) = (p.recursive.unwrap_or(false), p.force.unwrap_or(false));
     let change = Change::of(fsp::REMOVE, &path, None);
     reply_change(session, id, change, move || {
@@ -178,8 +191,9 @@ pub fn remove(session: &Session, id: &RequestId, params: &RawValue) -> Result<Re
 
 pub fn copy(session: &Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
     let p: fsp::CopyParams = parse_params(fsp::COPY, params)?;
-    let source = absolute(&p.source_path)?;
-    let destination = absolute(&p.destination_path)?;
+    let paths = FsPaths::of(fsp::COPY, params)?;
+    let source = absolute(&paths.read("sourcePath", &p.source_path)?)?;
+    let destination = absolute(&paths.write("destinationPath", &p.destination_path)?)?;
     let recursive = p.recursive.unwrap_or(false);
     let change = Change::of(fsp::COPY, &source, Some(&destination));
     reply_change(session, id, change, move || {

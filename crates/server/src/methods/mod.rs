@@ -6,10 +6,23 @@
 //! - [`session`]: the `initialize` handshake.
 //! - [`process`]: the `process/*` methods.
 //! - [`fs`]: the `fs/*` methods.
+//! - [`dialect`]: today's codex dialect told apart per request (`file://`
+//!   paths, `envPolicy`, codex's `sandbox`).
+//! - [`environment`]: `environment/info`, `environmentConfig/read`.
+//! - [`fs_handles`], [`fs_walk`], [`fs_watch`]: the codex dialect's
+//!   `fs/open`/`fs/readBlock`/`fs/close`, `fs/canonicalize`/`fs/walk`,
+//!   `fs/watchMissing`.
+//! - [`unsupported`]: the codex methods execd leaves out, and why.
 
+pub mod dialect;
+pub mod environment;
 pub mod fs;
+pub mod fs_handles;
+pub mod fs_walk;
+pub mod fs_watch;
 pub mod process;
 pub mod session;
+pub mod unsupported;
 
 use execd_environment::EnvError;
 use execd_protocol::{ErrorCode, RpcError};

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use execd_local::LocalBackend;
 
 use crate::audit;
-use crate::methods::{done, ok, Reply, RpcResult};
+use crate::methods::{dialect, done, ok, Reply, RpcResult};
 use crate::rpc::parse_params;
 use crate::session::Session;
 
@@ -21,12 +21,8 @@ use crate::session::Session;
 /// an exec policy may wait for a client's answer, which the connection's
 /// loop must stay free to read, so that one replies from a task.
 pub fn start(session: &Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
-    let params: pp::StartParams = parse_params(pp::START, params)?;
-    let result = |params: pp::StartParams| {
-        ok(pp::StartResult {
-            process_id: params.process_id,
-        })
-    };
+    let (params, dialect) = dialect::start_params(params)?;
+    let result = move |params: pp::StartParams| dialect::start_result(params.process_id, dialect);
     let backend = session.backend();
     if params.exec_policy.is_none() {
         let started = backend.start_now(&params).map_err(RpcError::from);
@@ -106,9 +102,13 @@ pub fn resize(session: &Session, params: &RawValue) -> RpcResult {
 
 pub fn signal(session: &Session, params: &RawValue) -> RpcResult {
     let params: pp::SignalParams = parse_params(pp::SIGNAL, params)?;
-    let running = session
-        .backend()
-        .signal(&params.process_id, &params.signal)?;
+    // codex's one signal, `interrupt`, is SIGINT.
+    let name = if params.signal == execd_protocol::codex::SIGNAL_INTERRUPT {
+        "INT"
+    } else {
+        &params.signal
+    };
+    let running = session.backend().signal(&params.process_id, name)?;
     ok(pp::SignalResult { running })
 }
 
@@ -120,10 +120,14 @@ pub fn read(session: &Session, id: &RequestId, params: &RawValue) -> Result<Repl
         Duration::from_millis(params.wait_ms.unwrap_or(0)).min(session.config().max_read_wait);
     session.reply_later(id, async move {
         let after_seq = params.after_seq.unwrap_or(0);
-        done(
+        let mut result = done(
             backend
                 .read(&params.process_id, after_seq, params.max_bytes, wait)
                 .await,
-        )
+        )?;
+        // codex's newer readers look for it; execd does not classify
+        // failures as sandbox denials.
+        result["sandboxDenied"] = false.into();
+        Ok(result)
     })
 }

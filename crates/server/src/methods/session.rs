@@ -29,5 +29,6 @@ pub fn initialize(session: &mut Session, params: &RawValue) -> RpcResult {
             sandbox: execd_policy::sandbox::features(),
             binary_output,
         }),
+        environment_info: Some(crate::methods::environment::info()),
     })
 }

@@ -1,0 +1,126 @@
+//! `environment/info` (also sent as `environmentInfo` in the `initialize`
+//! result), `environment/status` and `environmentConfig/read`, the codex dialect's questions about
+//! the environment itself. execd answers with this machine's shell, working
+//! directory, home and temporary directory, and the codex features it
+//! serves (`fsWatchMissing`, `environmentConfigRead`; every other flag is
+//! false, so the client does not call what execd lacks). execd keeps no
+//! codex configuration of its own, so `environmentConfig/read` answers with
+//! empty layer stacks (what codex's own server answers on a machine with
+//! no codex config files).
+
+use std::path::{Path, PathBuf};
+
+use execd_protocol::codex::{
+    self, ConfigLayers, EnvironmentCapabilities, EnvironmentConfigReadParams,
+    EnvironmentConfigReadResult, EnvironmentInfo, ShellInfo,
+};
+use execd_protocol::path_uri;
+use execd_protocol::RpcError;
+use serde_json::value::RawValue;
+
+use crate::methods::dialect::native_path;
+use crate::methods::{ok, RpcResult};
+use crate::rpc::parse_params;
+
+fn env_dir(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+}
+
+/// The login shell: `$SHELL` when it is an absolute path that exists, else
+/// the first of bash and sh found.
+fn shell() -> ShellInfo {
+    let path = env_dir("SHELL")
+        .filter(|p| p.exists())
+        .or_else(|| {
+            ["/bin/bash", "/usr/bin/bash", "/bin/sh"]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+        })
+        .unwrap_or_else(|| PathBuf::from("/bin/sh"));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sh".to_string());
+    ShellInfo {
+        name,
+        path: path.display().to_string(),
+    }
+}
+
+fn uri(path: &Path) -> String {
+    path_uri::to_uri(path)
+}
+
+/// This machine as codex's `EnvironmentInfo`.
+pub fn info() -> EnvironmentInfo {
+    EnvironmentInfo {
+        shell: shell(),
+        cwd: std::env::current_dir().ok().map(|p| uri(&p)),
+        user_home_dir: env_dir("HOME").map(|p| uri(&p)),
+        platform_os: std::env::consts::OS.to_string(),
+        temp_dir: Some(uri(
+            &env_dir("TMPDIR").unwrap_or_else(|| PathBuf::from("/tmp"))
+        )),
+        prepend_path_dirs: Vec::new(),
+        temporary_directories: Vec::new(),
+        capabilities: EnvironmentCapabilities {
+            fs_watch_missing: true,
+            environment_config_read: true,
+            ..EnvironmentCapabilities::default()
+        },
+    }
+}
+
+/// `environment/status`: an environment that answers is ready.
+pub fn environment_status(_params: &RawValue) -> RpcResult {
+    ok(codex::EnvironmentStatus {
+        status: "ready".to_string(),
+    })
+}
+
+/// `environment/info`: no params are needed (any object is accepted).
+pub fn environment_info(_params: &RawValue) -> RpcResult {
+    ok(info())
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_default()
+}
+
+/// `environmentConfig/read`: the request is checked as codex checks it
+/// (a `cwd` URI, at least one path asked for); the answer has no layers.
+pub fn environment_config_read(params: &RawValue) -> RpcResult {
+    let method = codex::ENVIRONMENT_CONFIG_READ;
+    let p: EnvironmentConfigReadParams = parse_params(method, params)?;
+    let (cwd, _) = native_path(method, "cwd", &p.cwd)?;
+    if !Path::new(&cwd).is_absolute() {
+        return Err(RpcError::new(
+            execd_protocol::ErrorCode::InvalidParams,
+            format!(
+                "invalid params for {method}: cwd must be absolute, got {:?}",
+                p.cwd
+            ),
+        ));
+    }
+    if p.config_paths.is_empty() && p.requirements_paths.is_empty() {
+        return Err(RpcError::new(
+            execd_protocol::ErrorCode::InvalidParams,
+            format!("invalid params for {method}: at least one of configPaths and requirementsPaths must name a path"),
+        ));
+    }
+    let home = env_dir("HOME");
+    let codex_home = env_dir("CODEX_HOME").or_else(|| home.as_ref().map(|h| h.join(".codex")));
+    ok(EnvironmentConfigReadResult {
+        user_home_dir: home.map(|p| uri(&p)),
+        codex_home_dir: codex_home.map(|p| uri(&p)),
+        hostname: hostname(),
+        config: ConfigLayers::default(),
+        requirements: ConfigLayers::default(),
+    })
+}
