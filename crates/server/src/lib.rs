@@ -24,6 +24,7 @@ pub mod rpc;
 pub mod session;
 pub mod shared;
 pub mod transport;
+pub mod watches;
 
 use std::sync::Arc;
 use std::time::Duration;

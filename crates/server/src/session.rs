@@ -15,10 +15,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::events::ConnectionEvents;
 use crate::gate::ConnectionGate;
-use crate::methods::fs_watch::MissingWatches;
 use crate::methods::Reply;
 use crate::rpc::{self, RpcResult};
 use crate::shared::{FsSlots, Shared};
+use crate::watches::MissingWatches;
 use crate::ServerConfig;
 
 /// The state of one connection.
