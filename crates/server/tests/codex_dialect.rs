@@ -18,20 +18,6 @@ fn uri(path: &Path) -> String {
     execd_protocol::path_uri::to_uri(path)
 }
 
-/// Connect and shake hands as codex does.
-async fn codex_client(url: &str) -> (Client, Value) {
-    let mut client = Client::connect(url).await;
-    let result = client
-        .call(
-            "initialize",
-            json!({"clientName": "codex-environment", "resumeSessionId": null}),
-        )
-        .await
-        .expect("initialize");
-    client.notify("initialized", json!({})).await;
-    (client, result)
-}
-
 /// `process/start` as codex 0.169 sends it for `exec_command`.
 fn codex_start(id: &str, argv: &[&str], cwd: &str) -> Value {
     json!({
@@ -94,7 +80,7 @@ fn expected_env(start: &Value) -> HashMap<String, String> {
 #[tokio::test]
 async fn handshake_and_environment_info_describe_this_machine() {
     let server = start_server().await;
-    let (mut client, init) = codex_client(&server.url()).await;
+    let (mut client, init) = Client::connect_as_codex(&server.url()).await;
     let info = &init["environmentInfo"];
     let shell = info["shell"]["path"].as_str().expect("shell path");
     assert!(Path::new(shell).exists(), "{info}");
@@ -135,7 +121,7 @@ async fn handshake_and_environment_info_describe_this_machine() {
 #[tokio::test]
 async fn environment_config_read_answers_with_no_layers() {
     let server = start_server().await;
-    let (mut client, _) = codex_client(&server.url()).await;
+    let (mut client, _) = Client::connect_as_codex(&server.url()).await;
     let dir = TempDir::new("cfg");
     let result = client
         .call(
@@ -170,7 +156,7 @@ async fn environment_config_read_answers_with_no_layers() {
 #[tokio::test]
 async fn codex_start_runs_in_the_uri_cwd_with_codexs_environment() {
     let server = start_server().await;
-    let (mut client, _) = codex_client(&server.url()).await;
+    let (mut client, _) = Client::connect_as_codex(&server.url()).await;
     let dir = TempDir::new("cwd é x");
     let start = codex_start("env", &["env", "-0"], &uri(dir.path()));
     assert!(start["cwd"].as_str().unwrap().contains("%20"), "{start}");
@@ -247,7 +233,7 @@ async fn seed_generation_start_with_env_policy_and_without() {
 #[tokio::test]
 async fn uris_that_name_no_local_path_are_refused_by_name() {
     let server = start_server().await;
-    let (mut client, _) = codex_client(&server.url()).await;
+    let (mut client, _) = Client::connect_as_codex(&server.url()).await;
     for (cwd, needle) in [
         ("http://example.com/tmp", "http"),
         ("file://otherhost/tmp", "otherhost"),
@@ -274,7 +260,7 @@ async fn uris_that_name_no_local_path_are_refused_by_name() {
 #[tokio::test]
 async fn signal_interrupt_and_the_newer_read_fields() {
     let server = start_server().await;
-    let (mut client, _) = codex_client(&server.url()).await;
+    let (mut client, _) = Client::connect_as_codex(&server.url()).await;
     let mut start = codex_start("sleeper", &["sleep", "30"], "file:///");
     start["pipeStdin"] = json!(true);
     client.start(start).await;
@@ -327,7 +313,7 @@ fn special(kind: Value, access: &str) -> Value {
 #[tokio::test]
 async fn codex_sandbox_is_enforced_or_refused() {
     let server = start_server().await;
-    let (mut client, init) = codex_client(&server.url()).await;
+    let (mut client, init) = Client::connect_as_codex(&server.url()).await;
     let work = TempDir::new("ws");
     let outside = TempDir::new("outside");
     let write_both = format!(

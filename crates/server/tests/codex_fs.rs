@@ -16,23 +16,10 @@ fn uri(path: &Path) -> String {
     execd_protocol::path_uri::to_uri(path)
 }
 
-async fn client_for(url: &str) -> Client {
-    let mut client = Client::connect(url).await;
-    client
-        .call(
-            "initialize",
-            json!({"clientName": "codex-environment", "resumeSessionId": null}),
-        )
-        .await
-        .expect("initialize");
-    client.notify("initialized", json!({})).await;
-    client
-}
-
 #[tokio::test]
 async fn seed_fs_methods_take_file_uris() {
     let server = start_server().await;
-    let mut client = client_for(&server.url()).await;
+    let mut client = Client::connect_as_codex(&server.url()).await.0;
     let dir = TempDir::new("fs uri");
     let file = dir.join("a b é.txt");
     let file_uri = uri(&file);
@@ -117,7 +104,7 @@ async fn seed_fs_methods_take_file_uris() {
 #[tokio::test]
 async fn fs_writes_under_a_codex_sandbox_stay_in_its_writable_roots() {
     let server = start_server().await;
-    let mut client = client_for(&server.url()).await;
+    let mut client = Client::connect_as_codex(&server.url()).await.0;
     let work = TempDir::new("fsbox");
     let outside = TempDir::new("fsbox-out");
     let sandbox = json!({
@@ -157,7 +144,7 @@ async fn open_read_block_close_with_bounds() {
     config.codex.max_open_files = 2;
     config.codex.max_read_block = 4096;
     let server = start_server_with(config).await;
-    let mut client = client_for(&server.url()).await;
+    let mut client = Client::connect_as_codex(&server.url()).await.0;
     let dir = TempDir::new("blocks");
     let data = noise(10_000, 7);
     let file = dir.join("data.bin");
@@ -262,7 +249,7 @@ async fn open_read_block_close_with_bounds() {
 #[tokio::test]
 async fn canonicalize_and_walk_answer_in_uris() {
     let server = start_server().await;
-    let mut client = client_for(&server.url()).await;
+    let mut client = Client::connect_as_codex(&server.url()).await.0;
     let dir = TempDir::new("walk");
     std::fs::create_dir_all(dir.join("a/b")).unwrap();
     std::fs::write(dir.join("a/f.txt"), "x").unwrap();
@@ -348,7 +335,7 @@ async fn watch_missing_notifies_once_when_a_path_appears() {
     config.codex.max_watch_paths = 3;
     config.codex.watch_interval = Duration::from_millis(20);
     let server = start_server_with(config).await;
-    let mut client = client_for(&server.url()).await;
+    let mut client = Client::connect_as_codex(&server.url()).await.0;
     let dir = TempDir::new("watch");
     let git = dir.join(".git");
     let params =

@@ -72,6 +72,21 @@ impl Client {
         client
     }
 
+    /// Connect and shake hands as codex does (`clientName`
+    /// `codex-environment`, `resumeSessionId: null`); the initialize result.
+    pub async fn connect_as_codex(url: &str) -> (Client, Value) {
+        let mut client = Client::connect(url).await;
+        let result = client
+            .call(
+                "initialize",
+                json!({"clientName": "codex-environment", "resumeSessionId": null}),
+            )
+            .await
+            .expect("initialize");
+        client.notify("initialized", json!({})).await;
+        (client, result)
+    }
+
     /// The `initialize` / `initialized` handshake: the result must carry a
     /// session id (a UUID); returns the result.
     pub async fn initialize(&mut self, client_name: &str) -> Value {
