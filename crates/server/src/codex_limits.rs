@@ -1,6 +1,7 @@
 //! [`CodexLimits`]: the bounds on what a client of the codex dialect can
 //! make the server hold or do per connection: open file handles and their
-//! block size, missing-path watches, and how far one `fs/walk` goes.
+//! block size, missing-path watches, how far one `fs/walk` goes, and the
+//! `http/request`s it makes (how many at once, how long, how large a body).
 
 use std::time::Duration;
 
@@ -24,6 +25,17 @@ pub struct CodexLimits {
     pub max_walk_directories: u64,
     /// Ceiling on a walk's `maxDepth` (default 64).
     pub max_walk_depth: u32,
+    /// `http/request`s of one connection running at once (default 8).
+    pub max_http_requests: usize,
+    /// Largest response body one `http/request` passes on, buffered or
+    /// streamed (default 16 MiB).
+    pub max_http_body_bytes: u64,
+    /// Longest wait for an `http/request`'s TCP (and TLS) connection
+    /// (default 10 s).
+    pub http_connect_timeout: Duration,
+    /// Longest an `http/request` may take, body included (default 5 min);
+    /// a request's own `timeoutMs` is cut to it.
+    pub max_http_duration: Duration,
 }
 
 impl Default for CodexLimits {
@@ -37,6 +49,10 @@ impl Default for CodexLimits {
             max_walk_entries: 100_000,
             max_walk_directories: 10_000,
             max_walk_depth: 64,
+            max_http_requests: 8,
+            max_http_body_bytes: 16 * 1024 * 1024,
+            http_connect_timeout: Duration::from_secs(10),
+            max_http_duration: Duration::from_secs(300),
         }
     }
 }

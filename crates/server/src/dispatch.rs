@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::methods::session::INITIALIZE;
 use crate::methods::{
-    environment, fs, fs_handles, fs_walk, fs_watch, process, session, unsupported, Reply,
+    environment, fs, fs_handles, fs_walk, fs_watch, http, process, session, unsupported, Reply,
 };
 use crate::session::Session;
 
@@ -58,6 +58,7 @@ pub fn route(session: &mut Session, request: &Request<'_>) -> Reply {
         cfs::CANONICALIZE => fs_walk::canonicalize(session, id, params).into(),
         cfs::WALK => fs_walk::walk(session, id, params).into(),
         cfs::WATCH_MISSING => fs_watch::watch_missing(session, id, params).into(),
+        codex::http::HTTP_REQUEST => http::request(session, id, params).into(),
         codex::ENVIRONMENT_INFO => environment::environment_info(params).into(),
         codex::ENVIRONMENT_CONFIG_READ => environment::environment_config_read(params).into(),
         codex::ENVIRONMENT_STATUS => environment::environment_status(params).into(),

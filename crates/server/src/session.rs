@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::events::ConnectionEvents;
 use crate::gate::ConnectionGate;
+use crate::methods::http::HttpClients;
 use crate::methods::Reply;
 use crate::rpc::{self, RpcResult};
 use crate::shared::{FsSlots, Shared};
@@ -37,6 +38,8 @@ pub struct Session {
     pub(crate) open_files: Arc<OpenFiles>,
     /// `fs/watchMissing` watches (codex dialect).
     pub(crate) watches: Arc<MissingWatches>,
+    /// `http/request`'s clients and places (codex dialect).
+    http: Arc<HttpClients>,
     in_flight: Arc<Semaphore>,
     fs: FsSlots,
 }
@@ -58,6 +61,7 @@ impl Session {
         let fs = shared.fs_slots();
         let watches = MissingWatches::new(outbox.clone(), codex.clone(), fs.clone());
         Session {
+            http: HttpClients::new(codex),
             open_files,
             watches,
             id,
@@ -98,6 +102,16 @@ impl Session {
     /// Filesystem work of this connection runs through these.
     pub fn fs(&self) -> &FsSlots {
         &self.fs
+    }
+
+    /// Where this connection's frames go (for tasks that send several).
+    pub fn outbox(&self) -> Arc<Outbox> {
+        self.outbox.clone()
+    }
+
+    /// `http/request`'s clients and places.
+    pub fn http(&self) -> &Arc<HttpClients> {
+        &self.http
     }
 
     /// Send a frame now; fails only when the connection is closing.

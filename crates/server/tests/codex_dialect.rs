@@ -114,8 +114,9 @@ async fn handshake_and_environment_info_describe_this_machine() {
         &["fs/writeBlock", "fs/writeFile"],
         "writeBlock",
     );
+    // http/request is served now (codex_http.rs): bad params are -32602.
     let err = client.call_expect_error("http/request", json!({})).await;
-    assert_error(&err, -32601, &["http/request", "HTTP"], "http/request");
+    assert_error(&err, -32602, &["http/request"], "http/request");
 }
 
 #[tokio::test]

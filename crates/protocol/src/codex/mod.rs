@@ -10,8 +10,10 @@
 //! - [`fs`]: `fs/open`, `fs/readBlock`, `fs/close`, `fs/canonicalize`,
 //!   `fs/walk`, `fs/watchMissing` and `fs/missingChanged`.
 //! - [`permissions`]: codex's `sandbox` (a permission profile).
+//! - [`http`]: `http/request` and `http/request/bodyDelta`.
 
 pub mod fs;
+pub mod http;
 pub mod permissions;
 
 use serde::{Deserialize, Serialize};

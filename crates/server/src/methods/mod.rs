@@ -12,6 +12,7 @@
 //! - [`fs_handles`], [`fs_walk`], [`fs_watch`]: the codex dialect's
 //!   `fs/open`/`fs/readBlock`/`fs/close`, `fs/canonicalize`/`fs/walk`,
 //!   `fs/watchMissing`.
+//! - [`http`]: `http/request`, its body streamed as `http/request/bodyDelta`.
 //! - [`unsupported`]: the codex methods execd leaves out, and why.
 
 pub mod dialect;
@@ -20,6 +21,7 @@ pub mod fs;
 pub mod fs_handles;
 pub mod fs_walk;
 pub mod fs_watch;
+pub mod http;
 pub mod process;
 pub mod session;
 pub mod unsupported;

@@ -11,9 +11,6 @@ fn reason(method: &str) -> Option<&'static str> {
         "fs/writeBlock" => {
             "execd does not stream file writes (environmentInfo.capabilities.fileWriteStreaming is false); write with fs/writeFile (its `append` extension writes a large file in parts)"
         }
-        "http/request" => {
-            "execd does not make HTTP requests for its clients yet (planned, with bounded bodies, timeouts and the connection's network policy)"
-        }
         "capabilities/discoverV1" | "capabilities/discoverV2" | "capabilities/loadDiscoveries" => {
             "execd does not discover codex skills or plugins on the executor (environmentInfo.capabilities.capabilityDiscoveryV2 is false)"
         }
@@ -40,7 +37,6 @@ mod tests {
         let err = method_not_found("fs/writeBlock");
         assert_eq!(err.code, -32601);
         assert!(err.message.contains("fs/writeFile"), "{}", err.message);
-        assert!(method_not_found("http/request").message.contains("HTTP"));
         assert_eq!(method_not_found("nope").message, "unknown method \"nope\"");
     }
 }
