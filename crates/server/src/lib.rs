@@ -19,6 +19,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod events;
 pub mod gate;
+pub mod http_clients;
 pub mod methods;
 pub mod rpc;
 pub mod session;

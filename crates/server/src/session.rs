@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::events::ConnectionEvents;
 use crate::gate::ConnectionGate;
-use crate::methods::http::HttpClients;
+use crate::http_clients::HttpClients;
 use crate::methods::Reply;
 use crate::rpc::{self, RpcResult};
 use crate::shared::{FsSlots, Shared};

@@ -3,126 +3,28 @@
 //! `streamResponse`, with the status and headers and then the body as
 //! ordered `http/request/bodyDelta` notifications. Only `http://` and
 //! `https://`; refused when the caller's codex sandbox has its network
-//! restricted. Bounded per connection by [`CodexLimits`]: requests at once,
+//! restricted. Bounded per connection by `CodexLimits`: requests at once,
 //! the body's size, the connect time and the whole request's time.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use execd_protocol::codex::http::{
-    HttpBodyDelta, HttpHeader, HttpRequestParams, HttpRequestResult, RedirectPolicy,
-    HTTP_BODY_DELTA, HTTP_REQUEST,
+    HttpBodyDelta, HttpHeader, HttpRequestParams, HttpRequestResult, HTTP_BODY_DELTA, HTTP_REQUEST,
 };
 use execd_protocol::codex::permissions::{NetworkPolicy, PermissionProfile};
-use execd_protocol::limits::show_bytes;
-use execd_protocol::{ErrorCode, RequestId, RpcError};
+use execd_protocol::{RequestId, RpcError};
 use execd_transport::outbox::Outbox;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::value::RawValue;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
-use crate::codex_limits::CodexLimits;
+use crate::http_clients::HttpError;
 use crate::methods::{ok, Reply};
 use crate::rpc::{self, parse_params};
 use crate::session::{InFlight, Session};
-
-/// Redirects followed at most under `redirectPolicy: "follow"`.
-const MAX_REDIRECTS: usize = 10;
-
-/// Why an `http/request` was refused or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpError {
-    #[error("url {url:?} is not an absolute URL: {reason}")]
-    BadUrl { url: String, reason: String },
-    #[error("url {url:?} has scheme {scheme:?}; only http and https are served")]
-    BadScheme { url: String, scheme: String },
-    #[error("method {0:?} is not an HTTP method")]
-    BadMethod(String),
-    #[error("header {name:?} is not a valid HTTP header: {reason}")]
-    BadHeader { name: String, reason: String },
-    #[error("bodyBase64 is not base64: {0}")]
-    BadBody(String),
-    #[error("the caller's sandbox has its network restricted (permissions.network is \"restricted\"); execd makes no HTTP request for it")]
-    NetworkRestricted,
-    #[error("{0} http/requests of this connection are still running; the limit is {0} (CodexLimits.max_http_requests)")]
-    TooManyRequests(usize),
-    #[error("the response body of {url} is larger than the limit of {} (CodexLimits.max_http_body_bytes)", show_bytes(*.limit))]
-    BodyTooLarge { url: String, limit: u64 },
-    #[error("http/request to {url} timed out after {} ms", .after.as_millis())]
-    TimedOut { url: String, after: Duration },
-    #[error("http/request to {url} failed: {reason}")]
-    Failed { url: String, reason: String },
-    #[error("the HTTP client could not be built: {0}")]
-    Client(String),
-}
-
-impl From<HttpError> for RpcError {
-    fn from(err: HttpError) -> RpcError {
-        let code = match err {
-            HttpError::BadUrl { .. }
-            | HttpError::BadScheme { .. }
-            | HttpError::BadMethod(_)
-            | HttpError::BadHeader { .. }
-            | HttpError::BadBody(_) => ErrorCode::InvalidParams,
-            HttpError::NetworkRestricted
-            | HttpError::TooManyRequests(_)
-            | HttpError::BodyTooLarge { .. } => ErrorCode::InvalidRequest,
-            HttpError::TimedOut { .. } | HttpError::Failed { .. } | HttpError::Client(_) => {
-                ErrorCode::Internal
-            }
-        };
-        RpcError::new(code, format!("{HTTP_REQUEST}: {err}"))
-    }
-}
-
-/// A connection's HTTP clients (one per redirect policy, built on first
-/// use) and its places for requests running at once.
-pub struct HttpClients {
-    limits: CodexLimits,
-    running: Arc<Semaphore>,
-    follow: OnceLock<reqwest::Client>,
-    stop: OnceLock<reqwest::Client>,
-}
-
-impl HttpClients {
-    pub fn new(limits: &CodexLimits) -> Arc<HttpClients> {
-        Arc::new(HttpClients {
-            limits: limits.clone(),
-            running: Arc::new(Semaphore::new(limits.max_http_requests)),
-            follow: OnceLock::new(),
-            stop: OnceLock::new(),
-        })
-    }
-
-    fn client(&self, redirects: RedirectPolicy) -> Result<reqwest::Client, HttpError> {
-        let (cell, policy) = match redirects {
-            RedirectPolicy::Follow => (
-                &self.follow,
-                reqwest::redirect::Policy::limited(MAX_REDIRECTS),
-            ),
-            RedirectPolicy::Stop => (&self.stop, reqwest::redirect::Policy::none()),
-        };
-        if let Some(client) = cell.get() {
-            return Ok(client.clone());
-        }
-        let client = reqwest::Client::builder()
-            .connect_timeout(self.limits.http_connect_timeout)
-            .redirect(policy)
-            .build()
-            .map_err(|err| HttpError::Client(err.to_string()))?;
-        Ok(cell.get_or_init(|| client).clone())
-    }
-
-    fn place(&self) -> Result<OwnedSemaphorePermit, HttpError> {
-        self.running
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| HttpError::TooManyRequests(self.limits.max_http_requests))
-    }
-}
 
 /// Refuse a caller whose codex sandbox has no network.
 fn check_network(params: &HttpRequestParams) -> Result<(), HttpError> {
