@@ -51,10 +51,29 @@ fn codex_binary(version: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// A server under test: its process (killed on drop) and its URL.
+/// A server under test: its process (killed on drop), its URL, and its
+/// stderr (read to the end).
 struct Server {
     child: Child,
     url: String,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+impl Server {
+    /// Stops the server with SIGTERM and returns everything it logged.
+    async fn stop(mut self) -> String {
+        let pid = self.child.id().expect("server pid") as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("server did not stop in time")
+            .expect("wait for server");
+        tokio::time::timeout(WAIT, self.stderr)
+            .await
+            .expect("server stderr not closed in time")
+            .expect("stderr reader")
+    }
 }
 
 /// The environment both servers are started with, so the children's
@@ -73,9 +92,15 @@ async fn start_server(mut command: Command) -> Server {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = command.spawn().expect("spawn server");
+    let mut stderr = child.stderr.take().expect("server stderr");
+    let stderr = tokio::spawn(async move {
+        let mut log = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut log).await;
+        log
+    });
     let stdout = child.stdout.take().expect("server stdout");
     let mut lines = BufReader::new(stdout).lines();
     let url = tokio::time::timeout(WAIT, async {
@@ -90,7 +115,7 @@ async fn start_server(mut command: Command) -> Server {
     .expect("server printed no URL in time");
     // Keep draining stdout so the server never blocks on it.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Server { child, url }
+    Server { child, url, stderr }
 }
 
 /// The session id in codex's output for a running process.
@@ -279,11 +304,32 @@ async fn codex_runs_its_tools_through_execd(version: Version) {
 
     let mut execd = Command::new(EXECD);
     execd.args(["serve", "--listen", "ws://127.0.0.1:0", "--no-auth"]);
+    execd.args(["--log-format", "json"]);
     server_env(&mut execd, dir.path());
     let execd = start_server(execd).await;
     let run = codex_exec(&codex, &version, &execd.url, dir.path(), &work).await;
     let execd_pid = execd.child.id().expect("execd pid");
     let ours = check_run(&run, execd_pid, &version, &work);
+    if version.patch {
+        // The patch was applied by execd: its audit log has the write.
+        let log = execd.stop().await;
+        let hello = work.join("hello.txt");
+        let written = log.lines().any(|line| {
+            let event: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+            let fields = if event["fields"].is_object() {
+                &event["fields"]
+            } else {
+                &event
+            };
+            fields["event"] == "fs.change"
+                && fields["operation"] == "fs/writeFile"
+                && fields["path"] == hello.to_string_lossy().as_ref()
+        });
+        assert!(
+            written,
+            "execd's audit log has no fs/writeFile of {hello:?}:\n{log}"
+        );
+    }
 
     let mut reference = Command::new(&codex);
     reference.args(["exec-server", "--listen", "ws://127.0.0.1:0"]);
