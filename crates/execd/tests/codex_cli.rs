@@ -15,6 +15,7 @@ mod codex_stub;
 use codex_stub::{tool_output, Script, StubModel, ToolCall};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -290,8 +291,11 @@ fn check_run(
 
 async fn codex_runs_its_tools_through_execd(version: Version) {
     let Some(codex) = codex_binary(version.number) else {
-        eprintln!(
-            "\n\n!!! SKIPPED: codex {} is not installed under $HOME/.cache/execd-codex \
+        // Straight to the stderr handle: libtest captures eprintln! of a
+        // passing test, and a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n\n!!! SKIPPED: codex {} is not installed under $EXECD_CODEX_DIR or $HOME/.cache/execd-codex \
              (scripts/test installs it with npm) !!!\n\n",
             version.number
         );
