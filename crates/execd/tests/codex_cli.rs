@@ -3,8 +3,10 @@
 //! `$HOME/.cache/execd-codex/VERSION`, or `$EXECD_CODEX_DIR/VERSION`) run
 //! `codex exec` with `CODEX_EXEC_SERVER_URL` pointing at `execd serve`, driven
 //! by a stub model (support/codex_stub.rs) that asks for a shell command, a
-//! PTY command typed into with `write_stdin`, and (where the version offers
-//! it to a custom provider) an `apply_patch`. Each test checks that the
+//! PTY command typed into with `write_stdin`, and an `apply_patch` (0.169
+//! offers it when a model catalog, support/codex_catalog.json, describes the
+//! stub's model; 0.122 with `--enable apply_patch_freeform`). Each test
+//! checks that the
 //! commands ran under execd (process ancestry), that their output reached the
 //! model, and that the shell command's environment equals the one codex's own
 //! `codex exec-server` of the same version gives for the same request.
@@ -202,6 +204,12 @@ async fn codex_exec(codex: &Path, version: &Version, url: &str, dir: &Path, work
             "apps",
         ])
         .args(version.extra_args)
+        .args(
+            version
+                .catalog
+                .iter()
+                .flat_map(|catalog| ["-c".to_string(), catalog_setting(catalog)]),
+        )
         .args(["-s", "danger-full-access", "-m", "gpt-5"])
         .args(["-c", "model_provider=stub", "-c", &provider])
         .arg("run the tools")
@@ -252,8 +260,19 @@ fn environment(output: &str) -> BTreeMap<String, String> {
 struct Version {
     number: &'static str,
     extra_args: &'static [&'static str],
-    /// Whether this version offers `apply_patch` to a custom provider.
+    /// Whether this version offers `apply_patch` to the stub model.
     patch: bool,
+    /// A model catalog (under tests/support) describing the stub's model,
+    /// for versions that take the tools they offer from the model's entry.
+    catalog: Option<&'static str>,
+}
+
+/// `model_catalog_json="…/tests/support/NAME"` for `-c`.
+fn catalog_setting(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(name);
+    format!("model_catalog_json=\"{}\"", path.display())
 }
 
 /// Checks one server's run: each command under `server_pid`, the output
@@ -366,13 +385,15 @@ async fn codex_runs_its_tools_through_execd(version: Version) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn codex_0_169_runs_shell_and_pty_through_execd() {
+async fn codex_0_169_runs_shell_pty_and_patch_through_execd() {
     codex_runs_its_tools_through_execd(Version {
         number: "0.169.0",
         extra_args: &["--disable", "remote_plugin"],
-        // 0.169 does not offer apply_patch to a custom provider's model
-        // (the stub's call is answered "unsupported custom tool call").
-        patch: false,
+        // 0.169 offers apply_patch when the model's catalog entry asks for
+        // it (`apply_patch_tool_type`); a custom provider's model has no
+        // entry unless the configuration names a catalog.
+        patch: true,
+        catalog: Some("codex_catalog.json"),
     })
     .await;
 }
@@ -383,6 +404,7 @@ async fn codex_0_122_runs_shell_pty_and_patch_through_execd() {
         number: "0.122.0",
         extra_args: &["--enable", "apply_patch_freeform"],
         patch: true,
+        catalog: None,
     })
     .await;
 }
