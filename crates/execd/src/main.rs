@@ -3,6 +3,7 @@
 
 mod bench;
 mod cgroup;
+mod codex_limit_args;
 mod connect_args;
 mod cp;
 mod exec_wrapper;
@@ -134,6 +135,32 @@ fn report(prefix: &str, result: Result<(), String>) -> ExitCode {
         Err(err) => {
             eprintln!("{prefix}: {err}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+    use execd_protocol::limits::Limit;
+
+    /// Every limit's error names an `execd serve` flag: each must exist.
+    #[test]
+    fn every_limit_names_a_serve_flag() {
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve subcommand");
+        let flags: Vec<String> = serve
+            .get_arguments()
+            .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+            .collect();
+        for limit in Limit::ALL {
+            assert!(
+                flags.iter().any(|flag| flag == limit.flag()),
+                "{} names {}, which execd serve does not have",
+                limit.name(),
+                limit.flag()
+            );
         }
     }
 }

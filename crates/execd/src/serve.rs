@@ -24,6 +24,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::codex_limit_args::CodexLimitArgs;
+
 pub const DEFAULT_LISTEN: &str = "ws://127.0.0.1:7878";
 
 /// How log lines (and audit events) are written to stderr.
@@ -125,6 +127,8 @@ pub struct ServeArgs {
     /// Filesystem operations of one connection running at once.
     #[arg(long, default_value_t = defaults().max_fs_ops_per_connection as u64, value_parser = positive())]
     max_fs_ops_per_connection: u64,
+    #[command(flatten)]
+    codex: CodexLimitArgs,
 }
 
 fn size(n: u64) -> usize {
@@ -150,6 +154,7 @@ impl ServeArgs {
         config.max_requests_in_flight = size(self.max_requests_in_flight);
         config.max_fs_ops = size(self.max_fs_ops);
         config.max_fs_ops_per_connection = size(self.max_fs_ops_per_connection);
+        config.codex = self.codex.limits();
         // A whole read must fit in a frame of our own size as base64.
         let reply = self.max_read_bytes.div_ceil(3) * 4 + 1024;
         if reply > self.max_frame_bytes {

@@ -9,13 +9,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use execd_environment::EnvError;
+use execd_protocol::limits::{Limit, LimitExceeded};
 
 use crate::fs::FsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
-    #[error("too many open files on this connection (limit {limit}); fs/close some first")]
-    TooMany { limit: usize },
+    #[error(transparent)]
+    TooMany(LimitExceeded),
     #[error("file handle {0:?} is already open")]
     Duplicate(String),
     #[error("unknown file handle {0:?}")]
@@ -33,6 +34,7 @@ impl From<HandleError> for EnvError {
         match err {
             HandleError::Fs(fs) => fs.into(),
             HandleError::Unknown(_) => EnvError::InvalidRequest(err.to_string()),
+            HandleError::TooMany(limit) => EnvError::LimitExceeded(limit),
             other => EnvError::InvalidInput(other.to_string()),
         }
     }
@@ -62,6 +64,14 @@ impl OpenFiles {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn too_many(&self) -> HandleError {
+        HandleError::TooMany(LimitExceeded::new(
+            Limit::OpenFiles,
+            self.max_open,
+            "too many open files on this connection; fs/close some first",
+        ))
+    }
+
     /// Open `path` for reading under `handle` (blocking).
     pub fn open(&self, handle: &str, path: &Path) -> Result<(), HandleError> {
         {
@@ -70,9 +80,7 @@ impl OpenFiles {
                 return Err(HandleError::Duplicate(handle.to_string()));
             }
             if files.len() >= self.max_open {
-                return Err(HandleError::TooMany {
-                    limit: self.max_open,
-                });
+                return Err(self.too_many());
             }
         }
         let shown = path.display().to_string();
@@ -94,9 +102,7 @@ impl OpenFiles {
             return Err(HandleError::Duplicate(handle.to_string()));
         }
         if files.len() >= self.max_open {
-            return Err(HandleError::TooMany {
-                limit: self.max_open,
-            });
+            return Err(self.too_many());
         }
         files.insert(handle.to_string(), Arc::new(file));
         Ok(())

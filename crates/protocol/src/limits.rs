@@ -30,10 +30,20 @@ pub enum Limit {
     FsOps,
     /// Filesystem operations of one connection running at once.
     FsOpsPerConnection,
+    /// Files one connection holds open through `fs/open` (codex dialect).
+    OpenFiles,
+    /// `fs/watchMissing` watches of one connection (codex dialect).
+    Watches,
+    /// Paths in one `fs/watchMissing` watch (codex dialect).
+    WatchPaths,
+    /// `http/request`s of one connection running at once (codex dialect).
+    HttpRequests,
+    /// Largest response body one `http/request` passes on (codex dialect).
+    HttpBodyBytes,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 9] = [
+    pub const ALL: [Limit; 14] = [
         Limit::Connections,
         Limit::ProcessesPerConnection,
         Limit::Processes,
@@ -43,6 +53,11 @@ impl Limit {
         Limit::RequestsInFlight,
         Limit::FsOps,
         Limit::FsOpsPerConnection,
+        Limit::OpenFiles,
+        Limit::Watches,
+        Limit::WatchPaths,
+        Limit::HttpRequests,
+        Limit::HttpBodyBytes,
     ];
 
     /// The name in `data.limit`.
@@ -57,6 +72,11 @@ impl Limit {
             Limit::RequestsInFlight => "maxRequestsInFlight",
             Limit::FsOps => "maxFsOps",
             Limit::FsOpsPerConnection => "maxFsOpsPerConnection",
+            Limit::OpenFiles => "maxOpenFiles",
+            Limit::Watches => "maxWatches",
+            Limit::WatchPaths => "maxWatchPaths",
+            Limit::HttpRequests => "maxHttpRequests",
+            Limit::HttpBodyBytes => "maxHttpBodyBytes",
         }
     }
 
@@ -72,6 +92,11 @@ impl Limit {
             Limit::RequestsInFlight => "--max-requests-in-flight",
             Limit::FsOps => "--max-fs-ops",
             Limit::FsOpsPerConnection => "--max-fs-ops-per-connection",
+            Limit::OpenFiles => "--max-open-files",
+            Limit::Watches => "--max-watches",
+            Limit::WatchPaths => "--max-watch-paths",
+            Limit::HttpRequests => "--max-http-requests",
+            Limit::HttpBodyBytes => "--max-http-body-bytes",
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use execd_protocol::codex::http::{RedirectPolicy, HTTP_REQUEST};
-use execd_protocol::limits::show_bytes;
+use execd_protocol::limits::{show_bytes, Limit};
 use execd_protocol::{ErrorCode, RpcError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -31,9 +31,9 @@ pub enum HttpError {
     BadBody(String),
     #[error("the caller's sandbox has its network restricted (permissions.network is \"restricted\"); execd makes no HTTP request for it")]
     NetworkRestricted,
-    #[error("{0} http/requests of this connection are still running; the limit is {0} (CodexLimits.max_http_requests)")]
+    #[error("{} http/requests of this connection are still running; the limit is {} ({}, {})", .0, .0, Limit::HttpRequests.flag(), Limit::HttpRequests.name())]
     TooManyRequests(usize),
-    #[error("the response body of {url} is larger than the limit of {} (CodexLimits.max_http_body_bytes)", show_bytes(*.limit))]
+    #[error("the response body of {url} is larger than the limit of {} ({}, {})", show_bytes(*.limit), Limit::HttpBodyBytes.flag(), Limit::HttpBodyBytes.name())]
     BodyTooLarge { url: String, limit: u64 },
     #[error("http/request to {url} timed out after {} ms", .after.as_millis())]
     TimedOut { url: String, after: Duration },
@@ -58,7 +58,17 @@ impl From<HttpError> for RpcError {
                 ErrorCode::Internal
             }
         };
-        RpcError::new(code, format!("{HTTP_REQUEST}: {err}"))
+        // A limit is named in `data` as every limit is (docs/PROTOCOL.md, Limits).
+        let limit = match &err {
+            HttpError::TooManyRequests(n) => Some((Limit::HttpRequests, *n as u64)),
+            HttpError::BodyTooLarge { limit, .. } => Some((Limit::HttpBodyBytes, *limit)),
+            _ => None,
+        };
+        let mut error = RpcError::new(code, format!("{HTTP_REQUEST}: {err}"));
+        if let Some((limit, value)) = limit {
+            error.data = Some(serde_json::json!({"limit": limit.name(), "value": value}));
+        }
+        error
     }
 }
 

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use execd_environment::EnvError;
 use execd_protocol::codex::fs::{self as cfs, MissingChangedNotification};
-use execd_protocol::{ErrorCode, RpcError};
+use execd_protocol::limits::{Limit, LimitExceeded};
+use execd_protocol::RpcError;
 use execd_transport::outbox::Outbox;
 
 use crate::codex_limits::CodexLimits;
@@ -81,13 +82,14 @@ impl MissingWatches {
             return Ok(false);
         }
         if table.watches.len() >= self.limits.max_watches {
-            return Err(RpcError::new(
-                ErrorCode::InvalidParams,
+            return Err(LimitExceeded::new(
+                Limit::Watches,
+                self.limits.max_watches,
                 format!(
-                    "too many fs/watchMissing watches on this connection (limit {}); watch {id} was not set",
-                    self.limits.max_watches
+                    "too many fs/watchMissing watches on this connection; watch {id} was not set"
                 ),
-            ));
+            )
+            .into());
         }
         table.watches.insert(id, watch);
         if !table.polling {

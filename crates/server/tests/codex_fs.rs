@@ -209,7 +209,13 @@ async fn open_read_block_close_with_bounds() {
             json!({"handleId": "h3", "path": uri(&file), "sandbox": null}),
         )
         .await;
-    assert_error(&err, -32602, &["limit 2"], "too many open");
+    assert_error(
+        &err,
+        -32600,
+        &["the limit is 2", "--max-open-files"],
+        "too many open",
+    );
+    assert_eq!(err["data"], json!({"limit": "maxOpenFiles", "value": 2}));
     for _ in 0..2 {
         assert_eq!(
             client
@@ -232,7 +238,7 @@ async fn open_read_block_close_with_bounds() {
             json!({"handleId": "h4", "path": uri(&dir.join("none")), "sandbox": null}),
         )
         .await;
-    assert_error(&err, -32602, &["limit 2"], "still full");
+    assert_error(&err, -32600, &["the limit is 2"], "still full");
     client
         .call("fs/close", json!({"handleId": "h3"}))
         .await
@@ -389,7 +395,13 @@ async fn watch_missing_notifies_once_when_a_path_appears() {
             json!({"watchId": 4, "missing": many, "present": null}),
         )
         .await;
-    assert_error(&err, -32602, &["4 paths", "limit of 3"], "too many paths");
+    assert_error(
+        &err,
+        -32600,
+        &["4 paths", "the limit is 3", "--max-watch-paths"],
+        "too many paths",
+    );
+    assert_eq!(err["data"], json!({"limit": "maxWatchPaths", "value": 3}));
     for id in [5, 6] {
         let ok = client
             .call(
@@ -406,7 +418,13 @@ async fn watch_missing_notifies_once_when_a_path_appears() {
             json!({"watchId": 7, "missing": [uri(&dir.join("x"))], "present": null}),
         )
         .await;
-    assert_error(&err, -32602, &["limit 2"], "too many watches");
+    assert_error(
+        &err,
+        -32600,
+        &["the limit is 2", "--max-watches"],
+        "too many watches",
+    );
+    assert_eq!(err["data"], json!({"limit": "maxWatches", "value": 2}));
     let err = client
         .call_expect_error(
             "fs/watchMissing",

@@ -248,7 +248,11 @@ async fn bodies_over_the_limit_are_refused() {
                 json!({"method": "GET", "url": format!("http://{}/", http.addr), "requestId": what}),
             )
             .await;
-        assert_error(&err, -32600, &["64 KiB", "max_http_body_bytes"], what);
+        assert_error(&err, -32600, &["64 KiB", "--max-http-body-bytes"], what);
+        assert_eq!(
+            err["data"],
+            json!({"limit": "maxHttpBodyBytes", "value": 64 * 1024})
+        );
     }
     let result = client
         .call(
@@ -262,7 +266,7 @@ async fn bodies_over_the_limit_are_refused() {
     let deltas = deltas(&mut client, "s").await;
     let last = deltas.last().expect("a last delta");
     let error = last["error"].as_str().expect("the stream ends in an error");
-    assert!(error.contains("max_http_body_bytes"), "{error}");
+    assert!(error.contains("--max-http-body-bytes"), "{error}");
     let passed: usize = deltas.iter().map(|d| unb64(&d["deltaBase64"]).len()).sum();
     assert!(
         passed <= 64 * 1024,
@@ -380,7 +384,13 @@ async fn requests_running_at_once_are_bounded() {
             json!({"method": "GET", "url": format!("http://{}/", quick.addr), "requestId": "q"}),
         )
         .await;
-    assert_error(&err, -32600, &["max_http_requests", "1"], "second request");
+    assert_error(
+        &err,
+        -32600,
+        &["--max-http-requests", "1"],
+        "second request",
+    );
+    assert_eq!(err["data"], json!({"limit": "maxHttpRequests", "value": 1}));
     let timed_out = client
         .response(hanging)
         .await

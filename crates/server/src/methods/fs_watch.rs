@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use execd_environment::EnvError;
 use execd_protocol::codex::fs::{self as cfs, WatchMissingParams, WatchMissingResult};
+use execd_protocol::limits::{Limit, LimitExceeded};
 use execd_protocol::{ErrorCode, RequestId, RpcError};
 use serde_json::value::RawValue;
 
@@ -42,13 +43,12 @@ pub fn watch_missing(
     let limit = session.config().codex.max_watch_paths;
     let count = p.missing.len() + usize::from(p.present.is_some());
     if count > limit {
-        return Err(RpcError::new(
-            ErrorCode::InvalidParams,
-            format!(
-                "invalid params for {}: {count} paths in one watch, more than the limit of {limit}",
-                cfs::WATCH_MISSING
-            ),
-        ));
+        return Err(LimitExceeded::new(
+            Limit::WatchPaths,
+            limit,
+            format!("{count} paths in one {} watch", cfs::WATCH_MISSING),
+        )
+        .into());
     }
     let missing = p
         .missing
