@@ -214,11 +214,11 @@ fn shutdown_on_signal() -> std::io::Result<CancellationToken> {
     let mut terminate = signal(SignalKind::terminate())?;
     let fire = token.clone();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("shutting down");
+        let signal = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        info!("execd serve: {signal} received, shutting down: closing every connection (with a close reason) and terminating every process");
         fire.cancel();
     });
     Ok(token)
@@ -244,8 +244,9 @@ async fn resolve(listen: &str) -> Result<(SocketAddr, bool), String> {
     Ok((addr, wss))
 }
 
-/// The token WebSocket clients must present, or `None` for `--no-auth`.
-fn server_token(args: &ServeArgs, addr: SocketAddr) -> Result<Option<Token>, String> {
+/// The token WebSocket clients must present (`None` for `--no-auth`), and
+/// where it came from, for the start line.
+fn server_token(args: &ServeArgs, addr: SocketAddr) -> Result<(Option<Token>, String), String> {
     let loopback = addr.ip().is_loopback();
     if args.no_auth {
         if !loopback {
@@ -254,17 +255,17 @@ fn server_token(args: &ServeArgs, addr: SocketAddr) -> Result<Option<Token>, Str
             ));
         }
         warn!(%addr, "--no-auth: any local user or program can connect and run commands as this user");
-        return Ok(None);
+        return Ok((None, "none (--no-auth)".to_string()));
     }
     if let Some(path) = &args.token_file {
         let token = token::read_file(path).map_err(|err| err.to_string())?;
         if std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o077 != 0) {
             warn!(path = %path.display(), "the token file is open to other users; chmod 600 it");
         }
-        return Ok(Some(token));
+        return Ok((Some(token), format!("token (--token-file {})", path.display())));
     }
     if let Some(token) = token::from_env().map_err(|err| err.to_string())? {
-        return Ok(Some(token));
+        return Ok((Some(token), format!("token (${TOKEN_VARIABLE})")));
     }
     if !loopback {
         return Err(format!(
@@ -273,12 +274,11 @@ fn server_token(args: &ServeArgs, addr: SocketAddr) -> Result<Option<Token>, Str
     }
     let path = token::default_path().map_err(|err| err.to_string())?;
     let (token, created) = token::load_or_create_default(&path).map_err(|err| err.to_string())?;
-    if created {
-        info!(path = %path.display(), "created the default token file (mode 0600)");
-    } else {
-        info!(path = %path.display(), "using the default token file");
-    }
-    Ok(Some(token))
+    let how = if created { ", created with mode 0600" } else { "" };
+    Ok((
+        Some(token),
+        format!("token (default token file {}{how})", path.display()),
+    ))
 }
 
 /// Flags that have no meaning for `--listen stdio`.
@@ -301,8 +301,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut config = args.config(raise_open_file_limit())?;
     let shutdown = shutdown_on_signal().map_err(|err| format!("cannot watch signals: {err}"))?;
 
+    let version = env!("CARGO_PKG_VERSION");
     if args.listen == "stdio" {
         refuse_websocket_flags_on_stdio(&args)?;
+        info!("execd {version} serving one connection on stdio (auth: none, whoever started it owns its pipes)");
         execd_server::serve_stdio(config, shutdown).await;
         return Ok(());
     }
@@ -319,14 +321,20 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         }
         _ => None,
     };
+    let (token, auth) = server_token(&args, addr)?;
+    let tls = if config.tls.is_some() { "on" } else { "off" };
     config.access = AccessConfig {
-        token: server_token(&args, addr)?,
+        token,
         allowed_origins: args.allow_origin.clone(),
         ..AccessConfig::default()
     };
     let server = execd_server::bind(addr, config)
         .await
         .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
+    info!(
+        "execd {version} listening on {} (auth: {auth}; TLS: {tls})",
+        server.url()
+    );
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{}", server.url())
         .and_then(|()| stdout.flush())
