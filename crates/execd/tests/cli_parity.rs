@@ -242,12 +242,15 @@ async fn run_gets_the_accounts_environment_and_starts_in_its_home() {
     let mut command = on(
         "run",
         &server.url,
-        &["--", "echo \"$HOME|$USER|$LOGNAME|$SHELL|$LANG|$LC_TIME|$TERM\"; pwd"],
+        &[
+            "--",
+            "echo \"$HOME|$USER|$LOGNAME|$SHELL|$LANG|$LC_TIME\"; pwd; printenv TERM || echo no TERM",
+        ],
     );
     command
         .env("LANG", "C.UTF-8")
         .env("LC_TIME", "C")
-        .env("TERM", "dumb");
+        .env("TERM", "local-term");
     let output = output_of(command, None).await;
     assert_exit(&output, 0);
     let home = me.dir.display().to_string();
@@ -256,8 +259,15 @@ async fn run_gets_the_accounts_environment_and_starts_in_its_home() {
     // No PTY: no TERM.
     assert_eq!(
         stdout_of(&output),
-        format!("{home}|{name}|{name}|{shell}|C.UTF-8|C|\n{home}\n")
+        format!("{home}|{name}|{name}|{shell}|C.UTF-8|C\n{home}\nno TERM\n")
     );
+
+    // Under a PTY, this side's TERM.
+    let mut command = on("run", &server.url, &["--tty", "--", "printenv TERM"]);
+    command.env("TERM", "local-term");
+    let output = output_of(command, None).await;
+    assert_exit(&output, 0);
+    assert_eq!(stdout_of(&output).trim_end(), "local-term");
 
     // --env and --cwd override.
     let output = run(
