@@ -245,10 +245,14 @@ pub fn create_directory(path: &Path, recursive: bool) -> Result<(), FsError> {
     .map_err(io_error(path))
 }
 
+/// Milliseconds since the epoch (negative before it; 0 when unknown).
 fn millis(time: io::Result<SystemTime>) -> i64 {
-    time.ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    let Ok(time) = time else { return 0 };
+    let clamp = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => clamp(after),
+        Err(before) => -clamp(before.duration()),
+    }
 }
 
 /// Metadata of `path`; `isDirectory`/`isFile` follow a symlink, `isSymlink`
