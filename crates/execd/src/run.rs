@@ -47,7 +47,10 @@ const QUEUE_FULL_FIRST_PAUSE: Duration = Duration::from_millis(2);
 const QUEUE_FULL_MAX_PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Args)]
-#[command(after_long_help = RUN_HELP)]
+#[command(
+    override_usage = "execd run [OPTIONS] [--] <WORDS>...",
+    after_long_help = RUN_HELP
+)]
 pub struct RunArgs {
     /// Server to run on (`ws://HOST:PORT`, `wss://HOST:PORT`, or
     /// `HOST:PORT` for ws://); defaults to $EXECD_URL.

@@ -26,6 +26,36 @@ use tracing::{info, warn};
 
 pub const DEFAULT_LISTEN: &str = "ws://127.0.0.1:7878";
 
+/// The man-page part of `execd serve --help`.
+const SERVE_HELP: &str = "\
+Every limit refuses what would pass it with an error that names the limit,
+its value and its flag; see docs/PROTOCOL.md (Limits).
+
+Output:
+  The URL on stdout, once listening. On stderr (tracing; RUST_LOG sets the
+  level, --log-format the format): one line at start (address, version,
+  auth mode, TLS or not), one at shutdown, and warnings.
+
+Signals:
+  SIGINT or SIGTERM stops the server: every connection gets a WebSocket
+  close frame (1001, with the reason) and every process it started is
+  terminated (SIGTERM to its group, SIGKILL after --terminate-grace-ms).
+  A supervisor process stays in front of the server, so nothing it started
+  outlives it, even if the server is killed (kill -9, OOM); as a
+  container's PID 1 it also reaps orphans and forwards signals.
+
+Environment:
+  EXECD_TOKEN          the token clients must present (unless --token-file)
+  XDG_STATE_HOME       where the default token file lives (execd/token)
+  RUST_LOG             log filter (default: warn, execd::serve=info)
+  The processes it starts get the environment their client sends (execd run
+  sends the account's HOME, USER, LOGNAME, SHELL, PATH, LANG, LC_*).
+
+Exit status:
+  0 after a signal-initiated shutdown; 1 if it cannot start (bad flags, the
+  address in use, no token for a non-loopback address); the server's own
+  status if it died.";
+
 /// How log lines (and audit events) are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -47,7 +77,8 @@ fn positive() -> clap::builder::RangedU64ValueParser<u64> {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Every limit refuses what would pass it with an error that names the \
-limit, its value and its flag; see docs/PROTOCOL.md (Limits)."
+limit, its value and its flag; see docs/PROTOCOL.md (Limits).",
+    after_long_help = SERVE_HELP
 )]
 pub struct ServeArgs {
     /// `ws://IP:PORT` (port 0 picks a free one), `wss://IP:PORT` (with

@@ -233,6 +233,46 @@ async fn cp_keeps_mode_bits_and_with_p_times() {
     }
 }
 
+#[tokio::test]
+async fn cp_prints_one_summary_line_on_a_terminal() {
+    let server = EXECD.serve().await;
+    let dir = TempDir::new("parity-cp-summary");
+    std::fs::write(dir.join("big.bin"), noise(2 * 1024 * 1024, 7)).expect("write");
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let mut command = EXECD.command(&[
+        "cp",
+        &dir.text("big.bin"),
+        &format!("{}:{}", server.url, dir.text("copy.bin")),
+    ]);
+    command.stderr(Stdio::from(pty.slave));
+    let mut child = command.spawn().expect("spawn execd cp");
+    // Only the child holds the terminal now: EOF (EIO) comes when it exits.
+    drop(command);
+    let status = wait_exit(&mut child, "the copy").await;
+    assert_eq!(status.code(), Some(0));
+    let mut master = std::fs::File::from(pty.master);
+    let read = tokio::task::spawn_blocking(move || {
+        let mut text = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut master, &mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let text = tokio::time::timeout(TIMEOUT, read)
+        .await
+        .expect("the terminal's output within the timeout")
+        .expect("reader");
+    // After the bar (cleared with \r and an erase-line sequence).
+    let start = text
+        .find("1 file, 2.00 MiB in ")
+        .unwrap_or_else(|| panic!("no summary line on the terminal: {text:?}"));
+    let summary = text[start..].lines().next().unwrap_or_default();
+    assert!(summary.ends_with("/s)"), "{summary:?}");
+    assert!(text.ends_with("/s)\r\n"), "the summary is the last line: {text:?}");
+    assert_eq!(
+        std::fs::read(dir.join("copy.bin")).expect("copy"),
+        noise(2 * 1024 * 1024, 7)
+    );
+}
+
 // 4. Environment and directory ------------------------------------------------
 
 #[tokio::test]
