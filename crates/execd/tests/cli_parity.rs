@@ -15,6 +15,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime};
 
 use execd_test_support::binary::{next_line, wait_exit};
+use execd_test_support::procs::child_of;
 use execd_test_support::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -447,6 +448,33 @@ async fn a_server_stopped_mid_command_says_it_shut_down() {
         "stderr: {stderr}"
     );
     wait_exit(&mut server, "SIGTERM").await;
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_command_is_a_lost_connection() {
+    let (mut server, url, _logs) = serve_with_logs().await;
+    let supervisor = server.id().expect("execd serve pid") as i32;
+    let serving = child_of(supervisor).expect("execd serve forked the server");
+    let mut client = on("run", &url, &["--", "echo started; exec sleep 600"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn execd run");
+    let stdout = client.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    assert_eq!(next_line(&mut lines).await.as_deref(), Some("started"));
+    // No chance to say goodbye.
+    kill(Pid::from_raw(serving), Signal::SIGKILL).expect("SIGKILL the server");
+    let status = wait_exit(&mut client, "the server was killed").await;
+    let mut stderr = String::new();
+    if let Some(mut err) = client.stderr.take() {
+        err.read_to_string(&mut stderr).await.expect("read stderr");
+    }
+    assert_eq!(status.code(), Some(255), "stderr: {stderr}");
+    assert!(
+        stderr.starts_with(&format!("execd run: connection lost: the connection to {url} broke off")),
+        "stderr: {stderr}"
+    );
+    wait_exit(&mut server, "its server was killed").await;
 }
 
 // 6. The log lines of execd serve ---------------------------------------------
