@@ -12,8 +12,8 @@ use execd_transport::tls;
 use execd_transport::token::{self, Token};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -98,8 +98,7 @@ pub(crate) async fn open(url: &str, options: &ConnectOptions) -> Result<Socket, 
 
 /// What to say about a URL that is not `ws://` or `wss://`.
 fn wrong_scheme(url: &str) -> String {
-    let rest = url.split_once("://").map(|(scheme, rest)| (scheme, rest));
-    match rest {
+    match url.split_once("://") {
         Some(("http", rest)) => format!("execd speaks WebSocket: use ws://{rest}"),
         Some(("https", rest)) => format!("execd speaks WebSocket: use wss://{rest}"),
         Some((scheme, rest)) => {

@@ -177,8 +177,15 @@ fn fs_error(action: &str, what: &str, err: &EnvError) -> String {
 /// what to keep of its source.
 #[derive(Debug)]
 enum Item {
-    Directory { relative: String, kept: Kept },
-    File { relative: String, size: u64, kept: Kept },
+    Directory {
+        relative: String,
+        kept: Kept,
+    },
+    File {
+        relative: String,
+        size: u64,
+        kept: Kept,
+    },
 }
 
 async fn copy(

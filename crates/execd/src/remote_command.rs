@@ -28,8 +28,14 @@ pub const EXIT_NOT_EXECUTABLE: u8 = 126;
 /// given, and picks bash, else sh.
 fn fallback_login_script(cwd_given: bool) -> String {
     let home = r#": "${HOME:=$(getent passwd "$(id -u)" 2>/dev/null | cut -d: -f6)}"; export HOME"#;
-    let cd = if cwd_given { "" } else { "cd \"${HOME:-/}\" 2>/dev/null\n" };
-    format!("{home}\n{cd}if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi")
+    let cd = if cwd_given {
+        ""
+    } else {
+        "cd \"${HOME:-/}\" 2>/dev/null\n"
+    };
+    format!(
+        "{home}\n{cd}if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi"
+    )
 }
 
 /// What to start.
@@ -46,12 +52,17 @@ pub enum Launch {
 
 impl Launch {
     /// argv and `arg0` of the process on a server with `account`.
-    pub fn argv(&self, account: Option<&Account>, cwd_given: bool) -> (Vec<String>, Option<String>) {
+    pub fn argv(
+        &self,
+        account: Option<&Account>,
+        cwd_given: bool,
+    ) -> (Vec<String>, Option<String>) {
         let shell = account.map_or(FALLBACK_SHELL, |a| a.shell.as_str());
         match self {
-            Launch::ShellCommand(words) => {
-                (vec![shell.to_string(), "-c".to_string(), words.join(" ")], None)
-            }
+            Launch::ShellCommand(words) => (
+                vec![shell.to_string(), "-c".to_string(), words.join(" ")],
+                None,
+            ),
             Launch::Exec(words) => (words.clone(), None),
             Launch::LoginShell if account.is_some() => {
                 let name = shell.rsplit('/').next().unwrap_or(shell);
@@ -162,7 +173,12 @@ mod tests {
 
     #[test]
     fn words_go_to_the_accounts_shell() {
-        let words = vec!["echo".to_string(), "a b".to_string(), "|".to_string(), "wc".to_string()];
+        let words = vec![
+            "echo".to_string(),
+            "a b".to_string(),
+            "|".to_string(),
+            "wc".to_string(),
+        ];
         let (argv, arg0) = Launch::ShellCommand(words.clone()).argv(Some(&account()), false);
         assert_eq!(argv, ["/bin/zsh", "-c", "echo a b | wc"]);
         assert_eq!(arg0, None);
@@ -170,7 +186,10 @@ mod tests {
         assert_eq!(argv[0], FALLBACK_SHELL);
         assert_eq!(Launch::Exec(words.clone()).argv(None, false).0, words);
         let (argv, arg0) = Launch::LoginShell.argv(Some(&account()), false);
-        assert_eq!((argv, arg0), (vec!["/bin/zsh".to_string()], Some("-zsh".to_string())));
+        assert_eq!(
+            (argv, arg0),
+            (vec!["/bin/zsh".to_string()], Some("-zsh".to_string()))
+        );
         assert!(Launch::LoginShell.argv(None, false).0[2].contains("cd "));
         assert!(!Launch::LoginShell.argv(None, true).0[2].contains("cd "));
     }
@@ -205,14 +224,20 @@ mod tests {
     #[test]
     fn start_failures_map_to_shell_codes() {
         let invalid = |m: &str| EnvError::InvalidInput(m.to_string());
-        assert_eq!(start_failure_code(&invalid("program \"nope\" not found")), Some(127));
+        assert_eq!(
+            start_failure_code(&invalid("program \"nope\" not found")),
+            Some(127)
+        );
         assert_eq!(
             start_failure_code(&invalid(
                 "program \"/tmp/x\" is not executable (permission denied)"
             )),
             Some(126)
         );
-        assert_eq!(start_failure_code(&invalid("cwd \"/x\" does not exist")), None);
+        assert_eq!(
+            start_failure_code(&invalid("cwd \"/x\" does not exist")),
+            None
+        );
         assert_eq!(start_failure_code(&EnvError::Failed("x".into())), None);
     }
 }

@@ -187,10 +187,14 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
     let StartedProcess {
         process,
         mut events,
-    } = environment.exec.start(params).await.map_err(|err| Failure {
-        code: remote_command::start_failure_code(&err).unwrap_or(EXIT_FAILURE),
-        message: format!("cannot start {program}: {}", describe(&err)),
-    })?;
+    } = environment
+        .exec
+        .start(params)
+        .await
+        .map_err(|err| Failure {
+            code: remote_command::start_failure_code(&err).unwrap_or(EXIT_FAILURE),
+            message: format!("cannot start {program}: {}", describe(&err)),
+        })?;
 
     // Restored when this function returns, whichever way.
     let _raw = if args.tty && stdin_is_terminal {

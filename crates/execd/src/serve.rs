@@ -293,7 +293,10 @@ fn server_token(args: &ServeArgs, addr: SocketAddr) -> Result<(Option<Token>, St
         if std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o077 != 0) {
             warn!(path = %path.display(), "the token file is open to other users; chmod 600 it");
         }
-        return Ok((Some(token), format!("token (--token-file {})", path.display())));
+        return Ok((
+            Some(token),
+            format!("token (--token-file {})", path.display()),
+        ));
     }
     if let Some(token) = token::from_env().map_err(|err| err.to_string())? {
         return Ok((Some(token), format!("token (${TOKEN_VARIABLE})")));
@@ -305,7 +308,11 @@ fn server_token(args: &ServeArgs, addr: SocketAddr) -> Result<(Option<Token>, St
     }
     let path = token::default_path().map_err(|err| err.to_string())?;
     let (token, created) = token::load_or_create_default(&path).map_err(|err| err.to_string())?;
-    let how = if created { ", created with mode 0600" } else { "" };
+    let how = if created {
+        ", created with mode 0600"
+    } else {
+        ""
+    };
     Ok((
         Some(token),
         format!("token (default token file {}{how})", path.display()),

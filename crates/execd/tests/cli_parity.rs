@@ -179,10 +179,18 @@ async fn cp_keeps_mode_bits_and_with_p_times() {
     // To the server: the mode is kept, the times are not.
     let remote = dir.text("on-server.sh");
     let output = EXECD
-        .output(&["cp", &tool.display().to_string(), &format!("{}:{remote}", server.url)])
+        .output(&[
+            "cp",
+            &tool.display().to_string(),
+            &format!("{}:{remote}", server.url),
+        ])
         .await;
     assert_exit(&output, 0);
-    assert!(output.stderr.is_empty(), "no summary off a terminal: {}", stderr_of(&output));
+    assert!(
+        output.stderr.is_empty(),
+        "no summary off a terminal: {}",
+        stderr_of(&output)
+    );
     assert_eq!(mode_of(&dir.join("on-server.sh")), 0o750);
     assert_ne!(mtime_of(&dir.join("on-server.sh")), old_modified);
     // So the copy runs there.
@@ -211,8 +219,11 @@ async fn cp_keeps_mode_bits_and_with_p_times() {
     let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("locked")).expect("mkdir");
     std::fs::write(tree.join("locked/inside"), b"in").expect("write");
-    std::fs::set_permissions(tree.join("locked/inside"), std::fs::Permissions::from_mode(0o600))
-        .expect("chmod");
+    std::fs::set_permissions(
+        tree.join("locked/inside"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
     std::fs::set_permissions(tree.join("locked"), std::fs::Permissions::from_mode(0o555))
         .expect("chmod");
     let copied = dir.join("tree-copy");
@@ -227,7 +238,10 @@ async fn cp_keeps_mode_bits_and_with_p_times() {
     assert_exit(&output, 0);
     assert_eq!(mode_of(&copied.join("locked")), 0o555);
     assert_eq!(mode_of(&copied.join("locked/inside")), 0o600);
-    assert_eq!(std::fs::read(copied.join("locked/inside")).expect("read"), b"in");
+    assert_eq!(
+        std::fs::read(copied.join("locked/inside")).expect("read"),
+        b"in"
+    );
     for locked in [tree.join("locked"), copied.join("locked")] {
         // Let TempDir remove them even when not root.
         std::fs::set_permissions(locked, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -267,7 +281,10 @@ async fn cp_prints_one_summary_line_on_a_terminal() {
         .unwrap_or_else(|| panic!("no summary line on the terminal: {text:?}"));
     let summary = text[start..].lines().next().unwrap_or_default();
     assert!(summary.ends_with("/s)"), "{summary:?}");
-    assert!(text.ends_with("/s)\r\n"), "the summary is the last line: {text:?}");
+    assert!(
+        text.ends_with("/s)\r\n"),
+        "the summary is the last line: {text:?}"
+    );
     assert_eq!(
         std::fs::read(dir.join("copy.bin")).expect("copy"),
         noise(2 * 1024 * 1024, 7)
@@ -313,7 +330,14 @@ async fn run_gets_the_accounts_environment_and_starts_in_its_home() {
     // --env and --cwd override.
     let output = run(
         &server.url,
-        &["--env", "HOME=/nowhere", "--cwd", "/tmp", "--", "echo $HOME; pwd"],
+        &[
+            "--env",
+            "HOME=/nowhere",
+            "--cwd",
+            "/tmp",
+            "--",
+            "echo $HOME; pwd",
+        ],
     )
     .await;
     assert_exit(&output, 0);
@@ -348,7 +372,11 @@ async fn host_port_means_ws_and_nobody_there_cannot_connect() {
     assert_exit(&output, 255);
     assert_stderr_has(&output, "execd shell: cannot connect to ws://127.0.0.1:");
     let output = EXECD
-        .output(&["cp", &format!("ws://127.0.0.1:{port}:/etc/hostname"), "/tmp/x"])
+        .output(&[
+            "cp",
+            &format!("ws://127.0.0.1:{port}:/etc/hostname"),
+            "/tmp/x",
+        ])
         .await;
     assert_exit(&output, 1);
     assert_stderr_has(&output, "execd cp: cannot connect to ws://127.0.0.1:");
@@ -471,7 +499,9 @@ async fn a_server_killed_mid_command_is_a_lost_connection() {
     }
     assert_eq!(status.code(), Some(255), "stderr: {stderr}");
     assert!(
-        stderr.starts_with(&format!("execd run: connection lost: the connection to {url} broke off")),
+        stderr.starts_with(&format!(
+            "execd run: connection lost: the connection to {url} broke off"
+        )),
         "stderr: {stderr}"
     );
     wait_exit(&mut server, "its server was killed").await;
@@ -507,16 +537,32 @@ async fn help_says_what_happens_with_signals_exit_codes_and_the_environment() {
     for (subcommand, wanted) in [
         (
             "run",
-            &["SIGINT", "SIGKILL", "--terminate-grace-ms", "127", "126", "255", "HOME", "LC_*", "--exec"][..],
+            &[
+                "SIGINT",
+                "SIGKILL",
+                "--terminate-grace-ms",
+                "127",
+                "126",
+                "255",
+                "HOME",
+                "LC_*",
+                "--exec",
+            ][..],
         ),
         ("shell", &["login shell", "SIGTERM", "255", "HOME"][..]),
-        ("cp", &["-p", "permission bits", "Exit status", "Signals"][..]),
+        (
+            "cp",
+            &["-p", "permission bits", "Exit status", "Signals"][..],
+        ),
     ] {
         let output = EXECD.output(&[subcommand, "--help"]).await;
         assert_exit(&output, 0);
         let help = stdout_of(&output);
         for word in wanted {
-            assert!(help.contains(word), "execd {subcommand} --help lacks {word:?}:\n{help}");
+            assert!(
+                help.contains(word),
+                "execd {subcommand} --help lacks {word:?}:\n{help}"
+            );
         }
     }
 }

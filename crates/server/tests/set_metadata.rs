@@ -55,11 +55,21 @@ async fn bad_set_metadata_requests_are_refused_by_name() {
     let error = client
         .call_expect_error("fs/setMetadata", json!({"path": path, "mode": 0o10000}))
         .await;
-    assert_error(&error, INVALID_PARAMS, &["mode", "0o10000"], "mode too wide");
+    assert_error(
+        &error,
+        INVALID_PARAMS,
+        &["mode", "0o10000"],
+        "mode too wide",
+    );
     let error = client
         .call_expect_error("fs/setMetadata", json!({"path": path}))
         .await;
-    assert_error(&error, INVALID_PARAMS, &["nothing to set"], "nothing to set");
+    assert_error(
+        &error,
+        INVALID_PARAMS,
+        &["nothing to set"],
+        "nothing to set",
+    );
     let missing = dir.text("missing");
     let error = client
         .call_expect_error("fs/setMetadata", json!({"path": missing, "mode": 0o644}))

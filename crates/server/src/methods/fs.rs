@@ -198,7 +198,9 @@ pub fn set_metadata(
         accessed_at_ms: p.accessed_at_ms,
     };
     let audited = Change::of(method, &path, None);
-    reply_change(session, id, audited, move || fs::set_metadata(&path, change))
+    reply_change(session, id, audited, move || {
+        fs::set_metadata(&path, change)
+    })
 }
 
 pub fn read_directory(
