@@ -78,7 +78,9 @@ pub fn info() -> EnvironmentInfo {
 
 /// The account the server (and every process it starts) runs as, for the
 /// `account` of the `initialize` result: its user database entry, else
-/// `$USER`, `$HOME` and `$SHELL`, else the uid, `/` and `/bin/sh`.
+/// `$USER`, `$HOME` and `$SHELL`, else the uid, `/` and `/bin/sh`. A login
+/// shell that cannot run commands (`nologin`, `false`, missing) is passed
+/// over the same way.
 pub fn account() -> Account {
     let uid = nix::unistd::geteuid();
     let entry = nix::unistd::User::from_uid(uid).ok().flatten();
@@ -100,8 +102,10 @@ pub fn account() -> Account {
         .unwrap_or_else(|| "/".to_string());
     let shell = entry
         .as_ref()
-        .and_then(|e| absolute(e.shell.clone()))
-        .or_else(|| env_dir("SHELL").and_then(absolute))
+        .map(|e| e.shell.clone())
+        .filter(|shell| usable_shell(shell))
+        .or_else(|| env_dir("SHELL").filter(|shell| usable_shell(shell)))
+        .and_then(absolute)
         .unwrap_or_else(|| "/bin/sh".to_string());
     Account {
         user,
@@ -109,6 +113,16 @@ pub fn account() -> Account {
         home,
         shell,
     }
+}
+
+/// A shell that can run commands: an existing absolute path, not one of
+/// the "no login" placeholders of service accounts (`nologin`, `false`),
+/// which would refuse every command.
+fn usable_shell(shell: &Path) -> bool {
+    let placeholder = shell
+        .file_name()
+        .is_some_and(|name| name == "nologin" || name == "false");
+    shell.is_absolute() && !placeholder && shell.exists()
 }
 
 /// `environment/status`: an environment that answers is ready.
