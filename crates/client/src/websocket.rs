@@ -182,6 +182,20 @@ fn refused(
     if status == StatusCode::UNAUTHORIZED {
         return ClientError::Unauthorized { target, sent_token };
     }
+    // execd refuses upgrades only with 401, 403 and 503: anything else is
+    // some other HTTP server.
+    if status != StatusCode::FORBIDDEN && status != StatusCode::SERVICE_UNAVAILABLE {
+        return ClientError::NotExecd {
+            target,
+            answered: format!(
+                "HTTP {} {} instead of a WebSocket upgrade",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            )
+            .trim_end()
+            .to_string(),
+        };
+    }
     let said = response
         .body()
         .as_deref()

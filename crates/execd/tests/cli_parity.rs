@@ -421,6 +421,30 @@ async fn a_server_that_is_not_execd_is_named_as_such() {
     );
 }
 
+#[tokio::test]
+async fn an_http_server_that_is_not_execd_is_named_as_such() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let http = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buffer = vec![0u8; 4096];
+            let _ = stream.read(&mut buffer).await;
+            let answer = b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\n\r\nnot here\n";
+            let _ = stream.write_all(answer).await;
+        }
+    });
+    let url = format!("ws://127.0.0.1:{port}");
+    let output = run(&url, &["--", "true"]).await;
+    http.abort();
+    assert_exit(&output, 255);
+    assert_stderr_has(
+        &output,
+        &format!("execd run: {url} is not an execd server (it answered HTTP 404 Not Found"),
+    );
+}
+
 /// `execd serve --no-auth` on a free port, stderr piped: the child, its
 /// URL, and its stderr lines.
 async fn serve_with_logs() -> (Child, String, tokio::io::Lines<BufReader<ChildStderr>>) {
