@@ -16,7 +16,7 @@ use bytes::Bytes;
 use execd_environment::EnvError;
 use execd_environment::{EventReceiver, EventRouter, ExitWatch};
 use execd_policy::decision::ExecGate;
-use execd_protocol::envelope::{InitializeParams, InitializeResult};
+use execd_protocol::envelope::{Account, InitializeParams, InitializeResult};
 use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
 use execd_protocol::policy::{ApproveParams, ApproveResult, DecisionParams, APPROVE, DECISION};
 use execd_protocol::process::{
@@ -66,6 +66,8 @@ struct Inner {
     shared: Arc<Shared>,
     next_id: AtomicI64,
     session_id: OnceLock<String>,
+    /// The server's account (`initialize` extension), if it told.
+    account: OnceLock<Account>,
     target: String,
     /// Keeps a stdio server alive (killed on drop).
     _child: Option<tokio::process::Child>,
@@ -118,20 +120,20 @@ impl ExecServerClient {
     pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Self, ClientError> {
         let ws = crate::websocket::open(url, &options).await?;
         let (sink, stream) = ws.split();
-        let incoming = stream.filter_map(|message| {
+        let target = url.to_string();
+        let incoming = stream.filter_map(move |message| {
             future::ready(match message {
                 Ok(Message::Text(text)) => Some(Ok(InFrame::Text(Bytes::from(text)))),
                 Ok(Message::Binary(bytes)) => Some(Ok(InFrame::Binary(bytes))),
-                Ok(Message::Close(_)) => Some(Err("server closed the connection".to_string())),
+                Ok(Message::Close(frame)) => Some(Err(crate::websocket::ended(&target, Ok(frame)))),
                 Ok(_) => None,
-                Err(err) => Some(Err(err.to_string())),
+                Err(err) => Some(Err(crate::websocket::ended(&target, Err(&err)))),
             })
         });
         let outgoing = sink.with(|frame: Frame| {
-            future::ok::<_, tokio_tungstenite::tungstenite::Error>(match frame {
-                Frame::Text(text) => Message::text(text),
-                Frame::Binary(bytes) => Message::binary(bytes),
-            })
+            future::ok::<_, tokio_tungstenite::tungstenite::Error>(execd_transport::ws::message(
+                frame,
+            ))
         });
         Self::handshake(
             url.to_string(),
@@ -172,9 +174,9 @@ impl ExecServerClient {
         let outgoing = FramedWrite::new(stdin, LinesCodec::new()).with(|frame: Frame| {
             future::ready(match frame {
                 Frame::Text(text) => Ok(text),
-                Frame::Binary(_) => Err(LinesCodecError::Io(std::io::Error::other(
-                    "binary frames cannot go over stdio",
-                ))),
+                Frame::Binary(_) | Frame::GoingAway(_) => Err(LinesCodecError::Io(
+                    std::io::Error::other("only text frames go over stdio"),
+                )),
             })
         });
         Self::handshake(target, incoming, outgoing, Some(child), false).await
@@ -210,6 +212,7 @@ impl ExecServerClient {
                 shared,
                 next_id: AtomicI64::new(1),
                 session_id: OnceLock::new(),
+                account: OnceLock::new(),
                 target: target.clone(),
                 _child: child,
             }),
@@ -225,11 +228,20 @@ impl ExecServerClient {
             .await?;
         client.notify("initialized", &json!({})).await?;
         let _ = client.inner.session_id.set(init.session_id);
+        if let Some(account) = init.account {
+            let _ = client.inner.account.set(account);
+        }
         Ok(client)
     }
 
     pub fn session_id(&self) -> &str {
         self.inner.session_id.get().map_or("", String::as_str)
+    }
+
+    /// The account the server runs processes as (user, home, login shell),
+    /// when the server says (execd's `initialize` extension).
+    pub fn account(&self) -> Option<&Account> {
+        self.inner.account.get()
     }
 
     /// Why the connection ended, if it has.

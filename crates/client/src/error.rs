@@ -16,6 +16,9 @@ pub enum ClientError {
         status: u16,
         reason: String,
     },
+    /// Something answered at the address, but not as an execd server does.
+    #[error("{target} is not an execd server (it answered {answered})")]
+    NotExecd { target: String, answered: String },
     #[error("connection lost: {0}")]
     ConnectionLost(String),
     #[error("server error {code}: {message}")]
@@ -46,7 +49,8 @@ impl From<ClientError> for EnvError {
             ClientError::Connect { .. }
             | ClientError::Unauthorized { .. }
             | ClientError::Refused { .. }
-            | ClientError::ConnectionLost(_) => EnvError::ConnectionLost(err.to_string()),
+            | ClientError::NotExecd { .. } => EnvError::ConnectionLost(err.to_string()),
+            ClientError::ConnectionLost(reason) => EnvError::ConnectionLost(reason),
             ClientError::Timeout { .. } => EnvError::Timeout(err.to_string()),
             ClientError::Protocol(message) => EnvError::Protocol(message),
         }

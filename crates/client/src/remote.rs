@@ -225,6 +225,11 @@ impl FileSystem for RemoteEnvironment {
         Ok(())
     }
 
+    async fn set_metadata(&self, params: fsp::SetMetadataParams) -> Result<(), EnvError> {
+        let _: fsp::Empty = self.call(fsp::SET_METADATA, &params).await?;
+        Ok(())
+    }
+
     async fn create_directory(&self, path: &str, recursive: bool) -> Result<(), EnvError> {
         let params = fsp::CreateDirectoryParams {
             path: path.to_string(),

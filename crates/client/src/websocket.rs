@@ -2,7 +2,9 @@
 //! bearer token (the one given, else `EXECD_TOKEN`, else the default token
 //! file when the server is on this machine), TLS for `wss://` (the system's
 //! roots, or a CA file), and the server's refusals (401, 403) turned into
-//! errors that say what to do.
+//! errors that say what to do; the wording of every way a connection fails
+//! or ends (nobody listening, not an execd server, the server shut down,
+//! the connection broke).
 
 use std::path::PathBuf;
 
@@ -10,12 +12,19 @@ use execd_transport::tls;
 use execd_transport::token::{self, Token};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::error::ClientError;
 use crate::DEFAULT_TIMEOUT;
+
+/// How the reason of a connection ended by the server's shutdown begins
+/// (`server shut down: <the server's close reason>`).
+pub const SERVER_SHUT_DOWN: &str = "server shut down";
 
 /// Largest frame accepted from the server.
 pub(crate) const MAX_FRAME: usize = 512 * 1024 * 1024;
@@ -58,6 +67,9 @@ pub(crate) async fn open(url: &str, options: &ConnectOptions) -> Result<Socket, 
         Some(token) => Some(token.clone()),
         None => token::resolve_for_client(url).map_err(|err| failed(err.to_string()))?,
     };
+    if !url.starts_with("ws://") && !url.starts_with("wss://") {
+        return Err(failed(wrong_scheme(url)));
+    }
     let mut request = url
         .into_client_request()
         .map_err(|err| failed(err.to_string()))?;
@@ -80,7 +92,82 @@ pub(crate) async fn open(url: &str, options: &ConnectOptions) -> Result<Socket, 
         Err(_) => Err(failed("timed out".into())),
         Ok(Ok((socket, _))) => Ok(socket),
         Ok(Err(WsError::Http(response))) => Err(refused(url, token.is_some(), &response)),
-        Ok(Err(err)) => Err(failed(err.to_string())),
+        Ok(Err(err)) => Err(handshake_error(url, err)),
+    }
+}
+
+/// What to say about a URL that is not `ws://` or `wss://`.
+fn wrong_scheme(url: &str) -> String {
+    match url.split_once("://") {
+        Some(("http", rest)) => format!("execd speaks WebSocket: use ws://{rest}"),
+        Some(("https", rest)) => format!("execd speaks WebSocket: use wss://{rest}"),
+        Some((scheme, rest)) => {
+            format!("unsupported scheme {scheme}://: use ws://{rest} or wss://{rest}")
+        }
+        None => format!("not a server URL: use ws://{url} (or wss://{url} with TLS)"),
+    }
+}
+
+/// A failed connection or WebSocket upgrade, in words: nobody there, the
+/// connection broke, or something that is not an execd server answered.
+fn handshake_error(url: &str, err: WsError) -> ClientError {
+    use std::io::ErrorKind;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    let failed = |reason: String| ClientError::Connect {
+        target: url.to_string(),
+        reason,
+    };
+    let not_execd = |answered: String| ClientError::NotExecd {
+        target: url.to_string(),
+        answered,
+    };
+    match err {
+        WsError::Io(io) => match io.kind() {
+            ErrorKind::ConnectionRefused => {
+                failed("connection refused (is execd serve running there?)".into())
+            }
+            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => failed(
+                "the server closed the connection during the WebSocket upgrade, without an answer"
+                    .into(),
+            ),
+            _ => failed(io.to_string()),
+        },
+        WsError::Protocol(ProtocolError::HttparseError(parse)) => not_execd(format!(
+            "with something that is not an HTTP response: {parse}"
+        )),
+        WsError::Protocol(ProtocolError::HandshakeIncomplete)
+        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => failed(
+            "the server closed the connection during the WebSocket upgrade, without an answer"
+                .into(),
+        ),
+        WsError::Protocol(protocol) => {
+            not_execd(format!("HTTP that is not a WebSocket upgrade: {protocol}"))
+        }
+        WsError::HttpFormat(format) => not_execd(format!("malformed HTTP: {format}")),
+        WsError::Url(url_error) => failed(url_error.to_string()),
+        other => failed(other.to_string()),
+    }
+}
+
+/// Why a connection that was up has ended, from what the server sent last:
+/// a close frame (1001 on shutdown, [`SERVER_SHUT_DOWN`]) or an error.
+pub(crate) fn ended(url: &str, last: Result<Option<CloseFrame>, &WsError>) -> String {
+    match last {
+        Ok(Some(frame)) if frame.code == CloseCode::Away => {
+            format!("{SERVER_SHUT_DOWN}: {}", frame.reason)
+        }
+        Ok(Some(frame)) if !frame.reason.is_empty() => format!(
+            "the server closed the connection (code {}): {}",
+            u16::from(frame.code),
+            frame.reason
+        ),
+        Ok(_) => "the server closed the connection".to_string(),
+        Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))
+        | Err(WsError::ConnectionClosed) => format!(
+            "the connection to {url} broke off without a close from the server (it stopped or crashed, or the network failed)"
+        ),
+        Err(WsError::Io(io)) => format!("the connection to {url} failed: {io}"),
+        Err(other) => format!("the connection to {url} failed: {other}"),
     }
 }
 
@@ -94,6 +181,20 @@ fn refused(
     let status = response.status();
     if status == StatusCode::UNAUTHORIZED {
         return ClientError::Unauthorized { target, sent_token };
+    }
+    // execd refuses upgrades only with 401, 403 and 503: anything else is
+    // some other HTTP server.
+    if status != StatusCode::FORBIDDEN && status != StatusCode::SERVICE_UNAVAILABLE {
+        return ClientError::NotExecd {
+            target,
+            answered: format!(
+                "HTTP {} {} instead of a WebSocket upgrade",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            )
+            .trim_end()
+            .to_string(),
+        };
     }
     let said = response
         .body()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use execd_protocol::fs::{DirectoryEntry, Metadata};
+use execd_protocol::fs::{DirectoryEntry, Metadata, SetMetadataParams};
 use execd_protocol::process::{ReadResult, StartParams, TerminalSize, WriteStatus};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -69,6 +69,14 @@ pub trait FileSystem: Send + Sync {
     async fn append_file(&self, path: &str, data: Vec<u8>) -> Result<(), EnvError>;
     async fn create_directory(&self, path: &str, recursive: bool) -> Result<(), EnvError>;
     async fn metadata(&self, path: &str) -> Result<Metadata, EnvError>;
+    /// Set the permission bits and times that `params` gives (symlinks
+    /// followed). Not every filesystem can: the default refuses.
+    async fn set_metadata(&self, params: SetMetadataParams) -> Result<(), EnvError> {
+        Err(EnvError::Unsupported(format!(
+            "cannot set the metadata of {}: this filesystem does not support it",
+            params.path
+        )))
+    }
     async fn read_directory(&self, path: &str) -> Result<Vec<DirectoryEntry>, EnvError>;
     async fn remove(&self, path: &str, recursive: bool, force: bool) -> Result<(), EnvError>;
     async fn copy(&self, source: &str, destination: &str, recursive: bool) -> Result<(), EnvError>;

@@ -3,28 +3,33 @@
 //!
 //! Owns the operand syntax (`URL:/path`, `:/path`, or a local path), the
 //! `cp`-like choice of the target name, the walk of a source tree, the
-//! streaming of each file in bounded pieces, and the progress bar. Both
+//! streaming of each file in bounded pieces, the permission bits (always,
+//! as scp) and times (`-p`) of what it creates, and the progress bar and
+//! summary line on a terminal. Both
 //! sides are [`Environment`]s (local or remote), so every combination takes
 //! the same code path: read through the source's `FileSystem`, write
 //! through the destination's.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use clap::Args;
-use execd_client::manager::URL_VARIABLE;
 use execd_client::{ConnectOptions, EnvError, Environment, FileSystem, RemoteEnvironment};
 use execd_environment::traits::STREAM_CHUNK;
 use execd_local::LocalEnvironment;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use execd_protocol::fs::{Metadata, SetMetadataParams};
+use indicatif::{BinaryBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::connect_args::ConnectArgs;
-use crate::run::{connect_error, describe, server_url};
+use crate::cp_operand::{file_name, join, parse_operand, Location, Operand};
+use crate::messages::{connect_error, describe, server_url};
 
 /// Totals below this get no progress bar.
 const PROGRESS_THRESHOLD: u64 = 1024 * 1024;
 
 #[derive(Debug, Args)]
+#[command(after_long_help = CP_HELP)]
 pub struct CpArgs {
     /// Server meant by `:/path` operands; defaults to $EXECD_URL.
     #[arg(long)]
@@ -34,6 +39,10 @@ pub struct CpArgs {
     /// Copy directories recursively.
     #[arg(short = 'r', short_alias = 'R', long)]
     recursive: bool,
+    /// Also keep modification and access times, and the setuid, setgid and
+    /// sticky bits (as scp -p and cp -p).
+    #[arg(short = 'p', long)]
+    preserve: bool,
     /// What to copy: a local path, `ws://HOST:PORT:/path`, or `:/path`.
     #[arg(value_name = "SRC")]
     source: String,
@@ -43,27 +52,64 @@ pub struct CpArgs {
     destination: String,
 }
 
-/// Where an operand lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Location {
-    Local,
-    Remote(String),
+/// The man-page part of `execd cp --help`.
+const CP_HELP: &str = "\
+Operands:
+  A local path, ws://HOST:PORT:/path or wss://HOST:PORT:/path (a path on
+  that server), or :/path (a path on the --url / $EXECD_URL server). Both
+  operands may be remote, on the same or different servers.
+
+What is kept:
+  As scp: the permission bits (rwx for user, group, others) of every file
+  and directory copied; with -p also the setuid, setgid and sticky bits and
+  the modification and access times (to the millisecond). Owners are not
+  kept: what is created belongs to the account the destination's server
+  (or this command) runs as. Symbolic links are followed; links to
+  directories inside a tree, and special files, are skipped with a message.
+
+Output:
+  On a terminal, a progress bar on stderr for copies of 1 MiB or more, then
+  one summary line (files, bytes, time, rate). Nothing else is printed
+  when stderr is not a terminal, except errors.
+
+Signals:
+  None are handled: Ctrl-C stops the copy where it is (a file being written
+  is left partial).
+
+Exit status:
+  0 when everything was copied; 1 otherwise, with the reason on stderr
+  (named `execd cp: ...`).";
+
+/// Permission bits kept without -p (scp's): rwx for user, group, others.
+const MODE_KEPT: u32 = 0o777;
+/// Permission bits kept with -p: also setuid, setgid, sticky.
+const MODE_KEPT_PRESERVING: u32 = 0o7777;
+
+/// What is kept of a source entry on its copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Kept {
+    mode: Option<u32>,
+    modified_at_ms: Option<i64>,
+    accessed_at_ms: Option<i64>,
 }
 
-/// A parsed operand: a location and an absolute, normalised path there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Operand {
-    location: Location,
-    path: String,
-}
-
-impl Operand {
-    /// How to name `path` (on this operand's side) in messages.
-    fn show(&self, path: &str) -> String {
-        match &self.location {
-            Location::Local => path.to_string(),
-            Location::Remote(url) => format!("{url}:{path}"),
+impl Kept {
+    /// What `meta` asks to keep: its mode, and its times with `-p`.
+    fn of(meta: &Metadata, preserve: bool) -> Kept {
+        let mask = if preserve {
+            MODE_KEPT_PRESERVING
+        } else {
+            MODE_KEPT
+        };
+        Kept {
+            mode: meta.mode.map(|mode| mode & mask),
+            modified_at_ms: preserve.then_some(meta.modified_at_ms),
+            accessed_at_ms: if preserve { meta.accessed_at_ms } else { None },
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == Kept::default()
     }
 }
 
@@ -71,6 +117,8 @@ impl Operand {
 struct Side {
     operand: Operand,
     env: Environment,
+    /// This side cannot keep modes and times, and was warned about.
+    warned_unsupported: AtomicBool,
 }
 
 impl Side {
@@ -98,96 +146,14 @@ pub async fn run(args: CpArgs) -> Result<(), String> {
     let source = Side {
         operand: source,
         env: source_env,
+        warned_unsupported: AtomicBool::new(false),
     };
     let destination = Side {
         operand: destination,
         env: destination_env,
+        warned_unsupported: AtomicBool::new(false),
     };
-    copy(&source, &destination, args.recursive).await
-}
-
-/// Split an operand into where and what.
-fn parse_operand(text: &str, default_url: Option<&str>) -> Result<Operand, String> {
-    for scheme in ["ws://", "wss://"] {
-        let Some(rest) = text.strip_prefix(scheme) else {
-            continue;
-        };
-        // The authority (HOST:PORT, or [v6]:PORT) never holds ":/".
-        let Some(split) = rest.find(":/") else {
-            return Err(format!(
-                "{text:?} names a server but no path; write {scheme}HOST:PORT:/path"
-            ));
-        };
-        let url = format!("{scheme}{}", &rest[..split]);
-        let path = normalize(&rest[split + 1..]);
-        return Ok(Operand {
-            location: Location::Remote(url),
-            path,
-        });
-    }
-    if let Some(path) = text.strip_prefix(':') {
-        if !path.starts_with('/') {
-            return Err(format!("{text:?}: a remote path must be absolute (:/path)"));
-        }
-        let Some(url) = default_url else {
-            return Err(format!(
-                "{text:?} refers to the default server, but neither --url nor {URL_VARIABLE} is set"
-            ));
-        };
-        return Ok(Operand {
-            location: Location::Remote(url.to_string()),
-            path: normalize(path),
-        });
-    }
-    if text.is_empty() {
-        return Err("empty path".to_string());
-    }
-    let absolute = std::path::absolute(Path::new(text))
-        .map_err(|err| format!("cannot resolve {text}: {err}"))?;
-    let Some(absolute) = absolute.to_str() else {
-        return Err(format!("{text:?} is not valid UTF-8"));
-    };
-    let mut path = normalize(absolute);
-    // `..` names no entry; ask the filesystem what it is.
-    if path.ends_with("/..") {
-        if let Some(resolved) = std::fs::canonicalize(&path)
-            .ok()
-            .and_then(|p| p.to_str().map(normalize))
-        {
-            path = resolved;
-        }
-    }
-    Ok(Operand {
-        location: Location::Local,
-        path,
-    })
-}
-
-/// Collapse repeated slashes, drop `.` components and any trailing slash.
-fn normalize(path: &str) -> String {
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|part| !part.is_empty() && *part != ".")
-        .collect();
-    format!("/{}", parts.join("/"))
-}
-
-/// `base/relative`, where an empty `relative` is `base` itself.
-fn join(base: &str, relative: &str) -> String {
-    if relative.is_empty() {
-        base.to_string()
-    } else if base.ends_with('/') {
-        format!("{base}{relative}")
-    } else {
-        format!("{base}/{relative}")
-    }
-}
-
-/// The last component of a normalised path (`None` for `/` and `..`).
-fn file_name(path: &str) -> Option<&str> {
-    path.rsplit('/')
-        .next()
-        .filter(|name| !name.is_empty() && *name != "..")
+    copy(&source, &destination, args.recursive, args.preserve).await
 }
 
 async fn connect(location: &Location, options: &ConnectOptions) -> Result<Environment, String> {
@@ -207,14 +173,28 @@ fn fs_error(action: &str, what: &str, err: &EnvError) -> String {
     }
 }
 
-/// One thing to create on the destination, relative to the target.
+/// One thing to create on the destination, relative to the target, and
+/// what to keep of its source.
 #[derive(Debug)]
 enum Item {
-    Directory(String),
-    File { relative: String, size: u64 },
+    Directory {
+        relative: String,
+        kept: Kept,
+    },
+    File {
+        relative: String,
+        size: u64,
+        kept: Kept,
+    },
 }
 
-async fn copy(source: &Side, destination: &Side, recursive: bool) -> Result<(), String> {
+async fn copy(
+    source: &Side,
+    destination: &Side,
+    recursive: bool,
+    preserve: bool,
+) -> Result<(), String> {
+    let started = Instant::now();
     let from = source.operand.path.as_str();
     let shown_source = source.show(from);
     let meta = source
@@ -251,26 +231,43 @@ async fn copy(source: &Side, destination: &Side, recursive: bool) -> Result<(), 
 
     let mut skipped = 0usize;
     let items = if meta.is_directory {
-        walk(source, &mut skipped).await?
+        walk(source, Kept::of(&meta, preserve), preserve, &mut skipped).await?
     } else {
         vec![Item::File {
             relative: String::new(),
             size: meta.size,
+            kept: Kept::of(&meta, preserve),
         }]
     };
     let total: u64 = items
         .iter()
         .map(|item| match item {
             Item::File { size, .. } => *size,
-            Item::Directory(_) => 0,
+            Item::Directory { .. } => 0,
         })
         .sum();
-    let progress = progress_bar(total);
+    let on_terminal = std::io::stderr().is_terminal();
+    let progress = progress_bar(total, on_terminal);
     let result = copy_items(source, destination, &target, &items, &progress).await;
     if let Some(bar) = &progress {
         bar.finish_and_clear();
     }
     result?;
+    // Directories last, deepest first: their contents are written by now
+    // (which would change their times), and a read-only one no longer
+    // needs to be written into.
+    for item in items.iter().rev() {
+        if let Item::Directory { relative, kept } = item {
+            keep(destination, &join(&target, relative), kept).await?;
+        }
+    }
+    if on_terminal {
+        let files = items
+            .iter()
+            .filter(|item| matches!(item, Item::File { .. }))
+            .count();
+        eprintln!("{}", summary(files, total, started.elapsed()));
+    }
     if skipped > 0 {
         return Err(format!(
             "{skipped} entr{} of {shown_source} not copied (see above)",
@@ -308,21 +305,30 @@ async fn target_path(
     }
 }
 
-/// Everything under the source directory, parents before their contents.
-/// Entries that are neither files nor directories, and symbolic links to
-/// directories (which could loop), are reported and counted in `skipped`.
-async fn walk(source: &Side, skipped: &mut usize) -> Result<Vec<Item>, String> {
+/// Everything under the source directory (whose own metadata asks to keep
+/// `root_kept`), parents before their contents. Entries that are neither
+/// files nor directories, and symbolic links to directories (which could
+/// loop), are reported and counted in `skipped`.
+async fn walk(
+    source: &Side,
+    root_kept: Kept,
+    preserve: bool,
+    skipped: &mut usize,
+) -> Result<Vec<Item>, String> {
     let root = source.operand.path.as_str();
     let mut items = Vec::new();
-    let mut pending = vec![String::new()];
-    while let Some(relative) = pending.pop() {
+    let mut pending = vec![(String::new(), root_kept)];
+    while let Some((relative, kept)) = pending.pop() {
         let directory = join(root, &relative);
         let entries = source
             .fs()
             .read_directory(&directory)
             .await
             .map_err(|err| fs_error("cannot read directory", &source.show(&directory), &err))?;
-        items.push(Item::Directory(relative.clone()));
+        items.push(Item::Directory {
+            relative: relative.clone(),
+            kept,
+        });
         let mut subdirectories = Vec::new();
         for entry in entries {
             let child = join(&relative, &entry.file_name);
@@ -347,11 +353,12 @@ async fn walk(source: &Side, skipped: &mut usize) -> Result<Vec<Item>, String> {
                 );
                 *skipped += 1;
             } else if meta.is_directory {
-                subdirectories.push(child);
+                subdirectories.push((child, Kept::of(&meta, preserve)));
             } else if meta.is_file {
                 items.push(Item::File {
                     relative: child,
                     size: meta.size,
+                    kept: Kept::of(&meta, preserve),
                 });
             } else {
                 eprintln!(
@@ -367,9 +374,26 @@ async fn walk(source: &Side, skipped: &mut usize) -> Result<Vec<Item>, String> {
     Ok(items)
 }
 
+/// `3 files, 12.00 MiB in 1.2 s (10.00 MiB/s)`: the line after a copy on
+/// a terminal.
+fn summary(files: usize, bytes: u64, elapsed: std::time::Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    let rate = if seconds > 0.0 {
+        bytes as f64 / seconds
+    } else {
+        0.0
+    };
+    format!(
+        "{files} file{}, {} in {seconds:.1} s ({}/s)",
+        if files == 1 { "" } else { "s" },
+        BinaryBytes(bytes),
+        BinaryBytes(rate as u64)
+    )
+}
+
 /// A bar on stderr when it is a terminal and the copy is big enough.
-fn progress_bar(total: u64) -> Option<ProgressBar> {
-    if total < PROGRESS_THRESHOLD || !std::io::stderr().is_terminal() {
+fn progress_bar(total: u64, on_terminal: bool) -> Option<ProgressBar> {
+    if total < PROGRESS_THRESHOLD || !on_terminal {
         return None;
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
@@ -391,22 +415,46 @@ async fn copy_items(
     let root = source.operand.path.as_str();
     for item in items {
         match item {
-            Item::Directory(relative) => {
+            Item::Directory { relative, .. } => {
                 ensure_directory(destination, &join(target, relative)).await?;
             }
-            Item::File { relative, .. } => {
-                copy_file(
-                    source,
-                    &join(root, relative),
-                    destination,
-                    &join(target, relative),
-                    progress,
-                )
-                .await?;
+            Item::File { relative, kept, .. } => {
+                let to = join(target, relative);
+                copy_file(source, &join(root, relative), destination, &to, progress).await?;
+                keep(destination, &to, kept).await?;
             }
         }
     }
     Ok(())
+}
+
+/// Give `path` the mode and times that `kept` asks for. A destination that
+/// cannot set them (a server older than `fs/setMetadata`) gets a warning,
+/// once per side, and the copy goes on.
+async fn keep(side: &Side, path: &str, kept: &Kept) -> Result<(), String> {
+    if kept.is_empty() || side.warned_unsupported.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let params = SetMetadataParams {
+        path: path.to_string(),
+        mode: kept.mode,
+        modified_at_ms: kept.modified_at_ms,
+        accessed_at_ms: kept.accessed_at_ms,
+    };
+    match side.fs().set_metadata(params).await {
+        Ok(()) => Ok(()),
+        Err(EnvError::Unsupported(message)) => {
+            if !side.warned_unsupported.swap(true, Ordering::Relaxed) {
+                eprintln!("execd cp: warning: permissions and times are not kept: {message}");
+            }
+            Ok(())
+        }
+        Err(err) => Err(fs_error(
+            "cannot set the mode or times of",
+            &side.show(path),
+            &err,
+        )),
+    }
 }
 
 /// Create a directory; one that already exists is fine (its contents merge).
@@ -469,58 +517,5 @@ async fn copy_file(
 fn advance(progress: &Option<ProgressBar>, bytes: u64) {
     if let Some(bar) = progress {
         bar.inc(bytes);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn remote(url: &str, path: &str) -> Operand {
-        Operand {
-            location: Location::Remote(url.to_string()),
-            path: path.to_string(),
-        }
-    }
-
-    #[test]
-    fn operands_split_after_the_authority() {
-        assert_eq!(
-            parse_operand("ws://127.0.0.1:7878:/tmp/x", None),
-            Ok(remote("ws://127.0.0.1:7878", "/tmp/x"))
-        );
-        assert_eq!(
-            parse_operand("ws://[::1]:7878:/tmp//x/./y/", None),
-            Ok(remote("ws://[::1]:7878", "/tmp/x/y"))
-        );
-        assert_eq!(
-            parse_operand(":/etc", Some("ws://h:1")),
-            Ok(remote("ws://h:1", "/etc"))
-        );
-        assert!(parse_operand(":/etc", None).is_err());
-        assert!(parse_operand(":etc", Some("ws://h:1")).is_err());
-        assert!(parse_operand("ws://127.0.0.1:7878", None).is_err());
-        let local = parse_operand("/a/b/", None);
-        assert_eq!(
-            local,
-            Ok(Operand {
-                location: Location::Local,
-                path: "/a/b".into()
-            })
-        );
-        let relative = parse_operand("some/file", None).map(|o| o.path);
-        assert!(relative.is_ok_and(|p| p.starts_with('/') && p.ends_with("/some/file")));
-    }
-
-    #[test]
-    fn names_and_joins() {
-        assert_eq!(file_name("/a/b"), Some("b"));
-        assert_eq!(file_name("/"), None);
-        assert_eq!(file_name("/a/.."), None);
-        assert_eq!(join("/", "x"), "/x");
-        assert_eq!(join("/a", "x/y"), "/a/x/y");
-        assert_eq!(join("/a", ""), "/a");
-        assert_eq!(normalize("//a/./b//"), "/a/b");
-        assert_eq!(normalize("/"), "/");
     }
 }

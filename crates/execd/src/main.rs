@@ -6,7 +6,10 @@ mod cgroup;
 mod codex_limit_args;
 mod connect_args;
 mod cp;
+mod cp_operand;
 mod exec_wrapper;
+mod messages;
+mod remote_command;
 mod run;
 mod serve;
 mod shell;
@@ -31,11 +34,14 @@ struct Cli {
 enum Command {
     /// Serve the execd protocol (WebSocket on loopback by default, or stdio).
     Serve(serve::ServeArgs),
-    /// Run a command on an execd server, like `ssh host cmd`: its output
+    /// Run a command on an execd server, like `ssh host cmd`: the words are
+    /// run by the remote account's shell (`--exec`: as argv), its output
     /// comes here, local stdin goes to it, and its exit code (128+N for
-    /// signal N) becomes ours; 255 if execd itself fails.
+    /// signal N, 127 not found, 126 not executable) becomes ours; 255 if
+    /// execd itself fails.
     Run(run::RunArgs),
-    /// An interactive login shell on an execd server, like `ssh host`.
+    /// An interactive login shell on an execd server, like `ssh host`: the
+    /// remote account's shell, in its home, under a pseudo-terminal.
     Shell(shell::ShellArgs),
     /// Measure a server speaking the execd protocol against local and
     /// OpenSSH baselines.
@@ -92,7 +98,7 @@ fn main() -> ExitCode {
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             report("execd", result)
         }
-        Command::Run(args) => ExitCode::from(runtime.block_on(run::run(args))),
+        Command::Run(args) => ExitCode::from(runtime.block_on(run::run(args, "execd run"))),
         Command::Shell(args) => ExitCode::from(runtime.block_on(shell::run(args))),
         Command::Bench(args) => report("execd bench", runtime.block_on(bench::run(args))),
         Command::Cp(args) => report("execd cp", runtime.block_on(cp::run(args))),

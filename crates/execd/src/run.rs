@@ -1,13 +1,13 @@
 //! `execd run`: run one command on an execd server, like `ssh host cmd`.
 //!
-//! Owns the command line of `run`, the remote process's environment, the
-//! forwarding of local stdin (then EOF) to the process and of its output to
-//! local stdout/stderr byte for byte, local signals and window size
-//! changes, raw mode of the local terminal under `--tty`, and the mapping of
-//! how the process ended to this program's exit code. Built only on the
-//! client library's environment traits.
+//! Owns the command line of `run`, the forwarding of local stdin (then EOF)
+//! to the process and of its output to local stdout/stderr byte for byte,
+//! local signals and window size changes, raw mode of the local terminal
+//! under `--tty`, and the mapping of how the process ended to this
+//! program's exit code. What is started, in which environment and
+//! directory, is `remote_command`'s; the wording of connection errors is
+//! `messages`'. Built on the client library's environment traits.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 use std::str::FromStr;
@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use clap::Args;
 use execd_client::manager::URL_VARIABLE;
-use execd_client::{EnvError, ExecProcess, RemoteEnvironment, StartedProcess};
+use execd_client::{EnvError, ExecProcess, ExecServerClient, RemoteEnvironment, StartedProcess};
 use execd_protocol::event::{EventKind, ExitInfo};
 use execd_protocol::limits::Limit;
 use execd_protocol::process::StartParams;
@@ -28,11 +28,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::connect_args::ConnectArgs;
+use crate::messages::{connect_error, describe, server_url};
+use crate::remote_command::{self, parse_assignment, Launch};
 
-/// `PATH` of the remote process unless `--env PATH=...` says otherwise.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// `TERM` of a `--tty` process when the local one is not set.
-const DEFAULT_TERM: &str = "xterm-256color";
 /// Exit code for a failure of `execd run` itself (as `ssh` does).
 const EXIT_FAILURE: u8 = 255;
 /// Exit code for a command line that cannot be used (as clap does).
@@ -49,8 +47,13 @@ const QUEUE_FULL_FIRST_PAUSE: Duration = Duration::from_millis(2);
 const QUEUE_FULL_MAX_PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "execd run [OPTIONS] [--] <WORDS>...",
+    after_long_help = RUN_HELP
+)]
 pub struct RunArgs {
-    /// Server to run on (`ws://HOST:PORT` or `wss://HOST:PORT`); defaults to $EXECD_URL.
+    /// Server to run on (`ws://HOST:PORT`, `wss://HOST:PORT`, or
+    /// `HOST:PORT` for ws://); defaults to $EXECD_URL.
     #[arg(long)]
     pub url: Option<String>,
     #[command(flatten)]
@@ -59,29 +62,64 @@ pub struct RunArgs {
     /// mode while the command runs.
     #[arg(long)]
     pub tty: bool,
-    /// Working directory of the command on the server (absolute).
-    #[arg(long, default_value = "/")]
-    pub cwd: String,
+    /// Run the words as argv, with no shell: the first is the program, each
+    /// other word one argument, exactly as given.
+    #[arg(long)]
+    pub exec: bool,
+    /// Working directory of the command on the server (absolute); default:
+    /// the remote account's home.
+    #[arg(long)]
+    pub cwd: Option<String>,
     /// Set a variable in the command's environment (repeatable; overrides the
-    /// defaults PATH, LANG and TERM).
+    /// defaults: HOME, USER, LOGNAME, SHELL, PATH, LANG, LC_*, TERM).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_assignment)]
     pub env: Vec<(String, String)>,
-    /// The program and its arguments (after `--`).
+    /// The command: its words are joined with spaces and run by the remote
+    /// account's shell (`$SHELL -c`), as ssh does; with --exec, argv.
     #[arg(
-        value_name = "CMD",
+        value_name = "WORDS",
         required = true,
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
     pub command: Vec<String>,
+    /// Start the account's login shell instead of a command (`execd shell`).
+    #[arg(skip)]
+    pub login_shell: bool,
 }
 
-pub fn parse_assignment(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err(format!("expected K=V, got {text:?}")),
-    }
-}
+/// The man-page part of `execd run --help`.
+const RUN_HELP: &str = "\
+The command line:
+  The words after the options (or after --) are joined with single spaces
+  and run as `$SHELL -c \"<words>\"` by the remote account's login shell (as
+  the server reports it; /bin/sh if it does not), as ssh does: pipes, globs,
+  redirections and && work, and quoting is the remote shell's
+  (execd run 'ls *.log | wc -l'). --exec runs the words as argv instead,
+  with no shell, each word one argument exactly as given.
+
+Environment of the command:
+  HOME, USER, LOGNAME and SHELL of the account the server runs as; PATH
+  (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin); LANG and
+  LC_* from this side (ssh's default SendEnv); TERM under --tty (this
+  side's, else xterm-256color). --env K=V adds or overrides. It starts in
+  the account's home directory unless --cwd says otherwise.
+
+Signals:
+  Ctrl-C (SIGINT), SIGTERM and SIGHUP received here are sent to the remote
+  process. A second one makes the server terminate it: SIGTERM to its
+  process group, then SIGKILL after the server's grace period (execd serve
+  --terminate-grace-ms, 2000 by default). A third gives up waiting and
+  exits 255, leaving the server to clean up. Under --tty the local terminal
+  is in raw mode, so Ctrl-C is a byte for the remote terminal instead, and
+  window size changes (SIGWINCH) are forwarded.
+
+Exit status:
+  The command's exit status; 128+N if signal N ended it; 127 if the program
+  was not found, 126 if it is not executable (with --exec; without it the
+  remote shell answers the same); 2 for a bad command line (no server
+  given); 255 if execd itself failed: cannot connect, not an execd server,
+  connection lost, server shut down.";
 
 /// Why `run` stops without the remote exit code.
 struct Failure {
@@ -99,36 +137,15 @@ impl Failure {
 }
 
 /// Run the command; returns the exit code for this program. Errors are
-/// printed here (after the terminal has been restored).
-pub async fn run(args: RunArgs) -> u8 {
+/// printed here (after the terminal has been restored), under `name` (the
+/// subcommand: `execd run`, `execd shell`).
+pub async fn run(args: RunArgs, name: &str) -> u8 {
     match run_command(args).await {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("execd run: {}", failure.message);
+            eprintln!("{name}: {}", failure.message);
             failure.code
         }
-    }
-}
-
-/// The server URL: `--url`, else `$EXECD_URL`.
-pub fn server_url(flag: Option<String>) -> Option<String> {
-    flag.or_else(|| std::env::var(URL_VARIABLE).ok())
-        .filter(|url| !url.is_empty())
-}
-
-/// An error's message without a redundant prefix.
-pub fn describe(err: &EnvError) -> String {
-    match err {
-        EnvError::ConnectionLost(message) => format!("connection lost: {message}"),
-        other => other.message(),
-    }
-}
-
-/// Why connecting to `url` failed, naming the URL once.
-pub fn connect_error(url: &str, err: &EnvError) -> String {
-    match err {
-        EnvError::ConnectionLost(message) if message.contains(url) => message.clone(),
-        other => format!("cannot connect to {url}: {}", describe(other)),
     }
 }
 
@@ -140,23 +157,33 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
         });
     };
     let stdin_is_terminal = std::io::stdin().is_terminal();
+    let options = args.connect.options().map_err(Failure::new)?;
+    let client = ExecServerClient::connect_with(&url, options)
+        .await
+        .map_err(|err| Failure::new(connect_error(&url, &EnvError::from(err))))?;
+    let account = client.account().cloned();
+    let launch = if args.login_shell {
+        Launch::LoginShell
+    } else if args.exec {
+        Launch::Exec(args.command.clone())
+    } else {
+        Launch::ShellCommand(args.command.clone())
+    };
+    let (argv, arg0) = launch.argv(account.as_ref(), args.cwd.is_some());
+    let program = argv.first().cloned().unwrap_or_default();
     let params = StartParams {
         process_id: process_id(),
-        argv: args.command.clone(),
-        cwd: args.cwd.clone(),
-        env: environment(args.tty, &args.env),
+        argv,
+        cwd: remote_command::cwd(args.cwd.as_deref(), account.as_ref()),
+        env: remote_command::environment(account.as_ref(), args.tty, &args.env),
         tty: args.tty,
         pipe_stdin: true,
-        arg0: None,
+        arg0,
         size: if args.tty { window_size() } else { None },
         exec_policy: None,
         sandbox: None,
     };
-    let options = args.connect.options().map_err(Failure::new)?;
-    let environment = RemoteEnvironment::connect_with(&url, options)
-        .await
-        .map_err(|err| Failure::new(connect_error(&url, &err)))?;
-    let program = args.command.first().cloned().unwrap_or_default();
+    let environment = RemoteEnvironment::new(client).into_environment();
     let StartedProcess {
         process,
         mut events,
@@ -164,7 +191,10 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
         .exec
         .start(params)
         .await
-        .map_err(|err| Failure::new(format!("cannot start {program}: {}", describe(&err))))?;
+        .map_err(|err| Failure {
+            code: remote_command::start_failure_code(&err).unwrap_or(EXIT_FAILURE),
+            message: format!("cannot start {program}: {}", describe(&err)),
+        })?;
 
     // Restored when this function returns, whichever way.
     let _raw = if args.tty && stdin_is_terminal {
@@ -249,26 +279,6 @@ fn process_id() -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("run-{}-{nanos}", std::process::id())
-}
-
-/// PATH, LANG (if set here), TERM (under a tty), then the `--env` entries.
-fn environment(tty: bool, overrides: &[(String, String)]) -> HashMap<String, String> {
-    let mut env = HashMap::new();
-    env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
-    if let Ok(lang) = std::env::var("LANG") {
-        env.insert("LANG".to_string(), lang);
-    }
-    if tty {
-        let term = std::env::var("TERM")
-            .ok()
-            .filter(|t| !t.is_empty())
-            .unwrap_or_else(|| DEFAULT_TERM.to_string());
-        env.insert("TERM".to_string(), term);
-    }
-    for (key, value) in overrides {
-        env.insert(key.clone(), value.clone());
-    }
-    env
 }
 
 /// The exit code, or 128+N when signal N ended the process.
@@ -571,20 +581,5 @@ mod tests {
         assert_eq!(exit_code(&exited(0)), 0);
         assert_eq!(exit_code(&exited(7)), 7);
         assert_eq!(exit_code(&exited(-1)), 255);
-    }
-
-    #[test]
-    fn env_entries_override_the_defaults() {
-        let env = environment(
-            true,
-            &[("PATH".into(), "/bin".into()), ("A".into(), "B=C".into())],
-        );
-        assert_eq!(env.get("PATH").map(String::as_str), Some("/bin"));
-        assert_eq!(env.get("A").map(String::as_str), Some("B=C"));
-        assert!(env.contains_key("TERM"));
-        assert!(!environment(false, &[]).contains_key("TERM"));
-        assert_eq!(parse_assignment("K=V=W"), Ok(("K".into(), "V=W".into())));
-        assert!(parse_assignment("=V").is_err());
-        assert!(parse_assignment("KV").is_err());
     }
 }

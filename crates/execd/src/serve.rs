@@ -28,6 +28,36 @@ use crate::codex_limit_args::CodexLimitArgs;
 
 pub const DEFAULT_LISTEN: &str = "ws://127.0.0.1:7878";
 
+/// The man-page part of `execd serve --help`.
+const SERVE_HELP: &str = "\
+Every limit refuses what would pass it with an error that names the limit,
+its value and its flag; see docs/PROTOCOL.md (Limits).
+
+Output:
+  The URL on stdout, once listening. On stderr (tracing; RUST_LOG sets the
+  level, --log-format the format): one line at start (address, version,
+  auth mode, TLS or not), one at shutdown, and warnings.
+
+Signals:
+  SIGINT or SIGTERM stops the server: every connection gets a WebSocket
+  close frame (1001, with the reason) and every process it started is
+  terminated (SIGTERM to its group, SIGKILL after --terminate-grace-ms).
+  A supervisor process stays in front of the server, so nothing it started
+  outlives it, even if the server is killed (kill -9, OOM); as a
+  container's PID 1 it also reaps orphans and forwards signals.
+
+Environment:
+  EXECD_TOKEN          the token clients must present (unless --token-file)
+  XDG_STATE_HOME       where the default token file lives (execd/token)
+  RUST_LOG             log filter (default: warn, execd::serve=info)
+  The processes it starts get the environment their client sends (execd run
+  sends the account's HOME, USER, LOGNAME, SHELL, PATH, LANG, LC_*).
+
+Exit status:
+  0 after a signal-initiated shutdown; 1 if it cannot start (bad flags, the
+  address in use, no token for a non-loopback address); the server's own
+  status if it died.";
+
 /// How log lines (and audit events) are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -49,7 +79,8 @@ fn positive() -> clap::builder::RangedU64ValueParser<u64> {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Every limit refuses what would pass it with an error that names the \
-limit, its value and its flag; see docs/PROTOCOL.md (Limits)."
+limit, its value and its flag; see docs/PROTOCOL.md (Limits).",
+    after_long_help = SERVE_HELP
 )]
 pub struct ServeArgs {
     /// `ws://IP:PORT` (port 0 picks a free one), `wss://IP:PORT` (with
@@ -219,11 +250,11 @@ fn shutdown_on_signal() -> std::io::Result<CancellationToken> {
     let mut terminate = signal(SignalKind::terminate())?;
     let fire = token.clone();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("shutting down");
+        let signal = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        info!("execd serve: {signal} received, shutting down: closing every connection (with a close reason) and terminating every process");
         fire.cancel();
     });
     Ok(token)
@@ -249,8 +280,9 @@ async fn resolve(listen: &str) -> Result<(SocketAddr, bool), String> {
     Ok((addr, wss))
 }
 
-/// The token WebSocket clients must present, or `None` for `--no-auth`.
-fn server_token(args: &ServeArgs, addr: SocketAddr) -> Result<Option<Token>, String> {
+/// The token WebSocket clients must present (`None` for `--no-auth`), and
+/// where it came from, for the start line.
+fn server_token(args: &ServeArgs, addr: SocketAddr) -> Result<(Option<Token>, String), String> {
     let loopback = addr.ip().is_loopback();
     if args.no_auth {
         if !loopback {
@@ -259,17 +291,20 @@ fn server_token(args: &ServeArgs, addr: SocketAddr) -> Result<Option<Token>, Str
             ));
         }
         warn!(%addr, "--no-auth: any local user or program can connect and run commands as this user");
-        return Ok(None);
+        return Ok((None, "none (--no-auth)".to_string()));
     }
     if let Some(path) = &args.token_file {
         let token = token::read_file(path).map_err(|err| err.to_string())?;
         if std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o077 != 0) {
             warn!(path = %path.display(), "the token file is open to other users; chmod 600 it");
         }
-        return Ok(Some(token));
+        return Ok((
+            Some(token),
+            format!("token (--token-file {})", path.display()),
+        ));
     }
     if let Some(token) = token::from_env().map_err(|err| err.to_string())? {
-        return Ok(Some(token));
+        return Ok((Some(token), format!("token (${TOKEN_VARIABLE})")));
     }
     if !loopback {
         return Err(format!(
@@ -278,12 +313,15 @@ fn server_token(args: &ServeArgs, addr: SocketAddr) -> Result<Option<Token>, Str
     }
     let path = token::default_path().map_err(|err| err.to_string())?;
     let (token, created) = token::load_or_create_default(&path).map_err(|err| err.to_string())?;
-    if created {
-        info!(path = %path.display(), "created the default token file (mode 0600)");
+    let how = if created {
+        ", created with mode 0600"
     } else {
-        info!(path = %path.display(), "using the default token file");
-    }
-    Ok(Some(token))
+        ""
+    };
+    Ok((
+        Some(token),
+        format!("token (default token file {}{how})", path.display()),
+    ))
 }
 
 /// Flags that have no meaning for `--listen stdio`.
@@ -306,8 +344,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut config = args.config(raise_open_file_limit())?;
     let shutdown = shutdown_on_signal().map_err(|err| format!("cannot watch signals: {err}"))?;
 
+    let version = env!("CARGO_PKG_VERSION");
     if args.listen == "stdio" {
         refuse_websocket_flags_on_stdio(&args)?;
+        info!("execd {version} serving one connection on stdio (auth: none, whoever started it owns its pipes)");
         execd_server::serve_stdio(config, shutdown).await;
         return Ok(());
     }
@@ -324,14 +364,20 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         }
         _ => None,
     };
+    let (token, auth) = server_token(&args, addr)?;
+    let tls = if config.tls.is_some() { "on" } else { "off" };
     config.access = AccessConfig {
-        token: server_token(&args, addr)?,
+        token,
         allowed_origins: args.allow_origin.clone(),
         ..AccessConfig::default()
     };
     let server = execd_server::bind(addr, config)
         .await
         .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
+    info!(
+        "execd {version} listening on {} (auth: {auth}; TLS: {tls})",
+        server.url()
+    );
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{}", server.url())
         .and_then(|()| stdout.flush())

@@ -1,23 +1,20 @@
 //! `execd shell`: an interactive login shell on an execd server, like `ssh
-//! host`. It is `execd run --tty` with the remote user's shell as the
-//! command: raw mode, window-size forwarding, Ctrl-C reaching the remote
-//! program and terminal restoration all come from `run`.
+//! host`. It is `execd run --tty` with the remote account's login shell as
+//! the command (`argv[0]` `-bash` and so on, in the account's home): raw
+//! mode, window-size forwarding, Ctrl-C reaching the remote program,
+//! terminal restoration and the environment all come from `run`.
 
 use clap::Args;
 
 use crate::connect_args::ConnectArgs;
-use crate::run::{self, parse_assignment, RunArgs};
-
-/// Picks the remote user's home and shell on the server side: the remote
-/// environment is not known here.
-const LOGIN_SCRIPT: &str = r#": "${HOME:=$(getent passwd "$(id -u)" 2>/dev/null | cut -d: -f6)}"; export HOME
-[ -n "$EXECD_SHELL_STAY" ] || cd "${HOME:-/}" 2>/dev/null
-unset EXECD_SHELL_STAY
-if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi"#;
+use crate::remote_command::parse_assignment;
+use crate::run::{self, RunArgs};
 
 #[derive(Debug, Args)]
+#[command(after_long_help = SHELL_HELP)]
 pub struct ShellArgs {
-    /// Server to connect to (`ws://HOST:PORT` or `wss://HOST:PORT`); defaults to $EXECD_URL.
+    /// Server to connect to (`ws://HOST:PORT`, `wss://HOST:PORT`, or
+    /// `HOST:PORT` for ws://); defaults to $EXECD_URL.
     #[arg(long)]
     url: Option<String>,
     #[command(flatten)]
@@ -30,19 +27,42 @@ pub struct ShellArgs {
     env: Vec<(String, String)>,
 }
 
+/// The man-page part of `execd shell --help`.
+const SHELL_HELP: &str = "\\
+The shell:
+  The login shell of the account the server runs as (as the server reports
+  it), started as a login shell (argv[0] \"-bash\", \"-zsh\", ...) under a
+  pseudo-terminal, in the account's home directory unless --cwd is given.
+  A server that does not report its account gets /bin/sh, which starts
+  bash -l if there is one, else sh -l.
+
+Environment:
+  As execd run --tty: HOME, USER, LOGNAME and SHELL of the account, PATH,
+  LANG and LC_* from this side, TERM from this side (else xterm-256color),
+  then --env.
+
+Signals:
+  The local terminal is in raw mode while the shell runs: Ctrl-C, Ctrl-Z
+  and Ctrl-\\ are bytes for the remote terminal, which signals its own
+  foreground job. Window size changes are forwarded. SIGTERM or SIGHUP
+  received here are sent to the remote shell; a second one terminates it
+  (SIGTERM, then SIGKILL after the server's grace period).
+
+Exit status:
+  The shell's exit status (128+N if signal N ended it); 255 if execd
+  itself failed (cannot connect, connection lost, server shut down).";
+
 /// Run the shell; returns this program's exit code (the shell's).
 pub async fn run(args: ShellArgs) -> u8 {
-    let mut env = args.env;
-    if args.cwd.is_some() {
-        env.push(("EXECD_SHELL_STAY".into(), "1".into()));
-    }
-    run::run(RunArgs {
+    let run_args = RunArgs {
         url: args.url,
         connect: args.connect,
         tty: true,
-        cwd: args.cwd.unwrap_or_else(|| "/".into()),
-        env,
-        command: vec!["/bin/sh".into(), "-c".into(), LOGIN_SCRIPT.into()],
-    })
-    .await
+        exec: false,
+        cwd: args.cwd,
+        env: args.env,
+        command: Vec::new(),
+        login_shell: true,
+    };
+    run::run(run_args, "execd shell").await
 }

@@ -82,7 +82,7 @@ async fn output(mut command: Command) -> Output {
 async fn assert_runs(home: &Path, url: &str, extra: &[&str], env: &[(&str, &str)]) {
     let mut args = vec!["run", "--url", url];
     args.extend_from_slice(extra);
-    args.extend_from_slice(&["--", "bash", "-c", "echo ran:$1", "_", "yes"]);
+    args.extend_from_slice(&["--exec", "--", "bash", "-c", "echo ran:$1", "_", "yes"]);
     let mut command = execd(home, &args);
     for (key, value) in env {
         command.env(key, value);

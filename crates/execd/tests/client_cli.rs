@@ -22,7 +22,7 @@ const EXECD: Execd = Execd(env!("CARGO_BIN_EXE_execd"));
 /// `execd run --url URL ARGS...` against `server`; ARGS are options, `--`
 /// and the command.
 fn run_on(server: &ExecdServer, args: &[&str]) -> Command {
-    let mut all = vec!["run", "--url", server.url.as_str()];
+    let mut all = vec!["run", "--url", server.url.as_str(), "--exec"];
     all.extend_from_slice(args);
     EXECD.command(&all)
 }

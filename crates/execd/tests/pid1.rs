@@ -51,7 +51,9 @@ impl Namespace {
     /// Run `sh -c script` in the namespace through `execd run`; its stdout.
     fn sh(&self, script: &str) -> String {
         let output = Command::new(EXECD)
-            .args(["run", "--url", &self.url, "--", "sh", "-c", script])
+            .args([
+                "run", "--url", &self.url, "--exec", "--", "sh", "-c", script,
+            ])
             .stdin(Stdio::null())
             .output()
             .expect("run execd run");

@@ -415,6 +415,7 @@ async fn execd_run_waits_out_a_full_stdin_queue() {
             "run",
             "--url",
             serving.url(),
+            "--exec",
             "--",
             "bash",
             "-c",

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use execd_environment::{EnvError, FileSystem};
-use execd_protocol::fs::{DirectoryEntry, Metadata};
+use execd_protocol::fs::{DirectoryEntry, Metadata, SetMetadataParams};
 
 use crate::fs::{self, FsError};
 
@@ -70,6 +70,16 @@ impl FileSystem for LocalFileSystem {
     async fn metadata(&self, path: &str) -> Result<Metadata, EnvError> {
         let path = fs::absolute(path)?;
         blocking(move || fs::metadata(&path)).await
+    }
+
+    async fn set_metadata(&self, params: SetMetadataParams) -> Result<(), EnvError> {
+        let path = fs::absolute(&params.path)?;
+        let change = fs::MetadataChange {
+            mode: params.mode,
+            modified_at_ms: params.modified_at_ms,
+            accessed_at_ms: params.accessed_at_ms,
+        };
+        blocking(move || fs::set_metadata(&path, change)).await
     }
 
     async fn read_directory(&self, path: &str) -> Result<Vec<DirectoryEntry>, EnvError> {

@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -245,10 +245,14 @@ pub fn create_directory(path: &Path, recursive: bool) -> Result<(), FsError> {
     .map_err(io_error(path))
 }
 
+/// Milliseconds since the epoch (negative before it; 0 when unknown).
 fn millis(time: io::Result<SystemTime>) -> i64 {
-    time.ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    let Ok(time) = time else { return 0 };
+    let clamp = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => clamp(after),
+        Err(before) => -clamp(before.duration()),
+    }
 }
 
 /// Metadata of `path`; `isDirectory`/`isFile` follow a symlink, `isSymlink`
@@ -264,7 +268,45 @@ pub fn metadata(path: &Path) -> Result<Metadata, FsError> {
         created_at_ms: millis(target.created()),
         modified_at_ms: millis(target.modified()),
         size: target.len(),
+        mode: Some(target.permissions().mode() & MODE_BITS),
+        accessed_at_ms: Some(millis(target.accessed())),
     })
+}
+
+/// The permission bits `fs/setMetadata` sets and `fs/getMetadata` reports.
+pub const MODE_BITS: u32 = 0o7777;
+
+/// What [`set_metadata`] changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetadataChange {
+    pub mode: Option<u32>,
+    pub modified_at_ms: Option<i64>,
+    pub accessed_at_ms: Option<i64>,
+}
+
+/// Set the permission bits and times of `path` (symlinks followed). Times
+/// are milliseconds since the epoch (negative: before it).
+pub fn set_metadata(path: &Path, change: MetadataChange) -> Result<(), FsError> {
+    use nix::sys::time::TimeSpec;
+    if let Some(mode) = change.mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & MODE_BITS))
+            .map_err(io_error(path))?;
+    }
+    if change.modified_at_ms.is_none() && change.accessed_at_ms.is_none() {
+        return Ok(());
+    }
+    let spec = |ms: Option<i64>| match ms {
+        Some(ms) => TimeSpec::new(ms.div_euclid(1000), ms.rem_euclid(1000) * 1_000_000),
+        None => TimeSpec::UTIME_OMIT,
+    };
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &spec(change.accessed_at_ms),
+        &spec(change.modified_at_ms),
+        nix::sys::stat::UtimensatFlags::FollowSymlink,
+    )
+    .map_err(|errno| io_error(path)(io::Error::from(errno)))
 }
 
 /// Entries of a directory, sorted by name.

@@ -122,6 +122,24 @@ pub struct InitializeResult {
     /// Extension (codex dialect): this environment as codex describes one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment_info: Option<crate::codex::EnvironmentInfo>,
+    /// Extension: the account the server runs as (what `execd run` and
+    /// `execd shell` build the remote environment from, as ssh does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<Account>,
+}
+
+/// `initialize` result extension: the account processes run as, from the
+/// server's user database (else the server's own environment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    /// The user name (`root`), or the uid in decimal when it has none.
+    pub user: String,
+    pub uid: u32,
+    /// The home directory (absolute).
+    pub home: String,
+    /// The login shell (absolute).
+    pub shell: String,
 }
 
 /// `initialize` result extension.

@@ -9,6 +9,8 @@ pub const GET_METADATA: &str = "fs/getMetadata";
 pub const READ_DIRECTORY: &str = "fs/readDirectory";
 pub const REMOVE: &str = "fs/remove";
 pub const COPY: &str = "fs/copy";
+/// Extension: set a path's permission bits and times.
+pub const SET_METADATA: &str = "fs/setMetadata";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PathParams {
@@ -62,6 +64,27 @@ pub struct Metadata {
     /// Extension: size in bytes.
     #[serde(default)]
     pub size: u64,
+    /// Extension: the permission bits (`0o7777` of `st_mode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// Extension: the last access time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accessed_at_ms: Option<i64>,
+}
+
+/// `fs/setMetadata` params (extension): each field given is set on `path`
+/// (symlinks followed); at least one must be given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SetMetadataParams {
+    pub path: String,
+    /// Permission bits, at most `0o7777`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accessed_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

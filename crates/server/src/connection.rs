@@ -8,7 +8,8 @@
 //!
 //! Server shutdown closes the connection's `Outbox` at once, so a reply
 //! that waits on a client that stopped reading gives up and the connection
-//! ends within the processes' grace period.
+//! ends within the processes' grace period; a WebSocket peer gets a close
+//! frame (1001, [`SHUTDOWN_REASON`]) before its processes are terminated.
 
 use std::fmt::Display;
 use std::sync::Arc;
@@ -28,6 +29,13 @@ use crate::methods::Reply;
 use crate::rpc;
 use crate::session::Session;
 use crate::shared::Shared;
+
+/// The close reason (WebSocket code 1001) every connection gets when the
+/// server shuts down; clients print it.
+pub const SHUTDOWN_REASON: &str =
+    "execd serve is stopping; the processes of this connection are being terminated";
+/// How long the close reason may take to reach a peer.
+const SHUTDOWN_NOTICE_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One inbound frame as the transport saw it.
 #[derive(Debug)]
@@ -88,7 +96,12 @@ pub async fn serve_connection<I, O>(
         "connection closing; terminating its processes"
     );
     // No supervisor may wait on a peer that is gone while we wait for the
-    // processes to close.
+    // processes to close. A server shutting down tells the peer why first.
+    if shutdown.is_cancelled() {
+        outbox
+            .finish_going_away(SHUTDOWN_REASON, SHUTDOWN_NOTICE_TIME)
+            .await;
+    }
     outbox.close();
     session.backend().shutdown().await;
     audit::connection_closed(&peer.address, session.id());

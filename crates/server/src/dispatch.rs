@@ -49,6 +49,7 @@ pub fn route(session: &mut Session, request: &Request<'_>) -> Reply {
         fsp::WRITE_FILE => fs::write_file(session, request).into(),
         fsp::CREATE_DIRECTORY => fs::create_directory(session, id, params).into(),
         fsp::GET_METADATA => fs::get_metadata(session, id, params).into(),
+        fsp::SET_METADATA => fs::set_metadata(session, id, params).into(),
         fsp::READ_DIRECTORY => fs::read_directory(session, id, params).into(),
         fsp::REMOVE => fs::remove(session, id, params).into(),
         fsp::COPY => fs::copy(session, id, params).into(),

@@ -18,11 +18,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 /// One outgoing frame: JSON text, or a binary frame (see
-/// `execd_protocol::binary`), which only WebSocket connections carry.
+/// `execd_protocol::binary`), which only WebSocket connections carry, or
+/// the closing frame of a server going away, with its reason (WebSocket
+/// close code 1001; a line transport just ends).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Text(String),
     Binary(bytes::Bytes),
+    GoingAway(String),
 }
 
 type BoxSink = Pin<Box<dyn Sink<Frame, Error = String> + Send>>;
@@ -111,5 +114,19 @@ impl Outbox {
         self.closing.cancel();
         let close = async { self.sink.lock().await.close().await };
         let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+    }
+
+    /// Tell the peer why the connection ends ([`Frame::GoingAway`]) and
+    /// close the sink, within `within`; every other send stops at once.
+    pub async fn finish_going_away(&self, reason: &str, within: Duration) {
+        self.closing.cancel();
+        let close = async {
+            let mut sink = self.sink.lock().await;
+            if let Err(err) = sink.send(Frame::GoingAway(reason.to_string())).await {
+                debug!(%err, "cannot send the close reason");
+            }
+            let _ = sink.close().await;
+        };
+        let _ = tokio::time::timeout(within, close).await;
     }
 }

@@ -6,7 +6,8 @@
 //! false, so the client does not call what execd lacks). execd keeps no
 //! codex configuration of its own, so `environmentConfig/read` answers with
 //! empty layer stacks (what codex's own server answers on a machine with
-//! no codex config files).
+//! no codex config files). It also owns the server's `account` (the
+//! `initialize` extension `execd run` builds the remote environment from).
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use execd_protocol::codex::{
     self, ConfigLayers, EnvironmentCapabilities, EnvironmentConfigReadParams,
     EnvironmentConfigReadResult, EnvironmentInfo, ShellInfo,
 };
+use execd_protocol::envelope::Account;
 use execd_protocol::path_uri;
 use execd_protocol::RpcError;
 use serde_json::value::RawValue;
@@ -72,6 +74,55 @@ pub fn info() -> EnvironmentInfo {
             ..EnvironmentCapabilities::default()
         },
     }
+}
+
+/// The account the server (and every process it starts) runs as, for the
+/// `account` of the `initialize` result: its user database entry, else
+/// `$USER`, `$HOME` and `$SHELL`, else the uid, `/` and `/bin/sh`. A login
+/// shell that cannot run commands (`nologin`, `false`, missing) is passed
+/// over the same way.
+pub fn account() -> Account {
+    let uid = nix::unistd::geteuid();
+    let entry = nix::unistd::User::from_uid(uid).ok().flatten();
+    let variable = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let absolute = |path: PathBuf| {
+        Some(path)
+            .filter(|p| p.is_absolute())
+            .map(|p| p.display().to_string())
+    };
+    let user = entry
+        .as_ref()
+        .map(|e| e.name.clone())
+        .or_else(|| variable("USER"))
+        .unwrap_or_else(|| uid.to_string());
+    let home = entry
+        .as_ref()
+        .and_then(|e| absolute(e.dir.clone()))
+        .or_else(|| env_dir("HOME").and_then(absolute))
+        .unwrap_or_else(|| "/".to_string());
+    let shell = entry
+        .as_ref()
+        .map(|e| e.shell.clone())
+        .filter(|shell| usable_shell(shell))
+        .or_else(|| env_dir("SHELL").filter(|shell| usable_shell(shell)))
+        .and_then(absolute)
+        .unwrap_or_else(|| "/bin/sh".to_string());
+    Account {
+        user,
+        uid: uid.as_raw(),
+        home,
+        shell,
+    }
+}
+
+/// A shell that can run commands: an existing absolute path, not one of
+/// the "no login" placeholders of service accounts (`nologin`, `false`),
+/// which would refuse every command.
+fn usable_shell(shell: &Path) -> bool {
+    let placeholder = shell
+        .file_name()
+        .is_some_and(|name| name == "nologin" || name == "false");
+    shell.is_absolute() && !placeholder && shell.exists()
 }
 
 /// `environment/status`: an environment that answers is ready.

@@ -165,6 +165,44 @@ pub fn get_metadata(
     reply_with(session, id, move || fs::metadata(&path))
 }
 
+/// `fs/setMetadata` (extension): permission bits and times, audited as a change.
+pub fn set_metadata(
+    session: &Session,
+    id: &RequestId,
+    params: &RawValue,
+) -> Result<Reply, RpcError> {
+    let method = fsp::SET_METADATA;
+    let p: fsp::SetMetadataParams = parse_params(method, params)?;
+    let paths = FsPaths::of(method, params)?;
+    let path = absolute(&paths.write("path", &p.path)?)?;
+    let invalid = |message: String| {
+        RpcError::new(
+            ErrorCode::InvalidParams,
+            format!("invalid params for {method}: {message}"),
+        )
+    };
+    if let Some(mode) = p.mode.filter(|mode| mode & !fs::MODE_BITS != 0) {
+        return Err(invalid(format!(
+            "mode {mode:#o} has bits outside {:#o}",
+            fs::MODE_BITS
+        )));
+    }
+    if p.mode.is_none() && p.modified_at_ms.is_none() && p.accessed_at_ms.is_none() {
+        return Err(invalid(
+            "nothing to set: give mode, modifiedAtMs or accessedAtMs".into(),
+        ));
+    }
+    let change = fs::MetadataChange {
+        mode: p.mode,
+        modified_at_ms: p.modified_at_ms,
+        accessed_at_ms: p.accessed_at_ms,
+    };
+    let audited = Change::of(method, &path, None);
+    reply_change(session, id, audited, move || {
+        fs::set_metadata(&path, change)
+    })
+}
+
 pub fn read_directory(
     session: &Session,
     id: &RequestId,

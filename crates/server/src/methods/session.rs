@@ -30,5 +30,6 @@ pub fn initialize(session: &mut Session, params: &RawValue) -> RpcResult {
             binary_output,
         }),
         environment_info: Some(crate::methods::environment::info()),
+        account: Some(crate::methods::environment::account()),
     })
 }

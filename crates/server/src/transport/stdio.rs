@@ -39,6 +39,10 @@ pub async fn serve_stdio(config: ServerConfig, shutdown: CancellationToken) {
             Frame::Binary(_) => Err(LinesCodecError::Io(std::io::Error::other(
                 "binary frames cannot go over stdio",
             ))),
+            // A line transport has no closing frame: the stream just ends.
+            Frame::GoingAway(_) => Err(LinesCodecError::Io(std::io::Error::other(
+                "stdio carries no close reason",
+            ))),
         })
     });
     let peer = Peer {

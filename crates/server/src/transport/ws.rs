@@ -304,10 +304,7 @@ async fn upgrade<S>(
             })
         });
     let outgoing = sink.with(|frame: Frame| {
-        future::ok::<_, tokio_tungstenite::tungstenite::Error>(match frame {
-            Frame::Text(text) => Message::text(text),
-            Frame::Binary(bytes) => Message::binary(bytes),
-        })
+        future::ok::<_, tokio_tungstenite::tungstenite::Error>(execd_transport::ws::message(frame))
     });
     let peer_info = Peer {
         address: peer.to_string(),
