@@ -12,7 +12,13 @@ long-running ones event by event, and read and write the server's files::
 :mod:`execd.sync` has the same calls without ``await`` for scripts.
 """
 
-from .connection import ApprovalCallback, Connection, DecisionCallback, EventChannel
+from .connection import (
+    ApprovalCallback,
+    Connection,
+    DecisionCallback,
+    EventChannel,
+    FrameCallback,
+)
 from .environment import Environment, connect
 from .errors import (
     ConnectError,
@@ -67,6 +73,7 @@ __all__ = [
     "EventChannel",
     "ApprovalCallback",
     "DecisionCallback",
+    "FrameCallback",
     "Answer",
     "ApprovalRequest",
     "Closed",

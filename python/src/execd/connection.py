@@ -54,7 +54,14 @@ from .types import (
     ServerInfo,
 )
 
-__all__ = ["Connection", "EventChannel", "ApprovalCallback", "DecisionCallback", "DEFAULT_URL"]
+__all__ = [
+    "Connection",
+    "EventChannel",
+    "ApprovalCallback",
+    "DecisionCallback",
+    "FrameCallback",
+    "DEFAULT_URL",
+]
 
 DEFAULT_URL = "ws://127.0.0.1:7878"
 """Where ``execd serve`` listens by default."""
@@ -67,6 +74,9 @@ ApprovalCallback = Callable[[ApprovalRequest], Union[Answer, Awaitable[Answer]]]
 
 DecisionCallback = Callable[[ExecDecision], Union[None, Awaitable[None]]]
 """Receives every ``exec/decision`` notification, in order."""
+
+FrameCallback = Callable[[str, Union[str, bytes]], None]
+"""Sees every frame: ``("sent", text)`` or ``("received", text or bytes)`` (for tracing)."""
 
 
 class EventChannel:
@@ -165,6 +175,7 @@ class Connection:
         request_timeout: float,
         on_approve: ApprovalCallback | None,
         on_decision: DecisionCallback | None,
+        on_frame: FrameCallback | None = None,
     ) -> None:
         self.target = target
         """The URL connected to."""
@@ -174,6 +185,8 @@ class Connection:
         """Decides ``exec/approve`` requests; without one they are refused (deny)."""
         self.on_decision = on_decision
         """Receives ``exec/decision`` notifications."""
+        self.on_frame = on_frame
+        """Sees every frame sent and received."""
         self.info = ServerInfo("", None, {}, None)
         """What ``initialize`` answered (set by :meth:`open`)."""
         self.closed_reason: str | None = None
@@ -197,6 +210,7 @@ class Connection:
         open_timeout: float = 60.0,
         on_approve: ApprovalCallback | None = None,
         on_decision: DecisionCallback | None = None,
+        on_frame: FrameCallback | None = None,
         client_name: str = "execd-python",
     ) -> Connection:
         """Connect to ``url`` (``ws://`` or ``wss://``) and do the handshake."""
@@ -225,7 +239,7 @@ class Connection:
             raise ConnectError(url, str(err) or type(err).__name__) from None
         except asyncio.TimeoutError:
             raise ConnectError(url, f"timed out after {open_timeout:g} s") from None
-        connection = cls(socket, url, request_timeout, on_approve, on_decision)
+        connection = cls(socket, url, request_timeout, on_approve, on_decision, on_frame)
         try:
             result = await connection.call(
                 "initialize",
@@ -284,6 +298,8 @@ class Connection:
         text = json.dumps(message, separators=(",", ":"))
         try:
             async with self._send_lock:
+                if self.on_frame is not None:
+                    self.on_frame("sent", text)
                 await self._socket.send(text)
         except ConnectionClosed as err:
             raise ConnectionLostError(self.closed_reason or _closed_reason(err)) from None
@@ -337,6 +353,8 @@ class Connection:
         try:
             while True:
                 frame = await self._socket.recv()
+                if self.on_frame is not None:
+                    self.on_frame("received", frame)
                 if isinstance(frame, bytes):
                     self._binary(frame)
                 else:

@@ -16,12 +16,13 @@ from .connection import (
     ApprovalCallback,
     Connection,
     DecisionCallback,
+    FrameCallback,
     default_url,
 )
 from .errors import ProcessTimeoutError
 from .fs import FileSystem
 from .process import Process
-from .types import Closed, CompletedProcess, ExecPolicy, Exited, Output, ServerInfo
+from .types import CompletedProcess, ExecPolicy, Exited, Output, ServerInfo
 
 __all__ = ["Environment", "connect"]
 
@@ -211,6 +212,7 @@ def connect(
     binary_output: bool = True,
     timeout: float = 60.0,
     client_name: str = "execd-python",
+    on_frame: FrameCallback | None = None,
 ) -> _Connecting:
     """Connect to an execd server: ``async with execd.connect(url) as env``
     (or ``env = await execd.connect(url)``, then ``await env.close()``).
@@ -223,7 +225,7 @@ def connect(
     async); without it every ``ask`` is denied. ``on_decision`` receives
     every ``exec/decision``. ``binary_output`` asks for output as binary
     frames (less to decode). ``timeout`` bounds connecting and each request,
-    in seconds.
+    in seconds. ``on_frame`` sees every frame sent and received (tracing).
     """
 
     async def open_() -> Environment:
@@ -235,6 +237,7 @@ def connect(
             open_timeout=timeout,
             on_approve=on_approve,
             on_decision=on_decision,
+            on_frame=on_frame,
             client_name=client_name,
         )
         return Environment(connection)
