@@ -25,7 +25,8 @@ UNKNOWN_METHOD = "no/such/method"
 def validator(pointer: list[str]) -> Draft202012Validator:
     """A validator for the part of the document at ``pointer`` (``/methods/...``)."""
     escaped = "/".join(part.replace("~", "~0").replace("/", "~1") for part in pointer)
-    return Draft202012Validator({"$ref": f"{SCHEMA['$id']}#/{escaped}"}, registry=REGISTRY)
+    fragment = f"/{escaped}" if pointer else ""
+    return Draft202012Validator({"$ref": f"{SCHEMA['$id']}#{fragment}"}, registry=REGISTRY)
 
 
 def record_session(server: Server) -> list[tuple[str, Any]]:

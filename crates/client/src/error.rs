@@ -1,4 +1,6 @@
-//! Errors of the client.
+//! Errors of the client: [`ClientError`], and how it becomes an
+//! [`EnvError`] (a connection that never opened is `EnvError::Connect`,
+//! "cannot connect ..."; one that was open and ended is `ConnectionLost`).
 
 use std::time::Duration;
 
@@ -45,8 +47,8 @@ impl From<ClientError> for EnvError {
             }),
             ClientError::Connect { .. }
             | ClientError::Unauthorized { .. }
-            | ClientError::Refused { .. }
-            | ClientError::ConnectionLost(_) => EnvError::ConnectionLost(err.to_string()),
+            | ClientError::Refused { .. } => EnvError::Connect(err.to_string()),
+            ClientError::ConnectionLost(reason) => EnvError::ConnectionLost(reason),
             ClientError::Timeout { .. } => EnvError::Timeout(err.to_string()),
             ClientError::Protocol(message) => EnvError::Protocol(message),
         }

@@ -20,7 +20,11 @@ pub enum EnvError {
     /// The method does not exist on the other side (-32601).
     #[error("{0}")]
     Unsupported(String),
-    /// The connection to the server is gone.
+    /// The server could not be reached: the connection never opened (nothing
+    /// listens, a refused token, TLS). The message starts "cannot connect".
+    #[error("{0}")]
+    Connect(String),
+    /// The connection to the server was open and is gone.
     #[error("connection lost: {0}")]
     ConnectionLost(String),
     /// No answer in time.
@@ -44,6 +48,7 @@ impl EnvError {
             EnvError::InvalidRequest(_) | EnvError::LimitExceeded(_) => ErrorCode::InvalidRequest,
             EnvError::Unsupported(_) => ErrorCode::MethodNotFound,
             EnvError::Failed(_)
+            | EnvError::Connect(_)
             | EnvError::ConnectionLost(_)
             | EnvError::Timeout(_)
             | EnvError::Protocol(_) => ErrorCode::Internal,
@@ -56,7 +61,8 @@ impl EnvError {
             | EnvError::InvalidInput(m)
             | EnvError::InvalidRequest(m)
             | EnvError::Failed(m)
-            | EnvError::Unsupported(m) => m.clone(),
+            | EnvError::Unsupported(m)
+            | EnvError::Connect(m) => m.clone(),
             EnvError::LimitExceeded(limit) => limit.message.clone(),
             other => other.to_string(),
         }

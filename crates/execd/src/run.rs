@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use crate::connect_args::ConnectArgs;
 
 /// `PATH` of the remote process unless `--env PATH=...` says otherwise.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH: &str = execd_protocol::process::DEFAULT_PATH;
 /// `TERM` of a `--tty` process when the local one is not set.
 const DEFAULT_TERM: &str = "xterm-256color";
 /// Exit code for a failure of `execd run` itself (as `ssh` does).
@@ -127,7 +127,9 @@ pub fn describe(err: &EnvError) -> String {
 /// Why connecting to `url` failed, naming the URL once.
 pub fn connect_error(url: &str, err: &EnvError) -> String {
     match err {
-        EnvError::ConnectionLost(message) if message.contains(url) => message.clone(),
+        EnvError::Connect(message) | EnvError::ConnectionLost(message) if message.contains(url) => {
+            message.clone()
+        }
         other => format!("cannot connect to {url}: {}", describe(other)),
     }
 }

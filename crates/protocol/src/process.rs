@@ -39,6 +39,11 @@ impl Default for TerminalSize {
     }
 }
 
+/// `PATH` of a process started with [`StartParams::new`] (what `execd run` gives too).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `process/start` params. [`StartParams::new`] fills in the defaults; the
+/// fields are public for everything else.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StartParams {
@@ -65,6 +70,42 @@ pub struct StartParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-execd-extension" = true))]
     pub sandbox: Option<crate::sandbox::SandboxSpec>,
+}
+
+/// A fresh process id, unique for any connection: `proc-<random uuid>`.
+pub fn new_process_id() -> String {
+    format!("proc-{}", uuid::Uuid::new_v4())
+}
+
+impl StartParams {
+    /// Run `argv` with the defaults: a fresh unique process id
+    /// (`proc-<uuid>`), cwd `/`, an environment of only
+    /// `PATH=`[`DEFAULT_PATH`], pipes (no terminal), stdin closed.
+    ///
+    /// ```
+    /// let mut params = execd_protocol::process::StartParams::new(["bash", "-c", "echo hi"]);
+    /// params.cwd = "/tmp".into();
+    /// assert!(params.process_id.starts_with("proc-"));
+    /// assert_eq!(params.env["PATH"], execd_protocol::process::DEFAULT_PATH);
+    /// ```
+    pub fn new<I, S>(argv: I) -> StartParams
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        StartParams {
+            process_id: new_process_id(),
+            argv: argv.into_iter().map(Into::into).collect(),
+            cwd: "/".into(),
+            env: HashMap::from([("PATH".to_string(), DEFAULT_PATH.to_string())]),
+            tty: false,
+            pipe_stdin: false,
+            arg0: None,
+            size: None,
+            exec_policy: None,
+            sandbox: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
