@@ -44,15 +44,24 @@ async fn main() -> Result<(), EnvError> {
         .await?;
     let policy = ExecPolicy {
         rules: vec![
-            Rule { prefix: vec!["ls".into()], decision: Verdict::Ask },
-            Rule { prefix: vec!["rm".into()], decision: Verdict::Ask },
+            Rule {
+                prefix: vec!["ls".into()],
+                decision: Verdict::Ask,
+            },
+            Rule {
+                prefix: vec!["rm".into()],
+                decision: Verdict::Ask,
+            },
         ],
         default: Verdict::Allow,
         ask_timeout_ms: Some(30_000),
     };
     let output = env
         .command("bash")
-        .args(["-c", "ls / >/dev/null && echo listed; rm -f /tmp/nothing-here || echo rm refused"])
+        .args([
+            "-c",
+            "ls / >/dev/null && echo listed; rm -f /tmp/nothing-here || echo rm refused",
+        ])
         .exec_policy(policy)
         .output()
         .await?;

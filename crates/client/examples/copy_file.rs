@@ -22,6 +22,9 @@ async fn main() -> Result<(), EnvError> {
     let local = tokio::fs::read(&source).await.map_err(failed)?;
     assert_eq!(back, local, "the copy differs from the source");
     let metadata = env.fs.metadata(&destination).await?;
-    println!("copied {sent} bytes to {destination} ({} bytes there), read {received} back", metadata.size);
+    println!(
+        "copied {sent} bytes to {destination} ({} bytes there), read {received} back",
+        metadata.size
+    );
     Ok(())
 }

@@ -10,7 +10,11 @@ use execd_client::{EnvError, EnvironmentManager};
 async fn main() -> Result<(), EnvError> {
     let mut argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.is_empty() {
-        argv = vec!["bash".into(), "-c".into(), "echo hello; echo oops >&2; exit 3".into()];
+        argv = vec![
+            "bash".into(),
+            "-c".into(),
+            "echo hello; echo oops >&2; exit 3".into(),
+        ];
     }
     let env = EnvironmentManager::from_env().environment().await?;
     let output = env

@@ -11,14 +11,21 @@ async fn main() -> Result<(), EnvError> {
     let env = EnvironmentManager::from_env().environment().await?;
     let mut started = env
         .command("bash")
-        .args(["-c", "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done; echo done >&2"])
+        .args([
+            "-c",
+            "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done; echo done >&2",
+        ])
         .start()
         .await?;
     while let Some(event) = started.events.recv().await {
         let event = event?;
         match event.kind {
             EventKind::Output { stream, chunk } => {
-                print!("[{} {stream:?}] {}", event.seq, String::from_utf8_lossy(&chunk))
+                print!(
+                    "[{} {stream:?}] {}",
+                    event.seq,
+                    String::from_utf8_lossy(&chunk)
+                )
             }
             EventKind::Exited(exit) => println!("[{}] exited: {exit:?}", event.seq),
             EventKind::Closed => break,

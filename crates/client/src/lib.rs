@@ -39,8 +39,9 @@ pub use execd_protocol as protocol;
 
 pub use execd_environment::traits::{read_file_to, write_file_from};
 pub use execd_environment::{
-    collect, Collected, Command, EnvError, Environment, EventKind, EventReceiver, ExecBackend, ExecProcess,
-    ExitInfo, ExitStatus, FileSystem, ManagedProcess, Output, OutputCap, ProcessEvent, ProcessState, StartedProcess,
+    collect, Collected, Command, EnvError, Environment, EventKind, EventReceiver, ExecBackend,
+    ExecProcess, ExitInfo, ExitStatus, FileSystem, ManagedProcess, Output, OutputCap, ProcessEvent,
+    ProcessState, StartedProcess,
 };
 pub use execd_local::LocalEnvironment;
 pub use execd_policy::decision::{ExecGate, NoGate};

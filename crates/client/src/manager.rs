@@ -76,10 +76,11 @@ impl EnvironmentManager {
             .get_or_try_init(|| async {
                 match (&self.url, &self.gate) {
                     (None, None) => Ok(LocalEnvironment::environment()),
-                    (None, Some(gate)) => {
-                        Ok(LocalEnvironment::with_gate(TableConfig::default(), gate.clone())
-                            .into_environment())
-                    }
+                    (None, Some(gate)) => Ok(LocalEnvironment::with_gate(
+                        TableConfig::default(),
+                        gate.clone(),
+                    )
+                    .into_environment()),
                     (Some(url), gate) => {
                         let client = ExecServerClient::connect_with(url, self.options.clone())
                             .await

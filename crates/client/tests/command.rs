@@ -17,7 +17,10 @@ async fn within<T>(work: impl std::future::Future<Output = T>) -> T {
 async fn output_keeps_streams_and_code_apart(env: Environment) {
     let out = within(
         env.command("bash")
-            .args(["-c", "echo out; echo err >&2; printf \"$K\"; pwd >&2; exit 3"])
+            .args([
+                "-c",
+                "echo out; echo err >&2; printf \"$K\"; pwd >&2; exit 3",
+            ])
             .cwd("/usr")
             .env("K", "V")
             .output(),
@@ -35,7 +38,12 @@ async fn stdin_bytes_arrive_exactly(env: Environment) {
     let out = within(env.command("cat").stdin(data.clone()).output())
         .await
         .unwrap();
-    assert!(out.stdout == data, "cat returned {} bytes, not the {} sent", out.stdout.len(), data.len());
+    assert!(
+        out.stdout == data,
+        "cat returned {} bytes, not the {} sent",
+        out.stdout.len(),
+        data.len()
+    );
     assert!(out.status.success());
     // A program that stops reading early does not make the feeding fail.
     let head = within(env.command("head").args(["-c", "3"]).stdin(data).output())
@@ -58,7 +66,10 @@ async fn status_reports_signals_and_tty_merges(env: Environment) {
     )
     .await
     .unwrap();
-    assert!(String::from_utf8_lossy(&tty.stdout).contains("33 101"), "{tty:?}");
+    assert!(
+        String::from_utf8_lossy(&tty.stdout).contains("33 101"),
+        "{tty:?}"
+    );
     assert!(tty.stderr.is_empty());
 }
 
@@ -68,7 +79,11 @@ async fn spawn_gives_a_managed_process(env: Environment) {
     let managed = within(command.spawn()).await.unwrap();
     managed.write(&b"abc\n"[..]).await.unwrap();
     let state = within(managed.wait()).await;
-    assert_eq!((state.exit_code, state.closed), (Some(0), true), "{state:?}");
+    assert_eq!(
+        (state.exit_code, state.closed),
+        (Some(0), true),
+        "{state:?}"
+    );
     assert_eq!(managed.output().render(), b"got:abc\n");
     // The same Command runs again under a fresh process id.
     let again = within(command.spawn()).await.unwrap();
@@ -78,7 +93,10 @@ async fn spawn_gives_a_managed_process(env: Environment) {
     let err = within(env.command("/no/such/program-xyz").output())
         .await
         .unwrap_err();
-    assert!(matches!(err, EnvError::InvalidInput(ref m) | EnvError::NotFound(ref m) if m.contains("program-xyz")), "{err:?}");
+    assert!(
+        matches!(err, EnvError::InvalidInput(ref m) | EnvError::NotFound(ref m) if m.contains("program-xyz")),
+        "{err:?}"
+    );
 }
 
 async fn start_params_new_runs_as_is(env: Environment) {
@@ -86,7 +104,9 @@ async fn start_params_new_runs_as_is(env: Environment) {
     assert!(params.process_id.starts_with("proc-"));
     assert_ne!(params.process_id, StartParams::new(["true"]).process_id);
     let mut started = env.exec.start(params).await.unwrap();
-    let collected = within(execd_client::collect(&mut started.events)).await.unwrap();
+    let collected = within(execd_client::collect(&mut started.events))
+        .await
+        .unwrap();
     assert_eq!(
         collected.stdout_text(),
         format!("{}\n/\n", execd_client::DEFAULT_PATH)
@@ -111,8 +131,15 @@ async fn a_url_that_never_answered_says_cannot_connect() {
     let err = RemoteEnvironment::connect(&url).await.err().unwrap();
     assert!(matches!(err, EnvError::Connect(_)), "{err:?}");
     let message = err.to_string();
-    assert!(message.starts_with(&format!("cannot connect to {url}")), "{message}");
+    assert!(
+        message.starts_with(&format!("cannot connect to {url}")),
+        "{message}"
+    );
     assert!(!message.contains("connection lost"), "{message}");
-    let err = EnvironmentManager::new(Some(url.clone())).environment().await.err().unwrap();
+    let err = EnvironmentManager::new(Some(url.clone()))
+        .environment()
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().starts_with("cannot connect to"), "{err}");
 }

@@ -252,7 +252,10 @@ impl Command {
         let mut collected = collected?;
         fed?;
         let exit = collected.exit.take().ok_or_else(|| {
-            EnvError::Protocol(format!("process {} closed without exiting", started.process.id()))
+            EnvError::Protocol(format!(
+                "process {} closed without exiting",
+                started.process.id()
+            ))
         })?;
         let mut stdout = collected.stdout;
         stdout.extend_from_slice(&collected.pty);

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 /// Where the environment starts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum EnvInherit {
     /// The server's whole environment.

@@ -101,5 +101,7 @@ pub struct CopyParams {
 }
 
 /// The empty `{}` result of methods that return nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 pub struct Empty {}

@@ -136,7 +136,8 @@ pub fn document() -> Value {
         "First call of a connection; opens the session.",
     );
     // `process/start` params: execd's fields and the codex dialect's, one object.
-    let start = json!({"allOf": [b.schema::<process::StartParams>(), b.schema::<codex::StartExtras>()]});
+    let start =
+        json!({"allOf": [b.schema::<process::StartParams>(), b.schema::<codex::StartExtras>()]});
     b.method_with(
         process::START,
         C2S,
@@ -196,24 +197,14 @@ pub fn document() -> Value {
         Baseline,
         "Create a directory.",
     );
-    b.method::<fs::PathParams, fs::Metadata>(
-        fs::GET_METADATA,
-        C2S,
-        Baseline,
-        "What a path is.",
-    );
+    b.method::<fs::PathParams, fs::Metadata>(fs::GET_METADATA, C2S, Baseline, "What a path is.");
     b.method::<fs::PathParams, fs::ReadDirectoryResult>(
         fs::READ_DIRECTORY,
         C2S,
         Baseline,
         "A directory's entries.",
     );
-    b.method::<fs::RemoveParams, fs::Empty>(
-        fs::REMOVE,
-        C2S,
-        Baseline,
-        "Remove a file or tree.",
-    );
+    b.method::<fs::RemoveParams, fs::Empty>(fs::REMOVE, C2S, Baseline, "Remove a file or tree.");
     b.method::<fs::CopyParams, fs::Empty>(
         fs::COPY,
         C2S,

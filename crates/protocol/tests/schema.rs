@@ -56,13 +56,27 @@ fn schema_covers_every_method_and_marks_extensions() {
         assert!(entry["params"].is_object(), "{name} has no params schema");
         assert!(entry["result"].is_object(), "{name} has no result schema");
     }
-    for name in ["process/output", "process/exited", "process/closed", "exec/decision", "initialized"] {
+    for name in [
+        "process/output",
+        "process/exited",
+        "process/closed",
+        "exec/decision",
+        "initialized",
+    ] {
         assert!(doc["notifications"][name]["params"].is_object(), "{name}");
     }
     assert_eq!(methods["process/signal"]["x-execd-extension"], true);
     assert!(methods["process/read"].get("x-execd-extension").is_none());
     let defs = &doc["$defs"];
-    assert_eq!(defs["ExitedNotification"]["properties"]["signal"]["x-execd-extension"], true);
-    assert!(defs["ExitedNotification"]["properties"]["exitCode"].get("x-execd-extension").is_none());
-    assert_eq!(defs["RpcError"]["required"], serde_json::json!(["code", "message"]));
+    assert_eq!(
+        defs["ExitedNotification"]["properties"]["signal"]["x-execd-extension"],
+        true
+    );
+    assert!(defs["ExitedNotification"]["properties"]["exitCode"]
+        .get("x-execd-extension")
+        .is_none());
+    assert_eq!(
+        defs["RpcError"]["required"],
+        serde_json::json!(["code", "message"])
+    );
 }
