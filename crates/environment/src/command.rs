@@ -65,8 +65,11 @@ impl std::fmt::Display for ExitStatus {
 /// PTY process's merged output is in `stdout`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
+    /// How the process ended.
     pub status: ExitStatus,
+    /// Its standard output (a PTY process's whole terminal output).
     pub stdout: Vec<u8>,
+    /// Its standard error (empty for a PTY process).
     pub stderr: Vec<u8>,
 }
 
