@@ -250,7 +250,15 @@ impl Command {
     /// Run to the end, collecting stdout and stderr.
     pub async fn output(&self) -> Result<Output, EnvError> {
         let mut started = self.start().await?;
-        let feeding = feed(started.process.as_ref(), &self.stdin);
+        let process = started.process.clone();
+        let feeding = async {
+            let fed = feed(process.as_ref(), &self.stdin).await;
+            if fed.is_err() {
+                // Its stdin will never close: end it rather than wait forever.
+                let _ = process.terminate().await;
+            }
+            fed
+        };
         let (fed, collected) = tokio::join!(feeding, collect(&mut started.events));
         let mut collected = collected?;
         fed?;
@@ -280,6 +288,7 @@ impl Command {
         let started = self.start().await?;
         let process = started.process.clone();
         let managed = ManagedProcess::new(started, self.output_cap);
+        // On failure the ManagedProcess is dropped, which terminates the process.
         feed(process.as_ref(), &self.stdin).await?;
         Ok(managed)
     }

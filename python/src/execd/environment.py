@@ -7,6 +7,7 @@ start one and follow it (:meth:`Environment.start`), and the server's files
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Generator, Mapping, Sequence
 from types import TracebackType
@@ -19,7 +20,7 @@ from .connection import (
     FrameCallback,
     default_url,
 )
-from .errors import ProcessTimeoutError
+from .errors import ExecdError, ProcessTimeoutError
 from .fs import FileSystem
 from .process import Process
 from .types import CompletedProcess, ExecPolicy, Exited, Output, ServerInfo
@@ -144,7 +145,13 @@ class Environment:
             collector = asyncio.ensure_future(collect())
             try:
                 if input is not None:
-                    await process.write_all(input, close_stdin=True)
+                    try:
+                        await process.write_all(input, close_stdin=True)
+                    except ExecdError:
+                        # Its stdin would never close: end it rather than wait forever.
+                        with contextlib.suppress(ExecdError):
+                            await process.terminate()
+                        raise
                 await collector
             finally:
                 collector.cancel()
