@@ -6,29 +6,57 @@ use std::time::Duration;
 
 use execd_environment::EnvError;
 
+/// What can go wrong on a connection. `target` is always the URL (or command) connected to.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ClientError {
+    /// The connection could not be opened (nothing listens, a bad URL, TLS, a timeout).
     #[error("cannot connect to {target}: {reason}")]
-    Connect { target: String, reason: String },
-    #[error("{}", unauthorized(target, *sent_token))]
-    Unauthorized { target: String, sent_token: bool },
-    #[error("the server at {target} refused the connection (HTTP {status}): {reason}")]
-    Refused {
+    Connect {
+        /// Where.
         target: String,
-        status: u16,
+        /// Why.
         reason: String,
     },
+    /// The server answered the upgrade with HTTP 401.
+    #[error("{}", unauthorized(target, *sent_token))]
+    Unauthorized {
+        /// Where.
+        target: String,
+        /// Whether a token was sent (then it was the wrong one).
+        sent_token: bool,
+    },
+    /// The server answered the upgrade with another refusal (403, 503, ...).
+    #[error("the server at {target} refused the connection (HTTP {status}): {reason}")]
+    Refused {
+        /// Where.
+        target: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's reason (its body), or the status's name.
+        reason: String,
+    },
+    /// The connection was open and ended.
     #[error("connection lost: {0}")]
     ConnectionLost(String),
+    /// The server answered with a JSON-RPC error.
     #[error("server error {code}: {message}")]
     Server {
+        /// The JSON-RPC code.
         code: i64,
+        /// The server's message (it names the offending value).
         message: String,
         /// The error's `data` (e.g. which limit refused the request).
         data: Option<serde_json::Value>,
     },
+    /// No answer in time.
     #[error("{method} got no answer within {after:?}")]
-    Timeout { method: String, after: Duration },
+    Timeout {
+        /// The method called.
+        method: String,
+        /// How long it waited.
+        after: Duration,
+    },
+    /// The server broke the protocol.
     #[error("protocol violation: {0}")]
     Protocol(String),
 }

@@ -18,6 +18,7 @@ use crate::websocket::ConnectOptions;
 /// The variable naming the server to use.
 pub const URL_VARIABLE: &str = "EXECD_URL";
 
+/// Where commands run: this machine, or the execd server named by a URL (see the module).
 pub struct EnvironmentManager {
     url: Option<String>,
     options: ConnectOptions,
@@ -61,10 +62,12 @@ impl EnvironmentManager {
         self
     }
 
+    /// The server URL, `None` for the local environment.
     pub fn url(&self) -> Option<&str> {
         self.url.as_deref()
     }
 
+    /// Whether the environment is an execd server.
     pub fn is_remote(&self) -> bool {
         self.url.is_some()
     }

@@ -3,6 +3,7 @@
 
 use execd_protocol::{ErrorCode, LimitExceeded, RpcError};
 
+/// What can go wrong in an environment, local or remote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {
     /// A path or program that does not exist (-32004).
@@ -55,6 +56,7 @@ impl EnvError {
         }
     }
 
+    /// The message a server sends for this error (no prefix).
     pub fn message(&self) -> String {
         match self {
             EnvError::NotFound(m)
