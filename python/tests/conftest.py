@@ -15,7 +15,6 @@ import secrets
 import select
 import signal
 import subprocess
-import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -129,11 +128,3 @@ def _no_ambient_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("EXECD_URL", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "client-state"))
 
-
-def wait_until(condition: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``condition()`` (for things that have no event to await); fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout} s")
-        time.sleep(0.02)
