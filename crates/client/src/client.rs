@@ -234,6 +234,7 @@ impl ExecServerClient {
         Ok(client)
     }
 
+    /// The session id the server gave at `initialize`.
     pub fn session_id(&self) -> &str {
         self.inner.session_id.get().map_or("", String::as_str)
     }
@@ -262,6 +263,7 @@ impl ExecServerClient {
         )
     }
 
+    /// Send a notification.
     pub async fn notify<P: Serialize>(&self, method: &str, params: &P) -> Result<(), ClientError> {
         let frame = json!({"method": method, "params": params}).to_string();
         if self.inner.outgoing.send(frame).await {
@@ -281,6 +283,7 @@ impl ExecServerClient {
             .await
     }
 
+    /// Call `method`, waiting at most `timeout` for the answer.
     pub async fn call_with_timeout<P: Serialize, R: DeserializeOwned>(
         &self,
         method: &str,
@@ -341,6 +344,7 @@ impl ExecServerClient {
         self.inner.shared.router.register(id)
     }
 
+    /// Close the event channel of a process (its start failed, or nobody follows it).
     pub fn unregister_process(&self, id: &str) {
         self.inner.shared.router.unregister(id);
     }

@@ -1,35 +1,70 @@
-//! Errors of the client.
+//! Errors of the client: [`ClientError`], and how it becomes an
+//! [`EnvError`] (a connection that never opened is `EnvError::Connect`,
+//! "cannot connect ..."; one that was open and ended is `ConnectionLost`).
 
 use std::time::Duration;
 
 use execd_environment::EnvError;
 
+/// What can go wrong on a connection. `target` is always the URL (or command) connected to.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ClientError {
+    /// The connection could not be opened (nothing listens, a bad URL, TLS, a timeout).
     #[error("cannot connect to {target}: {reason}")]
-    Connect { target: String, reason: String },
+    Connect {
+        /// Where.
+        target: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered the upgrade with HTTP 401.
     #[error("{}", unauthorized(target, *sent_token))]
-    Unauthorized { target: String, sent_token: bool },
+    Unauthorized {
+        /// Where.
+        target: String,
+        /// Whether a token was sent (then it was the wrong one).
+        sent_token: bool,
+    },
+    /// The server answered the upgrade with another refusal (403, 503, ...).
     #[error("the server at {target} refused the connection (HTTP {status}): {reason}")]
     Refused {
+        /// Where.
         target: String,
+        /// The HTTP status.
         status: u16,
+        /// The server's reason (its body), or the status's name.
         reason: String,
     },
     /// Something answered at the address, but not as an execd server does.
     #[error("{target} is not an execd server (it answered {answered})")]
-    NotExecd { target: String, answered: String },
+    NotExecd {
+        /// Where.
+        target: String,
+        /// What it answered instead (an HTTP status, or bytes that are not HTTP).
+        answered: String,
+    },
+    /// The connection was open and ended.
     #[error("connection lost: {0}")]
     ConnectionLost(String),
+    /// The server answered with a JSON-RPC error.
     #[error("server error {code}: {message}")]
     Server {
+        /// The JSON-RPC code.
         code: i64,
+        /// The server's message (it names the offending value).
         message: String,
         /// The error's `data` (e.g. which limit refused the request).
         data: Option<serde_json::Value>,
     },
+    /// No answer in time.
     #[error("{method} got no answer within {after:?}")]
-    Timeout { method: String, after: Duration },
+    Timeout {
+        /// The method called.
+        method: String,
+        /// How long it waited.
+        after: Duration,
+    },
+    /// The server broke the protocol.
     #[error("protocol violation: {0}")]
     Protocol(String),
 }
@@ -49,7 +84,7 @@ impl From<ClientError> for EnvError {
             ClientError::Connect { .. }
             | ClientError::Unauthorized { .. }
             | ClientError::Refused { .. }
-            | ClientError::NotExecd { .. } => EnvError::ConnectionLost(err.to_string()),
+            | ClientError::NotExecd { .. } => EnvError::Connect(err.to_string()),
             ClientError::ConnectionLost(reason) => EnvError::ConnectionLost(reason),
             ClientError::Timeout { .. } => EnvError::Timeout(err.to_string()),
             ClientError::Protocol(message) => EnvError::Protocol(message),

@@ -1,4 +1,8 @@
-//! The client side of execd.
+//! The client side of execd, and the one crate a harness needs: everything
+//! a program touches to run commands here or behind an execd server is
+//! re-exported at the top (the parameters and events of processes, exec
+//! policies and their gate, file metadata, errors), and [`protocol`] is the
+//! whole wire-type crate for the rest.
 //!
 //! - [`client`]: `ExecServerClient`: connect (WebSocket or a child's stdio),
 //!   handshake, request/response correlation, per-process event channels.
@@ -6,6 +10,17 @@
 //! - [`manager`]: `EnvironmentManager`: local, or remote when `EXECD_URL` is set.
 //! - [`websocket`]: opening the WebSocket: token, TLS, refusals.
 //! - [`error`]: the `ClientError` type.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), execd_client::EnvError> {
+//! use execd_client::{collect, EnvironmentManager, StartParams};
+//!
+//! let env = EnvironmentManager::from_env().environment().await?;
+//! let mut started = env.exec.start(StartParams::new(["uname", "-a"])).await?;
+//! let output = collect(&mut started.events).await?;
+//! println!("{} (exit {:?})", output.stdout_text(), output.code());
+//! # Ok(()) }
+//! ```
 
 pub mod client;
 pub mod error;
@@ -15,14 +30,39 @@ pub mod websocket;
 
 pub use client::ExecServerClient;
 pub use error::ClientError;
-pub use execd_environment::{
-    EnvError, Environment, ExecBackend, ExecProcess, FileSystem, ManagedProcess, OutputCap,
-    ProcessState, StartedProcess,
-};
-pub use execd_transport::token::Token;
 pub use manager::EnvironmentManager;
 pub use remote::RemoteEnvironment;
 pub use websocket::ConnectOptions;
 
+/// The wire types, for what the names below do not cover.
+pub use execd_protocol as protocol;
+
+pub use execd_environment::traits::{read_file_to, write_file_from};
+pub use execd_environment::{
+    collect, Collected, Command, EnvError, Environment, EventKind, EventReceiver, ExecBackend,
+    ExecProcess, ExitInfo, ExitStatus, FileSystem, ManagedProcess, Output, OutputCap, ProcessEvent,
+    ProcessState, StartedProcess,
+};
+pub use execd_local::LocalEnvironment;
+pub use execd_policy::decision::{ExecGate, NoGate};
+pub use execd_protocol::fs::{DirectoryEntry, Metadata};
+pub use execd_protocol::policy::{
+    Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Rule, Verdict,
+};
+pub use execd_protocol::process::{
+    OutputChunk, OutputStream, ReadResult, StartParams, TerminalSize, WriteStatus, DEFAULT_PATH,
+};
+pub use execd_protocol::sandbox::SandboxSpec;
+pub use execd_protocol::{Limit, LimitExceeded, RpcError};
+pub use execd_transport::token::Token;
+
+/// Implementing [`ExecGate`] takes this attribute (`#[execd_client::async_trait]`).
+pub use async_trait::async_trait;
+
 /// How long an ordinary call (and a connection's handshake) may take.
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The README's Rust snippet, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -29,6 +29,7 @@ pub struct RemoteEnvironment {
 }
 
 impl RemoteEnvironment {
+    /// The environment traits over `client`.
     pub fn new(client: ExecServerClient) -> Self {
         RemoteEnvironment { client }
     }
@@ -46,10 +47,12 @@ impl RemoteEnvironment {
         Ok(RemoteEnvironment::new(client).into_environment())
     }
 
+    /// The connection underneath.
     pub fn client(&self) -> &ExecServerClient {
         &self.client
     }
 
+    /// As an [`Environment`] (exec and filesystem over the same connection).
     pub fn into_environment(self) -> Environment {
         let this = Arc::new(self);
         Environment {

@@ -8,18 +8,23 @@ use execd_protocol::process::OutputStream;
 /// Everything a process printed, and how it ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Collected {
+    /// Standard output.
     pub stdout: Vec<u8>,
+    /// Standard error.
     pub stderr: Vec<u8>,
     /// The merged stream of a PTY process.
     pub pty: Vec<u8>,
+    /// How the process ended, if it exited.
     pub exit: Option<ExitInfo>,
 }
 
 impl Collected {
+    /// Standard output as text (lossy UTF-8).
     pub fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
+    /// Standard error as text (lossy UTF-8).
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }

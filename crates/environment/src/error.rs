@@ -3,6 +3,7 @@
 
 use execd_protocol::{ErrorCode, LimitExceeded, RpcError};
 
+/// What can go wrong in an environment, local or remote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {
     /// A path or program that does not exist (-32004).
@@ -20,7 +21,11 @@ pub enum EnvError {
     /// The method does not exist on the other side (-32601).
     #[error("{0}")]
     Unsupported(String),
-    /// The connection to the server is gone.
+    /// The server could not be reached: the connection never opened (nothing
+    /// listens, a refused token, TLS). The message starts "cannot connect".
+    #[error("{0}")]
+    Connect(String),
+    /// The connection to the server was open and is gone.
     #[error("connection lost: {0}")]
     ConnectionLost(String),
     /// No answer in time.
@@ -44,19 +49,22 @@ impl EnvError {
             EnvError::InvalidRequest(_) | EnvError::LimitExceeded(_) => ErrorCode::InvalidRequest,
             EnvError::Unsupported(_) => ErrorCode::MethodNotFound,
             EnvError::Failed(_)
+            | EnvError::Connect(_)
             | EnvError::ConnectionLost(_)
             | EnvError::Timeout(_)
             | EnvError::Protocol(_) => ErrorCode::Internal,
         }
     }
 
+    /// The message a server sends for this error (no prefix).
     pub fn message(&self) -> String {
         match self {
             EnvError::NotFound(m)
             | EnvError::InvalidInput(m)
             | EnvError::InvalidRequest(m)
             | EnvError::Failed(m)
-            | EnvError::Unsupported(m) => m.clone(),
+            | EnvError::Unsupported(m)
+            | EnvError::Connect(m) => m.clone(),
             EnvError::LimitExceeded(limit) => limit.message.clone(),
             other => other.to_string(),
         }

@@ -9,14 +9,17 @@
 //! - [`router`]: per-process event channels with seq checking.
 //! - [`collect`]: run a process to the end, keeping its output by stream.
 //! - [`managed`]: `ManagedProcess`, the backend-agnostic wrapper a harness keeps.
+//! - [`command`]: `Command`, a `std::process::Command`-style builder on `Environment`.
 
 pub mod collect;
+pub mod command;
 pub mod error;
 pub mod managed;
 pub mod router;
 pub mod traits;
 
 pub use collect::{collect, Collected};
+pub use command::{Command, ExitStatus, Output};
 pub use error::EnvError;
 pub use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
 pub use managed::{ManagedProcess, OutputCap, ProcessState};

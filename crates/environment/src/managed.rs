@@ -27,6 +27,7 @@ pub struct OutputCap {
 }
 
 impl OutputCap {
+    /// Keep up to `limit` bytes.
     pub fn new(limit: usize) -> Self {
         OutputCap {
             limit,
@@ -40,6 +41,7 @@ impl OutputCap {
         self.limit / 2
     }
 
+    /// Append output.
     pub fn push(&mut self, mut data: &[u8]) {
         let room = self.head_limit().saturating_sub(self.head.len());
         if room > 0 {
@@ -60,10 +62,12 @@ impl OutputCap {
         self.tail.extend(data);
     }
 
+    /// The kept start of the output.
     pub fn head(&self) -> &[u8] {
         &self.head
     }
 
+    /// The kept end of the output.
     pub fn tail(&self) -> Vec<u8> {
         self.tail.iter().copied().collect()
     }
@@ -94,9 +98,11 @@ impl OutputCap {
 /// What is known about a managed process.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProcessState {
+    /// The process exited.
     pub exited: bool,
     /// The exit code; -1 when a signal ended the process.
     pub exit_code: Option<i32>,
+    /// The signal's name when a signal ended the process.
     pub signal: Option<String>,
     /// All output was delivered and the process's resources are released.
     pub closed: bool,
@@ -171,6 +177,7 @@ impl ManagedProcess {
         }
     }
 
+    /// The process id.
     pub fn id(&self) -> &str {
         self.process.id()
     }
@@ -180,6 +187,7 @@ impl ManagedProcess {
         &self.process
     }
 
+    /// A snapshot of what is known.
     pub fn state(&self) -> ProcessState {
         self.shared.lock().state.clone()
     }
@@ -189,6 +197,7 @@ impl ManagedProcess {
         self.shared.lock().output.clone()
     }
 
+    /// Write to stdin; the status is a result, not an error.
     pub async fn write(&self, data: impl Into<Bytes>) -> Result<WriteStatus, EnvError> {
         self.process.write(data.into()).await
     }
@@ -234,6 +243,7 @@ impl ManagedProcess {
         self.state()
     }
 
+    /// SIGTERM, then SIGKILL after the grace period; true if it was running.
     pub async fn terminate(&self) -> Result<bool, EnvError> {
         self.process.terminate().await
     }

@@ -17,8 +17,11 @@ pub type EventReceiver = mpsc::UnboundedReceiver<Result<ProcessEvent, EnvError>>
 /// What is known of a process's end, for waiters.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExitWatch {
+    /// How it exited, once it did.
     pub exit: Option<ExitInfo>,
+    /// Its last event came.
     pub closed: bool,
+    /// Why its events stopped early, if they did.
     pub failure: Option<EnvError>,
 }
 

@@ -27,13 +27,16 @@ pub trait ExecBackend: Send + Sync {
 /// A started process and the channel of its events (seq order; ends after
 /// `Closed`, or with an error if the events cannot be trusted any more).
 pub struct StartedProcess {
+    /// The process.
     pub process: Arc<dyn ExecProcess>,
+    /// Its events, in seq order.
     pub events: EventReceiver,
 }
 
 /// One process, local or remote.
 #[async_trait]
 pub trait ExecProcess: Send + Sync {
+    /// The process id.
     fn id(&self) -> &str;
     /// Retained output after `after_seq` (see `process/read`).
     async fn read(
@@ -42,9 +45,11 @@ pub trait ExecProcess: Send + Sync {
         max_bytes: Option<u64>,
         wait_ms: Option<u64>,
     ) -> Result<ReadResult, EnvError>;
+    /// Write to stdin.
     async fn write(&self, chunk: Bytes) -> Result<WriteStatus, EnvError>;
     /// Send EOF to a pipe process's stdin.
     async fn close_stdin(&self) -> Result<WriteStatus, EnvError>;
+    /// Resize the terminal of a PTY process.
     async fn resize(&self, size: TerminalSize) -> Result<(), EnvError>;
     /// Signal the process tree by name (`INT`, `TERM`, ...); true if it was running.
     async fn signal(&self, signal: &str) -> Result<bool, EnvError>;
@@ -57,6 +62,7 @@ pub trait ExecProcess: Send + Sync {
 /// Files. Every path is absolute.
 #[async_trait]
 pub trait FileSystem: Send + Sync {
+    /// The whole file.
     async fn read_file(&self, path: &str) -> Result<Vec<u8>, EnvError>;
     /// Up to `length` bytes from `offset`, and whether that reached the end.
     async fn read_range(
@@ -65,9 +71,13 @@ pub trait FileSystem: Send + Sync {
         offset: u64,
         length: u64,
     ) -> Result<(Vec<u8>, bool), EnvError>;
+    /// Replace the file (creating it).
     async fn write_file(&self, path: &str, data: Vec<u8>) -> Result<(), EnvError>;
+    /// Append to the file (creating it).
     async fn append_file(&self, path: &str, data: Vec<u8>) -> Result<(), EnvError>;
+    /// Create a directory (and its parents with `recursive`).
     async fn create_directory(&self, path: &str, recursive: bool) -> Result<(), EnvError>;
+    /// What the path is.
     async fn metadata(&self, path: &str) -> Result<Metadata, EnvError>;
     /// Set the permission bits and times that `params` gives (symlinks
     /// followed). Not every filesystem can: the default refuses.
@@ -77,15 +87,20 @@ pub trait FileSystem: Send + Sync {
             params.path
         )))
     }
+    /// A directory's entries.
     async fn read_directory(&self, path: &str) -> Result<Vec<DirectoryEntry>, EnvError>;
+    /// Remove a file, or a tree with `recursive`; `force` ignores a missing path.
     async fn remove(&self, path: &str, recursive: bool, force: bool) -> Result<(), EnvError>;
+    /// Copy a file, or a tree with `recursive`.
     async fn copy(&self, source: &str, destination: &str, recursive: bool) -> Result<(), EnvError>;
 }
 
 /// An exec backend and a filesystem that belong together.
 #[derive(Clone)]
 pub struct Environment {
+    /// Starts processes.
     pub exec: Arc<dyn ExecBackend>,
+    /// Its files.
     pub fs: Arc<dyn FileSystem>,
     /// True when this environment is behind an execd server.
     pub remote: bool,

@@ -55,7 +55,7 @@ pub fn describe(err: &EnvError) -> String {
 /// Why connecting to `url` failed, naming the URL once.
 pub fn connect_error(url: &str, err: &EnvError) -> String {
     match err {
-        EnvError::ConnectionLost(message) if message.contains(url) => {
+        EnvError::Connect(message) | EnvError::ConnectionLost(message) if message.contains(url) => {
             lost_reason(message).to_string()
         }
         other => format!("cannot connect to {url}: {}", describe(other)),

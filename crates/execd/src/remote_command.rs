@@ -13,7 +13,7 @@ use execd_client::EnvError;
 use execd_protocol::envelope::Account;
 
 /// `PATH` of the remote process unless `--env PATH=...` says otherwise.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH: &str = execd_protocol::process::DEFAULT_PATH;
 /// `TERM` of a PTY process when the local one is not set.
 const DEFAULT_TERM: &str = "xterm-256color";
 /// The shell when the server does not say which is the account's.

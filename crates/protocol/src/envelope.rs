@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A request id: clients may use integers or strings.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum RequestId {
     Int(i64),
@@ -50,7 +50,7 @@ impl ErrorCode {
 }
 
 /// The `error` member of a response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RpcError {
     pub code: i64,
     pub message: String,
@@ -100,37 +100,42 @@ pub struct Notification<'a, T: Serialize> {
 }
 
 /// The `initialize` request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InitializeParams {
     pub client_name: String,
     /// Extension: ask for `process/output` as binary frames (see `binary`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub binary_output: bool,
 }
 
 /// The `initialize` result. `serverVersion` is an extension.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InitializeResult {
     pub session_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub server_version: Option<String>,
     /// Extension: what this server can do beyond the baseline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub capabilities: Option<Capabilities>,
     /// Extension (codex dialect): this environment as codex describes one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub environment_info: Option<crate::codex::EnvironmentInfo>,
     /// Extension: the account the server runs as (what `execd run` and
     /// `execd shell` build the remote environment from, as ssh does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub account: Option<Account>,
 }
 
 /// `initialize` result extension: the account processes run as, from the
 /// server's user database (else the server's own environment).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Account {
     /// The user name (`root`), or the uid in decimal when it has none.
@@ -143,7 +148,7 @@ pub struct Account {
 }
 
 /// `initialize` result extension.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Capabilities {
     /// `execPolicy` on `process/start` is honoured.
@@ -152,5 +157,6 @@ pub struct Capabilities {
     pub sandbox: crate::sandbox::SandboxFeatures,
     /// `process/output` comes as binary frames on this connection.
     #[serde(default)]
+    #[schemars(extend("x-execd-extension" = true))]
     pub binary_output: bool,
 }

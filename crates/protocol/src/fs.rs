@@ -12,48 +12,52 @@ pub const COPY: &str = "fs/copy";
 /// Extension: set a path's permission bits and times.
 pub const SET_METADATA: &str = "fs/setMetadata";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PathParams {
     pub path: String,
 }
 
 /// `fs/readFile` params; `offset` and `length` (extension) read a range.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReadFileParams {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub offset: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub length: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadFileResult {
     pub data_base64: String,
     /// Extension, present for range reads: true when the range reached the end of the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub eof: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WriteFileParams {
     pub path: String,
     pub data_base64: String,
     /// Extension: append instead of replacing the file.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub append: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CreateDirectoryParams {
     pub path: String,
     #[serde(default)]
     pub recursive: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Metadata {
     pub is_directory: bool,
@@ -63,18 +67,21 @@ pub struct Metadata {
     pub modified_at_ms: i64,
     /// Extension: size in bytes.
     #[serde(default)]
+    #[schemars(extend("x-execd-extension" = true))]
     pub size: u64,
     /// Extension: the permission bits (`0o7777` of `st_mode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub mode: Option<u32>,
     /// Extension: the last access time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub accessed_at_ms: Option<i64>,
 }
 
 /// `fs/setMetadata` params (extension): each field given is set on `path`
 /// (symlinks followed); at least one must be given.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SetMetadataParams {
     pub path: String,
@@ -87,7 +94,7 @@ pub struct SetMetadataParams {
     pub accessed_at_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DirectoryEntry {
     pub file_name: String,
@@ -95,12 +102,12 @@ pub struct DirectoryEntry {
     pub is_file: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReadDirectoryResult {
     pub entries: Vec<DirectoryEntry>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RemoveParams {
     pub path: String,
     #[serde(default)]
@@ -109,7 +116,7 @@ pub struct RemoveParams {
     pub force: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CopyParams {
     pub source_path: String,
@@ -119,5 +126,7 @@ pub struct CopyParams {
 }
 
 /// The empty `{}` result of methods that return nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 pub struct Empty {}

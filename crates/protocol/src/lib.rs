@@ -17,6 +17,7 @@ pub mod path_uri;
 pub mod policy;
 pub mod process;
 pub mod sandbox;
+pub mod schema;
 
 pub mod base64_bytes;
 

@@ -10,7 +10,7 @@ pub const APPROVE: &str = "exec/approve";
 pub const DECISION: &str = "exec/decision";
 
 /// What to do with an exec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Verdict {
     /// Run it (inside the sandbox, if any).
@@ -29,7 +29,7 @@ pub enum Verdict {
 /// an exec matches when the file the kernel runs is that file (never by
 /// argv[0]). The rest match the arguments exactly. The longest matching
 /// prefix wins.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Rule {
     pub prefix: Vec<String>,
     pub decision: Verdict,
@@ -37,7 +37,7 @@ pub struct Rule {
 
 /// `execPolicy` on `process/start`: every exec in the process tree is held
 /// until decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecPolicy {
     #[serde(default)]
@@ -55,7 +55,7 @@ fn default_verdict() -> Verdict {
 }
 
 /// `exec/approve` params.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApproveParams {
     pub process_id: String,
@@ -71,7 +71,7 @@ pub struct ApproveParams {
 }
 
 /// The client's answer to `exec/approve`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Answer {
     Run,
@@ -79,13 +79,13 @@ pub enum Answer {
     Deny,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApproveResult {
     pub decision: Answer,
 }
 
 /// Who decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum DecidedBy {
     Rule,
@@ -98,7 +98,7 @@ pub enum DecidedBy {
 }
 
 /// `exec/decision` params.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DecisionParams {
     pub process_id: String,

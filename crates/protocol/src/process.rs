@@ -18,7 +18,7 @@ pub const EXITED: &str = "process/exited";
 pub const CLOSED: &str = "process/closed";
 
 /// Which stream an output chunk came from. TTY processes have one merged `pty` stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum OutputStream {
     Stdout,
@@ -27,7 +27,7 @@ pub enum OutputStream {
 }
 
 /// Terminal size in character cells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TerminalSize {
     pub rows: u16,
     pub cols: u16,
@@ -39,7 +39,12 @@ impl Default for TerminalSize {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `PATH` of a process started with [`StartParams::new`] (what `execd run` gives too).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `process/start` params. [`StartParams::new`] fills in the defaults; the
+/// fields are public for everything else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StartParams {
     pub process_id: String,
@@ -55,22 +60,61 @@ pub struct StartParams {
     pub arg0: Option<String>,
     /// Extension: initial PTY size (default 24x80).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub size: Option<TerminalSize>,
     /// Extension: hold every exec of the process tree for a decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub exec_policy: Option<crate::policy::ExecPolicy>,
     /// Extension: confine the process tree (filesystem, network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub sandbox: Option<crate::sandbox::SandboxSpec>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A fresh process id, unique for any connection: `proc-<random uuid>`.
+pub fn new_process_id() -> String {
+    format!("proc-{}", uuid::Uuid::new_v4())
+}
+
+impl StartParams {
+    /// Run `argv` with the defaults: a fresh unique process id
+    /// (`proc-<uuid>`), cwd `/`, an environment of only
+    /// `PATH=`[`DEFAULT_PATH`], pipes (no terminal), stdin closed.
+    ///
+    /// ```
+    /// let mut params = execd_protocol::process::StartParams::new(["bash", "-c", "echo hi"]);
+    /// params.cwd = "/tmp".into();
+    /// assert!(params.process_id.starts_with("proc-"));
+    /// assert_eq!(params.env["PATH"], execd_protocol::process::DEFAULT_PATH);
+    /// ```
+    pub fn new<I, S>(argv: I) -> StartParams
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        StartParams {
+            process_id: new_process_id(),
+            argv: argv.into_iter().map(Into::into).collect(),
+            cwd: "/".into(),
+            env: HashMap::from([("PATH".to_string(), DEFAULT_PATH.to_string())]),
+            tty: false,
+            pipe_stdin: false,
+            arg0: None,
+            size: None,
+            exec_policy: None,
+            sandbox: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StartResult {
     pub process_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadParams {
     pub process_id: String,
@@ -82,15 +126,16 @@ pub struct ReadParams {
     pub wait_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OutputChunk {
     pub seq: u64,
     pub stream: OutputStream,
     #[serde(with = "crate::base64_bytes")]
+    #[schemars(with = "String", extend("contentEncoding" = "base64"))]
     pub chunk: Bytes,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadResult {
     pub chunks: Vec<OutputChunk>,
@@ -102,21 +147,24 @@ pub struct ReadResult {
     pub failure: Option<String>,
     /// Extension: name of the signal that killed the process, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub signal: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WriteParams {
     pub process_id: String,
     #[serde(with = "crate::base64_bytes")]
+    #[schemars(with = "String", extend("contentEncoding" = "base64"))]
     pub chunk: Bytes,
     /// Extension: close stdin after this chunk (EOF for the program).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub close_stdin: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum WriteStatus {
     Accepted,
@@ -125,24 +173,24 @@ pub enum WriteStatus {
     Starting,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WriteResult {
     pub status: WriteStatus,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TerminateParams {
     pub process_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TerminateResult {
     pub running: bool,
 }
 
 /// `process/resize` (extension): new PTY size.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResizeParams {
     pub process_id: String,
@@ -152,7 +200,7 @@ pub struct ResizeParams {
 
 /// `process/signal` (extension): `signal` is one of INT, TERM, KILL, HUP,
 /// QUIT, USR1, USR2, WINCH, with or without the `SIG` prefix.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignalParams {
     pub process_id: String,
@@ -160,24 +208,25 @@ pub struct SignalParams {
 }
 
 /// `process/signal` result: whether the process was running when signalled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SignalResult {
     pub running: bool,
 }
 
 /// `process/output` notification.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OutputNotification {
     pub process_id: String,
     pub seq: u64,
     pub stream: OutputStream,
     #[serde(with = "crate::base64_bytes")]
+    #[schemars(with = "String", extend("contentEncoding" = "base64"))]
     pub chunk: Bytes,
 }
 
 /// `process/exited` notification. `exitCode` is -1 when a signal killed the process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExitedNotification {
     pub process_id: String,
@@ -185,11 +234,12 @@ pub struct ExitedNotification {
     pub exit_code: i32,
     /// Extension: the signal's name (e.g. `SIGKILL`) when a signal ended the process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
     pub signal: Option<String>,
 }
 
 /// `process/closed` notification: the last event of a process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClosedNotification {
     pub process_id: String,

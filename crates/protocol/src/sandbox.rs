@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// `sandbox` on `process/start`: restrictions applied to the process and
 /// inherited by every descendant. `{}` means: filesystem read-only, no
 /// network, `no_new_privs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SandboxSpec {
     /// Absolute paths of existing files or directories that stay writable
@@ -37,7 +37,7 @@ impl Default for SandboxSpec {
 }
 
 /// What the server's kernel supports for the sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SandboxFeatures {
     /// Landlock is available: `readOnly` can be enforced.

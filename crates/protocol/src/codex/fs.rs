@@ -19,7 +19,7 @@ pub const WATCH_MISSING: &str = "fs/watchMissing";
 pub const MISSING_CHANGED: &str = "fs/missingChanged";
 
 /// `fs/open`: the client names the handle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenParams {
     pub handle_id: String,
@@ -28,14 +28,14 @@ pub struct OpenParams {
     pub sandbox: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenResult {
     pub handle_id: String,
 }
 
 /// `fs/readBlock`: up to `len` bytes at `offset` of an open handle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadBlockParams {
     pub handle_id: String,
@@ -43,22 +43,23 @@ pub struct ReadBlockParams {
     pub len: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReadBlockResult {
     #[serde(with = "crate::base64_bytes")]
+    #[schemars(with = "String", extend("contentEncoding" = "base64"))]
     pub chunk: Bytes,
     /// The block reached the end of the file.
     pub eof: bool,
 }
 
 /// `fs/close`: closing an unknown handle is not an error (as in codex).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CloseParams {
     pub handle_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CanonicalizeParams {
     pub path: String,
     #[serde(default)]
@@ -66,13 +67,13 @@ pub struct CanonicalizeParams {
 }
 
 /// The path with every symlink, `.` and `..` resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CanonicalizeResult {
     pub path: String,
 }
 
 /// `fs/walk` limits; every one must be at least 1.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WalkOptions {
     /// Directory levels below the root that are listed (1: the root's
@@ -89,7 +90,7 @@ pub struct WalkOptions {
     pub prune_hidden_directories: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WalkParams {
     pub path: String,
     pub options: WalkOptions,
@@ -97,21 +98,21 @@ pub struct WalkParams {
     pub sandbox: Option<Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum WalkEntryKind {
     File,
     Directory,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WalkEntry {
     pub path: String,
     pub kind: WalkEntryKind,
 }
 
 /// A directory below the root that could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WalkError {
     pub path: String,
     pub message: String,
@@ -119,7 +120,7 @@ pub struct WalkError {
 
 /// `fs/walk` result: regular files and directories below the root, breadth
 /// first; `truncated` when a limit stopped the walk.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WalkOutcome {
     pub entries: Vec<WalkEntry>,
     pub errors: Vec<WalkError>,
@@ -128,7 +129,7 @@ pub struct WalkOutcome {
 
 /// `fs/watchMissing`: notify once when any of `missing` appears or
 /// `present` goes away.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WatchMissingParams {
     pub watch_id: u64,
@@ -139,13 +140,13 @@ pub struct WatchMissingParams {
 
 /// `watching: false` when nothing is watched: the id is taken, or the state
 /// already differs from what the client expects (so it should look again).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WatchMissingResult {
     pub watching: bool,
 }
 
 /// `fs/missingChanged` notification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MissingChangedNotification {
     pub watch_id: u64,

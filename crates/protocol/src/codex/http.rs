@@ -13,14 +13,16 @@ pub const HTTP_REQUEST: &str = "http/request";
 pub const HTTP_BODY_DELTA: &str = "http/request/bodyDelta";
 
 /// One header; repeated names are kept, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HttpHeader {
     pub name: String,
     pub value: String,
 }
 
 /// Whether redirects are followed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum RedirectPolicy {
     #[default]
@@ -30,7 +32,7 @@ pub enum RedirectPolicy {
 }
 
 /// The params of `http/request`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRequestParams {
     /// `GET`, `POST`, ...
@@ -59,7 +61,7 @@ pub struct HttpRequestParams {
 }
 
 /// The result of `http/request`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRequestResult {
     pub status: u16,
@@ -69,7 +71,7 @@ pub struct HttpRequestResult {
 }
 
 /// `http/request/bodyDelta`: the next piece of a streamed body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpBodyDelta {
     pub request_id: String,

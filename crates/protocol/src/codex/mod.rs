@@ -29,27 +29,32 @@ pub const SIGNAL_INTERRUPT: &str = "interrupt";
 
 /// The `process/start` fields that are not in [`crate::process::StartParams`]:
 /// decoded from the same params object.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StartExtras {
     #[serde(default)]
+    #[schemars(extend("x-execd-extension" = true))]
     pub env_policy: Option<EnvPolicy>,
     /// codex's bookkeeping (`threadId`, `toolCallId`); accepted and ignored.
     #[serde(default)]
+    #[schemars(extend("x-execd-extension" = true))]
     pub metadata: Option<Value>,
     /// Either execd's sandbox or codex's (an object with `permissions`).
     #[serde(default)]
+    #[schemars(extend("x-execd-extension" = true))]
     pub sandbox: Option<Value>,
     /// Whether the sandbox must route the network through a managed proxy.
     #[serde(default)]
+    #[schemars(extend("x-execd-extension" = true))]
     pub enforce_managed_network: bool,
     /// Details of that proxy; only meaningful with `enforceManagedNetwork`.
     #[serde(default)]
+    #[schemars(extend("x-execd-extension" = true))]
     pub managed_network: Option<Value>,
 }
 
 /// `sandboxType` in the `process/start` result of this dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SandboxType {
     None,
@@ -59,7 +64,7 @@ pub enum SandboxType {
 }
 
 /// The shell the environment's users get.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ShellInfo {
     /// `bash`, `zsh`, `sh`, ...
     pub name: String,
@@ -68,7 +73,7 @@ pub struct ShellInfo {
 
 /// Which of codex's optional features this server offers; codex calls a
 /// feature's methods only when its flag is true. Unknown flags are false.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvironmentCapabilities {
     pub fs_watch_missing: bool,
@@ -83,7 +88,7 @@ pub struct EnvironmentCapabilities {
 }
 
 /// `environment/info` result, also `environmentInfo` in `initialize`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvironmentInfo {
     pub shell: ShellInfo,
@@ -99,7 +104,7 @@ pub struct EnvironmentInfo {
 }
 
 /// `environment/status` result: execd is ready whenever it answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EnvironmentStatus {
     /// `ready`.
     pub status: String,
@@ -107,7 +112,7 @@ pub struct EnvironmentStatus {
 
 /// `environmentConfig/read` params: which config keys the client wants from
 /// the executor's own codex configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvironmentConfigReadParams {
     pub cwd: String,
@@ -116,7 +121,7 @@ pub struct EnvironmentConfigReadParams {
 }
 
 /// A stack of configuration layers; execd has none.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigLayers {
     pub layers: Vec<Value>,
@@ -124,7 +129,7 @@ pub struct ConfigLayers {
 }
 
 /// `environmentConfig/read` result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvironmentConfigReadResult {
     pub user_home_dir: Option<String>,
