@@ -220,6 +220,7 @@ impl ExecServerClient {
                 &InitializeParams {
                     client_name: "execd-client".into(),
                     binary_output,
+                    resume_session_id: None,
                 },
             )
             .await?;
