@@ -12,7 +12,6 @@ use execd_server::ServerConfig;
 use execd_test_support::procs::first_pid;
 use execd_test_support::wire::{recv_message, INVALID_REQUEST};
 use execd_test_support::*;
-use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
