@@ -226,3 +226,30 @@ async fn without_a_keepalive_a_silent_client_keeps_its_session() {
     assert!(!sleeper.is_gone(), "an attached session does not expire");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn past_the_detached_bound_the_oldest_detached_session_ends() {
+    let server = bind_server(ServerConfig {
+        max_detached_sessions: 1,
+        ..config(Duration::from_secs(60))
+    })
+    .await;
+    let mut older = Client::connect_initialized(&server.url()).await;
+    let first = start_with_pid(&mut older, "s", "sleep 1000").await;
+    drop(older.into_inner());
+    let mut newer = Client::connect(&server.url()).await;
+    let session = newer.initialize("test").await["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = start_with_pid(&mut newer, "s", "sleep 1000").await;
+    drop(newer.into_inner());
+    // The second detach pushes the first session out.
+    first.assert_gone().await;
+    assert!(!second.is_gone(), "the newer detached session was ended");
+    let (mut resumed, result) = resume(&server.url(), &session).await;
+    assert_eq!(result.expect("the newer one waits")["resumed"], json!(true));
+    resumed.terminate("s").await;
+    second.assert_gone().await;
+    server.shutdown().await;
+}
