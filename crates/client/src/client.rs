@@ -174,9 +174,9 @@ impl ExecServerClient {
         let outgoing = FramedWrite::new(stdin, LinesCodec::new()).with(|frame: Frame| {
             future::ready(match frame {
                 Frame::Text(text) => Ok(text),
-                Frame::Binary(_) | Frame::GoingAway(_) => Err(LinesCodecError::Io(
-                    std::io::Error::other("only text frames go over stdio"),
-                )),
+                Frame::Binary(_) => Err(LinesCodecError::Io(std::io::Error::other(
+                    "only text frames go over stdio",
+                ))),
             })
         });
         Self::handshake(target, incoming, outgoing, Some(child), false).await
@@ -223,6 +223,7 @@ impl ExecServerClient {
                 &InitializeParams {
                     client_name: "execd-client".into(),
                     binary_output,
+                    resume_session_id: None,
                 },
             )
             .await?;

@@ -128,6 +128,7 @@ impl ExecProcess for RemoteProcess {
             process_id: self.id.clone(),
             chunk,
             close_stdin: false,
+            write_id: None,
         };
         let result: pp::WriteResult = self.env.call(pp::WRITE, &params).await?;
         Ok(result.status)
@@ -138,6 +139,7 @@ impl ExecProcess for RemoteProcess {
             process_id: self.id.clone(),
             chunk: Bytes::new(),
             close_stdin: true,
+            write_id: None,
         };
         let result: pp::WriteResult = self.env.call(pp::WRITE, &params).await?;
         Ok(result.status)

@@ -182,6 +182,7 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
         size: if args.tty { window_size() } else { None },
         exec_policy: None,
         sandbox: None,
+        output_window: None,
     };
     let environment = RemoteEnvironment::new(client).into_environment();
     let StartedProcess {

@@ -108,6 +108,12 @@ pub struct InitializeParams {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     #[schemars(extend("x-execd-extension" = true))]
     pub binary_output: bool,
+    /// Take over this detached (or half-open) session: its processes, logs
+    /// and handles move to this connection (codex's field name; `null` is
+    /// a new session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub resume_session_id: Option<String>,
 }
 
 /// The `initialize` result. `serverVersion` is an extension.
@@ -126,6 +132,11 @@ pub struct InitializeResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-execd-extension" = true))]
     pub environment_info: Option<crate::codex::EnvironmentInfo>,
+    /// Extension: true when `resumeSessionId` was taken over (the session
+    /// id is that one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub resumed: bool,
     /// Extension: the account the server runs as (what `execd run` and
     /// `execd shell` build the remote environment from, as ssh does).
     #[serde(default, skip_serializing_if = "Option::is_none")]

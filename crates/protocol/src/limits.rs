@@ -40,10 +40,14 @@ pub enum Limit {
     HttpRequests,
     /// Largest response body one `http/request` passes on (codex dialect).
     HttpBodyBytes,
+    /// Largest `outputWindow` of a process.
+    OutputWindow,
+    /// Sessions kept detached (waiting for a resume) at once.
+    DetachedSessions,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 14] = [
+    pub const ALL: [Limit; 16] = [
         Limit::Connections,
         Limit::ProcessesPerConnection,
         Limit::Processes,
@@ -58,6 +62,8 @@ impl Limit {
         Limit::WatchPaths,
         Limit::HttpRequests,
         Limit::HttpBodyBytes,
+        Limit::OutputWindow,
+        Limit::DetachedSessions,
     ];
 
     /// The name in `data.limit`.
@@ -77,6 +83,8 @@ impl Limit {
             Limit::WatchPaths => "maxWatchPaths",
             Limit::HttpRequests => "maxHttpRequests",
             Limit::HttpBodyBytes => "maxHttpBodyBytes",
+            Limit::OutputWindow => "maxOutputWindow",
+            Limit::DetachedSessions => "maxDetachedSessions",
         }
     }
 
@@ -97,6 +105,8 @@ impl Limit {
             Limit::WatchPaths => "--max-watch-paths",
             Limit::HttpRequests => "--max-http-requests",
             Limit::HttpBodyBytes => "--max-http-body-bytes",
+            Limit::OutputWindow => "--max-output-window",
+            Limit::DetachedSessions => "--max-detached-sessions",
         }
     }
 

@@ -179,6 +179,18 @@ pub fn document() -> Value {
         Execd,
         "Send a signal by name to the process group.",
     );
+    b.method::<process::AckParams, fs::Empty>(
+        process::ACK,
+        C2S,
+        Execd,
+        "The client consumed the process's events up to a seq (flow control).",
+    );
+    b.method::<process::ListParams, process::ListResult>(
+        process::LIST,
+        C2S,
+        Execd,
+        "The session's processes and where each is in its life.",
+    );
     b.method::<fs::ReadFileParams, fs::ReadFileResult>(
         fs::READ_FILE,
         C2S,

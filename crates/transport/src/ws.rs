@@ -1,30 +1,32 @@
 //! WebSocket settings shared by the server's listener and the client, and
-//! how an outgoing [`Frame`] is sent as a WebSocket message.
+//! how an outgoing frame ([`Wire`]: data, ping or close) is sent as a
+//! WebSocket message.
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::outbox::Frame;
+use crate::outbox::{Frame, Wire};
 
 /// The longest close reason a close frame carries (the frame's payload is
 /// at most 125 bytes, 2 of them the code).
 pub const MAX_CLOSE_REASON: usize = 123;
 
-/// `frame` as a WebSocket message; a going-away reason is cut (at a
-/// character boundary) to what a close frame carries.
-pub fn message(frame: Frame) -> Message {
-    match frame {
-        Frame::Text(text) => Message::text(text),
-        Frame::Binary(bytes) => Message::binary(bytes),
-        Frame::GoingAway(mut reason) => {
+/// `frame` as a WebSocket message; a close reason is cut (at a character
+/// boundary) to what a close frame carries.
+pub fn message(frame: impl Into<Wire>) -> Message {
+    match frame.into() {
+        Wire::Data(Frame::Text(text)) => Message::text(text),
+        Wire::Data(Frame::Binary(bytes)) => Message::binary(bytes),
+        Wire::Ping => Message::Ping(Default::default()),
+        Wire::Close { code, mut reason } => {
             let mut end = reason.len().min(MAX_CLOSE_REASON);
             while !reason.is_char_boundary(end) {
                 end -= 1;
             }
             reason.truncate(end);
             Message::Close(Some(CloseFrame {
-                code: CloseCode::Away,
+                code: CloseCode::from(code),
                 reason: reason.into(),
             }))
         }
