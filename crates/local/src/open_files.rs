@@ -206,7 +206,7 @@ mod tests {
         ));
         files.open("b", &path).unwrap();
         let err = files.open("c", &path).unwrap_err();
-        assert!(err.to_string().contains("limit 2"), "{err}");
+        assert!(err.to_string().contains("the limit is 2"), "{err}");
         let err = files.read_block("a", 0, 9).unwrap_err();
         assert!(err.to_string().contains("between 1 and 8"), "{err}");
         assert!(matches!(

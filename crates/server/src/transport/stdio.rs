@@ -2,7 +2,7 @@
 //! For running execd as a child of a harness, or `ssh host execd serve --listen stdio`.
 
 use execd_transport::outbox::{Frame, Wire};
-use futures_util::{future, SinkExt, StreamExt};
+use futures_util::{future, stream, SinkExt, StreamExt};
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
@@ -34,16 +34,18 @@ pub async fn serve_stdio(config: ServerConfig, shutdown: CancellationToken) {
         });
     // Lines carry only text: binary output is never negotiated here, and
     // stdio has no pings or close codes (its session never detaches).
-    let outgoing = FramedWrite::new(tokio::io::stdout(), LinesCodec::new()).with(|frame: Wire| {
-        future::ready(match frame {
-            Wire::Data(Frame::Text(text)) => Ok(text),
-            // A line transport has no binary frames, pings or close
-            // frames (the stream just ends).
-            _ => Err(LinesCodecError::Io(std::io::Error::other(
-                "only text frames can go over stdio",
-            ))),
-        })
-    });
+    let outgoing =
+        FramedWrite::new(tokio::io::stdout(), LinesCodec::new()).with_flat_map(|frame: Wire| {
+            // A line transport has no pings or close frames (the stream
+            // just ends); those are dropped, not errors, so a shutdown's
+            // close reason costs nothing here. Binary frames are never
+            // negotiated on stdio.
+            let line = match frame {
+                Wire::Data(Frame::Text(text)) => Some(Ok(text)),
+                Wire::Data(Frame::Binary(_)) | Wire::Ping | Wire::Close { .. } => None,
+            };
+            stream::iter(line)
+        });
     let peer = Peer {
         address: "stdio".into(),
         admission: Admission::Stdio,
