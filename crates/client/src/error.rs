@@ -18,6 +18,10 @@ pub enum ClientError {
     },
     #[error("connection lost: {0}")]
     ConnectionLost(String),
+    /// The connection was lost while this call was in flight, and the call
+    /// is not safe to repeat (it may or may not have been applied).
+    #[error("{method} was interrupted by a lost connection; it may or may not have been applied")]
+    Interrupted { method: String },
     #[error("server error {code}: {message}")]
     Server {
         code: i64,
@@ -46,7 +50,8 @@ impl From<ClientError> for EnvError {
             ClientError::Connect { .. }
             | ClientError::Unauthorized { .. }
             | ClientError::Refused { .. }
-            | ClientError::ConnectionLost(_) => EnvError::ConnectionLost(err.to_string()),
+            | ClientError::ConnectionLost(_)
+            | ClientError::Interrupted { .. } => EnvError::ConnectionLost(err.to_string()),
             ClientError::Timeout { .. } => EnvError::Timeout(err.to_string()),
             ClientError::Protocol(message) => EnvError::Protocol(message),
         }
