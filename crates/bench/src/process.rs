@@ -29,6 +29,7 @@ pub(crate) fn params(id: String, argv: &[&str], tty: bool) -> StartParams {
         size: None,
         exec_policy: None,
         sandbox: None,
+        output_window: None,
     }
 }
 

@@ -20,19 +20,19 @@ use std::time::Duration;
 use execd_environment::EnvError;
 use execd_environment::{EventReceiver, EventRouter, ExitWatch};
 use execd_policy::decision::ExecGate;
-use execd_protocol::envelope::InitializeResult;
+use execd_protocol::envelope::{InitializeParams, InitializeResult};
 use execd_protocol::RpcError;
-use execd_transport::outbox::Outbox;
 use futures_util::{future, SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
+use execd_transport::outbox::{Frame, Outbox, Wire};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ClientError;
-use crate::frames::{End, FrameStream, InFrame};
+use crate::frames::{ClientOutbox, End, FrameStream, InFrame};
 pub use crate::websocket::ConnectOptions;
 use crate::websocket::MAX_FRAME;
 
@@ -62,7 +62,7 @@ struct Call {
 #[derive(Default)]
 pub(crate) struct Link {
     /// `None` while reconnecting: calls wait, and are sent after the resume.
-    pub(crate) outbox: Option<Arc<Outbox>>,
+    pub(crate) outbox: Option<Arc<ClientOutbox>>,
     pending: BTreeMap<i64, Call>,
 }
 
@@ -176,7 +176,7 @@ impl Shared {
     /// A new connection took over: calls safe to repeat are returned (in
     /// order) to be sent on it; the others fail, as they may or may not
     /// have been applied.
-    pub(crate) fn take_over(&self, outbox: Arc<Outbox>) -> Vec<String> {
+    pub(crate) fn take_over(&self, outbox: Arc<ClientOutbox>) -> Vec<String> {
         let mut link = self.link();
         link.outbox = Some(outbox);
         let mut resend = Vec::new();
@@ -229,8 +229,18 @@ fn resend_safe(method: &str, params: &Value) -> bool {
     }
 }
 
+/// What a new client is made of besides its connection.
+struct Ends {
+    target: String,
+    child: Option<tokio::process::Child>,
+    binary_output: bool,
+    output_window: Option<u64>,
+}
+
 struct Inner {
     shared: Arc<Shared>,
+    /// The `outputWindow` of processes the remote environment starts.
+    output_window: Option<u64>,
     session_id: OnceLock<String>,
     target: String,
     /// Cancelled when the last handle is gone: stops the driver.
@@ -252,6 +262,16 @@ impl Drop for Inner {
             }
             Err(_) => outbox.close(),
         }
+    }
+}
+
+/// A handle that does not keep the session open.
+#[derive(Clone)]
+pub(crate) struct WeakClient(std::sync::Weak<Inner>);
+
+impl WeakClient {
+    pub(crate) fn upgrade(&self) -> Option<ExecServerClient> {
+        self.0.upgrade().map(|inner| ExecServerClient { inner })
     }
 }
 
@@ -284,11 +304,18 @@ impl ExecServerClient {
         let ws = crate::websocket::open(url, &options, DEFAULT_TIMEOUT).await?;
         let (incoming, outbox) = crate::frames::split_socket(ws);
         let binary_output = options.binary_output;
+        let window = options.output_window;
         let resume = crate::resume::Resume {
             url: url.to_string(),
             options,
         };
-        Self::handshake(url.to_string(), incoming, outbox, None, binary_output, Some(resume)).await
+        let ends = Ends {
+            target: url.to_string(),
+            child: None,
+            binary_output,
+            output_window: window,
+        };
+        Self::handshake(ends, incoming, outbox, Some(resume)).await
     }
 
     /// Start `command` (e.g. `ssh host execd serve --listen stdio`) and speak
@@ -320,27 +347,35 @@ impl ExecServerClient {
         ))));
         let incoming: FrameStream = Box::pin(lines.chain(eof));
         // Lines carry text only; we never send anything else.
-        let outgoing = FramedWrite::new(stdin, LinesCodec::new()).with(
-            |frame: execd_transport::outbox::Frame| {
-                future::ready(match frame {
-                    execd_transport::outbox::Frame::Text(text) => Ok(text),
-                    execd_transport::outbox::Frame::Binary(_) => Err(LinesCodecError::Io(
-                        std::io::Error::other("binary frames cannot go over stdio"),
-                    )),
-                })
-            },
-        );
-        Self::handshake(target, incoming, Outbox::new(outgoing), Some(child), false, None).await
+        let outgoing = FramedWrite::new(stdin, LinesCodec::new()).with(|frame: Wire| {
+            future::ready(match frame {
+                Wire::Data(Frame::Text(text)) => Ok(text),
+                _ => Err(LinesCodecError::Io(std::io::Error::other(
+                    "only text frames go over stdio",
+                ))),
+            })
+        });
+        let ends = Ends {
+            target,
+            child: Some(child),
+            binary_output: false,
+            output_window: Some(crate::websocket::DEFAULT_OUTPUT_WINDOW),
+        };
+        Self::handshake(ends, incoming, Outbox::new(outgoing), None).await
     }
 
     async fn handshake(
-        target: String,
+        ends: Ends,
         incoming: FrameStream,
-        outbox: Arc<Outbox>,
-        child: Option<tokio::process::Child>,
-        binary_output: bool,
+        outbox: Arc<ClientOutbox>,
         resume: Option<crate::resume::Resume>,
     ) -> Result<Self, ClientError> {
+        let Ends {
+            target,
+            child,
+            binary_output,
+            output_window,
+        } = ends;
         let shared = Arc::new(Shared {
             link: Mutex::new(Link {
                 outbox: Some(outbox.clone()),
@@ -364,6 +399,7 @@ impl ExecServerClient {
         let client = ExecServerClient {
             inner: Arc::new(Inner {
                 shared,
+                output_window,
                 session_id: OnceLock::new(),
                 target: target.clone(),
                 dropped,
@@ -373,13 +409,27 @@ impl ExecServerClient {
         let init: InitializeResult = client
             .call(
                 "initialize",
-                &json!({"clientName": "execd-client", "binaryOutput": binary_output}),
+                &InitializeParams {
+                    client_name: "execd-client".into(),
+                    binary_output,
+                    resume_session_id: None,
+                },
             )
             .await?;
         client.notify("initialized", &json!({})).await?;
         let _ = session.set(init.session_id.clone());
         let _ = client.inner.session_id.set(init.session_id);
         Ok(client)
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakClient {
+        WeakClient(Arc::downgrade(&self.inner))
+    }
+
+    /// The `outputWindow` given to processes started without one
+    /// ([`ConnectOptions::output_window`]).
+    pub fn output_window(&self) -> Option<u64> {
+        self.inner.output_window
     }
 
     pub fn session_id(&self) -> &str {

@@ -16,7 +16,7 @@ use execd_protocol::process::{
     ClosedNotification, ExitedNotification, OutputNotification, CLOSED, EXITED, OUTPUT,
 };
 use execd_protocol::{ErrorCode, Incoming, RequestId, RpcError};
-use execd_transport::outbox::{Frame, Outbox};
+use execd_transport::outbox::{Frame, Outbox, Wire};
 use futures_util::{future, SinkExt, Stream, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -58,11 +58,11 @@ impl End {
 /// What the server sends, as frames or the end of the connection.
 pub(crate) type FrameStream = Pin<Box<dyn Stream<Item = Result<InFrame, End>> + Send>>;
 
-/// The client sends no binary frames; this empty one is sent as a WebSocket ping.
-pub(crate) const PING: Frame = Frame::Binary(Bytes::new());
+/// The sending half of a client connection.
+pub(crate) type ClientOutbox = Outbox<Wire>;
 
 /// A WebSocket as the client uses it: frames from the server, and an outbox.
-pub(crate) fn split_socket(ws: Socket) -> (FrameStream, Arc<Outbox>) {
+pub(crate) fn split_socket(ws: Socket) -> (FrameStream, Arc<ClientOutbox>) {
     let (sink, stream) = ws.split();
     let incoming = stream.map(|message| match message {
         Ok(Message::Text(text)) => Ok(InFrame::Text(Bytes::from(text))),
@@ -71,18 +71,24 @@ pub(crate) fn split_socket(ws: Socket) -> (FrameStream, Arc<Outbox>) {
         Ok(_) => Ok(InFrame::Alive),
         Err(err) => Err(End::Lost(err.to_string())),
     });
-    let outgoing = sink.with(|frame: Frame| {
+    let outgoing = sink.with(|frame: Wire| {
         future::ok::<_, tokio_tungstenite::tungstenite::Error>(match frame {
-            Frame::Text(text) => Message::text(text),
-            Frame::Binary(bytes) if bytes.is_empty() => Message::Ping(Bytes::new()),
-            Frame::Binary(bytes) => Message::binary(bytes),
+            Wire::Data(Frame::Text(text)) => Message::text(text),
+            Wire::Data(Frame::Binary(bytes)) => Message::binary(bytes),
+            Wire::Ping => Message::Ping(Bytes::new()),
+            Wire::Close { code, reason } => Message::Close(Some(
+                tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                    code: code.into(),
+                    reason: reason.into(),
+                },
+            )),
         })
     });
     (Box::pin(incoming), Outbox::new(outgoing))
 }
 
 /// Send a ping every `interval` until the outbox closes.
-pub(crate) async fn ping(outbox: Arc<Outbox>, interval: Duration) {
+pub(crate) async fn ping(outbox: Arc<ClientOutbox>, interval: Duration) {
     if interval.is_zero() {
         return;
     }
@@ -91,7 +97,7 @@ pub(crate) async fn ping(outbox: Arc<Outbox>, interval: Duration) {
             _ = outbox.closed() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        if !outbox.send_frame(PING).await {
+        if !outbox.send_frame(Wire::Ping).await {
             return;
         }
     }
@@ -102,7 +108,7 @@ pub(crate) async fn ping(outbox: Arc<Outbox>, interval: Duration) {
 pub(crate) async fn read_frames(
     incoming: &mut FrameStream,
     shared: &Shared,
-    outbox: &Arc<Outbox>,
+    outbox: &Arc<ClientOutbox>,
     dropped: &CancellationToken,
     silence: Duration,
 ) -> End {
@@ -147,7 +153,7 @@ pub(crate) async fn read_frames(
     }
 }
 
-async fn handle_text(frame: &[u8], shared: &Shared, outbox: &Arc<Outbox>) {
+async fn handle_text(frame: &[u8], shared: &Shared, outbox: &Arc<ClientOutbox>) {
     // The bulk of the traffic: decoded without building a JSON tree.
     if let Some(event) = fast_output(frame) {
         shared.router.deliver(event);

@@ -17,7 +17,6 @@ use std::time::Duration;
 use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
 use execd_protocol::process::OutputChunk;
 use execd_protocol::ErrorCode;
-use execd_transport::outbox::Outbox;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -26,7 +25,7 @@ use tracing::{debug, info};
 
 use crate::client::{LinkState, Shared};
 use crate::error::ClientError;
-use crate::frames::{read_frames, split_socket, End, FrameStream};
+use crate::frames::{read_frames, split_socket, ClientOutbox, End, FrameStream};
 use crate::websocket::{ConnectOptions, ReconnectPolicy};
 use crate::DEFAULT_TIMEOUT;
 
@@ -39,7 +38,7 @@ pub(crate) struct Resume {
 /// Read connection after connection until the session ends.
 pub(crate) async fn drive(
     mut incoming: FrameStream,
-    mut outbox: Arc<Outbox>,
+    mut outbox: Arc<ClientOutbox>,
     shared: Arc<Shared>,
     dropped: CancellationToken,
     session: Arc<OnceLock<String>>,
@@ -107,7 +106,7 @@ async fn reconnect(
     session: &str,
     shared: &Shared,
     dropped: &CancellationToken,
-) -> Result<(FrameStream, Arc<Outbox>), String> {
+) -> Result<(FrameStream, Arc<ClientOutbox>), String> {
     let deadline = Instant::now() + policy.give_up_after;
     let mut delay = policy.first_delay;
     let mut last = String::new();
@@ -149,7 +148,7 @@ async fn attempt(
     shared: &Shared,
     dropped: &CancellationToken,
     timeout: Duration,
-) -> Result<(FrameStream, Arc<Outbox>), Attempt> {
+) -> Result<(FrameStream, Arc<ClientOutbox>), Attempt> {
     let ws = match crate::websocket::open(&resume.url, &resume.options, timeout).await {
         Ok(ws) => ws,
         // Credentials no longer accepted: no point in trying again.

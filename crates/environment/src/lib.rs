@@ -7,18 +7,21 @@
 //! - [`error`]: `EnvError`, shared by both implementations and mapped to and
 //!   from JSON-RPC error codes.
 //! - [`router`]: per-process event channels with seq checking.
+//! - [`acks`]: the event receiver and its acknowledgement hook (flow control).
 //! - [`collect`]: run a process to the end, keeping its output by stream.
 //! - [`managed`]: `ManagedProcess`, the backend-agnostic wrapper a harness keeps.
 
+pub mod acks;
 pub mod collect;
 pub mod error;
 pub mod managed;
 pub mod router;
 pub mod traits;
 
+pub use acks::{EventAck, EventReceiver};
 pub use collect::{collect, Collected};
 pub use error::EnvError;
 pub use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
 pub use managed::{ManagedProcess, OutputCap, ProcessState};
-pub use router::{wait_exit, EventReceiver, EventRouter, ExitWatch};
+pub use router::{wait_exit, EventRouter, ExitWatch};
 pub use traits::{Environment, ExecBackend, ExecProcess, FileSystem, StartedProcess};

@@ -11,11 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, watch};
 
+pub use crate::acks::EventReceiver;
 use crate::EnvError;
 use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
-
-/// One process's events; ends after `Closed` or an error.
-pub type EventReceiver = mpsc::UnboundedReceiver<Result<ProcessEvent, EnvError>>;
 
 /// What is known of a process's end, for waiters.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -69,7 +67,7 @@ impl EventRouter {
                 held: None,
             },
         );
-        Ok((receiver, watcher))
+        Ok((EventReceiver::new(receiver), watcher))
     }
 
     /// Forget `id` (its start failed, or its owner is gone).

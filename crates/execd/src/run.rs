@@ -151,6 +151,7 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
         size: if args.tty { window_size() } else { None },
         exec_policy: None,
         sandbox: None,
+        output_window: None,
     };
     let options = args.connect.options().map_err(Failure::new)?;
     let environment = RemoteEnvironment::connect_with(&url, options)

@@ -125,6 +125,25 @@ pub struct ServeArgs {
     /// Filesystem operations of one connection running at once.
     #[arg(long, default_value_t = defaults().max_fs_ops_per_connection as u64, value_parser = positive())]
     max_fs_ops_per_connection: u64,
+    /// Seconds a session whose connection was lost (no close frame) keeps
+    /// its processes running, waiting for `initialize {resumeSessionId}`;
+    /// 0 ends it at once. A clean close always ends it at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = defaults().detach_grace.as_secs())]
+    detach_grace: u64,
+    /// Sessions detached at once; past it the oldest detached one ends.
+    #[arg(long, default_value_t = defaults().max_detached_sessions as u64, value_parser = positive())]
+    max_detached_sessions: u64,
+    /// Largest `outputWindow` a process may ask for, in bytes (unacknowledged
+    /// output held for it, never evicted).
+    #[arg(long, default_value_t = defaults().table.max_output_window, value_parser = positive())]
+    max_output_window: u64,
+    /// Seconds between WebSocket pings to each client; 0: no pings.
+    #[arg(long, value_name = "SECONDS", default_value_t = defaults().keepalive_interval.as_secs())]
+    keepalive_interval: u64,
+    /// Seconds without any frame (or pong) from a client before its
+    /// connection counts as lost (its session detaches); 0: never.
+    #[arg(long, value_name = "SECONDS", default_value_t = defaults().keepalive_timeout.as_secs())]
+    keepalive_timeout: u64,
 }
 
 fn size(n: u64) -> usize {
@@ -150,6 +169,11 @@ impl ServeArgs {
         config.max_requests_in_flight = size(self.max_requests_in_flight);
         config.max_fs_ops = size(self.max_fs_ops);
         config.max_fs_ops_per_connection = size(self.max_fs_ops_per_connection);
+        config.detach_grace = Duration::from_secs(self.detach_grace);
+        config.max_detached_sessions = size(self.max_detached_sessions);
+        config.table.max_output_window = self.max_output_window;
+        config.keepalive_interval = Duration::from_secs(self.keepalive_interval);
+        config.keepalive_timeout = Duration::from_secs(self.keepalive_timeout);
         // A whole read must fit in a frame of our own size as base64.
         let reply = self.max_read_bytes.div_ceil(3) * 4 + 1024;
         if reply > self.max_frame_bytes {

@@ -15,8 +15,14 @@ use execd_process::budget::SharedBudget;
 use execd_process::output_log::EventSink;
 use execd_process::process::ControlError;
 use execd_process::spawn::SpawnSpec;
-use execd_process::table::{ProcessTable, StartError, TableConfig, UnknownProcess, WriteError};
-use execd_protocol::process::{OutputChunk, ReadResult, StartParams, TerminalSize, WriteStatus};
+use execd_process::table::{
+    AckRefused, ProcessInfo, ProcessTable, StartError, TableConfig, UnknownProcess, WriteError,
+};
+use execd_protocol::limits::{show_bytes, Limit, LimitExceeded};
+use execd_protocol::process::{
+    ListedProcess, OutputChunk, ProcessStateName, ReadResult, StartParams, TerminalSize,
+    WriteStatus,
+};
 
 /// How a failed start reads in the environment's terms.
 fn start_error(err: StartError) -> EnvError {
@@ -25,6 +31,7 @@ fn start_error(err: StartError) -> EnvError {
         StartError::Duplicate(_) => EnvError::InvalidRequest(message),
         StartError::Limit(limit) => EnvError::LimitExceeded(limit),
         StartError::Spawn(spawn) if spawn.is_bad_input() => EnvError::InvalidInput(message),
+        StartError::EmptyWindow => EnvError::InvalidInput(message),
         StartError::Spawn(_) | StartError::ShuttingDown => EnvError::Failed(message),
     }
 }
@@ -78,7 +85,52 @@ impl LocalBackend {
             size: params.size.unwrap_or_default(),
             exec_policy: params.exec_policy.clone(),
             sandbox: params.sandbox.clone(),
+            output_window: params.output_window,
         }
+    }
+
+    /// A start's `outputWindow` is more than 0 and at most the table's maximum.
+    fn check_window(&self, params: &StartParams) -> Result<(), EnvError> {
+        let Some(window) = params.output_window else {
+            return Ok(());
+        };
+        if window == 0 {
+            return Err(start_error(StartError::EmptyWindow));
+        }
+        let max = self.table.config().max_output_window;
+        if window > max {
+            return Err(EnvError::LimitExceeded(LimitExceeded::new(
+                Limit::OutputWindow,
+                max,
+                format!(
+                    "outputWindow {window} of process {} is larger than the server allows ({})",
+                    params.process_id,
+                    show_bytes(max)
+                ),
+            )));
+        }
+        Ok(())
+    }
+
+    /// A hash of `params` as canonical JSON: an identical retried start
+    /// has the same one.
+    pub fn fingerprint(params: &StartParams) -> u64 {
+        use std::hash::{Hash, Hasher};
+        // `Value` objects keep their keys sorted: one text per params.
+        let canonical = serde_json::to_value(params)
+            .map(|value| value.to_string())
+            .unwrap_or_default();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        canonical.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// True when `params` repeats the start of a process of this owner
+    /// exactly (same id, identical params): a retry, not a duplicate.
+    pub fn is_retried_start(&self, params: &StartParams) -> bool {
+        self.table
+            .fingerprint(&params.process_id)
+            .is_some_and(|known| known == Self::fingerprint(params))
     }
 
     /// Start a process and return once its program runs. With an exec
@@ -86,9 +138,12 @@ impl LocalBackend {
     /// client's answer): callers that must keep serving meanwhile use
     /// [`LocalBackend::start`] from a task of its own.
     pub fn start_now(&self, params: &StartParams) -> Result<(), EnvError> {
+        self.check_window(params)?;
         self.table
             .start(&params.process_id, &Self::spec(params))
             .map_err(start_error)?;
+        self.table
+            .set_fingerprint(&params.process_id, Self::fingerprint(params));
         Ok(())
     }
 
@@ -105,7 +160,13 @@ impl LocalBackend {
     /// Claim the id of a start that may wait on an exec decision, so that
     /// from now on writes answer `starting` and a second start is a duplicate.
     pub fn reserve(&self, params: &StartParams) -> Result<(), EnvError> {
-        self.table.reserve(&params.process_id).map_err(start_error)
+        self.check_window(params)?;
+        self.table
+            .reserve(&params.process_id)
+            .map_err(start_error)?;
+        self.table
+            .set_fingerprint(&params.process_id, Self::fingerprint(params));
+        Ok(())
     }
 
     /// Finish a start claimed with [`LocalBackend::reserve`], on the blocking
@@ -156,19 +217,37 @@ impl LocalBackend {
             closed: snapshot.closed,
             failure: snapshot.failure,
             signal: exit.and_then(|e| e.signal),
+            exited_seq: snapshot.exited_seq,
+            closed_seq: snapshot.closed_seq,
+        })
+    }
+
+    /// The owner's processes (closed records too), in start order.
+    pub fn list(&self) -> Vec<ListedProcess> {
+        self.table.list().into_iter().map(listed).collect()
+    }
+
+    /// The consumer took every event of `id` up to `seq`.
+    pub fn ack(&self, id: &str, seq: u64) -> Result<(), EnvError> {
+        self.table.ack(id, seq).map_err(|err| match err {
+            AckRefused::Unknown(unknown_id) => unknown(unknown_id),
+            AckRefused::Ahead(ahead) => EnvError::InvalidInput(ahead.to_string()),
         })
     }
 
     /// Queue input; with `close_stdin`, EOF follows it. A full stdin queue
     /// refuses the write with [`EnvError::LimitExceeded`].
+    /// A `write_id` the process remembers returns its first result and
+    /// writes nothing.
     pub fn write(
         &self,
         id: &str,
         chunk: Bytes,
         close_stdin: bool,
+        write_id: Option<&str>,
     ) -> Result<WriteStatus, EnvError> {
         self.table
-            .write(id, chunk, close_stdin)
+            .write(id, chunk, close_stdin, write_id)
             .map_err(|err| match err {
                 WriteError::StdinFull(full) => EnvError::LimitExceeded(full.into()),
             })
@@ -198,5 +277,26 @@ impl LocalBackend {
     /// Terminate every process and wait (bounded) until all have closed.
     pub async fn shutdown(&self) {
         self.table.shutdown().await;
+    }
+}
+
+fn listed(info: ProcessInfo) -> ListedProcess {
+    let state = if info.closed {
+        ProcessStateName::Closed
+    } else if info.exit.is_some() {
+        ProcessStateName::Exited
+    } else {
+        ProcessStateName::Running
+    };
+    let windowed = info.flow.window.is_some();
+    ListedProcess {
+        process_id: info.id.to_string(),
+        state,
+        exit_code: info.exit.as_ref().map(|exit| exit.code),
+        signal: info.exit.and_then(|exit| exit.signal),
+        next_seq: info.flow.next_seq,
+        tty: info.tty,
+        output_window: info.flow.window,
+        acked_seq: windowed.then_some(info.flow.acked_seq),
     }
 }

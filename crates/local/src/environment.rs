@@ -1,6 +1,9 @@
 //! [`LocalEnvironment`]: processes and files of this machine behind the
 //! environment traits, with per-process event channels fed straight by the
-//! process supervisors (no task in between).
+//! process supervisors (no task in between). A process started with an
+//! `outputWindow` is flow-controlled as on a server: its event receiver
+//! acknowledges what the consumer took ([`LocalAck`]), and the supervisor
+//! reads no more while the window is full.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use execd_environment::{
-    wait_exit, EnvError, Environment, EventRouter, ExecBackend, ExecProcess, ExitInfo, ExitWatch,
-    StartedProcess,
+    wait_exit, EnvError, Environment, EventAck, EventRouter, ExecBackend, ExecProcess, ExitInfo,
+    ExitWatch, StartedProcess,
 };
 use execd_policy::decision::{ExecGate, NoGate};
 use execd_process::output_log::EventSink;
@@ -28,6 +31,16 @@ struct RouterSink(Arc<EventRouter>);
 impl EventSink for RouterSink {
     async fn deliver(&self, event: ProcessEvent) {
         self.0.deliver(event);
+    }
+}
+
+/// A local process's consumer acknowledges its events to the process table.
+struct LocalAck(LocalBackend);
+
+impl EventAck for LocalAck {
+    fn ack(&self, process_id: &str, seq: u64) {
+        // Only an unknown process (gone with its owner) can refuse it.
+        let _ = self.0.ack(process_id, seq);
     }
 }
 
@@ -74,10 +87,13 @@ impl LocalEnvironment {
 #[async_trait]
 impl ExecBackend for LocalEnvironment {
     async fn start(&self, params: StartParams) -> Result<StartedProcess, EnvError> {
-        let (events, exit) = self.router.register(&params.process_id)?;
+        let (mut events, exit) = self.router.register(&params.process_id)?;
         if let Err(err) = self.backend.start(&params).await {
             self.router.unregister(&params.process_id);
             return Err(err);
+        }
+        if let Some(window) = params.output_window {
+            events = events.acking(Arc::new(LocalAck(self.backend.clone())), window);
         }
         Ok(StartedProcess {
             process: Arc::new(LocalProcess {
@@ -115,11 +131,11 @@ impl ExecProcess for LocalProcess {
     }
 
     async fn write(&self, chunk: Bytes) -> Result<WriteStatus, EnvError> {
-        self.backend.write(&self.id, chunk, false)
+        self.backend.write(&self.id, chunk, false, None)
     }
 
     async fn close_stdin(&self) -> Result<WriteStatus, EnvError> {
-        self.backend.write(&self.id, Bytes::new(), true)
+        self.backend.write(&self.id, Bytes::new(), true, None)
     }
 
     async fn resize(&self, size: TerminalSize) -> Result<(), EnvError> {

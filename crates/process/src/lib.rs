@@ -11,6 +11,7 @@
 //!   the retained-output budget.
 //! - [`procfs`]: other processes as `/proc` shows them (session members, output holders).
 //! - [`signal`]: signal names.
+//! - [`write_ids`]: the `writeId`s of a process's recent writes (retries apply once).
 
 pub mod budget;
 pub mod output_log;
@@ -20,6 +21,7 @@ pub mod signal;
 pub mod spawn;
 pub mod stdin;
 pub mod table;
+pub mod write_ids;
 
 pub use budget::SharedBudget;
 pub use execd_protocol::process::{OutputStream, TerminalSize, WriteStatus};

@@ -6,6 +6,12 @@
 //! numbers are never reused, so a reader sees a gap rather than renumbering.
 //! Every log also counts its retained bytes against the server-wide
 //! [`SharedBudget`], which may take a closed log's output back.
+//!
+//! Flow control: a log with an output window counts the output bytes the
+//! client has not acknowledged (`process/ack`); the supervisor reads no
+//! more while they fill the window ([`OutputLog::wait_room`]), and those
+//! chunks are never evicted (neither by the cap nor by the budget), so a
+//! resumed client can always read them again.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,6 +53,30 @@ pub struct ReadSnapshot {
     pub exit: Option<ExitInfo>,
     pub closed: bool,
     pub failure: Option<String>,
+    /// The seq of `exited`, once the process exited.
+    pub exited_seq: Option<u64>,
+    /// The seq of `closed`, once the process closed.
+    pub closed_seq: Option<u64>,
+}
+
+/// An acknowledgement the log cannot take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    #[error("seq {seq} of process {process_id} has not been sent yet (the last seq is {last})")]
+    Ahead {
+        process_id: String,
+        seq: u64,
+        last: u64,
+    },
+}
+
+/// A process's flow control as `process/list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowState {
+    pub window: Option<u64>,
+    pub acked_seq: u64,
+    pub unacked_bytes: u64,
+    pub next_seq: u64,
 }
 
 #[derive(Debug)]
@@ -57,6 +87,21 @@ struct LogState {
     exit: Option<ExitInfo>,
     closed: bool,
     failure: Option<String>,
+    exited_seq: Option<u64>,
+    closed_seq: Option<u64>,
+    /// Output bytes not acknowledged may not pass this (none: no flow control).
+    window: Option<u64>,
+    /// Every event up to this seq was acknowledged.
+    acked_seq: u64,
+    /// Output bytes of chunks after `acked_seq` (counted with a window only).
+    unacked_bytes: u64,
+}
+
+impl LogState {
+    /// The oldest retained chunk may not be dropped: it is not acknowledged.
+    fn front_unacked(&self) -> bool {
+        self.window.is_some() && self.chunks.front().is_some_and(|c| c.seq > self.acked_seq)
+    }
 }
 
 /// The event counter and retained output of one process.
@@ -68,6 +113,8 @@ pub struct OutputLog {
     state: Mutex<LogState>,
     /// Bumped on every new event, so long-polls can wait without missing one.
     version: watch::Sender<u64>,
+    /// Bumped on every acknowledgement (or lifted window): room may have come.
+    acks: watch::Sender<u64>,
 }
 
 impl OutputLog {
@@ -89,8 +136,92 @@ impl OutputLog {
                 exit: None,
                 closed: false,
                 failure: None,
+                exited_seq: None,
+                closed_seq: None,
+                window: None,
+                acked_seq: 0,
+                unacked_bytes: 0,
             }),
             version: watch::Sender::new(0),
+            acks: watch::Sender::new(0),
+        }
+    }
+
+    /// Hold the output unacknowledged by the client below `window` bytes.
+    pub fn set_window(&self, window: Option<u64>) {
+        self.lock().window = window;
+    }
+
+    /// No flow control any more (the owner is going away): a supervisor
+    /// waiting for room goes on, and every chunk may be evicted again.
+    pub fn lift_window(&self) {
+        {
+            let mut state = self.lock();
+            state.window = None;
+            state.unacked_bytes = 0;
+        }
+        self.acks.send_modify(|v| *v += 1);
+    }
+
+    /// The client consumed every event up to `seq`. Acks at or below the
+    /// current one are ignored.
+    pub fn ack(&self, seq: u64) -> Result<(), AckError> {
+        {
+            let mut state = self.lock();
+            let last = state.next_seq - 1;
+            if seq > last {
+                return Err(AckError::Ahead {
+                    process_id: self.process_id.to_string(),
+                    seq,
+                    last,
+                });
+            }
+            if seq <= state.acked_seq {
+                return Ok(());
+            }
+            if state.window.is_some() {
+                let from = state.chunks.partition_point(|c| c.seq <= state.acked_seq);
+                let to = state.chunks.partition_point(|c| c.seq <= seq);
+                let bytes: usize = state.chunks.range(from..to).map(|c| c.chunk.len()).sum();
+                state.unacked_bytes = state.unacked_bytes.saturating_sub(bytes as u64);
+            }
+            state.acked_seq = seq;
+            // What the window held past the cap may go now.
+            self.drop_oldest_while(&mut state, |state| state.retained_bytes > self.cap_bytes);
+        }
+        self.acks.send_modify(|v| *v += 1);
+        Ok(())
+    }
+
+    /// How many more output bytes may be read now (`usize::MAX` without a
+    /// window); waits while the window is full.
+    pub async fn wait_room(&self) -> usize {
+        let mut acks = self.acks.subscribe();
+        loop {
+            {
+                let state = self.lock();
+                match state.window {
+                    None => return usize::MAX,
+                    Some(window) if state.unacked_bytes < window => {
+                        return usize::try_from(window - state.unacked_bytes).unwrap_or(usize::MAX);
+                    }
+                    Some(_) => {}
+                }
+            }
+            if acks.changed().await.is_err() {
+                return usize::MAX;
+            }
+        }
+    }
+
+    /// The window, the acknowledged seq and the seq to come.
+    pub fn flow(&self) -> FlowState {
+        let state = self.lock();
+        FlowState {
+            window: state.window,
+            acked_seq: state.acked_seq,
+            unacked_bytes: state.unacked_bytes,
+            next_seq: state.next_seq,
         }
     }
 
@@ -116,6 +247,9 @@ impl OutputLog {
         let event = {
             let mut state = self.lock();
             let seq = state.next_seq;
+            if state.window.is_some() {
+                state.unacked_bytes += chunk.len() as u64;
+            }
             state.retained_bytes += chunk.len();
             self.budget.add_retained(chunk.len());
             state.chunks.push_back(RetainedChunk {
@@ -144,7 +278,7 @@ impl OutputLog {
 
     /// Drop the oldest chunks while `over` holds, keeping the newest.
     fn drop_oldest_while(&self, state: &mut LogState, over: impl Fn(&LogState) -> bool) {
-        while state.chunks.len() > 1 && over(state) {
+        while state.chunks.len() > 1 && !state.front_unacked() && over(state) {
             if let Some(old) = state.chunks.pop_front() {
                 state.retained_bytes -= old.chunk.len();
                 self.budget.release_retained(old.chunk.len());
@@ -155,6 +289,7 @@ impl OutputLog {
     pub fn push_exited(&self, exit: ExitInfo) -> ProcessEvent {
         let mut state = self.lock();
         state.exit = Some(exit.clone());
+        state.exited_seq = Some(state.next_seq);
         self.numbered(&mut state, EventKind::Exited(exit))
     }
 
@@ -164,6 +299,7 @@ impl OutputLog {
         let (event, retains) = {
             let mut state = self.lock();
             state.closed = true;
+            state.closed_seq = Some(state.next_seq);
             let event = self.numbered(&mut state, EventKind::Closed);
             (event, state.retained_bytes > 0)
         };
@@ -213,6 +349,8 @@ impl OutputLog {
             exit: state.exit.clone(),
             closed: state.closed,
             failure: state.failure.clone(),
+            exited_seq: state.exited_seq,
+            closed_seq: state.closed_seq,
         }
     }
 
@@ -240,6 +378,14 @@ impl Drop for OutputLog {
 impl Retained for OutputLog {
     fn drop_retained(&self) -> usize {
         let mut state = self.lock();
+        if state.window.is_some() {
+            // Unacknowledged chunks stay; the acknowledged ones go.
+            let keep_from = state.chunks.partition_point(|c| c.seq <= state.acked_seq);
+            let released: usize = state.chunks.drain(..keep_from).map(|c| c.chunk.len()).sum();
+            state.retained_bytes -= released;
+            self.budget.release_retained(released);
+            return released;
+        }
         let released = std::mem::take(&mut state.retained_bytes);
         state.chunks = VecDeque::new();
         self.budget.release_retained(released);
@@ -293,6 +439,30 @@ mod tests {
         let snap = log.snapshot(0, usize::MAX);
         let seqs: Vec<u64> = snap.chunks.iter().map(|c| c.seq).collect();
         assert_eq!(seqs, vec![4, 5]);
+    }
+
+    #[test]
+    fn unacked_chunks_of_a_windowed_log_are_kept_and_fill_the_window() {
+        let log = log(4);
+        log.set_window(Some(10));
+        for _ in 0..3 {
+            log.push_output(OutputStream::Stdout, Bytes::from_static(b"1234"));
+        }
+        // Over the cap of 4, but nothing acknowledged: all three stay.
+        assert_eq!(log.snapshot(0, usize::MAX).chunks.len(), 3);
+        assert_eq!(log.flow().unacked_bytes, 12);
+        assert!(log.ack(4).is_err(), "seq 4 was never sent");
+        log.ack(2).unwrap();
+        assert_eq!(log.flow().unacked_bytes, 4);
+        let seqs: Vec<u64> = log
+            .snapshot(0, usize::MAX)
+            .chunks
+            .iter()
+            .map(|c| c.seq)
+            .collect();
+        assert_eq!(seqs, vec![3], "acknowledged chunks past the cap went");
+        log.ack(1).unwrap();
+        assert_eq!(log.flow().acked_seq, 2, "an older ack is ignored");
     }
 
     #[test]

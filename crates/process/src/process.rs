@@ -4,7 +4,9 @@
 //! Event order per process is the order the supervisor emits them: output
 //! chunks as read; on exit, whatever the pipes already hold is drained
 //! first, then `exited`; when every output descriptor reached EOF (the
-//! process and every descendant closed it), `closed`.
+//! process and every descendant closed it), `closed`. A process with an
+//! output window is read only while its log has room (see
+//! [`crate::output_log`]): past it the program blocks in its writes.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -26,6 +28,7 @@ use crate::output_log::{EventSink, ExitInfo, OutputLog, ProcessEvent};
 use crate::signal::name_of;
 use crate::spawn::{set_window_size, ReactorFd, Spawned};
 use crate::stdin::{StdinFull, StdinWriter};
+use crate::write_ids::WriteIds;
 
 /// Largest single read from a child's output.
 const MAX_READ: usize = 1024 * 1024;
@@ -54,6 +57,8 @@ pub struct Process {
     /// How `/proc` names the write side of the output (see
     /// [`crate::procfs::output_link`]), to find holders outside the tree.
     output_links: Vec<String>,
+    /// Recent `writeId`s and their results.
+    write_ids: Mutex<WriteIds>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +106,7 @@ impl Process {
             terminating: AtomicBool::new(false),
             escalated,
             output_links,
+            write_ids: Mutex::new(WriteIds::default()),
         });
         let outputs = outputs
             .into_iter()
@@ -121,6 +127,30 @@ impl Process {
 
     pub fn log(&self) -> &Arc<OutputLog> {
         &self.log
+    }
+
+    /// Started on a terminal.
+    pub fn tty(&self) -> bool {
+        self.tty
+    }
+
+    /// A write with a `writeId`: a remembered id returns its first result
+    /// and writes nothing; otherwise `write` runs and a result that wrote
+    /// (or found stdin closed) is remembered.
+    pub fn write_once(
+        &self,
+        write_id: &str,
+        write: impl FnOnce() -> Result<WriteStatus, StdinFull>,
+    ) -> Result<WriteStatus, StdinFull> {
+        let mut ids = self.write_ids.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(status) = ids.get(write_id) {
+            return Ok(status);
+        }
+        let status = write()?;
+        if matches!(status, WriteStatus::Accepted | WriteStatus::StdinClosed) {
+            ids.remember(write_id, status);
+        }
+        Ok(status)
     }
 
     fn live(&self) -> MutexGuard<'_, LiveIo> {
@@ -269,11 +299,12 @@ enum ReadOutcome {
 }
 
 impl OutputPipe {
-    /// Wait for data. Cancel-safe: bytes are consumed only inside `try_io`.
-    async fn read(&mut self) -> io::Result<ReadOutcome> {
+    /// Wait for data (at most `room` bytes). Cancel-safe: bytes are
+    /// consumed only inside `try_io`.
+    async fn read(&mut self, room: usize) -> io::Result<ReadOutcome> {
         loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(read_available) {
+            match guard.try_io(|fd| read_available(fd, room)) {
                 Ok(Ok(read)) => {
                     // A short read emptied the source: waiting for the next
                     // readiness event saves the read that would only say
@@ -292,8 +323,8 @@ impl OutputPipe {
     }
 
     /// Read what is there without waiting; `None` when nothing is.
-    fn read_now(&mut self) -> io::Result<Option<ReadOutcome>> {
-        match read_available(&self.fd) {
+    fn read_now(&mut self, room: usize) -> io::Result<Option<ReadOutcome>> {
+        match read_available(&self.fd, room) {
             Ok(read) => Ok(Some(read.outcome)),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(err) => Err(err),
@@ -308,8 +339,11 @@ struct PipeRead {
     drained: bool,
 }
 
-/// One read of whatever is waiting (at most `MAX_READ`), sized by FIONREAD.
-fn read_available(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) -> io::Result<PipeRead> {
+/// One read of whatever is waiting (at most `MAX_READ` and `room`), sized by FIONREAD.
+fn read_available(
+    fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    room: usize,
+) -> io::Result<PipeRead> {
     use std::os::fd::AsRawFd;
     let mut waiting: libc::c_int = 0;
     // SAFETY: FIONREAD stores one `c_int` through the valid pointer.
@@ -319,7 +353,8 @@ fn read_available(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) -> io::Re
     let want = match usize::try_from(waiting) {
         Ok(n) if rc == 0 && n > 0 => n.min(MAX_READ - 1) + 1,
         _ => FALLBACK_READ,
-    };
+    }
+    .min(room.max(1));
     let mut buf = bytes::BytesMut::with_capacity(want);
     let n = read_into_spare(fd, &mut buf, want)?;
     if n == 0 {
@@ -369,10 +404,14 @@ fn read_into_spare(
     }
 }
 
-/// Waits for data on one optional source; never resolves for `None`.
-async fn read_some(pipe: &mut Option<OutputPipe>) -> io::Result<ReadOutcome> {
+/// Waits for room in the output window, then for data on one optional
+/// source; never resolves for `None`.
+async fn read_some(pipe: &mut Option<OutputPipe>, log: &OutputLog) -> io::Result<ReadOutcome> {
     match pipe {
-        Some(pipe) => pipe.read().await,
+        Some(pipe) => {
+            let room = log.wait_room().await;
+            pipe.read(room).await
+        }
         None => std::future::pending().await,
     }
 }
@@ -410,7 +449,8 @@ impl Supervisor {
     async fn drain_now(&self, slot: &mut Option<OutputPipe>) {
         while let Some(pipe) = slot {
             let stream = pipe.stream;
-            let more = match pipe.read_now() {
+            let room = self.process.log.wait_room().await;
+            let more = match pipe.read_now(room) {
                 Ok(None) => return,
                 Ok(Some(outcome)) => self.on_read(stream, Ok(outcome)).await,
                 Err(err) => self.on_read(stream, Err(err)).await,
@@ -429,6 +469,7 @@ async fn supervise(
     slot: ProcessSlot,
     events: Arc<dyn EventSink>,
 ) {
+    let log = process.log.clone();
     let supervisor = Supervisor { process, events };
     // At most two sources: stdout + stderr, or the PTY master alone.
     let mut outputs = outputs.into_iter();
@@ -451,13 +492,13 @@ async fn supervise(
                 };
                 supervisor.emit(supervisor.process.log.push_exited(exit)).await;
             }
-            result = read_some(first) => {
+            result = read_some(first, &log) => {
                 let stream = first.as_ref().map_or(OutputStream::Stdout, |p| p.stream);
                 if !supervisor.on_read(stream, result).await {
                     *first = None;
                 }
             }
-            result = read_some(second) => {
+            result = read_some(second, &log) => {
                 let stream = second.as_ref().map_or(OutputStream::Stderr, |p| p.stream);
                 if !supervisor.on_read(stream, result).await {
                     *second = None;

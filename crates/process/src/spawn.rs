@@ -42,6 +42,8 @@ pub struct SpawnSpec {
     pub exec_policy: Option<execd_protocol::policy::ExecPolicy>,
     /// Confine the tree.
     pub sandbox: Option<execd_protocol::sandbox::SandboxSpec>,
+    /// Read no more output while this many bytes are unacknowledged.
+    pub output_window: Option<u64>,
 }
 
 /// A started child and our ends of its descriptors.

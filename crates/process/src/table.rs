@@ -20,7 +20,7 @@ use execd_policy::tree::TreeGuard;
 use execd_protocol::limits::LimitExceeded;
 
 use crate::budget::{ProcessSlot, SharedBudget};
-use crate::output_log::{EventSink, OutputLog, ReadSnapshot};
+use crate::output_log::{AckError, EventSink, ExitInfo, FlowState, OutputLog, ReadSnapshot};
 use crate::process::Process;
 use crate::spawn::{spawn, SpawnError, SpawnSpec};
 use crate::stdin::StdinFull;
@@ -39,6 +39,8 @@ pub struct TableConfig {
     /// Bytes queued for one process's stdin: a write that would pass it
     /// while something is queued is refused (see [`crate::stdin`]).
     pub max_stdin_queue_bytes: usize,
+    /// Largest output window a start may ask for.
+    pub max_output_window: u64,
 }
 
 impl Default for TableConfig {
@@ -49,6 +51,7 @@ impl Default for TableConfig {
             terminate_grace: Duration::from_secs(2),
             max_processes: 256,
             max_stdin_queue_bytes: 8 * 1024 * 1024,
+            max_output_window: 64 * 1024 * 1024,
         }
     }
 }
@@ -59,6 +62,8 @@ pub enum StartError {
     Duplicate(String),
     #[error("process table is shutting down")]
     ShuttingDown,
+    #[error("outputWindow must be more than 0 bytes")]
+    EmptyWindow,
     #[error(transparent)]
     Limit(#[from] LimitExceeded),
     #[error(transparent)]
@@ -77,6 +82,25 @@ pub enum WriteError {
 #[error("unknown process id {0}")]
 pub struct UnknownProcess(pub String);
 
+/// Why `process/ack` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AckRefused {
+    #[error(transparent)]
+    Unknown(#[from] UnknownProcess),
+    #[error(transparent)]
+    Ahead(#[from] AckError),
+}
+
+/// One process as `process/list` shows it.
+#[derive(Debug, Clone)]
+pub struct ProcessInfo {
+    pub id: Arc<str>,
+    pub tty: bool,
+    pub exit: Option<ExitInfo>,
+    pub closed: bool,
+    pub flow: FlowState,
+}
+
 #[derive(Debug, Default)]
 struct TableState {
     processes: HashMap<Arc<str>, Arc<Process>>,
@@ -84,6 +108,9 @@ struct TableState {
     starting: HashMap<Arc<str>, ProcessSlot>,
     /// Ids in start order, for evicting the oldest closed records.
     order: VecDeque<Arc<str>>,
+    /// What each process was started with (a hash of its canonical
+    /// params), so an identical retried start can be told from a duplicate.
+    fingerprints: HashMap<Arc<str>, u64>,
     shutting_down: bool,
 }
 
@@ -128,6 +155,10 @@ impl ProcessTable {
         }
     }
 
+    pub fn config(&self) -> &TableConfig {
+        &self.config
+    }
+
     fn lock(&self) -> MutexGuard<'_, TableState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -144,6 +175,44 @@ impl ProcessTable {
     pub fn start(&self, id: &str, spec: &SpawnSpec) -> Result<Arc<Process>, StartError> {
         self.reserve(id)?;
         self.start_reserved(id, spec)
+    }
+
+    /// Remember what `id` was started with (see [`ProcessTable::fingerprint`]).
+    pub fn set_fingerprint(&self, id: &str, fingerprint: u64) {
+        let mut state = self.lock();
+        if state.processes.contains_key(id) || state.starting.contains_key(id) {
+            state.fingerprints.insert(Arc::from(id), fingerprint);
+        }
+    }
+
+    /// What the process (or start in progress) `id` was started with.
+    pub fn fingerprint(&self, id: &str) -> Option<u64> {
+        self.lock().fingerprints.get(id).copied()
+    }
+
+    /// Every process of the table (closed records too), in start order.
+    pub fn list(&self) -> Vec<ProcessInfo> {
+        let state = self.lock();
+        state
+            .order
+            .iter()
+            .filter_map(|id| state.processes.get(id))
+            .map(|process| {
+                let log = process.log();
+                ProcessInfo {
+                    id: process.id().clone(),
+                    tty: process.tty(),
+                    exit: log.exit(),
+                    closed: log.is_closed(),
+                    flow: log.flow(),
+                }
+            })
+            .collect()
+    }
+
+    /// The client consumed `id`'s events up to `seq`.
+    pub fn ack(&self, id: &str, seq: u64) -> Result<(), AckRefused> {
+        Ok(self.get(id)?.log().ack(seq)?)
     }
 
     /// Claim `id` for a start that will finish later (writes meanwhile
@@ -173,7 +242,13 @@ impl ProcessTable {
             .and_then(|guard| Ok(spawn(spec, guard)?));
         let mut state = self.lock();
         let slot = state.starting.remove(id);
-        let spawned = spawned?;
+        let spawned = match spawned {
+            Ok(spawned) => spawned,
+            Err(err) => {
+                state.fingerprints.remove(id);
+                return Err(err);
+            }
+        };
         let slot = slot.ok_or(StartError::ShuttingDown)?;
         let id: Arc<str> = Arc::from(id);
         let log = OutputLog::with_budget(
@@ -181,6 +256,7 @@ impl ProcessTable {
             self.config.retained_bytes_per_process,
             self.budget.clone(),
         );
+        log.set_window(spec.output_window);
         let process = Process::start(
             id.clone(),
             spawned,
@@ -241,13 +317,17 @@ impl ProcessTable {
             return;
         }
         let TableState {
-            processes, order, ..
+            processes,
+            order,
+            fingerprints,
+            ..
         } = state;
         order.retain(|id| {
             let evict = excess > 0 && processes.get(id).is_some_and(|p| p.log().is_closed());
             if evict {
                 excess -= 1;
                 processes.remove(id);
+                fingerprints.remove(id);
             }
             !evict
         });
@@ -278,11 +358,14 @@ impl ProcessTable {
     /// Queue input; with `close_stdin`, EOF follows it. A start still in
     /// progress answers `starting`; a full stdin queue refuses the write
     /// (nothing is written, and stdin stays open).
+    /// With a `write_id` the process remembers, the first result comes
+    /// back and nothing is written.
     pub fn write(
         &self,
         id: &str,
         chunk: Bytes,
         close_stdin: bool,
+        write_id: Option<&str>,
     ) -> Result<WriteStatus, WriteError> {
         if self.lock().starting.contains_key(id) {
             return Ok(WriteStatus::Starting);
@@ -290,12 +373,18 @@ impl ProcessTable {
         let Ok(process) = self.get(id) else {
             return Ok(WriteStatus::UnknownProcess);
         };
-        // An empty chunk writes nothing and reports whether stdin is open.
-        let status = process.write(chunk)?;
-        if close_stdin {
-            process.close_stdin();
-        }
-        Ok(status)
+        let write = || {
+            // An empty chunk writes nothing and reports whether stdin is open.
+            let status = process.write(chunk)?;
+            if close_stdin {
+                process.close_stdin();
+            }
+            Ok(status)
+        };
+        Ok(match write_id {
+            Some(write_id) => process.write_once(write_id, write)?,
+            None => write()?,
+        })
     }
 
     /// Terminate a process tree; true if the process was running.
@@ -314,6 +403,8 @@ impl ProcessTable {
             state.processes.values().cloned().collect()
         };
         for process in &processes {
+            // Nobody will acknowledge their output any more.
+            process.log().lift_window();
             process.terminate(self.config.terminate_grace);
         }
         let all_closed = async {

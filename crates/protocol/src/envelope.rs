@@ -107,6 +107,11 @@ pub struct InitializeParams {
     /// Extension: ask for `process/output` as binary frames (see `binary`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub binary_output: bool,
+    /// Take over this detached (or half-open) session: its processes, logs
+    /// and handles move to this connection (codex's field name; `null` is
+    /// a new session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_session_id: Option<String>,
 }
 
 /// The `initialize` result. `serverVersion` is an extension.
@@ -122,6 +127,10 @@ pub struct InitializeResult {
     /// Extension (codex dialect): this environment as codex describes one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment_info: Option<crate::codex::EnvironmentInfo>,
+    /// Extension: true when `resumeSessionId` was taken over (the session
+    /// id is that one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
 }
 
 /// `initialize` result extension.

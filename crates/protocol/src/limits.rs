@@ -30,10 +30,14 @@ pub enum Limit {
     FsOps,
     /// Filesystem operations of one connection running at once.
     FsOpsPerConnection,
+    /// Largest `outputWindow` of a process.
+    OutputWindow,
+    /// Sessions kept detached (waiting for a resume) at once.
+    DetachedSessions,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 9] = [
+    pub const ALL: [Limit; 11] = [
         Limit::Connections,
         Limit::ProcessesPerConnection,
         Limit::Processes,
@@ -43,6 +47,8 @@ impl Limit {
         Limit::RequestsInFlight,
         Limit::FsOps,
         Limit::FsOpsPerConnection,
+        Limit::OutputWindow,
+        Limit::DetachedSessions,
     ];
 
     /// The name in `data.limit`.
@@ -57,6 +63,8 @@ impl Limit {
             Limit::RequestsInFlight => "maxRequestsInFlight",
             Limit::FsOps => "maxFsOps",
             Limit::FsOpsPerConnection => "maxFsOpsPerConnection",
+            Limit::OutputWindow => "maxOutputWindow",
+            Limit::DetachedSessions => "maxDetachedSessions",
         }
     }
 
@@ -72,6 +80,8 @@ impl Limit {
             Limit::RequestsInFlight => "--max-requests-in-flight",
             Limit::FsOps => "--max-fs-ops",
             Limit::FsOpsPerConnection => "--max-fs-ops-per-connection",
+            Limit::OutputWindow => "--max-output-window",
+            Limit::DetachedSessions => "--max-detached-sessions",
         }
     }
 

@@ -13,6 +13,12 @@ pub const TERMINATE: &str = "process/terminate";
 pub const RESIZE: &str = "process/resize";
 /// Extension: send a signal by name.
 pub const SIGNAL: &str = "process/signal";
+/// Extension: the client consumed every event up to a seq (flow control).
+pub const ACK: &str = "process/ack";
+/// Extension: the session's processes and their states.
+pub const LIST: &str = "process/list";
+/// Longest `writeId` accepted, in bytes.
+pub const MAX_WRITE_ID_BYTES: usize = 128;
 pub const OUTPUT: &str = "process/output";
 pub const EXITED: &str = "process/exited";
 pub const CLOSED: &str = "process/closed";
@@ -62,6 +68,11 @@ pub struct StartParams {
     /// Extension: confine the process tree (filesystem, network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<crate::sandbox::SandboxSpec>,
+    /// Extension: at most this many output bytes the client has not
+    /// acknowledged (`process/ack`); past it the process's output is not
+    /// read until an ack makes room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_window: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +114,12 @@ pub struct ReadResult {
     /// Extension: name of the signal that killed the process, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+    /// Extension: the seq of the `exited` event, once the process exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited_seq: Option<u64>,
+    /// Extension: the seq of the `closed` event, once the process closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +131,10 @@ pub struct WriteParams {
     /// Extension: close stdin after this chunk (EOF for the program).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub close_stdin: bool,
+    /// Retry key (at most 128 bytes): a write whose id the process
+    /// remembers returns the remembered result and writes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,4 +215,51 @@ pub struct ExitedNotification {
 pub struct ClosedNotification {
     pub process_id: String,
     pub seq: u64,
+}
+
+/// `process/ack` (extension): every event of the process up to `seq` was consumed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AckParams {
+    pub process_id: String,
+    pub seq: u64,
+}
+
+/// `process/list` (extension) params: none.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListParams {}
+
+/// Where a listed process is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProcessStateName {
+    Running,
+    Exited,
+    Closed,
+}
+
+/// One process of `process/list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedProcess {
+    pub process_id: String,
+    pub state: ProcessStateName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// The seq the next event will get.
+    pub next_seq: u64,
+    pub tty: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_window: Option<u64>,
+    /// The highest seq acknowledged with `process/ack` (windowed processes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_seq: Option<u64>,
+}
+
+/// `process/list` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListResult {
+    pub processes: Vec<ListedProcess>,
 }

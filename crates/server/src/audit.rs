@@ -1,7 +1,8 @@
 //! The audit trail: one structured `tracing` event, target `execd::audit`,
 //! for each thing an operator may have to account for afterwards: a
 //! connection admitted or refused (peer, how it authenticated or why not),
-//! a connection closed, a process started or not (argv, cwd, pid, session),
+//! a connection closed, a session detached (its connection lost),
+//! resumed or expired, a process started or not (argv, cwd, pid, session),
 //! an exec-policy decision (the `exec/decision` content), and each
 //! filesystem change (write, append, directory creation, remove, copy, with
 //! the paths). Every event has an `event` field naming it; lists (argv) are
@@ -52,6 +53,42 @@ pub fn connection_closed(peer: &str, session: &str) {
         peer,
         session,
         "connection closed"
+    );
+}
+
+/// A session's connection was lost: it waits `grace_ms` for a resume.
+pub fn session_detached(peer: &str, session: &str, grace_ms: u128) {
+    info!(
+        target: TARGET,
+        event = "session.detached",
+        peer,
+        session,
+        grace_ms = grace_ms as u64,
+        "session detached"
+    );
+}
+
+/// A session taken over by a new connection (`initialize {resumeSessionId}`).
+pub fn session_resumed(peer: &str, session: &str, took_over: bool) {
+    info!(
+        target: TARGET,
+        event = "session.resumed",
+        peer,
+        session,
+        took_over,
+        "session resumed"
+    );
+}
+
+/// A detached session ended: `reason` is `expired` (not resumed within
+/// the grace), `evicted` (too many detached) or `shutdown`.
+pub fn session_ended(session: &str, reason: &str) {
+    info!(
+        target: TARGET,
+        event = "session.ended",
+        session,
+        reason,
+        "detached session ended"
     );
 }
 

@@ -1,21 +1,28 @@
 //! One client connection, whatever the transport: read frames, decode each
-//! and hand its request to [`dispatch`] with the connection's [`Session`]
-//! (or a response to the exec gate); everything that produces a frame (a reply, a process
-//! supervisor's event) writes it straight to the connection's `Outbox`,
-//! with no writer task in between. When the peer goes away (or the server
-//! shuts down), every process the connection started is terminated, group
-//! and all, and reaped.
+//! and hand its request to [`dispatch`] with the [`Session`] it serves (or
+//! a response to the exec gate); everything that produces a frame (a
+//! reply, a process supervisor's event) writes it straight to the
+//! session's `Outbox`, with no writer task in between.
 //!
-//! Server shutdown closes the connection's `Outbox` at once, so a reply
-//! that waits on a client that stopped reading gives up and the connection
-//! ends within the processes' grace period.
+//! A connection serves a session of its own, or takes one over with
+//! `initialize {resumeSessionId}` ([`crate::sessions`]). How it ends
+//! decides the session's fate: a close frame (stdio: EOF) or server
+//! shutdown ends it at once, every process terminated, group and all, and
+//! reaped; a connection lost without a close frame (a read error, a failed
+//! send, a peer silent past the keepalive timeout) leaves it detached for a
+//! resume; a takeover hands it to the new connection and closes this one
+//! with WebSocket close code 4000.
 
 use std::fmt::Display;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use execd_protocol::envelope::InitializeParams;
 use execd_protocol::{Incoming, ReplyId, RequestId, RpcError};
-use execd_transport::outbox::{Frame, Outbox};
-use futures_util::{Sink, Stream, StreamExt};
+use execd_transport::outbox::{boxed, Link, Outbox, Wire};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -23,11 +30,15 @@ use tracing::debug;
 use crate::access::Admission;
 use crate::audit;
 use crate::dispatch::{self, Request};
-use crate::methods::session::INITIALIZED;
+use crate::methods::session::{INITIALIZE, INITIALIZED};
 use crate::methods::Reply;
 use crate::rpc;
 use crate::session::Session;
+use crate::sessions::{self, Attachment, Ending, ResumeError};
 use crate::shared::Shared;
+
+/// WebSocket close code of a connection whose session another took over.
+pub const CLOSE_TAKEN_OVER: u16 = 4000;
 
 /// One inbound frame as the transport saw it.
 #[derive(Debug)]
@@ -41,6 +52,10 @@ pub enum Inbound {
     /// The transport cannot go on (e.g. a frame over the size limit):
     /// answered with this error, then the connection closes.
     Fatal(RpcError),
+    /// The peer closed the connection (a WebSocket close frame).
+    Close,
+    /// A sign of life that is no request (a ping or pong).
+    Alive,
 }
 
 /// Who is on the other end, for the audit trail.
@@ -52,101 +67,249 @@ pub struct Peer {
     pub admission: Admission,
 }
 
-/// Serve one connection until the peer leaves or `shutdown` fires.
-/// `binary_frames`: the transport can carry binary frames (WebSocket).
+/// What the transport can do.
+#[derive(Debug, Clone, Copy)]
+pub struct Transport {
+    /// It carries binary frames (WebSocket).
+    pub binary_frames: bool,
+    /// The end of its stream without a close frame means lost, not closed
+    /// (WebSocket; on stdio EOF is the close), and it has pings.
+    pub detachable: bool,
+}
+
+/// Serve one connection until the peer leaves, the session is taken over
+/// or `shutdown` fires.
 pub async fn serve_connection<I, O>(
     mut incoming: I,
     outgoing: O,
-    binary_frames: bool,
+    transport: Transport,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     peer: Peer,
 ) where
     I: Stream<Item = Inbound> + Unpin,
-    O: Sink<Frame> + Send + 'static,
+    O: Sink<Wire> + Send + 'static,
     O::Error: Display,
 {
-    let outbox = Outbox::closing_with(outgoing, &shutdown);
-    let mut session = Session::new(shared, outbox.clone(), binary_frames);
-    audit::connection_opened(&peer.address, session.id(), peer.admission);
-    loop {
-        tokio::select! {
-            frame = incoming.next() => match frame {
-                Some(frame) => {
-                    if !handle(&mut session, frame).await {
-                        break;
-                    }
-                }
-                None => break,
-            },
-            _ = outbox.closed() => break,
-            _ = shutdown.cancelled() => break,
-        }
-    }
-    debug!(
-        session = session.id(),
-        "connection closing; terminating its processes"
+    let outbox = Outbox::detached_closing_with(&shutdown);
+    let link = outbox.attach(boxed(outgoing)).await;
+    let session = Session::new(
+        shared.clone(),
+        outbox,
+        link.clone(),
+        transport.binary_frames,
+        peer.admission,
     );
-    // No supervisor may wait on a peer that is gone while we wait for the
-    // processes to close.
-    outbox.close();
-    session.backend().shutdown().await;
+    let attachment = shared.sessions.register(session.id(), peer.admission);
+    audit::connection_opened(&peer.address, session.id(), peer.admission);
+    let mut connection = Connection {
+        session,
+        attachment,
+        link,
+        transport,
+        peer,
+        shared: shared.clone(),
+    };
+    let ending = connection.run(&mut incoming, &shutdown).await;
+    let Connection {
+        session,
+        attachment,
+        link,
+        peer,
+        ..
+    } = connection;
+    debug!(session = session.id(), ?ending, "connection ending");
+    let sink = session.outbox().detach(&link).await;
+    if let (Ending::TakenOver, Some(mut sink)) = (ending, sink) {
+        tokio::spawn(async move {
+            let close = async {
+                let reason = "session resumed by another connection".to_string();
+                let _ = sink
+                    .send(Wire::Close {
+                        code: CLOSE_TAKEN_OVER,
+                        reason,
+                    })
+                    .await;
+                let _ = sink.close().await;
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+        });
+    }
     audit::connection_closed(&peer.address, session.id());
-    drop(session);
-    // What the connection's processes retained is freed now: hand it back
-    // to the kernel rather than keep it for reuse.
-    execd_process::budget::release_freed_memory();
+    for session in shared
+        .sessions
+        .leave(&attachment, session, ending, &peer.address)
+    {
+        sessions::end(session).await;
+    }
 }
 
-/// Handle one inbound frame: a request goes to [`dispatch`], a response to
-/// the exec gate, and anything malformed is answered with an error naming
-/// what was wrong. False when the connection cannot go on.
-async fn handle(session: &mut Session, frame: Inbound) -> bool {
-    let text = match frame {
-        Inbound::Text(text) => text,
-        Inbound::Invalid(error) => {
-            session
-                .send(rpc::frame_error(&ReplyId::Unknown, error))
-                .await;
-            return true;
-        }
-        Inbound::Fatal(error) => {
-            session
-                .send(rpc::frame_error(&ReplyId::Unknown, error))
-                .await;
-            return false;
-        }
-    };
-    match Incoming::parse_raw(&text) {
-        Err(err) => {
-            let error = rpc::invalid_frame(err.message);
-            session.send(rpc::frame_error(&err.id, error)).await
-        }
-        Ok(Incoming::Request { id, method, params }) => {
-            let request = Request {
-                id: &id,
-                method: &method,
-                params,
-                frame: &text,
-            };
-            if let Reply::Now(result) = dispatch::route(session, &request) {
-                session.send(rpc::response(&id, result)).await;
-            }
-        }
-        Ok(Incoming::Notification { method, .. }) => {
-            if method != INITIALIZED {
-                debug!(%method, "ignoring unknown notification");
-            }
-        }
-        Ok(Incoming::Response { id, result }) => {
-            let ours = match id {
-                RequestId::Int(n) => session.gate().answer(n, result),
-                RequestId::Str(_) => false,
-            };
-            if !ours {
-                debug!(%id, "ignoring a response to no request of ours");
+/// A connection and the session it serves now.
+struct Connection {
+    session: Session,
+    attachment: Arc<Attachment>,
+    link: Link,
+    transport: Transport,
+    peer: Peer,
+    shared: Arc<Shared>,
+}
+
+impl Connection {
+    async fn run<I>(&mut self, incoming: &mut I, shutdown: &CancellationToken) -> Ending
+    where
+        I: Stream<Item = Inbound> + Unpin,
+    {
+        let config = &self.shared.config;
+        let (interval, timeout) = (config.keepalive_interval, config.keepalive_timeout);
+        let keepalive = self.transport.detachable && !interval.is_zero() && !timeout.is_zero();
+        let mut pings = tokio::time::interval_at(Instant::now() + interval, interval.max(MIN_TICK));
+        pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let pinging = Arc::new(AtomicBool::new(false));
+        let mut heard = Instant::now();
+        loop {
+            let link = self.link.clone();
+            let attachment = self.attachment.clone();
+            let outbox = self.session.outbox();
+            tokio::select! {
+                frame = incoming.next() => {
+                    heard = Instant::now();
+                    match frame {
+                        None if self.transport.detachable => return Ending::Lost,
+                        None | Some(Inbound::Close) => return Ending::Clean,
+                        Some(Inbound::Alive) => {}
+                        Some(frame) => {
+                            if !self.handle(frame).await {
+                                return Ending::Clean;
+                            }
+                        }
+                    }
+                }
+                _ = link.lost() => return Ending::Lost,
+                _ = attachment.taken_over() => return Ending::TakenOver,
+                _ = outbox.closed() => return Ending::Shutdown,
+                _ = shutdown.cancelled() => return Ending::Shutdown,
+                _ = tokio::time::sleep_until(heard + timeout), if keepalive => {
+                    debug!(peer = %self.peer.address, "nothing heard within the keepalive timeout; connection lost");
+                    return Ending::Lost;
+                }
+                _ = pings.tick(), if keepalive => ping(&outbox, &link, &pinging, interval),
             }
         }
     }
-    true
+
+    /// Handle one inbound frame: a request goes to [`dispatch`], a response to
+    /// the exec gate, and anything malformed is answered with an error naming
+    /// what was wrong. False when the connection cannot go on.
+    async fn handle(&mut self, frame: Inbound) -> bool {
+        let text = match frame {
+            Inbound::Text(text) => text,
+            Inbound::Invalid(error) => {
+                self.session
+                    .send(rpc::frame_error(&ReplyId::Unknown, error))
+                    .await;
+                return true;
+            }
+            Inbound::Fatal(error) => {
+                self.session
+                    .send(rpc::frame_error(&ReplyId::Unknown, error))
+                    .await;
+                return false;
+            }
+            Inbound::Close | Inbound::Alive => return true,
+        };
+        match Incoming::parse_raw(&text) {
+            Err(err) => {
+                let error = rpc::invalid_frame(err.message);
+                self.session.send(rpc::frame_error(&err.id, error)).await
+            }
+            Ok(Incoming::Request { id, method, params }) => {
+                if method == INITIALIZE {
+                    if let Err(error) = self.resume_if_asked(params).await {
+                        self.session.send(rpc::response(&id, Err(error))).await;
+                        return true;
+                    }
+                }
+                let request = Request {
+                    id: &id,
+                    method: &method,
+                    params,
+                    frame: &text,
+                };
+                if let Reply::Now(result) = dispatch::route(&mut self.session, &request) {
+                    self.session.send(rpc::response(&id, result)).await;
+                }
+            }
+            Ok(Incoming::Notification { method, .. }) => {
+                if method != INITIALIZED {
+                    debug!(%method, "ignoring unknown notification");
+                }
+            }
+            Ok(Incoming::Response { id, result }) => {
+                let ours = match id {
+                    RequestId::Int(n) => self.session.gate().answer(n, result),
+                    RequestId::Str(_) => false,
+                };
+                if !ours {
+                    debug!(%id, "ignoring a response to no request of ours");
+                }
+            }
+        }
+        true
+    }
+
+    /// `initialize {resumeSessionId}`: take that session over and serve it
+    /// from now on (the `initialize` itself is then answered by it).
+    async fn resume_if_asked(
+        &mut self,
+        params: &serde_json::value::RawValue,
+    ) -> Result<(), RpcError> {
+        // Bad params are answered by `initialize` itself.
+        let Ok(params) = rpc::parse_params::<InitializeParams>(INITIALIZE, params) else {
+            return Ok(());
+        };
+        let Some(wanted) = params.resume_session_id else {
+            return Ok(());
+        };
+        if wanted == self.session.id() {
+            return Ok(());
+        }
+        if self.session.initialized || !self.transport.detachable {
+            return Err(ResumeError::AlreadyInitialized(wanted).into());
+        }
+        let (mut resumed, attachment, took_over) = self
+            .shared
+            .sessions
+            .take_over(&wanted, self.peer.admission)
+            .await?;
+        // This connection's sink moves from its own (unused) session to
+        // the resumed one.
+        if let Some(sink) = self.session.outbox().detach(&self.link).await {
+            self.link = resumed.outbox().attach(sink).await;
+            resumed.set_link(self.link.clone());
+        }
+        let fresh = std::mem::replace(&mut self.session, resumed);
+        self.shared.sessions.forget(fresh.id(), &self.attachment);
+        self.attachment = attachment;
+        audit::session_resumed(&self.peer.address, self.session.id(), took_over);
+        // It never served: no process, nothing to wait for.
+        fresh.outbox().close();
+        drop(fresh);
+        Ok(())
+    }
+}
+
+/// The shortest keepalive tick (a zero interval disables keepalive).
+const MIN_TICK: Duration = Duration::from_millis(10);
+
+/// Send a keepalive ping from a task (one at a time): a peer that stopped
+/// reading must not hold up the connection's loop.
+fn ping(outbox: &Arc<Outbox<Wire>>, link: &Link, pinging: &Arc<AtomicBool>, within: Duration) {
+    if pinging.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let (outbox, link, pinging) = (outbox.clone(), link.clone(), pinging.clone());
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(within, outbox.send_on(&link, Wire::Ping)).await;
+        pinging.store(false, Ordering::SeqCst);
+    });
 }

@@ -45,6 +45,8 @@ pub fn route(session: &mut Session, request: &Request<'_>) -> Reply {
         pp::RESIZE => process::resize(session, params).into(),
         pp::SIGNAL => process::signal(session, params).into(),
         pp::READ => process::read(session, id, params).into(),
+        pp::ACK => process::ack(session, params).into(),
+        pp::LIST => process::list(session, params).into(),
         fsp::READ_FILE => fs::read_file(session, id, params).into(),
         fsp::WRITE_FILE => fs::write_file(session, request).into(),
         fsp::CREATE_DIRECTORY => fs::create_directory(session, id, params).into(),

@@ -9,27 +9,29 @@ use std::sync::Arc;
 use execd_process::output_log::EventSink;
 use execd_protocol::binary;
 use execd_protocol::event::{EventKind, ProcessEvent};
-use execd_transport::outbox::{Frame, Outbox};
+use execd_transport::outbox::{Frame, Outbox, Wire};
 
 use crate::rpc;
 
 /// Supervisors deliver process events straight into the connection.
 pub struct ConnectionEvents {
-    outbox: Arc<Outbox>,
+    outbox: Arc<Outbox<Wire>>,
     /// The client asked for binary output frames (and the transport has them).
     binary: AtomicBool,
 }
 
 impl ConnectionEvents {
-    pub fn new(outbox: Arc<Outbox>) -> Arc<ConnectionEvents> {
+    pub fn new(outbox: Arc<Outbox<Wire>>) -> Arc<ConnectionEvents> {
         Arc::new(ConnectionEvents {
             outbox,
             binary: AtomicBool::new(false),
         })
     }
 
-    pub fn use_binary_output(&self) {
-        self.binary.store(true, Ordering::Relaxed);
+    /// Output as binary frames (or JSON again: a resumed session follows
+    /// what its new connection asked for).
+    pub fn use_binary_output(&self, binary: bool) {
+        self.binary.store(binary, Ordering::Relaxed);
     }
 }
 

@@ -15,7 +15,7 @@ use execd_protocol::policy::{
     Answer, ApproveParams, ApproveResult, DecisionParams, APPROVE, DECISION,
 };
 use execd_protocol::RpcError;
-use execd_transport::outbox::Outbox;
+use execd_transport::outbox::{Outbox, Wire};
 use serde_json::json;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
@@ -44,7 +44,7 @@ impl Drop for Waiting<'_> {
 }
 
 pub struct ConnectionGate {
-    outbox: Arc<Outbox>,
+    outbox: Arc<Outbox<Wire>>,
     /// The session, for the audit trail.
     session: String,
     waiting: Mutex<Waiters>,
@@ -52,7 +52,7 @@ pub struct ConnectionGate {
 }
 
 impl ConnectionGate {
-    pub fn new(outbox: Arc<Outbox>, session: String) -> Arc<ConnectionGate> {
+    pub fn new(outbox: Arc<Outbox<Wire>>, session: String) -> Arc<ConnectionGate> {
         Arc::new(ConnectionGate {
             outbox,
             session,
@@ -133,7 +133,6 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    use execd_transport::outbox::Frame;
     use tokio_util::sync::PollSender;
 
     fn request(n: usize) -> ApproveParams {
@@ -148,8 +147,8 @@ mod tests {
     }
 
     /// A gate whose frames go to a channel nobody answers from.
-    fn silent_gate() -> (Arc<ConnectionGate>, tokio::sync::mpsc::Receiver<Frame>) {
-        let (sink, frames) = tokio::sync::mpsc::channel::<Frame>(4 * MAX_PENDING_ASKS);
+    fn silent_gate() -> (Arc<ConnectionGate>, tokio::sync::mpsc::Receiver<Wire>) {
+        let (sink, frames) = tokio::sync::mpsc::channel::<Wire>(4 * MAX_PENDING_ASKS);
         (
             ConnectionGate::new(Outbox::new(PollSender::new(sink)), "test".into()),
             frames,

@@ -10,7 +10,8 @@
 //! and filesystem changes as structured events.
 //! What the connections of one server share (process and retention budget,
 //! filesystem slots, the connection count) is in [`shared`]; every limit
-//! is a [`ServerConfig`] field.
+//! is a [`ServerConfig`] field. [`sessions`] keeps sessions whose
+//! connection was lost, for a resume (`initialize {resumeSessionId}`).
 
 pub mod access;
 pub mod audit;
@@ -23,6 +24,7 @@ pub mod http_clients;
 pub mod methods;
 pub mod rpc;
 pub mod session;
+pub mod sessions;
 pub mod shared;
 pub mod transport;
 pub mod watches;
@@ -82,6 +84,17 @@ pub struct ServerConfig {
     pub max_fs_ops: usize,
     /// Filesystem operations of one connection running at once.
     pub max_fs_ops_per_connection: usize,
+    /// How long a session whose WebSocket connection was lost (no close
+    /// frame) waits for a resume before its processes are terminated;
+    /// zero ends it at once.
+    pub detach_grace: Duration,
+    /// Sessions detached at once; past it the oldest detached one ends.
+    pub max_detached_sessions: usize,
+    /// A WebSocket ping every this often (zero: no keepalive).
+    pub keepalive_interval: Duration,
+    /// A peer heard nothing from (no frame, no pong) for this long is lost
+    /// (zero: never).
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +115,10 @@ impl Default for ServerConfig {
             max_requests_in_flight: 128,
             max_fs_ops: 32,
             max_fs_ops_per_connection: 8,
+            detach_grace: Duration::from_secs(120),
+            max_detached_sessions: 64,
+            keepalive_interval: Duration::from_secs(15),
+            keepalive_timeout: Duration::from_secs(45),
         }
     }
 }

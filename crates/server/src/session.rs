@@ -1,7 +1,10 @@
-//! A connection's session: its state (handshake, process backend, exec
-//! gate, event delivery, filesystem slots), which the method handlers work
-//! on, and replying from a task: each such reply holds one of the
-//! connection's in-flight places until it is sent.
+//! A session: its state (handshake, process backend, exec gate, event
+//! delivery, filesystem slots), which the method handlers work on, and
+//! replying from a task: each such reply holds one of the session's
+//! in-flight places until it is sent. A session is served by one
+//! connection at a time (its [`Link`]): replies go to the connection that
+//! asked, events to whichever serves the session when they are sent (see
+//! [`crate::sessions`] for detach and resume).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,9 +13,10 @@ use execd_local::open_files::OpenFiles;
 use execd_local::LocalBackend;
 use execd_protocol::limits::{Limit, LimitExceeded};
 use execd_protocol::{RequestId, RpcError};
-use execd_transport::outbox::Outbox;
+use execd_transport::outbox::{Frame, Link, Outbox, Wire};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::access::Admission;
 use crate::events::ConnectionEvents;
 use crate::gate::ConnectionGate;
 use crate::http_clients::HttpClients;
@@ -29,7 +33,7 @@ pub struct Session {
     pub(crate) initialized: bool,
     shared: Arc<Shared>,
     backend: LocalBackend,
-    outbox: Arc<Outbox>,
+    outbox: Arc<Outbox<Wire>>,
     gate: Arc<ConnectionGate>,
     pub(crate) events: Arc<ConnectionEvents>,
     /// The transport can carry binary frames.
@@ -42,6 +46,11 @@ pub struct Session {
     http: Arc<HttpClients>,
     in_flight: Arc<Semaphore>,
     fs: FsSlots,
+    /// How the connection that opened the session was admitted (a resume
+    /// must be admitted alike).
+    admission: Admission,
+    /// The connection serving the session now, where replies go.
+    link: Link,
 }
 
 /// A request's place among its connection's requests in flight, held
@@ -51,7 +60,14 @@ pub struct InFlight {
 }
 
 impl Session {
-    pub fn new(shared: Arc<Shared>, outbox: Arc<Outbox>, binary_frames: bool) -> Self {
+    /// A new session on the connection `link` of `outbox`.
+    pub fn new(
+        shared: Arc<Shared>,
+        outbox: Arc<Outbox<Wire>>,
+        link: Link,
+        binary_frames: bool,
+        admission: Admission,
+    ) -> Self {
         let id = uuid::Uuid::new_v4().to_string();
         let gate = ConnectionGate::new(outbox.clone(), id.clone());
         let events = ConnectionEvents::new(outbox.clone());
@@ -79,7 +95,23 @@ impl Session {
             fs,
             shared,
             outbox,
+            admission,
+            link,
         }
+    }
+
+    pub fn admission(&self) -> Admission {
+        self.admission
+    }
+
+    /// The connection serving the session now.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// Served by another connection from now on.
+    pub fn set_link(&mut self, link: Link) {
+        self.link = link;
     }
 
     pub fn id(&self) -> &str {
@@ -105,7 +137,7 @@ impl Session {
     }
 
     /// Where this connection's frames go (for tasks that send several).
-    pub fn outbox(&self) -> Arc<Outbox> {
+    pub fn outbox(&self) -> Arc<Outbox<Wire>> {
         self.outbox.clone()
     }
 
@@ -114,9 +146,9 @@ impl Session {
         &self.http
     }
 
-    /// Send a frame now; fails only when the connection is closing.
+    /// Send a reply now, to the connection serving the session.
     pub async fn send(&self, frame: String) {
-        self.outbox.send(frame).await;
+        self.outbox.send_on(&self.link, Frame::Text(frame)).await;
     }
 
     /// A place for one more request answered from a task, if one is free.
@@ -164,9 +196,11 @@ impl Session {
     /// Send the frame `work` builds (a whole response) from a task.
     pub fn send_later(&self, place: InFlight, work: impl Future<Output = String> + Send + 'static) {
         let outbox = self.outbox.clone();
+        // The reply belongs to the connection that asked.
+        let link = self.link.clone();
         tokio::spawn(async move {
             let frame = work.await;
-            outbox.send(frame).await;
+            outbox.send_on(&link, Frame::Text(frame)).await;
             drop(place);
         });
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use execd_environment::EnvError;
 use execd_protocol::codex::fs::{self as cfs, MissingChangedNotification};
 use execd_protocol::{ErrorCode, RpcError};
-use execd_transport::outbox::Outbox;
+use execd_transport::outbox::{Outbox, Wire};
 
 use crate::codex_limits::CodexLimits;
 use crate::rpc;
@@ -43,14 +43,14 @@ struct Table {
 /// A connection's missing-path watches.
 pub struct MissingWatches {
     table: Mutex<Table>,
-    outbox: Arc<Outbox>,
+    outbox: Arc<Outbox<Wire>>,
     limits: CodexLimits,
     /// The connection's filesystem slots, which each look runs under.
     fs: FsSlots,
 }
 
 impl MissingWatches {
-    pub fn new(outbox: Arc<Outbox>, limits: CodexLimits, fs: FsSlots) -> Arc<MissingWatches> {
+    pub fn new(outbox: Arc<Outbox<Wire>>, limits: CodexLimits, fs: FsSlots) -> Arc<MissingWatches> {
         Arc::new(MissingWatches {
             table: Mutex::new(Table::default()),
             outbox,
@@ -129,7 +129,7 @@ impl MissingWatches {
 
 /// Look at the watches every `interval` until none are left or the
 /// connection closes.
-async fn poll(watches: Weak<MissingWatches>, outbox: Arc<Outbox>, interval: std::time::Duration) {
+async fn poll(watches: Weak<MissingWatches>, outbox: Arc<Outbox<Wire>>, interval: std::time::Duration) {
     let closing = outbox.closing_token();
     loop {
         tokio::select! {

@@ -144,6 +144,7 @@ pub fn process_params(id: &str, argv: &[&str]) -> StartParams {
         size: None,
         exec_policy: None,
         sandbox: None,
+        output_window: None,
     }
 }
 

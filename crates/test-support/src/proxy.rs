@@ -63,6 +63,9 @@ struct Control {
     connections: Mutex<HashMap<u64, CancellationToken>>,
     plan: Mutex<Option<CutPlan>>,
     accepted: AtomicU64,
+    /// Bytes forwarded client → server and server → client.
+    up: AtomicU64,
+    down: AtomicU64,
     cuts: watch::Sender<u64>,
     stall: watch::Sender<Stall>,
 }
@@ -95,6 +98,10 @@ impl Control {
 
     /// Count `n` bytes forwarded in `direction`; true if that reached a planned cut.
     fn forwarded(&self, direction: Direction, n: usize) -> bool {
+        match direction {
+            Direction::Up => self.up.fetch_add(n as u64, Ordering::SeqCst),
+            Direction::Down => self.down.fetch_add(n as u64, Ordering::SeqCst),
+        };
         let mut plan = self.plan();
         let Some(plan) = plan.as_mut().filter(|p| p.direction == direction) else {
             return false;
@@ -159,6 +166,16 @@ impl FaultProxy {
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.control.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Bytes forwarded so far client → server.
+    pub fn bytes_up(&self) -> u64 {
+        self.control.up.load(Ordering::SeqCst)
+    }
+
+    /// Bytes forwarded so far server → client.
+    pub fn bytes_down(&self) -> u64 {
+        self.control.down.load(Ordering::SeqCst)
     }
 
     /// Cuts done so far (by any means).

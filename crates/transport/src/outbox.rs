@@ -4,16 +4,25 @@
 //! A frame is written and flushed by its producer while holding the lock, so
 //! frames never interleave and each producer's frames keep their order. A
 //! peer that stops reading makes producers wait (flow control); once the
-//! connection is closing, every send returns at once. An outbox made with
+//! outbox is closing, every send returns at once. An outbox made with
 //! [`Outbox::closing_with`] also closes when its parent token is cancelled
 //! (server shutdown), so no producer waits on a peer that stopped reading.
+//!
+//! An outbox can outlive its connection (a server session that waits for a
+//! resume): [`Outbox::detach`] takes the connection's sink away (a send in
+//! progress on it gives up at once, which also frees a producer stuck on a
+//! half-open peer), sends meanwhile wait, and [`Outbox::attach`] gives it a
+//! new one. Each attached sink is a [`Link`]: [`Outbox::send_on`] sends
+//! only on a given link (a reply belongs to the connection that asked).
 
 use std::fmt::Display;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -25,67 +34,249 @@ pub enum Frame {
     Binary(bytes::Bytes),
 }
 
-type BoxSink = Pin<Box<dyn Sink<Frame, Error = String> + Send>>;
-
-/// The sending half of a connection, shared by every producer of frames.
-/// A frame is written and flushed by its producer while holding the lock, so
-/// frames never interleave, and each producer's frames keep their order.
-/// A peer that stops reading makes producers wait (flow control); once the
-/// connection is closing, every send returns at once.
-pub struct Outbox {
-    sink: tokio::sync::Mutex<BoxSink>,
-    closing: CancellationToken,
+/// What a server puts on a WebSocket: data frames and the control frames
+/// it sends itself (keepalive pings; a close with a code of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wire {
+    Data(Frame),
+    Ping,
+    Close { code: u16, reason: String },
 }
 
-impl Outbox {
-    pub fn new<O>(sink: O) -> Arc<Outbox>
+impl From<Frame> for Wire {
+    fn from(frame: Frame) -> Wire {
+        Wire::Data(frame)
+    }
+}
+
+/// The sink of one connection, type-erased.
+pub type BoxSink<F> = Pin<Box<dyn Sink<F, Error = String> + Send>>;
+
+/// Erase a sink's type (its errors become text).
+pub fn boxed<F, O>(sink: O) -> BoxSink<F>
+where
+    O: Sink<F> + Send + 'static,
+    O::Error: Display,
+{
+    Box::pin(sink.sink_map_err(|err| err.to_string()))
+}
+
+/// One attached sink: its generation and a token cancelled once it is
+/// lost (a send to it failed) or detached.
+#[derive(Debug, Clone)]
+pub struct Link {
+    generation: u64,
+    lost: CancellationToken,
+}
+
+impl Link {
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Resolves once the link is lost or detached.
+    pub async fn lost(&self) {
+        self.lost.cancelled().await
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+}
+
+struct Attached<F> {
+    sink: BoxSink<F>,
+    link: Link,
+}
+
+/// The sending half of a connection (or of a session across connections),
+/// shared by every producer of frames.
+pub struct Outbox<F = Frame> {
+    slot: tokio::sync::Mutex<Option<Attached<F>>>,
+    /// The link attached now, for senders waiting while detached.
+    current: watch::Sender<Option<Link>>,
+    closing: CancellationToken,
+    generations: AtomicU64,
+    /// Made to outlive its sinks: a failed send loses the link only
+    /// (otherwise it closes the whole outbox, as a connection's does).
+    detachable: bool,
+}
+
+/// What became of one attempt to send on a link.
+enum Attempt<F> {
+    Sent,
+    /// The link failed, was detached or the outbox is closing.
+    Failed,
+    /// Another link is attached now: the frame is still ours.
+    Stale(F),
+}
+
+impl<F: Send + 'static> Outbox<F> {
+    pub fn new<O>(sink: O) -> Arc<Outbox<F>>
     where
-        O: Sink<Frame> + Send + 'static,
+        O: Sink<F> + Send + 'static,
         O::Error: Display,
     {
-        Self::with_token(sink, CancellationToken::new())
+        Self::with_token(Some(boxed(sink)), CancellationToken::new(), false)
     }
 
     /// An outbox that also closes when `parent` is cancelled.
-    pub fn closing_with<O>(sink: O, parent: &CancellationToken) -> Arc<Outbox>
+    pub fn closing_with<O>(sink: O, parent: &CancellationToken) -> Arc<Outbox<F>>
     where
-        O: Sink<Frame> + Send + 'static,
+        O: Sink<F> + Send + 'static,
         O::Error: Display,
     {
-        Self::with_token(sink, parent.child_token())
+        Self::with_token(Some(boxed(sink)), parent.child_token(), false)
     }
 
-    fn with_token<O>(sink: O, closing: CancellationToken) -> Arc<Outbox>
-    where
-        O: Sink<Frame> + Send + 'static,
-        O::Error: Display,
-    {
-        let sink: BoxSink = Box::pin(sink.sink_map_err(|err| err.to_string()));
-        Arc::new(Outbox {
-            sink: tokio::sync::Mutex::new(sink),
+    /// An outbox with no sink yet (see [`Outbox::attach`]) that closes when
+    /// `parent` is cancelled.
+    pub fn detached_closing_with(parent: &CancellationToken) -> Arc<Outbox<F>> {
+        Self::with_token(None, parent.child_token(), true)
+    }
+
+    fn with_token(
+        sink: Option<BoxSink<F>>,
+        closing: CancellationToken,
+        detachable: bool,
+    ) -> Arc<Outbox<F>> {
+        let outbox = Outbox {
+            slot: tokio::sync::Mutex::new(None),
+            current: watch::Sender::new(None),
             closing,
-        })
+            generations: AtomicU64::new(0),
+            detachable,
+        };
+        if let Some(sink) = sink {
+            let link = outbox.new_link();
+            outbox.current.send_replace(Some(link.clone()));
+            *outbox.slot.try_lock().expect("a new outbox is not locked") =
+                Some(Attached { sink, link });
+        }
+        Arc::new(outbox)
     }
 
-    /// Send one text frame. False if the connection is closing or the peer is gone.
-    pub async fn send(&self, frame: String) -> bool {
+    fn new_link(&self) -> Link {
+        Link {
+            generation: self.generations.fetch_add(1, Ordering::Relaxed),
+            lost: CancellationToken::new(),
+        }
+    }
+
+    /// Give the outbox a (new) sink; a link still attached is detached
+    /// first. Sends waiting for a sink go on it.
+    pub async fn attach(&self, sink: BoxSink<F>) -> Link {
+        if let Some(old) = self.link() {
+            // Its sink is dropped: whoever wanted it detaches it first.
+            drop(self.detach(&old).await);
+        }
+        let link = self.new_link();
+        *self.slot.lock().await = Some(Attached {
+            sink,
+            link: link.clone(),
+        });
+        self.current.send_replace(Some(link.clone()));
+        link
+    }
+
+    /// Take `link`'s sink away (if it is still attached): a send in progress
+    /// on it gives up at once; later sends wait for the next attach.
+    pub async fn detach(&self, link: &Link) -> Option<BoxSink<F>> {
+        link.lost.cancel();
+        self.current.send_if_modified(|current| {
+            let ours = current
+                .as_ref()
+                .is_some_and(|now| now.generation == link.generation);
+            if ours {
+                *current = None;
+            }
+            ours
+        });
+        let mut slot = self.slot.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|attached| attached.link.generation == link.generation)
+        {
+            return slot.take().map(|attached| attached.sink);
+        }
+        None
+    }
+
+    /// The link attached now.
+    pub fn link(&self) -> Option<Link> {
+        self.current.borrow().clone()
+    }
+
+    /// Send one text frame. False if the outbox is closing or the peer is gone.
+    pub async fn send(&self, frame: String) -> bool
+    where
+        F: From<Frame>,
+    {
         self.send_frame(Frame::Text(frame)).await
     }
 
-    /// Send one frame of either kind.
-    pub async fn send_frame(&self, frame: Frame) -> bool {
+    /// Send one frame on whatever link is attached, waiting for one while
+    /// none is. False if the outbox is closing or the frame was lost with
+    /// its link.
+    pub async fn send_frame(&self, frame: impl Into<F>) -> bool {
+        let mut frame = frame.into();
+        let mut current = self.current.subscribe();
+        loop {
+            let link = current.borrow_and_update().clone();
+            match link {
+                Some(link) if !link.is_lost() => match self.attempt(&link, frame).await {
+                    Attempt::Sent => return true,
+                    Attempt::Failed => return false,
+                    Attempt::Stale(back) => frame = back,
+                },
+                _ => {
+                    tokio::select! {
+                        biased;
+                        _ = self.closing.cancelled() => return false,
+                        changed = current.changed() => if changed.is_err() {
+                            return false;
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+    /// Send one frame on `link` only: false at once if another (or no)
+    /// link is attached.
+    pub async fn send_on(&self, link: &Link, frame: impl Into<F>) -> bool {
+        if link.is_lost() {
+            return false;
+        }
+        matches!(self.attempt(link, frame.into()).await, Attempt::Sent)
+    }
+
+    async fn attempt(&self, link: &Link, frame: F) -> Attempt<F> {
         let sent = tokio::select! {
             biased;
-            _ = self.closing.cancelled() => return false,
-            sent = async { self.sink.lock().await.send(frame).await } => sent,
+            _ = self.closing.cancelled() => return Attempt::Failed,
+            _ = link.lost.cancelled() => return Attempt::Failed,
+            sent = async {
+                let mut slot = self.slot.lock().await;
+                match slot.as_mut() {
+                    Some(attached) if attached.link.generation == link.generation => {
+                        Ok(attached.sink.send(frame).await)
+                    }
+                    _ => Err(frame),
+                }
+            } => sent,
         };
         match sent {
-            Ok(()) => true,
-            Err(err) => {
+            Ok(Ok(())) => Attempt::Sent,
+            Ok(Err(err)) => {
                 debug!(%err, "peer stopped accepting frames");
-                self.closing.cancel();
-                false
+                link.lost.cancel();
+                if !self.detachable {
+                    self.closing.cancel();
+                }
+                Attempt::Failed
             }
+            Err(frame) => Attempt::Stale(frame),
         }
     }
 
@@ -94,22 +285,36 @@ impl Outbox {
         self.closing.cancel();
     }
 
-    /// A token cancelled when the connection starts closing.
+    /// A token cancelled when the outbox starts closing.
     pub fn closing_token(&self) -> CancellationToken {
         self.closing.clone()
     }
 
-    /// Resolves once the connection is closing.
+    /// Resolves once the outbox is closing.
     pub async fn closed(&self) {
         self.closing.cancelled().await;
     }
-}
 
-impl Outbox {
+    /// Resolves once the outbox is closing or the link attached now is
+    /// lost (a connection whose outbox never detaches: the same thing).
+    pub async fn closed_or_lost(&self) {
+        match self.link() {
+            Some(link) => tokio::select! {
+                _ = self.closing.cancelled() => {}
+                _ = link.lost() => {}
+            },
+            None => self.closing.cancelled().await,
+        }
+    }
+
     /// Close the sink politely (e.g. a WebSocket close frame), bounded in time.
     pub async fn finish(&self) {
         self.closing.cancel();
-        let close = async { self.sink.lock().await.close().await };
+        let close = async {
+            if let Some(attached) = self.slot.lock().await.as_mut() {
+                let _ = attached.sink.close().await;
+            }
+        };
         let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
     }
 }

@@ -16,7 +16,7 @@ use execd_protocol::codex::http::{
 };
 use execd_protocol::codex::permissions::{NetworkPolicy, PermissionProfile};
 use execd_protocol::{RequestId, RpcError};
-use execd_transport::outbox::Outbox;
+use execd_transport::outbox::{Outbox, Wire};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::value::RawValue;
 use tokio::time::{timeout_at, Instant};
@@ -126,7 +126,7 @@ pub fn request(session: &Session, id: &RequestId, params: &RawValue) -> Result<R
 
 /// One request on its way: where its answer and deltas go, and its bounds.
 struct Exchange {
-    outbox: Arc<Outbox>,
+    outbox: Arc<Outbox<Wire>>,
     id: RequestId,
     url: String,
     request_id: String,

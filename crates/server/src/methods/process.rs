@@ -1,13 +1,16 @@
-//! `process/*`: start, write, terminate, resize, signal and read, as a thin
-//! adapter over the session's `LocalBackend` (wire params in, wire results
-//! out). Quick, order-sensitive methods (start, write, terminate) answer
-//! inline in frame order; long-polls answer from a task.
+//! `process/*`: start, write, terminate, resize, signal, read, ack and
+//! list, as a thin adapter over the session's `LocalBackend` (wire params
+//! in, wire results out). Quick, order-sensitive methods (start, write,
+//! terminate, ack) answer inline in frame order; long-polls answer from a
+//! task. Retries are safe: a start repeated with the same `processId` and
+//! identical params returns the first result, and a write with a
+//! `writeId` the process remembers writes nothing again.
 
 use std::time::Duration;
 
 use execd_protocol::fs::Empty;
 use execd_protocol::process::{self as pp, TerminalSize};
-use execd_protocol::{RequestId, RpcError};
+use execd_protocol::{ErrorCode, RequestId, RpcError};
 use serde_json::value::RawValue;
 
 use execd_local::LocalBackend;
@@ -24,6 +27,9 @@ pub fn start(session: &Session, id: &RequestId, params: &RawValue) -> Result<Rep
     let (params, dialect) = dialect::start_params(params)?;
     let result = move |params: pp::StartParams| dialect::start_result(params.process_id, dialect);
     let backend = session.backend();
+    if backend.is_retried_start(&params) {
+        return Ok(Reply::Now(result(params)));
+    }
     if params.exec_policy.is_none() {
         let started = backend.start_now(&params).map_err(RpcError::from);
         audit_start(session.id(), backend, &params, &started);
@@ -73,10 +79,44 @@ fn audit_start(
 
 pub fn write(session: &Session, params: &RawValue) -> RpcResult {
     let params: pp::WriteParams = parse_params(pp::WRITE, params)?;
-    let status = session
-        .backend()
-        .write(&params.process_id, params.chunk, params.close_stdin)?;
+    if let Some(write_id) = &params.write_id {
+        if write_id.len() > pp::MAX_WRITE_ID_BYTES {
+            return Err(RpcError::new(
+                ErrorCode::InvalidParams,
+                format!(
+                    "writeId of {} bytes is longer than {} bytes",
+                    write_id.len(),
+                    pp::MAX_WRITE_ID_BYTES
+                ),
+            ));
+        }
+    }
+    let status = session.backend().write(
+        &params.process_id,
+        params.chunk,
+        params.close_stdin,
+        params.write_id.as_deref(),
+    )?;
     ok(pp::WriteResult { status })
+}
+
+/// The client consumed the process's events up to `seq` (flow control).
+pub fn ack(session: &Session, params: &RawValue) -> RpcResult {
+    let params: pp::AckParams = parse_params(pp::ACK, params)?;
+    done(
+        session
+            .backend()
+            .ack(&params.process_id, params.seq)
+            .map(|()| Empty {}),
+    )
+}
+
+/// The session's processes (closed records too) and their states.
+pub fn list(session: &Session, params: &RawValue) -> RpcResult {
+    let _: pp::ListParams = parse_params(pp::LIST, params)?;
+    ok(pp::ListResult {
+        processes: session.backend().list(),
+    })
 }
 
 pub fn terminate(session: &Session, params: &RawValue) -> RpcResult {

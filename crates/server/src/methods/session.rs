@@ -1,6 +1,8 @@
 //! `initialize`: the handshake that opens a session; it answers with the
 //! session id and what this server can do (exec policy, sandbox features,
-//! binary output frames when the transport carries them).
+//! binary output frames when the transport carries them). A resumed
+//! session (taken over by the connection before this runs, see
+//! [`crate::connection`]) answers with its own id and `resumed: true`.
 
 use execd_protocol::envelope::{Capabilities, InitializeParams, InitializeResult};
 use serde_json::value::RawValue;
@@ -18,9 +20,8 @@ pub fn initialize(session: &mut Session, params: &RawValue) -> RpcResult {
     debug!(session = %session.id(), client = %params.client_name, "initialize");
     session.initialized = true;
     let binary_output = params.binary_output && session.binary_frames;
-    if binary_output {
-        session.events.use_binary_output();
-    }
+    session.events.use_binary_output(binary_output);
+    let resumed = params.resume_session_id.as_deref() == Some(session.id());
     ok(InitializeResult {
         session_id: session.id().to_string(),
         server_version: Some(env!("CARGO_PKG_VERSION").to_string()),
@@ -30,5 +31,6 @@ pub fn initialize(session: &mut Session, params: &RawValue) -> RpcResult {
             binary_output,
         }),
         environment_info: Some(crate::methods::environment::info()),
+        resumed,
     })
 }

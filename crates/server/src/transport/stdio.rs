@@ -1,7 +1,7 @@
 //! stdio transport: one JSON message per line on stdin, replies on stdout.
 //! For running execd as a child of a harness, or `ssh host execd serve --listen stdio`.
 
-use execd_transport::outbox::Frame;
+use execd_transport::outbox::{Frame, Wire};
 use futures_util::{future, SinkExt, StreamExt};
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
@@ -11,7 +11,7 @@ use execd_protocol::RpcError;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::access::Admission;
-use crate::connection::{serve_connection, Inbound, Peer};
+use crate::connection::{serve_connection, Inbound, Peer, Transport};
 use crate::shared::Shared;
 use crate::ServerConfig;
 
@@ -32,12 +32,13 @@ pub async fn serve_stdio(config: ServerConfig, shutdown: CancellationToken) {
                 )))),
             })
         });
-    // Lines carry only text: binary output is never negotiated here.
-    let outgoing = FramedWrite::new(tokio::io::stdout(), LinesCodec::new()).with(|frame: Frame| {
+    // Lines carry only text: binary output is never negotiated here, and
+    // stdio has no pings or close codes (its session never detaches).
+    let outgoing = FramedWrite::new(tokio::io::stdout(), LinesCodec::new()).with(|frame: Wire| {
         future::ready(match frame {
-            Frame::Text(text) => Ok(text),
-            Frame::Binary(_) => Err(LinesCodecError::Io(std::io::Error::other(
-                "binary frames cannot go over stdio",
+            Wire::Data(Frame::Text(text)) => Ok(text),
+            _ => Err(LinesCodecError::Io(std::io::Error::other(
+                "only text frames can go over stdio",
             ))),
         })
     });
@@ -48,7 +49,10 @@ pub async fn serve_stdio(config: ServerConfig, shutdown: CancellationToken) {
     serve_connection(
         Box::pin(incoming),
         outgoing,
-        false,
+        Transport {
+            binary_frames: false,
+            detachable: false,
+        },
         Shared::new(config),
         shutdown,
         peer,

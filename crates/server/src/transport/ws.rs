@@ -12,6 +12,11 @@
 //! body. Then a frame over `max_frame_bytes` is answered with an error
 //! naming the limit, and the connection closed (the rest of that frame
 //! cannot be skipped).
+//!
+//! A close frame from the client is a clean end; the stream ending without
+//! one (reset, EOF, a read error) is a lost connection, whose session
+//! waits for a resume (see [`crate::sessions`]). Pings and pongs count as
+//! signs of life for the keepalive.
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,12 +39,14 @@ use tracing::{debug, info, warn};
 
 use crate::access::{self, Admission, Refusal};
 use crate::audit;
-use crate::connection::{serve_connection, Inbound, Peer};
+use crate::connection::{serve_connection, Inbound, Peer, Transport};
 use crate::rpc;
 use crate::shared::Shared;
 use crate::transport::handshakes::{Handshakes, Ticket};
 use crate::ServerConfig;
-use execd_transport::outbox::Frame;
+use execd_transport::outbox::{Frame, Wire};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 /// A listening server. Dropping it does not stop it; call [`WsServer::shutdown`].
 pub struct WsServer {
@@ -66,7 +73,7 @@ pub async fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<WsServer
     let tracker = TaskTracker::new();
     let handshakes = Handshakes::new(config.max_handshakes);
     let door = Door {
-        shared: Shared::new(config),
+        shared: Shared::serving(config, shutdown.clone(), tracker.clone()),
         loopback,
     };
     tracker.spawn(accept_loop(
@@ -169,7 +176,8 @@ fn step(message: Result<Message, WsError>, config: &ServerConfig, peer: SocketAd
                 "binary frame is not UTF-8 text; send JSON in text frames",
             )),
         }),
-        Ok(Message::Close(_)) => Step::End,
+        Ok(Message::Close(_)) => Step::Frame(Inbound::Close),
+        Ok(Message::Ping(_) | Message::Pong(_)) => Step::Frame(Inbound::Alive),
         Ok(_) => Step::Skip,
         Err(WsError::Capacity(CapacityError::MessageTooLong { size, .. })) => {
             let max = config.max_frame_bytes;
@@ -303,10 +311,15 @@ async fn upgrade<S>(
                 Step::Skip | Step::End => None,
             })
         });
-    let outgoing = sink.with(|frame: Frame| {
+    let outgoing = sink.with(|frame: Wire| {
         future::ok::<_, tokio_tungstenite::tungstenite::Error>(match frame {
-            Frame::Text(text) => Message::text(text),
-            Frame::Binary(bytes) => Message::binary(bytes),
+            Wire::Data(Frame::Text(text)) => Message::text(text),
+            Wire::Data(Frame::Binary(bytes)) => Message::binary(bytes),
+            Wire::Ping => Message::Ping(Default::default()),
+            Wire::Close { code, reason } => Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            })),
         })
     });
     let peer_info = Peer {
@@ -317,7 +330,10 @@ async fn upgrade<S>(
     serve_connection(
         Box::pin(incoming),
         outgoing,
-        true,
+        Transport {
+            binary_frames: true,
+            detachable: true,
+        },
         shared,
         shutdown,
         peer_info,
