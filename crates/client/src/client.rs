@@ -160,15 +160,27 @@ impl Shared {
         if let Some(outbox) = outbox {
             outbox.send(frame).await;
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(lost(self.closed_reason())),
-            Err(_) => {
-                self.link().pending.remove(&id);
-                Err(ClientError::Timeout {
-                    method: method.to_string(),
-                    after: timeout,
-                })
+        let mut rx = rx;
+        let mut state = self.state.subscribe();
+        loop {
+            match tokio::time::timeout(timeout, &mut rx).await {
+                Ok(Ok(answer)) => return answer,
+                Ok(Err(_)) => return Err(lost(self.closed_reason())),
+                // Time spent reconnecting does not count: the call waits
+                // for the resume (or the end of the session), then gets
+                // its full time again.
+                Err(_) if matches!(*state.borrow(), LinkState::Reconnecting { .. }) => {
+                    let _ = state
+                        .wait_for(|s| !matches!(s, LinkState::Reconnecting { .. }))
+                        .await;
+                }
+                Err(_) => {
+                    self.link().pending.remove(&id);
+                    return Err(ClientError::Timeout {
+                        method: method.to_string(),
+                        after: timeout,
+                    });
+                }
             }
         }
     }

@@ -55,7 +55,12 @@ pub(crate) async fn drive(
     let reason = loop {
         tokio::spawn(crate::frames::ping(outbox.clone(), keepalive.interval));
         let end = read_frames(&mut incoming, &shared, &outbox, &dropped, keepalive.timeout).await;
-        outbox.close();
+        if end == End::Dropped {
+            // A clean end (close frame): the server ends the session now.
+            outbox.finish().await;
+        } else {
+            outbox.close();
+        }
         let (End::Lost(reason), Some(resume), Some(session)) = (&end, &resume, session.get())
         else {
             break end.reason();

@@ -6,6 +6,7 @@ mod cgroup;
 mod connect_args;
 mod cp;
 mod exec_wrapper;
+mod reconnect_notice;
 mod run;
 mod serve;
 mod shell;

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use clap::Args;
 use execd_client::manager::URL_VARIABLE;
-use execd_client::{EnvError, ExecProcess, RemoteEnvironment, StartedProcess};
+use execd_client::{EnvError, ExecProcess, ExecServerClient, RemoteEnvironment, StartedProcess};
 use execd_protocol::event::{EventKind, ExitInfo};
 use execd_protocol::limits::Limit;
 use execd_protocol::process::StartParams;
@@ -154,9 +154,11 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
         output_window: None,
     };
     let options = args.connect.options().map_err(Failure::new)?;
-    let environment = RemoteEnvironment::connect_with(&url, options)
+    let client = ExecServerClient::connect_with(&url, options)
         .await
-        .map_err(|err| Failure::new(connect_error(&url, &err)))?;
+        .map_err(|err| Failure::new(connect_error(&url, &err.into())))?;
+    let reconnects = tokio::spawn(crate::reconnect_notice::report(client.link_state(), args.tty));
+    let environment = RemoteEnvironment::new(client).into_environment();
     let program = args.command.first().cloned().unwrap_or_default();
     let StartedProcess {
         process,
@@ -234,6 +236,7 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
         }
     };
     stdin.abort();
+    reconnects.abort();
     outcome?;
     match exit {
         Some(info) => Ok(exit_code(&info)),
