@@ -5,6 +5,7 @@
 //! in the environment traits.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,6 +53,10 @@ fn control_error(err: ControlError) -> EnvError {
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     table: Arc<ProcessTable>,
+    /// Bumped by the owner when a start's reply may have been lost (a
+    /// server session resumed on a new connection): a start repeated
+    /// identically after that is a retry, before it a duplicate.
+    epoch: Arc<AtomicU64>,
 }
 
 impl LocalBackend {
@@ -71,6 +76,7 @@ impl LocalBackend {
     ) -> Self {
         LocalBackend {
             table: Arc::new(ProcessTable::new(config, budget, events, gate)),
+            epoch: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -125,12 +131,23 @@ impl LocalBackend {
         hasher.finish()
     }
 
-    /// True when `params` repeats the start of a process of this owner
-    /// exactly (same id, identical params): a retry, not a duplicate.
+    /// Starts from now on are in epoch `epoch` (see [`LocalBackend::is_retried_start`]).
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::SeqCst);
+    }
+
+    fn stamp(&self, params: &StartParams) -> (u64, u64) {
+        (Self::fingerprint(params), self.epoch.load(Ordering::SeqCst))
+    }
+
+    /// True when `params` repeats, in a later epoch, the start of a
+    /// process of this owner exactly (same id, identical params): a retry
+    /// whose first reply may have been lost, not a duplicate.
     pub fn is_retried_start(&self, params: &StartParams) -> bool {
+        let (hash, epoch) = self.stamp(params);
         self.table
             .fingerprint(&params.process_id)
-            .is_some_and(|known| known == Self::fingerprint(params))
+            .is_some_and(|(known, started)| known == hash && started < epoch)
     }
 
     /// Start a process and return once its program runs. With an exec
@@ -143,7 +160,7 @@ impl LocalBackend {
             .start(&params.process_id, &Self::spec(params))
             .map_err(start_error)?;
         self.table
-            .set_fingerprint(&params.process_id, Self::fingerprint(params));
+            .set_fingerprint(&params.process_id, self.stamp(params));
         Ok(())
     }
 
@@ -165,7 +182,7 @@ impl LocalBackend {
             .reserve(&params.process_id)
             .map_err(start_error)?;
         self.table
-            .set_fingerprint(&params.process_id, Self::fingerprint(params));
+            .set_fingerprint(&params.process_id, self.stamp(params));
         Ok(())
     }
 

@@ -109,8 +109,9 @@ struct TableState {
     /// Ids in start order, for evicting the oldest closed records.
     order: VecDeque<Arc<str>>,
     /// What each process was started with (a hash of its canonical
-    /// params), so an identical retried start can be told from a duplicate.
-    fingerprints: HashMap<Arc<str>, u64>,
+    /// params, and the owner's epoch then), so an identical retried start
+    /// can be told from a duplicate.
+    fingerprints: HashMap<Arc<str>, (u64, u64)>,
     shutting_down: bool,
 }
 
@@ -178,7 +179,7 @@ impl ProcessTable {
     }
 
     /// Remember what `id` was started with (see [`ProcessTable::fingerprint`]).
-    pub fn set_fingerprint(&self, id: &str, fingerprint: u64) {
+    pub fn set_fingerprint(&self, id: &str, fingerprint: (u64, u64)) {
         let mut state = self.lock();
         if state.processes.contains_key(id) || state.starting.contains_key(id) {
             state.fingerprints.insert(Arc::from(id), fingerprint);
@@ -186,7 +187,7 @@ impl ProcessTable {
     }
 
     /// What the process (or start in progress) `id` was started with.
-    pub fn fingerprint(&self, id: &str) -> Option<u64> {
+    pub fn fingerprint(&self, id: &str) -> Option<(u64, u64)> {
         self.lock().fingerprints.get(id).copied()
     }
 

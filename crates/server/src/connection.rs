@@ -286,6 +286,9 @@ impl Connection {
         if let Some(sink) = self.session.outbox().detach(&self.link).await {
             self.link = resumed.outbox().attach(sink).await;
             resumed.set_link(self.link.clone());
+            // Starts answered before now may not have reached the client:
+            // one repeated identically is a retry.
+            resumed.backend().set_epoch(self.link.generation());
         }
         let fresh = std::mem::replace(&mut self.session, resumed);
         self.shared.sessions.forget(fresh.id(), &self.attachment);

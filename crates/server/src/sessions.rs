@@ -230,7 +230,8 @@ impl Sessions {
             };
         }
         let id = session.id().to_string();
-        let ours = matches!(entries.get(&id), Some(Entry::Attached(a)) if Arc::ptr_eq(a, attachment));
+        let ours =
+            matches!(entries.get(&id), Some(Entry::Attached(a)) if Arc::ptr_eq(a, attachment));
         let park = ours
             && ending == Ending::Lost
             && session.initialized
@@ -310,7 +311,10 @@ impl Sessions {
 /// End a session: every send returns, every process is terminated and
 /// reaped, and what they retained is freed.
 pub async fn end(session: Session) {
-    debug!(session = session.id(), "session ending; terminating its processes");
+    debug!(
+        session = session.id(),
+        "session ending; terminating its processes"
+    );
     session.outbox().close();
     session.backend().shutdown().await;
     drop(session);

@@ -129,7 +129,11 @@ impl MissingWatches {
 
 /// Look at the watches every `interval` until none are left or the
 /// connection closes.
-async fn poll(watches: Weak<MissingWatches>, outbox: Arc<Outbox<Wire>>, interval: std::time::Duration) {
+async fn poll(
+    watches: Weak<MissingWatches>,
+    outbox: Arc<Outbox<Wire>>,
+    interval: std::time::Duration,
+) {
     let closing = outbox.closing_token();
     loop {
         tokio::select! {

@@ -292,6 +292,12 @@ impl Client {
             .expect("process/terminate")
     }
 
+    /// Check process `id`'s events from after `last_seq` on (a process of a
+    /// resumed session, whose earlier events went to another connection).
+    pub fn follow_from(&mut self, id: &str, last_seq: u64) {
+        self.processes.entry(id.to_string()).or_default().last_seq = last_seq;
+    }
+
     /// The notifications queued so far (already checked for order).
     pub fn take_notifications(&mut self) -> Vec<Value> {
         self.notifications.drain(..).collect()

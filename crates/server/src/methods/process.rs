@@ -2,8 +2,8 @@
 //! list, as a thin adapter over the session's `LocalBackend` (wire params
 //! in, wire results out). Quick, order-sensitive methods (start, write,
 //! terminate, ack) answer inline in frame order; long-polls answer from a
-//! task. Retries are safe: a start repeated with the same `processId` and
-//! identical params returns the first result, and a write with a
+//! task. Retries are safe: a start repeated after a resume with the same
+//! `processId` and identical params returns the first result, and a write with a
 //! `writeId` the process remembers writes nothing again.
 
 use std::time::Duration;
