@@ -132,7 +132,10 @@ pub async fn measure_bulk(config: &BenchConfig, report: &mut Report) -> Result<(
 }
 
 /// A connection to the measured server, with or without binary output frames.
-pub(crate) async fn connect(config: &BenchConfig, binary_output: bool) -> Result<Environment, BenchError> {
+pub(crate) async fn connect(
+    config: &BenchConfig,
+    binary_output: bool,
+) -> Result<Environment, BenchError> {
     let options = ConnectOptions {
         binary_output,
         ..config.connect.clone()

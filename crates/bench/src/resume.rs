@@ -70,7 +70,10 @@ pub async fn measure_resume(config: &BenchConfig, report: &mut Report) -> Result
         .and_then(|rest| rest.split('/').next())
         .and_then(|authority| authority.parse::<SocketAddr>().ok())
     else {
-        report.note(RESUME_ROW, "not measured (needs a ws://IP:PORT server)".into());
+        report.note(
+            RESUME_ROW,
+            "not measured (needs a ws://IP:PORT server)".into(),
+        );
         return Ok(());
     };
     let relay = Relay::start(target).await?;
@@ -155,7 +158,9 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(io_error("binding the relay"))?;
-        let addr = listener.local_addr().map_err(io_error("the relay's address"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(io_error("the relay's address"))?;
         let connections: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let held = connections.clone();
         let task = tokio::spawn(async move {
@@ -195,4 +200,3 @@ impl Relay {
         }
     }
 }
-

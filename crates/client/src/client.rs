@@ -22,13 +22,13 @@ use execd_environment::{EventReceiver, EventRouter, ExitWatch};
 use execd_policy::decision::ExecGate;
 use execd_protocol::envelope::{InitializeParams, InitializeResult};
 use execd_protocol::RpcError;
+use execd_transport::outbox::{Frame, Outbox, Wire};
 use futures_util::{future, SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
-use execd_transport::outbox::{Frame, Outbox, Wire};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ClientError;
@@ -43,9 +43,13 @@ pub use crate::DEFAULT_TIMEOUT;
 pub enum LinkState {
     Connected,
     /// Lost (`reason`); resuming the session on a new connection.
-    Reconnecting { reason: String },
+    Reconnecting {
+        reason: String,
+    },
     /// The session is over; every call fails with `ConnectionLost`.
-    Closed { reason: String },
+    Closed {
+        reason: String,
+    },
 }
 
 /// A call waiting for its answer.
@@ -108,7 +112,11 @@ impl Shared {
     }
 
     /// Route the answer to request `id` (sent by the caller) to `answer`.
-    pub(crate) fn expect_answer(&self, id: i64, answer: oneshot::Sender<Result<Value, ClientError>>) {
+    pub(crate) fn expect_answer(
+        &self,
+        id: i64,
+        answer: oneshot::Sender<Result<Value, ClientError>>,
+    ) {
         self.link().pending.insert(
             id,
             Call {
@@ -350,10 +358,11 @@ impl ExecServerClient {
                 reason: "child has no stdio pipes".into(),
             });
         };
-        let lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_FRAME)).map(|line| {
-            line.map(|l| InFrame::Text(bytes::Bytes::from(l)))
-                .map_err(|err| End::Closed(err.to_string()))
-        });
+        let lines =
+            FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_FRAME)).map(|line| {
+                line.map(|l| InFrame::Text(bytes::Bytes::from(l)))
+                    .map_err(|err| End::Closed(err.to_string()))
+            });
         let eof = futures_util::stream::once(future::ready(Err(End::Closed(
             "the server closed the connection".to_string(),
         ))));

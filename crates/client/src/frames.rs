@@ -76,12 +76,12 @@ pub(crate) fn split_socket(ws: Socket) -> (FrameStream, Arc<ClientOutbox>) {
             Wire::Data(Frame::Text(text)) => Message::text(text),
             Wire::Data(Frame::Binary(bytes)) => Message::binary(bytes),
             Wire::Ping => Message::Ping(Bytes::new()),
-            Wire::Close { code, reason } => Message::Close(Some(
-                tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            Wire::Close { code, reason } => {
+                Message::Close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
                     code: code.into(),
                     reason: reason.into(),
-                },
-            )),
+                }))
+            }
         })
     });
     (Box::pin(incoming), Outbox::new(outgoing))

@@ -44,13 +44,14 @@ pub(crate) async fn drive(
     session: Arc<OnceLock<String>>,
     resume: Option<Resume>,
 ) {
-    let keepalive = resume
-        .as_ref()
-        .map(|r| r.options.keepalive)
-        .unwrap_or(crate::websocket::Keepalive {
-            interval: Duration::ZERO,
-            timeout: Duration::ZERO,
-        });
+    let keepalive =
+        resume
+            .as_ref()
+            .map(|r| r.options.keepalive)
+            .unwrap_or(crate::websocket::Keepalive {
+                interval: Duration::ZERO,
+                timeout: Duration::ZERO,
+            });
     let mut catching_up: Option<JoinHandle<()>> = None;
     let reason = loop {
         tokio::spawn(crate::frames::ping(outbox.clone(), keepalive.interval));
@@ -123,7 +124,13 @@ async fn reconnect(
                 policy.give_up_after
             ));
         }
-        let attempt = attempt(resume, session, shared, dropped, policy.attempt_timeout.min(left));
+        let attempt = attempt(
+            resume,
+            session,
+            shared,
+            dropped,
+            policy.attempt_timeout.min(left),
+        );
         match tokio::time::timeout(policy.attempt_timeout.min(left), attempt).await {
             Ok(Ok(connection)) => return Ok(connection),
             Ok(Err(Attempt::Gone(reason))) => return Err(reason),

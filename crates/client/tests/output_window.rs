@@ -6,7 +6,7 @@
 //! The body is backend-neutral and runs on both environments (the remote
 //! one's client sends `process/ack` through the same hook).
 
-use execd_environment::{EventKind, Environment};
+use execd_environment::{Environment, EventKind};
 use execd_test_support::{process_params, unique_name, Backend, TIMEOUT};
 
 const WINDOW: u64 = 64 * 1024;
@@ -34,7 +34,10 @@ async fn a_window_holds_output_until_the_consumer_takes_it(env: Environment) {
         .read(last_seq, None, Some(500))
         .await
         .expect("read");
-    assert!(read.chunks.is_empty() && !read.exited, "the window did not hold: {read:?}");
+    assert!(
+        read.chunks.is_empty() && !read.exited,
+        "the window did not hold: {read:?}"
+    );
     // ... and taking the events lets it finish, every byte there.
     let mut received = 0;
     loop {

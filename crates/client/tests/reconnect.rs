@@ -87,9 +87,14 @@ async fn a_64_mib_stream_survives_ten_cuts() {
     let script = format!("head -c 64M /dev/urandom | tee {}", copy.display());
     proxy.cut_randomly(Direction::Down, 12, 10, 2 * MIB, 5 * MIB);
     let mut started = env.exec.start(bash(&script)).await.expect("start");
-    let stream = drain(&mut started.events).await.expect("no error across cuts");
+    let stream = drain(&mut started.events)
+        .await
+        .expect("no error across cuts");
     assert_eq!(proxy.cuts(), 10, "every planned cut happened mid-stream");
-    assert!(proxy.accepted() >= 11, "the client reconnected after each cut");
+    assert!(
+        proxy.accepted() >= 11,
+        "the client reconnected after each cut"
+    );
     assert_eq!(stream.exit_code, Some(0));
     let written = std::fs::read(&copy).expect("the copy tee wrote");
     assert_eq!(written.len() as u64, 64 * MIB);
@@ -138,10 +143,7 @@ async fn a_detached_windowed_process_blocks_and_loses_nothing() {
     let (_client, env) = connect(&proxy, options).await;
     let dir = TempDir::new("detached");
     let copy = dir.path().join("written");
-    let script = format!(
-        "read go; head -c 16M /dev/urandom | tee {}",
-        copy.display()
-    );
+    let script = format!("read go; head -c 16M /dev/urandom | tee {}", copy.display());
     let mut params = bash(&script);
     params.pipe_stdin = true;
     let mut started = env.exec.start(params).await.expect("start");
@@ -161,7 +163,10 @@ async fn a_detached_windowed_process_blocks_and_loses_nothing() {
     })
     .await;
     let blocked_at = std::fs::metadata(&copy).expect("copy").len();
-    assert!(blocked_at < 8 * MIB, "a 1 MiB window let {blocked_at} bytes through");
+    assert!(
+        blocked_at < 8 * MIB,
+        "a 1 MiB window let {blocked_at} bytes through"
+    );
     proxy.unstall();
     let stream = drain(&mut started.events).await.expect("no error");
     let written = std::fs::read(&copy).expect("copy");
@@ -211,7 +216,11 @@ async fn a_silent_client_is_detached_and_resumes() {
     .await
     .expect("resumed")
     .expect("link state");
-    started.process.write("after\n".into()).await.expect("write");
+    started
+        .process
+        .write("after\n".into())
+        .await
+        .expect("write");
     started.process.close_stdin().await.expect("close");
     let stream = drain(&mut events).await.expect("events");
     assert_eq!(String::from_utf8_lossy(&stream.output), "after\n");
@@ -246,9 +255,10 @@ async fn a_session_not_resumed_within_the_grace_ends() {
     // Away for longer than the grace: every reconnect stalls.
     proxy.stall(None);
     proxy.cut();
-    eventually("the detached session's process to end after the grace", || {
-        !is_alive(pid)
-    })
+    eventually(
+        "the detached session's process to end after the grace",
+        || !is_alive(pid),
+    )
     .await;
     proxy.unstall();
     let failure = tokio::time::timeout(TIMEOUT, events.recv())
@@ -256,9 +266,15 @@ async fn a_session_not_resumed_within_the_grace_ends() {
         .expect("the channel ends")
         .expect("an error, not the end")
         .expect_err("the session is gone");
-    assert!(matches!(failure, EnvError::ConnectionLost(ref m) if m.contains("session")), "{failure}");
+    assert!(
+        matches!(failure, EnvError::ConnectionLost(ref m) if m.contains("session")),
+        "{failure}"
+    );
     let reason = client.closed_reason().expect("closed");
     assert!(reason.contains("unknown or expired session"), "{reason}");
     let again = started.process.signal("TERM").await;
-    assert!(matches!(again, Err(EnvError::ConnectionLost(_))), "{again:?}");
+    assert!(
+        matches!(again, Err(EnvError::ConnectionLost(_))),
+        "{again:?}"
+    );
 }

@@ -102,7 +102,10 @@ impl EventRouter {
                 routes.remove(&id);
                 return;
             }
-            next = route.held.as_mut().and_then(|held| next_held(held, route.next_seq));
+            next = route
+                .held
+                .as_mut()
+                .and_then(|held| next_held(held, route.next_seq));
         }
     }
 
@@ -296,7 +299,9 @@ mod tests {
         router.deliver(event(3, output()));
         router.caught_up("p");
         let err = rx.try_recv().unwrap().unwrap_err();
-        assert!(matches!(err, EnvError::Protocol(ref m) if m.contains("expected event seq 1, got 3")));
+        assert!(
+            matches!(err, EnvError::Protocol(ref m) if m.contains("expected event seq 1, got 3"))
+        );
     }
 
     #[test]

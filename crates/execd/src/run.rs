@@ -157,7 +157,10 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
     let client = ExecServerClient::connect_with(&url, options)
         .await
         .map_err(|err| Failure::new(connect_error(&url, &err.into())))?;
-    let reconnects = tokio::spawn(crate::reconnect_notice::report(client.link_state(), args.tty));
+    let reconnects = tokio::spawn(crate::reconnect_notice::report(
+        client.link_state(),
+        args.tty,
+    ));
     let environment = RemoteEnvironment::new(client).into_environment();
     let program = args.command.first().cloned().unwrap_or_default();
     let StartedProcess {

@@ -39,11 +39,17 @@ async fn output_through_cuts_is_the_same_as_without() {
         plain.stdout.len()
     );
     assert_eq!(
-        stderr.matches("execd run: connection lost; reconnecting…").count(),
+        stderr
+            .matches("execd run: connection lost; reconnecting…")
+            .count(),
         5,
         "{stderr}"
     );
-    assert_eq!(stderr.matches("execd run: reconnected").count(), 5, "{stderr}");
+    assert_eq!(
+        stderr.matches("execd run: reconnected").count(),
+        5,
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -82,7 +88,10 @@ async fn stdin_typed_during_a_cut_arrives_once() {
             assert!(n > 0, "execd run ended early");
             seen.extend_from_slice(&buf[..n]);
         }
-        assert_eq!(String::from_utf8_lossy(&seen), String::from_utf8_lossy(&expected));
+        assert_eq!(
+            String::from_utf8_lossy(&seen),
+            String::from_utf8_lossy(&expected)
+        );
     }
     drop(stdin);
     let status = binary::wait_exit(&mut child, "stdin closed").await;
@@ -98,7 +107,15 @@ async fn a_session_gone_ends_the_run_with_255() {
     let server = EXECD.serve_with(&["--detach-grace", "1"]).await;
     let proxy = FaultProxy::in_front_of(&server.url).await;
     let mut child = EXECD
-        .command(&["run", "--url", &proxy.url(), "--", "bash", "-c", "echo $$; exec sleep 1000"])
+        .command(&[
+            "run",
+            "--url",
+            &proxy.url(),
+            "--",
+            "bash",
+            "-c",
+            "echo $$; exec sleep 1000",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn execd run");
@@ -118,6 +135,9 @@ async fn a_session_gone_ends_the_run_with_255() {
         .await
         .expect("stderr");
     assert_eq!(status.code(), Some(255), "{stderr}");
-    assert!(stderr.contains("connection lost; reconnecting…"), "{stderr}");
+    assert!(
+        stderr.contains("connection lost; reconnecting…"),
+        "{stderr}"
+    );
     assert!(stderr.contains("unknown or expired session"), "{stderr}");
 }

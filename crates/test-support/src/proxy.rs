@@ -224,10 +224,12 @@ impl FaultProxy {
         self.control.stall.send_modify(|stall| match direction {
             Some(Direction::Up) => stall.up = true,
             Some(Direction::Down) => stall.down = true,
-            None => *stall = Stall {
-                up: true,
-                down: true,
-            },
+            None => {
+                *stall = Stall {
+                    up: true,
+                    down: true,
+                }
+            }
         });
     }
 
