@@ -4,7 +4,8 @@
 //! A resume: attempts with backoff (`ReconnectPolicy`) until one connects
 //! and `initialize {resumeSessionId}` answers with the same session, the
 //! server says the session is unknown (it ended: grace over, or a server
-//! that does not resume), or the policy gives up. Then the new connection
+//! that does not resume), nothing listens at the address any more (the
+//! server process, which held the session, is gone), or the policy gives up. Then the new connection
 //! takes over, the calls in flight that are safe to repeat are sent again,
 //! and every process channel open at the loss catches up with `process/read
 //! afterSeq` (all retained output after the last seq it delivered, merged
@@ -26,7 +27,7 @@ use tracing::{debug, info};
 use crate::client::{LinkState, Shared};
 use crate::error::ClientError;
 use crate::frames::{read_frames, split_socket, ClientOutbox, End, FrameStream};
-use crate::websocket::{ConnectOptions, ReconnectPolicy};
+use crate::websocket::{ConnectOptions, ReconnectPolicy, NOT_LISTENING};
 use crate::DEFAULT_TIMEOUT;
 
 /// Where and how to reconnect (WebSocket connections only).
@@ -165,6 +166,10 @@ async fn attempt(
         Ok(ws) => ws,
         // Credentials no longer accepted: no point in trying again.
         Err(err @ ClientError::Unauthorized { .. }) => return Err(Attempt::Gone(err.to_string())),
+        // Nothing listens: the server process is gone, and its sessions with it.
+        Err(err @ ClientError::Connect { .. }) if err.to_string().contains(NOT_LISTENING) => {
+            return Err(Attempt::Gone(format!("the session is gone: {err}")))
+        }
         Err(err) => return Err(Attempt::Failed(err.to_string())),
     };
     let (mut incoming, outbox) = split_socket(ws);

@@ -18,6 +18,10 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::error::ClientError;
 
+/// Said of a refused TCP connection: no server process listens there, so
+/// no session of one survives either (a resume gives up at once).
+pub(crate) const NOT_LISTENING: &str = "no server listens there";
+
 /// Largest frame accepted from the server.
 pub(crate) const MAX_FRAME: usize = 512 * 1024 * 1024;
 
@@ -145,6 +149,9 @@ pub(crate) async fn open(
         Err(_) => Err(failed("timed out".into())),
         Ok(Ok((socket, _))) => Ok(socket),
         Ok(Err(WsError::Http(response))) => Err(refused(url, token.is_some(), &response)),
+        Ok(Err(WsError::Io(err))) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(failed(format!("{err} ({NOT_LISTENING})")))
+        }
         Ok(Err(err)) => Err(failed(err.to_string())),
     }
 }
