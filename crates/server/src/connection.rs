@@ -273,7 +273,7 @@ impl Connection {
         if wanted == self.session.id() {
             return Ok(());
         }
-        if self.session.initialized || !self.transport.detachable {
+        if self.session.initialized {
             return Err(ResumeError::AlreadyInitialized(wanted).into());
         }
         let (mut resumed, attachment, took_over) = self

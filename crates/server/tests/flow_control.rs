@@ -205,7 +205,11 @@ async fn a_write_retried_with_its_write_id_applies_once() {
 
 #[tokio::test]
 async fn a_start_retried_after_a_resume_returns_the_first_result() {
-    let server = start_server().await;
+    let server = start_server_with(ServerConfig {
+        detach_grace: Duration::from_secs(60),
+        ..ServerConfig::default()
+    })
+    .await;
     let mut first = Client::connect(&server.url()).await;
     let session = first.initialize("test").await["sessionId"].clone();
     let params = start_params("s", &["sleep", "1000"]);
@@ -402,7 +406,11 @@ impl Follower {
 
 #[tokio::test]
 async fn a_long_windowed_stream_cut_several_times_arrives_byte_exact() {
-    let server = start_server().await;
+    let server = start_server_with(ServerConfig {
+        detach_grace: Duration::from_secs(60),
+        ..ServerConfig::default()
+    })
+    .await;
     let url = server.url();
     let dir = TempDir::new("flow-control");
     let copy = dir.path().join("sent");

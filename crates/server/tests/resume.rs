@@ -12,7 +12,6 @@ use execd_server::ServerConfig;
 use execd_test_support::procs::first_pid;
 use execd_test_support::wire::{recv_message, INVALID_REQUEST};
 use execd_test_support::*;
-use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -225,5 +224,32 @@ async fn without_a_keepalive_a_silent_client_keeps_its_session() {
     // happens, so time passes (past the grace, as there).
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(!sleeper.is_gone(), "an attached session does not expire");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn past_the_detached_bound_the_oldest_detached_session_ends() {
+    let server = bind_server(ServerConfig {
+        max_detached_sessions: 1,
+        ..config(Duration::from_secs(60))
+    })
+    .await;
+    let mut older = Client::connect_initialized(&server.url()).await;
+    let first = start_with_pid(&mut older, "s", "sleep 1000").await;
+    drop(older.into_inner());
+    let mut newer = Client::connect(&server.url()).await;
+    let session = newer.initialize("test").await["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = start_with_pid(&mut newer, "s", "sleep 1000").await;
+    drop(newer.into_inner());
+    // The second detach pushes the first session out.
+    first.assert_gone().await;
+    assert!(!second.is_gone(), "the newer detached session was ended");
+    let (mut resumed, result) = resume(&server.url(), &session).await;
+    assert_eq!(result.expect("the newer one waits")["resumed"], json!(true));
+    resumed.terminate("s").await;
+    second.assert_gone().await;
     server.shutdown().await;
 }

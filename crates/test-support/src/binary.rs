@@ -41,6 +41,8 @@ impl Execd {
     }
 
     /// `execd serve` on a free loopback port, once it has printed its URL.
+    /// A connection's processes end with it, however it ends (`--detach-grace
+    /// 0`), unless the test passes a `--detach-grace` of its own.
     pub async fn serve(&self) -> ExecdServer {
         self.serve_with(&[]).await
     }
@@ -48,6 +50,9 @@ impl Execd {
     /// [`Execd::serve`] with more `execd serve` arguments.
     pub async fn serve_with(&self, extra: &[&str]) -> ExecdServer {
         let mut args = vec!["serve", "--listen", "ws://127.0.0.1:0"];
+        if !extra.contains(&"--detach-grace") {
+            args.extend(["--detach-grace", "0"]);
+        }
         args.extend_from_slice(extra);
         let mut child = self.command(&args).spawn().expect("spawn execd serve");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();

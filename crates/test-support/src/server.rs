@@ -24,9 +24,15 @@ pub async fn bind_server(config: ServerConfig) -> WsServer {
         .expect("bind")
 }
 
-/// A server with default settings but [`fast_table`]'s grace period.
+/// A server with default settings but [`fast_table`]'s grace period, and
+/// no detach grace: a connection's processes end with it however it ends
+/// (the resume suites configure a grace of their own).
 pub async fn start_server() -> WsServer {
-    start_server_with(ServerConfig::default()).await
+    start_server_with(ServerConfig {
+        detach_grace: Duration::ZERO,
+        ..ServerConfig::default()
+    })
+    .await
 }
 
 /// A server with `config`, its grace period shortened as in [`fast_table`].

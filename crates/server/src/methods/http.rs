@@ -16,7 +16,7 @@ use execd_protocol::codex::http::{
 };
 use execd_protocol::codex::permissions::{NetworkPolicy, PermissionProfile};
 use execd_protocol::{RequestId, RpcError};
-use execd_transport::outbox::{Outbox, Wire};
+use execd_transport::outbox::{Frame, Link, Outbox, Wire};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::value::RawValue;
 use tokio::time::{timeout_at, Instant};
@@ -108,6 +108,7 @@ pub fn request(session: &Session, id: &RequestId, params: &RawValue) -> Result<R
         });
     let exchange = Exchange {
         outbox: session.outbox(),
+        link: session.link().clone(),
         id: id.clone(),
         url: p.url,
         request_id: p.request_id,
@@ -127,6 +128,8 @@ pub fn request(session: &Session, id: &RequestId, params: &RawValue) -> Result<R
 /// One request on its way: where its answer and deltas go, and its bounds.
 struct Exchange {
     outbox: Arc<Outbox<Wire>>,
+    /// The connection that asked: its reply and deltas go there only.
+    link: Link,
     id: RequestId,
     url: String,
     request_id: String,
@@ -172,7 +175,8 @@ impl Exchange {
 
     async fn respond(&self, result: Result<HttpRequestResult, HttpError>, place: InFlight) {
         let result = result.map_err(RpcError::from).and_then(ok);
-        self.outbox.send(rpc::response(&self.id, result)).await;
+        let reply = Frame::Text(rpc::response(&self.id, result));
+        self.outbox.send_on(&self.link, reply).await;
         drop(place);
     }
 
@@ -240,9 +244,8 @@ impl Exchange {
             done,
             error,
         };
-        self.outbox
-            .send(rpc::notification(HTTP_BODY_DELTA, delta))
-            .await
+        let delta = Frame::Text(rpc::notification(HTTP_BODY_DELTA, delta));
+        self.outbox.send_on(&self.link, delta).await
     }
 
     /// The body as deltas 1, 2, ...; the last one `done`, with `error` if
