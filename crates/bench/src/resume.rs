@@ -12,57 +12,71 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use execd_client::{ConnectOptions, ExecServerClient, RemoteEnvironment, DEFAULT_OUTPUT_WINDOW};
-use execd_environment::{EventReceiver, StartedProcess};
+use execd_environment::{Environment, EventReceiver, StartedProcess};
 use execd_protocol::event::EventKind;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
 use crate::process::{params, WAIT};
-use crate::remote::{connect, stream};
+use crate::remote::stream;
 use crate::report::{Report, RESUME_ROW};
 use crate::stats::summarize;
 use crate::stream::median_rate;
 use crate::{io_error, BenchConfig, BenchError};
 
-/// Windowed and unwindowed streams, alternating, `RUNS` each.
-pub async fn measure_window(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
-    let windowed = connect(config, true).await?;
-    let unwindowed = {
-        let options = ConnectOptions {
-            output_window: None,
-            ..config.connect.clone()
-        };
-        let client = ExecServerClient::connect_with(&config.url, options)
-            .await
-            .map_err(execd_environment::EnvError::from)?;
-        RemoteEnvironment::new(client).into_environment()
+/// Output windows compared with no window: the default and larger ones.
+const WINDOWS_MIB: [u64; 3] = [DEFAULT_OUTPUT_WINDOW >> 20, 16, 32];
+
+/// A connection whose processes get `window` (`None`: no window).
+async fn windowed(config: &BenchConfig, window: Option<u64>) -> Result<Environment, BenchError> {
+    let options = ConnectOptions {
+        output_window: window,
+        ..config.connect.clone()
     };
-    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let client = ExecServerClient::connect_with(&config.url, options)
+        .await
+        .map_err(execd_environment::EnvError::from)?;
+    Ok(RemoteEnvironment::new(client).into_environment())
+}
+
+/// Windowed streams against unwindowed ones (runs alternate, `RUNS` each).
+pub async fn measure_window(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
+    let unwindowed = windowed(config, None).await?;
+    let mut envs = Vec::new();
+    for mib in WINDOWS_MIB {
+        envs.push(windowed(config, Some(mib << 20)).await?);
+    }
+    let mut without = Vec::new();
+    let mut with = vec![Vec::new(); envs.len()];
     for run in 0..crate::stream::RUNS {
         without.push(stream(&unwindowed, format!("nowin{run}"), config.stream_bytes).await?);
-        with.push(stream(&windowed, format!("win{run}"), config.stream_bytes).await?);
+        for (i, env) in envs.iter().enumerate() {
+            with[i].push(stream(env, format!("win{i}-{run}"), config.stream_bytes).await?);
+        }
     }
-    let (with, without) = (median_rate(with), median_rate(without));
-    report.note(
-        &format!(
-            "stream {} MiB with outputWindow {} MiB (acked as consumed) vs none, binary frames",
-            config.stream_bytes >> 20,
-            DEFAULT_OUTPUT_WINDOW >> 20
-        ),
-        format!(
-            "{:.0} vs {:.0} MB/s: {:.1} % of the unwindowed rate (median of {} runs each)",
-            with / 1e6,
-            without / 1e6,
-            100.0 * with / without,
-            crate::stream::RUNS
-        ),
-    );
+    let without = median_rate(without);
+    for (mib, rates) in WINDOWS_MIB.iter().zip(with) {
+        let rate = median_rate(rates);
+        report.note(
+            &format!(
+                "stream {} MiB, binary frames, outputWindow {mib} MiB (acked as consumed) vs none",
+                config.stream_bytes >> 20
+            ),
+            format!(
+                "{:.0} vs {:.0} MB/s: {:.1} % of the unwindowed rate (median of {} runs each)",
+                rate / 1e6,
+                without / 1e6,
+                100.0 * rate / without,
+                crate::stream::RUNS
+            ),
+        );
+    }
     Ok(())
 }
 
 /// Time from a cut to the first output byte after the resume (`execd`
 /// column), against connecting afresh plus the same round trip (`local`
-/// column: the baseline in this run).
+/// column: the baseline in this run), both through the relay.
 pub async fn measure_resume(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
     let Some(target) = config
         .url
@@ -95,7 +109,7 @@ pub async fn measure_resume(config: &BenchConfig, report: &mut Report) -> Result
         resumed.push(started.elapsed());
 
         let started = Instant::now();
-        let client = ExecServerClient::connect_with(&config.url, options.clone())
+        let client = ExecServerClient::connect_with(&relay.url(), options.clone())
             .await
             .map_err(execd_environment::EnvError::from)?;
         let other = RemoteEnvironment::new(client).into_environment();
@@ -168,6 +182,8 @@ impl Relay {
                 let Ok(mut server) = TcpStream::connect(target).await else {
                     continue;
                 };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
                 let relay = tokio::spawn(async move {
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                 });
