@@ -21,7 +21,7 @@ async fn run_through(url: &str, script: &str) -> std::process::Output {
 
 #[tokio::test]
 async fn output_through_cuts_is_the_same_as_without() {
-    let server = EXECD.serve().await;
+    let server = EXECD.serve_with(&["--detach-grace", "60"]).await;
     let plain = run_through(&server.url, COUNT).await;
     assert_eq!(plain.status.code(), Some(0), "{}", stderr_of(&plain));
     assert!(plain.stdout.len() > 19_000_000);
@@ -54,7 +54,7 @@ async fn output_through_cuts_is_the_same_as_without() {
 
 #[tokio::test]
 async fn stdin_typed_during_a_cut_arrives_once() {
-    let server = EXECD.serve().await;
+    let server = EXECD.serve_with(&["--detach-grace", "60"]).await;
     let proxy = FaultProxy::in_front_of(&server.url).await;
     let mut child = EXECD
         .command(&["run", "--url", &proxy.url(), "--", "cat"])
