@@ -8,6 +8,7 @@
 //! - [`local`]: the local limit: the same work done directly in this process.
 //! - [`ssh`]: OpenSSH to a loopback sshd, when one is configured.
 //! - [`stream`]: reading a child's zero stream, checked, as a rate.
+//! - [`resume`]: streaming with an output window vs without, and resuming after a cut.
 //! - [`report`]: the table.
 
 pub mod echo;
@@ -15,6 +16,7 @@ pub mod local;
 pub mod process;
 pub mod remote;
 pub mod report;
+pub mod resume;
 pub mod ssh;
 pub mod stats;
 pub mod stream;
@@ -76,6 +78,8 @@ pub async fn run(config: &BenchConfig) -> Result<Report, BenchError> {
     .await
     .map_err(|err| BenchError::Check(format!("the latency measurements failed: {err}")))??;
     remote::measure_bulk(config, &mut report).await?;
+    resume::measure_window(config, &mut report).await?;
+    resume::measure_resume(config, &mut report).await?;
     local::measure(config, &mut report).await?;
     if let Some(target) = &config.ssh {
         ssh::measure(config, target, &mut report).await?;

@@ -132,7 +132,10 @@ pub async fn measure_bulk(config: &BenchConfig, report: &mut Report) -> Result<(
 }
 
 /// A connection to the measured server, with or without binary output frames.
-async fn connect(config: &BenchConfig, binary_output: bool) -> Result<Environment, BenchError> {
+pub(crate) async fn connect(
+    config: &BenchConfig,
+    binary_output: bool,
+) -> Result<Environment, BenchError> {
     let options = ConnectOptions {
         binary_output,
         ..config.connect.clone()
@@ -187,7 +190,7 @@ async fn spawn(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchErr
 }
 
 /// Bytes per second of `head -c N /dev/zero`, start to closed, every byte checked.
-async fn stream(env: &Environment, id: String, bytes: u64) -> Result<f64, BenchError> {
+pub(crate) async fn stream(env: &Environment, id: String, bytes: u64) -> Result<f64, BenchError> {
     let count = bytes.to_string();
     let started = Instant::now();
     let mut process = env

@@ -1,82 +1,283 @@
-//! `ExecServerClient`: one connection to an execd server.
+//! `ExecServerClient`: one session with an execd server, over one
+//! connection at a time.
 //!
-//! Callers write their frames straight to the connection (an `Outbox`); a
-//! reader task routes responses to their waiting callers (by id) and process
-//! notifications to the per-process channels of an [`EventRouter`]. A process's channel is registered before
-//! its `process/start` is sent, so output that beats the start response is
-//! kept. When the connection ends, every waiting call and every open process
-//! channel gets `ConnectionLost`.
+//! Callers write their frames straight to the current connection (an
+//! `Outbox`); a driver task reads it ([`crate::frames`]), routing responses
+//! to their waiting callers (by id) and process notifications to the
+//! per-process channels of an [`EventRouter`]. A process's channel is
+//! registered before its `process/start` is sent, so output that beats the
+//! start response is kept. A WebSocket connection lost without a close is
+//! resumed by the driver ([`crate::resume`]): calls in flight are sent again
+//! and every channel catches up without gap or repeat. When the session
+//! ends (a close, or a resume that fails), every waiting call and every open
+//! process channel gets `ConnectionLost`.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use execd_environment::EnvError;
 use execd_environment::{EventReceiver, EventRouter, ExitWatch};
 use execd_policy::decision::ExecGate;
 use execd_protocol::envelope::{Account, InitializeParams, InitializeResult};
-use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
-use execd_protocol::policy::{ApproveParams, ApproveResult, DecisionParams, APPROVE, DECISION};
-use execd_protocol::process::{
-    ClosedNotification, ExitedNotification, OutputNotification, CLOSED, EXITED, OUTPUT,
-};
-use execd_protocol::{ErrorCode, Incoming, RequestId, RpcError};
-use execd_transport::outbox::{Frame, Outbox};
-use futures_util::{future, Sink, SinkExt, Stream, StreamExt};
+use execd_protocol::RpcError;
+use execd_transport::outbox::{Frame, Outbox, Wire};
+use futures_util::{future, SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
-use tracing::debug;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ClientError;
+use crate::frames::{ClientOutbox, End, FrameStream, InFrame};
 pub use crate::websocket::ConnectOptions;
 use crate::websocket::MAX_FRAME;
 
 pub use crate::DEFAULT_TIMEOUT;
 
-type Pending = HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>;
+/// The state of the connection under a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    Connected,
+    /// Lost (`reason`); resuming the session on a new connection.
+    Reconnecting {
+        reason: String,
+    },
+    /// The session is over; every call fails with `ConnectionLost`.
+    Closed {
+        reason: String,
+    },
+}
 
-/// State shared with the reader task.
-struct Shared {
-    pending: Mutex<Pending>,
+/// A call waiting for its answer.
+struct Call {
+    /// The request as sent, to send again after a resume.
+    frame: String,
+    method: String,
+    /// Whether sending it twice is harmless (see [`resend_safe`]).
+    resend: bool,
+    answer: oneshot::Sender<Result<Value, ClientError>>,
+}
+
+/// The current connection and the calls waiting on the session.
+#[derive(Default)]
+pub(crate) struct Link {
+    /// `None` while reconnecting: calls wait, and are sent after the resume.
+    pub(crate) outbox: Option<Arc<ClientOutbox>>,
+    pending: BTreeMap<i64, Call>,
+}
+
+/// State shared with the driver task.
+pub(crate) struct Shared {
+    link: Mutex<Link>,
+    next_id: AtomicI64,
     /// Answers `exec/approve` and receives `exec/decision`.
     gate: std::sync::RwLock<Option<Arc<dyn ExecGate>>>,
-    router: EventRouter,
-    /// `Some(reason)` once the connection has ended.
-    closed: watch::Sender<Option<String>>,
+    pub(crate) router: EventRouter,
+    pub(crate) state: watch::Sender<LinkState>,
 }
 
 impl Shared {
-    fn pending(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn link(&self) -> MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn gate(&self) -> Option<Arc<dyn ExecGate>> {
+    pub(crate) fn gate(&self) -> Option<Arc<dyn ExecGate>> {
         self.gate.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn closed_reason(&self) -> Option<String> {
+        match &*self.state.borrow() {
+            LinkState::Closed { reason } => Some(reason.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn next_id(&self) -> i64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Route a response to its caller.
+    pub(crate) fn answer(&self, id: i64, result: Result<Value, RpcError>) {
+        if let Some(call) = self.link().pending.remove(&id) {
+            let _ = call.answer.send(result.map_err(|err| ClientError::Server {
+                code: err.code,
+                message: err.message,
+                data: err.data,
+            }));
+        }
+    }
+
+    /// Route the answer to request `id` (sent by the caller) to `answer`.
+    pub(crate) fn expect_answer(
+        &self,
+        id: i64,
+        answer: oneshot::Sender<Result<Value, ClientError>>,
+    ) {
+        self.link().pending.insert(
+            id,
+            Call {
+                frame: String::new(),
+                method: String::new(),
+                resend: false,
+                answer,
+            },
+        );
+    }
+
+    pub(crate) fn forget_answer(&self, id: i64) {
+        self.link().pending.remove(&id);
+    }
+
+    /// Send `method` on the current connection (or, while reconnecting,
+    /// after the resume) and wait up to `timeout` for its answer.
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
+        let lost = |reason: Option<String>| {
+            ClientError::ConnectionLost(reason.unwrap_or_else(|| "the session ended".into()))
+        };
+        if let Some(reason) = self.closed_reason() {
+            return Err(lost(Some(reason)));
+        }
+        let id = self.next_id();
+        let resend = resend_safe(method, &params);
+        let frame = json!({"id": id, "method": method, "params": params}).to_string();
+        let (tx, rx) = oneshot::channel();
+        let outbox = {
+            let mut link = self.link();
+            link.pending.insert(
+                id,
+                Call {
+                    frame: frame.clone(),
+                    method: method.to_string(),
+                    resend,
+                    answer: tx,
+                },
+            );
+            link.outbox.clone()
+        };
+        // A failed send leaves the call pending: a resume sends it again,
+        // or the end of the session fails it.
+        if let Some(outbox) = outbox {
+            outbox.send(frame).await;
+        }
+        let mut rx = rx;
+        let mut state = self.state.subscribe();
+        loop {
+            match tokio::time::timeout(timeout, &mut rx).await {
+                Ok(Ok(answer)) => return answer,
+                Ok(Err(_)) => return Err(lost(self.closed_reason())),
+                // Time spent reconnecting does not count: the call waits
+                // for the resume (or the end of the session), then gets
+                // its full time again.
+                Err(_) if matches!(*state.borrow(), LinkState::Reconnecting { .. }) => {
+                    let _ = state
+                        .wait_for(|s| !matches!(s, LinkState::Reconnecting { .. }))
+                        .await;
+                }
+                Err(_) => {
+                    self.link().pending.remove(&id);
+                    return Err(ClientError::Timeout {
+                        method: method.to_string(),
+                        after: timeout,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A new connection took over: calls safe to repeat are returned (in
+    /// order) to be sent on it; the others fail, as they may or may not
+    /// have been applied.
+    pub(crate) fn take_over(&self, outbox: Arc<ClientOutbox>) -> Vec<String> {
+        let mut link = self.link();
+        link.outbox = Some(outbox);
+        let mut resend = Vec::new();
+        link.pending.retain(|_, call| {
+            if call.resend {
+                resend.push(call.frame.clone());
+                return true;
+            }
+            let (dead, _) = oneshot::channel();
+            let answer = std::mem::replace(&mut call.answer, dead);
+            let _ = answer.send(Err(ClientError::Interrupted {
+                method: call.method.clone(),
+            }));
+            false
+        });
+        resend
+    }
+
+    /// The session is over: fail everything with `reason`.
+    pub(crate) fn end(&self, reason: String) {
+        self.state.send_replace(LinkState::Closed {
+            reason: reason.clone(),
+        });
+        let pending = {
+            let mut link = self.link();
+            if let Some(outbox) = link.outbox.take() {
+                outbox.close();
+            }
+            std::mem::take(&mut link.pending)
+        };
+        for (_, call) in pending {
+            let _ = call
+                .answer
+                .send(Err(ClientError::ConnectionLost(reason.clone())));
+        }
+        self.router.fail_all(EnvError::ConnectionLost(reason));
     }
 }
 
+/// Whether a request may be sent again after a resume without doing its
+/// work twice: `process/write` carries a `writeId`, `process/start` is
+/// idempotent by `processId`, reads and queries repeat harmlessly. An
+/// append, a signal or an HTTP request may not.
+fn resend_safe(method: &str, params: &Value) -> bool {
+    match method {
+        "process/signal" | "http/request" => false,
+        "process/write" => params.get("writeId").is_some(),
+        "fs/writeFile" => params.get("append") != Some(&Value::Bool(true)),
+        _ => true,
+    }
+}
+
+/// What a new client is made of besides its connection.
+struct Ends {
+    target: String,
+    child: Option<tokio::process::Child>,
+    binary_output: bool,
+    output_window: Option<u64>,
+}
+
 struct Inner {
-    outgoing: Arc<Outbox>,
     shared: Arc<Shared>,
-    next_id: AtomicI64,
+    /// The `outputWindow` of processes the remote environment starts.
+    output_window: Option<u64>,
     session_id: OnceLock<String>,
     /// The server's account (`initialize` extension), if it told.
     account: OnceLock<Account>,
     target: String,
+    /// Cancelled when the last handle is gone: stops the driver.
+    dropped: CancellationToken,
     /// Keeps a stdio server alive (killed on drop).
     _child: Option<tokio::process::Child>,
 }
 
 impl Drop for Inner {
-    /// The last handle is gone: close the connection politely, and stop the reader.
+    /// The last handle is gone: close the connection politely, and stop the driver.
     fn drop(&mut self) {
-        let outbox = self.outgoing.clone();
+        self.dropped.cancel();
+        let Some(outbox) = self.shared.link().outbox.take() else {
+            return;
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move { outbox.finish().await });
@@ -86,8 +287,18 @@ impl Drop for Inner {
     }
 }
 
-/// A connection to an execd server. Cheap to clone; the connection closes
-/// when the last clone is dropped.
+/// A handle that does not keep the session open.
+#[derive(Clone)]
+pub(crate) struct WeakClient(std::sync::Weak<Inner>);
+
+impl WeakClient {
+    pub(crate) fn upgrade(&self) -> Option<ExecServerClient> {
+        self.0.upgrade().map(|inner| ExecServerClient { inner })
+    }
+}
+
+/// A session with an execd server. Cheap to clone; the connection closes
+/// (and the session ends) when the last clone is dropped.
 #[derive(Clone)]
 pub struct ExecServerClient {
     inner: Arc<Inner>,
@@ -102,52 +313,36 @@ impl std::fmt::Debug for ExecServerClient {
     }
 }
 
-/// A frame from the server.
-enum InFrame {
-    Text(Bytes),
-    /// A binary output frame (`execd_protocol::binary`).
-    Binary(Bytes),
-}
-
 impl ExecServerClient {
-    /// Connect to `ws://HOST:PORT` (or `wss://`) and do the handshake; the
-    /// token is `EXECD_TOKEN` or the default token file (see [`ConnectOptions`]).
+    /// Connect to `ws://HOST:PORT` (or `wss://`) and do the handshake with
+    /// the default [`ConnectOptions`]: the token is `EXECD_TOKEN` or the
+    /// default token file, and a lost connection is resumed.
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
         Self::connect_with(url, ConnectOptions::default()).await
     }
 
     /// Connect to `ws://HOST:PORT` (or `wss://`) with `options`.
     pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Self, ClientError> {
-        let ws = crate::websocket::open(url, &options).await?;
-        let (sink, stream) = ws.split();
-        let target = url.to_string();
-        let incoming = stream.filter_map(move |message| {
-            future::ready(match message {
-                Ok(Message::Text(text)) => Some(Ok(InFrame::Text(Bytes::from(text)))),
-                Ok(Message::Binary(bytes)) => Some(Ok(InFrame::Binary(bytes))),
-                Ok(Message::Close(frame)) => Some(Err(crate::websocket::ended(&target, Ok(frame)))),
-                Ok(_) => None,
-                Err(err) => Some(Err(crate::websocket::ended(&target, Err(&err)))),
-            })
-        });
-        let outgoing = sink.with(|frame: Frame| {
-            future::ok::<_, tokio_tungstenite::tungstenite::Error>(execd_transport::ws::message(
-                frame,
-            ))
-        });
-        Self::handshake(
-            url.to_string(),
-            incoming,
-            outgoing,
-            None,
-            options.binary_output,
-        )
-        .await
+        let ws = crate::websocket::open(url, &options, DEFAULT_TIMEOUT).await?;
+        let (incoming, outbox) = crate::frames::split_socket(ws, url);
+        let binary_output = options.binary_output;
+        let window = options.output_window;
+        let resume = crate::resume::Resume {
+            url: url.to_string(),
+            options,
+        };
+        let ends = Ends {
+            target: url.to_string(),
+            child: None,
+            binary_output,
+            output_window: window,
+        };
+        Self::handshake(ends, incoming, outbox, Some(resume)).await
     }
 
     /// Start `command` (e.g. `ssh host execd serve --listen stdio`) and speak
     /// the protocol over its stdin/stdout. The child is killed when the
-    /// client is dropped.
+    /// client is dropped. A stdio session ends with its pipes (no resume).
     pub async fn connect_stdio(mut command: tokio::process::Command) -> Result<Self, ClientError> {
         let target = format!("{:?}", command.as_std());
         let mut child = command
@@ -165,55 +360,73 @@ impl ExecServerClient {
                 reason: "child has no stdio pipes".into(),
             });
         };
-        let incoming =
+        let lines =
             FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_FRAME)).map(|line| {
-                line.map(|l| InFrame::Text(Bytes::from(l)))
-                    .map_err(|err| err.to_string())
+                line.map(|l| InFrame::Text(bytes::Bytes::from(l)))
+                    .map_err(|err| End::Closed(err.to_string()))
             });
+        let eof = futures_util::stream::once(future::ready(Err(End::Closed(
+            "the server closed the connection".to_string(),
+        ))));
+        let incoming: FrameStream = Box::pin(lines.chain(eof));
         // Lines carry text only; we never send anything else.
-        let outgoing = FramedWrite::new(stdin, LinesCodec::new()).with(|frame: Frame| {
+        let outgoing = FramedWrite::new(stdin, LinesCodec::new()).with(|frame: Wire| {
             future::ready(match frame {
-                Frame::Text(text) => Ok(text),
-                Frame::Binary(_) => Err(LinesCodecError::Io(std::io::Error::other(
+                Wire::Data(Frame::Text(text)) => Ok(text),
+                _ => Err(LinesCodecError::Io(std::io::Error::other(
                     "only text frames go over stdio",
                 ))),
             })
         });
-        Self::handshake(target, incoming, outgoing, Some(child), false).await
+        let ends = Ends {
+            target,
+            child: Some(child),
+            binary_output: false,
+            output_window: Some(crate::websocket::DEFAULT_OUTPUT_WINDOW),
+        };
+        Self::handshake(ends, incoming, Outbox::new(outgoing), None).await
     }
 
-    async fn handshake<I, O>(
-        target: String,
-        incoming: I,
-        outgoing: O,
-        child: Option<tokio::process::Child>,
-        binary_output: bool,
-    ) -> Result<Self, ClientError>
-    where
-        I: Stream<Item = Result<InFrame, String>> + Send + Unpin + 'static,
-        O: Sink<Frame> + Send + Unpin + 'static,
-        O::Error: std::fmt::Display,
-    {
-        let outbox = Outbox::new(outgoing);
+    async fn handshake(
+        ends: Ends,
+        incoming: FrameStream,
+        outbox: Arc<ClientOutbox>,
+        resume: Option<crate::resume::Resume>,
+    ) -> Result<Self, ClientError> {
+        let Ends {
+            target,
+            child,
+            binary_output,
+            output_window,
+        } = ends;
         let shared = Arc::new(Shared {
-            pending: Mutex::new(HashMap::new()),
+            link: Mutex::new(Link {
+                outbox: Some(outbox.clone()),
+                pending: BTreeMap::new(),
+            }),
+            next_id: AtomicI64::new(1),
             gate: std::sync::RwLock::new(None),
             router: EventRouter::default(),
-            closed: watch::Sender::new(None),
+            state: watch::Sender::new(LinkState::Connected),
         });
-        tokio::spawn(read_frames(
+        let dropped = CancellationToken::new();
+        let session = Arc::new(OnceLock::new());
+        tokio::spawn(crate::resume::drive(
             incoming,
+            outbox,
             shared.clone(),
-            Arc::downgrade(&outbox),
+            dropped.clone(),
+            session.clone(),
+            resume,
         ));
         let client = ExecServerClient {
             inner: Arc::new(Inner {
-                outgoing: outbox,
                 shared,
-                next_id: AtomicI64::new(1),
+                output_window,
                 session_id: OnceLock::new(),
                 account: OnceLock::new(),
                 target: target.clone(),
+                dropped,
                 _child: child,
             }),
         };
@@ -228,11 +441,22 @@ impl ExecServerClient {
             )
             .await?;
         client.notify("initialized", &json!({})).await?;
+        let _ = session.set(init.session_id.clone());
         let _ = client.inner.session_id.set(init.session_id);
         if let Some(account) = init.account {
             let _ = client.inner.account.set(account);
         }
         Ok(client)
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakClient {
+        WeakClient(Arc::downgrade(&self.inner))
+    }
+
+    /// The `outputWindow` given to processes started without one
+    /// ([`ConnectOptions::output_window`]).
+    pub fn output_window(&self) -> Option<u64> {
+        self.inner.output_window
     }
 
     /// The session id the server gave at `initialize`.
@@ -246,15 +470,22 @@ impl ExecServerClient {
         self.inner.account.get()
     }
 
-    /// Why the connection ended, if it has.
+    /// Why the session ended, if it has.
     pub fn closed_reason(&self) -> Option<String> {
-        self.inner.shared.closed.borrow().clone()
+        self.inner.shared.closed_reason()
     }
 
-    /// Resolves when the connection has ended.
+    /// Resolves when the session has ended.
     pub async fn closed(&self) {
-        let mut closed = self.inner.shared.closed.subscribe();
-        let _ = closed.wait_for(Option::is_some).await;
+        let mut state = self.inner.shared.state.subscribe();
+        let _ = state
+            .wait_for(|s| matches!(s, LinkState::Closed { .. }))
+            .await;
+    }
+
+    /// Watch the connection: connected, reconnecting, closed.
+    pub fn link_state(&self) -> watch::Receiver<LinkState> {
+        self.inner.shared.state.subscribe()
     }
 
     fn lost(&self) -> ClientError {
@@ -264,13 +495,18 @@ impl ExecServerClient {
         )
     }
 
-    /// Send a notification.
+    /// Send a notification on the current connection (dropped while
+    /// reconnecting: notifications are not answered, so not repeated).
     pub async fn notify<P: Serialize>(&self, method: &str, params: &P) -> Result<(), ClientError> {
+        if self.closed_reason().is_some() {
+            return Err(self.lost());
+        }
         let frame = json!({"method": method, "params": params}).to_string();
-        if self.inner.outgoing.send(frame).await {
-            Ok(())
-        } else {
-            Err(self.lost())
+        let outbox = self.inner.shared.link().outbox.clone();
+        match outbox {
+            Some(outbox) if outbox.send(frame).await => Ok(()),
+            _ if self.closed_reason().is_some() => Err(self.lost()),
+            _ => Ok(()),
         }
     }
 
@@ -291,35 +527,16 @@ impl ExecServerClient {
         params: &P,
         timeout: Duration,
     ) -> Result<R, ClientError> {
-        if self.closed_reason().is_some() {
-            return Err(self.lost());
-        }
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.inner.shared.pending().insert(id, tx);
-        let frame = json!({"id": id, "method": method, "params": params}).to_string();
-        if !self.inner.outgoing.send(frame).await {
-            self.inner.shared.pending().remove(&id);
-            return Err(self.lost());
-        }
-        let answer = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => return Err(self.lost()),
-            Err(_) => {
-                self.inner.shared.pending().remove(&id);
-                return Err(ClientError::Timeout {
-                    method: method.to_string(),
-                    after: timeout,
-                });
-            }
-        };
-        let value = answer.map_err(|err| ClientError::Server {
-            code: err.code,
-            message: err.message,
-            data: err.data,
-        })?;
+        let params = serde_json::to_value(params)
+            .map_err(|err| ClientError::Protocol(format!("cannot encode {method}: {err}")))?;
+        let value = self.inner.shared.call(method, params, timeout).await?;
         serde_json::from_value(value)
             .map_err(|err| ClientError::Protocol(format!("bad result for {method}: {err}")))
+    }
+
+    /// A fresh `writeId` for a `process/write` that may be sent twice.
+    pub fn write_id(&self) -> String {
+        format!("w{}", self.inner.shared.next_id())
     }
 
     /// Decide the server's `exec/approve` requests (and receive every
@@ -348,248 +565,5 @@ impl ExecServerClient {
     /// Close the event channel of a process (its start failed, or nobody follows it).
     pub fn unregister_process(&self, id: &str) {
         self.inner.shared.router.unregister(id);
-    }
-}
-
-async fn read_frames<I>(mut incoming: I, shared: Arc<Shared>, outgoing: std::sync::Weak<Outbox>)
-where
-    I: Stream<Item = Result<InFrame, String>> + Unpin,
-{
-    let closing = match outgoing.upgrade() {
-        Some(outbox) => outbox.closing_token(),
-        None => return,
-    };
-    let reason = loop {
-        let next = tokio::select! {
-            next = incoming.next() => next,
-            // Every client handle is gone: stop reading, which closes the socket.
-            _ = closing.cancelled() => break "the client closed the connection".to_string(),
-        };
-        let frame = match next {
-            Some(Ok(InFrame::Text(frame))) => frame,
-            Some(Ok(InFrame::Binary(frame))) => {
-                match execd_protocol::binary::decode_output(frame) {
-                    Ok(output) => shared.router.deliver(ProcessEvent {
-                        process_id: output.process_id.into(),
-                        seq: output.seq,
-                        kind: EventKind::Output {
-                            stream: output.stream,
-                            chunk: output.chunk,
-                        },
-                    }),
-                    Err(err) => debug!(%err, "malformed binary frame"),
-                }
-                continue;
-            }
-            Some(Err(reason)) => break reason,
-            None => break "the server closed the connection".to_string(),
-        };
-        // The bulk of the traffic: decoded without building a JSON tree.
-        if let Some(event) = fast_output(&frame) {
-            shared.router.deliver(event);
-            continue;
-        }
-        let parsed = serde_json::from_slice(&frame)
-            .map_err(|err| execd_protocol::incoming::EnvelopeError {
-                id: execd_protocol::ReplyId::Unknown,
-                message: format!("frame is not valid JSON: {err}"),
-            })
-            .and_then(Incoming::from_value);
-        match parsed {
-            Ok(Incoming::Response {
-                id: RequestId::Int(id),
-                result,
-            }) => {
-                if let Some(waiter) = shared.pending().remove(&id) {
-                    let _ = waiter.send(result);
-                }
-            }
-            Ok(Incoming::Notification { method, params }) if method == DECISION => {
-                match (
-                    shared.gate(),
-                    serde_json::from_value::<DecisionParams>(params),
-                ) {
-                    // Inline, so reports keep their order.
-                    (Some(gate), Ok(decision)) => gate.report(decision).await,
-                    (_, Err(err)) => debug!(%err, "malformed exec/decision"),
-                    (None, Ok(_)) => {}
-                }
-            }
-            Ok(Incoming::Notification { method, params }) => {
-                if let Some(event) = process_event(&method, params) {
-                    match event {
-                        Ok(event) => shared.router.deliver(event),
-                        Err(err) => debug!(%err, "malformed notification"),
-                    }
-                }
-            }
-            Ok(Incoming::Request { id, method, params }) => {
-                // Answered from a task: the gate may take its time, and reading
-                // must go on meanwhile.
-                let gate = shared.gate();
-                let outgoing = outgoing.clone();
-                tokio::spawn(async move {
-                    let result = serve_request(gate, &method, params).await;
-                    let reply = match result {
-                        Ok(value) => json!({"id": id, "result": value}),
-                        Err(error) => json!({"id": id, "error": error}),
-                    };
-                    if let Some(outgoing) = outgoing.upgrade() {
-                        outgoing.send(reply.to_string()).await;
-                    }
-                });
-            }
-            Ok(Incoming::Response { id, .. }) => debug!(%id, "response to an id we never use"),
-            Err(err) => debug!(message = %err.message, "unparseable frame from server"),
-        }
-    };
-    debug!(%reason, "connection ended");
-    shared.closed.send_if_modified(|current| {
-        current.get_or_insert(reason.clone());
-        true
-    });
-    // Waiting calls see their sender dropped; open processes get an error.
-    shared.pending().clear();
-    shared.router.fail_all(EnvError::ConnectionLost(reason));
-}
-
-/// Answer a server→client request.
-async fn serve_request(
-    gate: Option<Arc<dyn ExecGate>>,
-    method: &str,
-    params: Value,
-) -> Result<Value, RpcError> {
-    let (APPROVE, Some(gate)) = (method, gate) else {
-        return Err(RpcError::new(
-            ErrorCode::MethodNotFound,
-            format!("client does not handle {method:?}"),
-        ));
-    };
-    let request: ApproveParams = serde_json::from_value(params).map_err(|err| {
-        RpcError::new(
-            ErrorCode::InvalidParams,
-            format!("invalid exec/approve: {err}"),
-        )
-    })?;
-    match gate.ask(request).await {
-        Some(decision) => Ok(json!(ApproveResult { decision })),
-        None => Err(RpcError::new(ErrorCode::Internal, "no decision")),
-    }
-}
-
-/// `process/output` with borrowed strings: the base64 is decoded straight
-/// from the frame.
-#[derive(serde::Deserialize)]
-struct OutputFrame<'a> {
-    #[serde(borrow)]
-    method: &'a str,
-    #[serde(borrow)]
-    params: OutputParams<'a>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OutputParams<'a> {
-    #[serde(borrow)]
-    process_id: std::borrow::Cow<'a, str>,
-    seq: u64,
-    stream: execd_protocol::process::OutputStream,
-    #[serde(borrow)]
-    chunk: &'a str,
-}
-
-/// Decode an output notification quickly; `None` if the frame is anything
-/// else (or unusual, e.g. escaped base64), which the general path handles.
-fn fast_output(frame: &[u8]) -> Option<ProcessEvent> {
-    let head = &frame[..frame.len().min(64)];
-    if !head.windows(OUTPUT.len()).any(|w| w == OUTPUT.as_bytes()) {
-        return None;
-    }
-    let parsed: OutputFrame<'_> = serde_json::from_slice(frame).ok()?;
-    if parsed.method != OUTPUT {
-        return None;
-    }
-    // SIMD base64 (the scalar decoder was 20 % of all CPU samples while
-    // streaming over JSON).
-    let chunk = execd_protocol::base64_bytes::decode(parsed.params.chunk.as_bytes()).ok()?;
-    Some(ProcessEvent {
-        process_id: parsed.params.process_id.as_ref().into(),
-        seq: parsed.params.seq,
-        kind: EventKind::Output {
-            stream: parsed.params.stream,
-            chunk: Bytes::from(chunk),
-        },
-    })
-}
-
-/// Decode a process notification; `None` for other methods.
-fn process_event(method: &str, params: Value) -> Option<Result<ProcessEvent, serde_json::Error>> {
-    let event = match method {
-        OUTPUT => serde_json::from_value::<OutputNotification>(params).map(|n| ProcessEvent {
-            process_id: n.process_id.into(),
-            seq: n.seq,
-            kind: EventKind::Output {
-                stream: n.stream,
-                chunk: n.chunk,
-            },
-        }),
-        EXITED => serde_json::from_value::<ExitedNotification>(params).map(|n| ProcessEvent {
-            process_id: n.process_id.into(),
-            seq: n.seq,
-            kind: EventKind::Exited(ExitInfo {
-                code: n.exit_code,
-                signal: n.signal,
-            }),
-        }),
-        CLOSED => serde_json::from_value::<ClosedNotification>(params).map(|n| ProcessEvent {
-            process_id: n.process_id.into(),
-            seq: n.seq,
-            kind: EventKind::Closed,
-        }),
-        _ => return None,
-    };
-    Some(event)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use base64::Engine as _;
-
-    /// The fast path decodes what a reference base64 encoder wrote, for
-    /// every length around the SIMD block sizes, and leaves frames it cannot
-    /// take to the general path.
-    #[test]
-    fn fast_output_decodes_every_length_exactly() {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let data: Vec<u8> = (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
-        for len in (0..200).chain([1023, 1024, 1025, 4095, 4096]) {
-            let chunk = &data[..len];
-            let frame = serde_json::json!({
-                "method": OUTPUT,
-                "params": {
-                    "processId": "p",
-                    "seq": 7,
-                    "stream": "stdout",
-                    "chunk": base64::engine::general_purpose::STANDARD.encode(chunk),
-                }
-            })
-            .to_string();
-            let event = fast_output(frame.as_bytes()).expect("an output frame");
-            assert_eq!(event.seq, 7);
-            match event.kind {
-                EventKind::Output { chunk: got, .. } => assert_eq!(&got[..], chunk, "len {len}"),
-                other => panic!("not output: {other:?}"),
-            }
-        }
-        let bad = r#"{"method":"process/output","params":{"processId":"p","seq":1,"stream":"stdout","chunk":"!!"}}"#;
-        assert!(fast_output(bad.as_bytes()).is_none());
     }
 }

@@ -46,6 +46,10 @@ pub enum ClientError {
     /// The connection was open and ended.
     #[error("connection lost: {0}")]
     ConnectionLost(String),
+    /// The connection was lost while this call was in flight, and the call
+    /// is not safe to repeat (it may or may not have been applied).
+    #[error("{method} was interrupted by a lost connection; it may or may not have been applied")]
+    Interrupted { method: String },
     /// The server answered with a JSON-RPC error.
     #[error("server error {code}: {message}")]
     Server {
@@ -86,6 +90,7 @@ impl From<ClientError> for EnvError {
             | ClientError::Refused { .. }
             | ClientError::NotExecd { .. } => EnvError::Connect(err.to_string()),
             ClientError::ConnectionLost(reason) => EnvError::ConnectionLost(reason),
+            ClientError::Interrupted { .. } => EnvError::ConnectionLost(err.to_string()),
             ClientError::Timeout { .. } => EnvError::Timeout(err.to_string()),
             ClientError::Protocol(message) => EnvError::Protocol(message),
         }

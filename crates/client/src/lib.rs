@@ -6,6 +6,8 @@
 //!
 //! - [`client`]: `ExecServerClient`: connect (WebSocket or a child's stdio),
 //!   handshake, request/response correlation, per-process event channels.
+//! - `frames`: reading a connection and routing what arrives.
+//! - `resume`: reconnecting after a lost connection and resuming the session.
 //! - [`remote`]: the environment traits over a client.
 //! - [`manager`]: `EnvironmentManager`: local, or remote when `EXECD_URL` is set.
 //! - [`websocket`]: opening the WebSocket: token, TLS, refusals.
@@ -24,15 +26,17 @@
 
 pub mod client;
 pub mod error;
+mod frames;
 pub mod manager;
 pub mod remote;
+mod resume;
 pub mod websocket;
 
-pub use client::ExecServerClient;
+pub use client::{ExecServerClient, LinkState};
 pub use error::ClientError;
 pub use manager::EnvironmentManager;
 pub use remote::RemoteEnvironment;
-pub use websocket::ConnectOptions;
+pub use websocket::{ConnectOptions, Keepalive, ReconnectPolicy, DEFAULT_OUTPUT_WINDOW};
 
 /// The wire types, for what the names below do not cover.
 pub use execd_protocol as protocol;

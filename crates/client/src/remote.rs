@@ -1,5 +1,8 @@
 //! The environment traits over an [`ExecServerClient`]: every call is one
-//! protocol request; events arrive through the client's router.
+//! protocol request; events arrive through the client's router. Processes
+//! get the client's output window unless their start names one, and their
+//! event receivers acknowledge what the harness consumed (`process/ack`);
+//! writes carry a `writeId`, so one repeated after a resume applies once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +12,7 @@ use bytes::Bytes;
 use execd_environment::wait_exit;
 use execd_environment::ExitWatch;
 use execd_environment::{
-    EnvError, Environment, ExecBackend, ExecProcess, FileSystem, StartedProcess,
+    EnvError, Environment, EventAck, ExecBackend, ExecProcess, FileSystem, StartedProcess,
 };
 use execd_protocol::base64_bytes;
 use execd_protocol::event::ExitInfo;
@@ -20,7 +23,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::client::{ConnectOptions, ExecServerClient, DEFAULT_TIMEOUT};
+use crate::client::{ConnectOptions, ExecServerClient, WeakClient, DEFAULT_TIMEOUT};
 
 /// Processes and files behind an execd server.
 #[derive(Clone, Debug)]
@@ -73,8 +76,15 @@ impl RemoteEnvironment {
 
 #[async_trait]
 impl ExecBackend for RemoteEnvironment {
-    async fn start(&self, params: StartParams) -> Result<StartedProcess, EnvError> {
-        let (events, exit) = self.client.register_process(&params.process_id)?;
+    async fn start(&self, mut params: StartParams) -> Result<StartedProcess, EnvError> {
+        if params.output_window.is_none() {
+            params.output_window = self.client.output_window();
+        }
+        let (mut events, exit) = self.client.register_process(&params.process_id)?;
+        if let Some(window) = params.output_window {
+            let acks = Arc::new(RemoteAcks(self.client.downgrade()));
+            events = events.acking(acks, window);
+        }
         let started: Result<pp::StartResult, EnvError> = self.call(pp::START, &params).await;
         if let Err(err) = started {
             self.client.unregister_process(&params.process_id);
@@ -88,6 +98,27 @@ impl ExecBackend for RemoteEnvironment {
             }),
             events,
         })
+    }
+}
+
+/// Sends `process/ack` for what a receiver's consumer has taken.
+struct RemoteAcks(WeakClient);
+
+impl EventAck for RemoteAcks {
+    fn ack(&self, process_id: &str, seq: u64) {
+        let Some(client) = self.0.upgrade() else {
+            return;
+        };
+        let params = pp::AckParams {
+            process_id: process_id.to_string(),
+            seq,
+        };
+        tokio::spawn(async move {
+            let acked: Result<fsp::Empty, _> = client.call(pp::ACK, &params).await;
+            if let Err(err) = acked {
+                tracing::debug!(%err, "process/ack failed");
+            }
+        });
     }
 }
 
@@ -128,7 +159,7 @@ impl ExecProcess for RemoteProcess {
             process_id: self.id.clone(),
             chunk,
             close_stdin: false,
-            write_id: None,
+            write_id: Some(self.env.client.write_id()),
         };
         let result: pp::WriteResult = self.env.call(pp::WRITE, &params).await?;
         Ok(result.status)
@@ -139,7 +170,7 @@ impl ExecProcess for RemoteProcess {
             process_id: self.id.clone(),
             chunk: Bytes::new(),
             close_stdin: true,
-            write_id: None,
+            write_id: Some(self.env.client.write_id()),
         };
         let result: pp::WriteResult = self.env.call(pp::WRITE, &params).await?;
         Ok(result.status)

@@ -4,9 +4,11 @@
 //! roots, or a CA file), and the server's refusals (401, 403) turned into
 //! errors that say what to do; the wording of every way a connection fails
 //! or ends (nobody listening, not an execd server, the server shut down,
-//! the connection broke).
+//! the connection broke). Also the connection settings
+//! ([`ConnectOptions`]): reconnecting, keepalive, the output window.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use execd_transport::tls;
 use execd_transport::token::{self, Token};
@@ -20,7 +22,10 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::error::ClientError;
-use crate::DEFAULT_TIMEOUT;
+
+/// Said of a refused TCP connection: no server process listens there, so
+/// no session of one survives either (a resume gives up at once).
+pub(crate) const NOT_LISTENING: &str = "no server listens there";
 
 /// How the reason of a connection ended by the server's shutdown begins
 /// (`server shut down: <the server's close reason>`).
@@ -43,7 +48,21 @@ pub struct ConnectOptions {
     /// For `wss://`: trust the CA certificates in this PEM file instead of
     /// the system's root certificates.
     pub ca_file: Option<PathBuf>,
+    /// Reconnect and resume the session when the connection is lost
+    /// without a close (WebSocket only). `None`: a lost connection ends
+    /// the client, as before sessions could be resumed. Default: on.
+    pub reconnect: Option<ReconnectPolicy>,
+    /// WebSocket pings, and how long the server may be silent before the
+    /// connection counts as lost.
+    pub keepalive: Keepalive,
+    /// The `outputWindow` the remote environment asks for when a start
+    /// does not name one (`None`: no window). Default: [`DEFAULT_OUTPUT_WINDOW`].
+    pub output_window: Option<u64>,
 }
+
+/// The remote environment's default per-process output window: large
+/// enough that streaming keeps its unwindowed rate (docs/BENCHMARKS.md).
+pub const DEFAULT_OUTPUT_WINDOW: u64 = 8 * 1024 * 1024;
 
 impl Default for ConnectOptions {
     fn default() -> Self {
@@ -51,14 +70,64 @@ impl Default for ConnectOptions {
             binary_output: true,
             token: None,
             ca_file: None,
+            reconnect: Some(ReconnectPolicy::default()),
+            keepalive: Keepalive::default(),
+            output_window: Some(DEFAULT_OUTPUT_WINDOW),
+        }
+    }
+}
+
+/// How to reconnect after a lost connection: attempts `first_delay`
+/// apart, doubling up to `max_delay`, until the session is resumed, the
+/// server says it is gone, or `give_up_after` has passed since the loss.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconnectPolicy {
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    /// The server's detach grace (`--detach-grace`, default 120 s): past
+    /// it the session is gone anyway.
+    pub give_up_after: Duration,
+    /// Bounds one attempt (connect, upgrade, `initialize`).
+    pub attempt_timeout: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            give_up_after: Duration::from_secs(120),
+            attempt_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Client-side keepalive: a ping every `interval`; a server from which
+/// nothing arrived for `timeout` is treated as lost. `Duration::ZERO`
+/// disables either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(45),
         }
     }
 }
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Open the WebSocket to `url` (`ws://` or `wss://`), within the default timeout.
-pub(crate) async fn open(url: &str, options: &ConnectOptions) -> Result<Socket, ClientError> {
+/// Open the WebSocket to `url` (`ws://` or `wss://`), within `timeout`.
+pub(crate) async fn open(
+    url: &str,
+    options: &ConnectOptions,
+    timeout: Duration,
+) -> Result<Socket, ClientError> {
     let failed = |reason: String| ClientError::Connect {
         target: url.to_string(),
         reason,
@@ -88,7 +157,7 @@ pub(crate) async fn open(url: &str, options: &ConnectOptions) -> Result<Socket, 
     let config = execd_transport::ws::config(MAX_FRAME);
     let connect =
         tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
-    match tokio::time::timeout(DEFAULT_TIMEOUT, connect).await {
+    match tokio::time::timeout(timeout, connect).await {
         Err(_) => Err(failed("timed out".into())),
         Ok(Ok((socket, _))) => Ok(socket),
         Ok(Err(WsError::Http(response))) => Err(refused(url, token.is_some(), &response)),
@@ -123,9 +192,11 @@ fn handshake_error(url: &str, err: WsError) -> ClientError {
     };
     match err {
         WsError::Io(io) => match io.kind() {
-            ErrorKind::ConnectionRefused => {
-                failed("connection refused (is execd serve running there?)".into())
-            }
+            // The resume gives up on NOT_LISTENING: no server process
+            // listens, so no session of one survives either.
+            ErrorKind::ConnectionRefused => failed(format!(
+                "connection refused: {NOT_LISTENING} (is execd serve running?)"
+            )),
             ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => failed(
                 "the server closed the connection during the WebSocket upgrade, without an answer"
                     .into(),

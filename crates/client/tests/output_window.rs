@@ -3,9 +3,8 @@
 //! consuming the events (which acknowledges them through the receiver's
 //! ack hook) lets it run to the end with nothing lost.
 //!
-//! The body is backend-neutral; it runs on the local environment here. The
-//! remote environment joins (`both_backends!`) once its client sends
-//! `process/ack` through the same hook.
+//! The body is backend-neutral and runs on both environments (the remote
+//! one's client sends `process/ack` through the same hook).
 
 use execd_environment::{Environment, EventKind};
 use execd_test_support::{process_params, unique_name, Backend, TIMEOUT};
@@ -59,6 +58,13 @@ async fn a_window_holds_output_until_the_consumer_takes_it(env: Environment) {
 #[tokio::test]
 async fn local_window_holds_output_until_consumed() {
     Backend::Local
+        .run(a_window_holds_output_until_the_consumer_takes_it)
+        .await;
+}
+
+#[tokio::test]
+async fn remote_window_holds_output_until_consumed() {
+    Backend::Remote
         .run(a_window_holds_output_until_the_consumer_takes_it)
         .await;
 }

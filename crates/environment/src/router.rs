@@ -1,9 +1,12 @@
 //! Per-process event channels. Each process's channel is registered before
 //! its start request is sent (so no early output is lost) and carries its
 //! events in seq order; a gap, a reorder or a lost connection ends the
-//! channel with an error instead of being papered over.
+//! channel with an error instead of being papered over. Across a resumed
+//! connection a channel *catches up*: events from the catch-up read and the
+//! live stream are merged by seq (duplicates dropped, early ones held until
+//! the gap before them is filled), so the receiver sees no gap and no repeat.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, watch};
@@ -27,6 +30,10 @@ struct Route {
     events: mpsc::UnboundedSender<Result<ProcessEvent, EnvError>>,
     state: watch::Sender<ExitWatch>,
     next_seq: u64,
+    /// Since a resume: events already delivered are dropped, not an error.
+    resumed: bool,
+    /// While catching up: events past a gap, held until it is filled.
+    held: Option<BTreeMap<u64, ProcessEvent>>,
 }
 
 /// Routes events of many processes to one channel each.
@@ -59,6 +66,8 @@ impl EventRouter {
                 events,
                 state,
                 next_seq: 1,
+                resumed: false,
+                held: None,
             },
         );
         Ok((EventReceiver::new(receiver), watcher))
@@ -75,34 +84,76 @@ impl EventRouter {
         let Some(route) = routes.get_mut(&event.process_id) else {
             return;
         };
+        let id = event.process_id.clone();
+        if event.seq < route.next_seq && route.resumed {
+            return;
+        }
         if event.seq != route.next_seq {
-            let error = EnvError::Protocol(format!(
-                "process {}: expected event seq {}, got {}",
-                event.process_id, route.next_seq, event.seq
-            ));
-            let id = event.process_id.clone();
+            if let Some(held) = route.held.as_mut().filter(|_| event.seq > route.next_seq) {
+                held.insert(event.seq, event);
+                return;
+            }
+            let error = gap(&id, route.next_seq, event.seq);
             if let Some(route) = routes.remove(&id) {
                 fail(route, error);
             }
             return;
         }
-        route.next_seq += 1;
-        let finished = match &event.kind {
-            EventKind::Output { .. } => false,
-            EventKind::Exited(exit) => {
-                let exit = exit.clone();
-                route.state.send_modify(|s| s.exit = Some(exit));
-                false
+        let mut next = Some(event);
+        while let Some(event) = next {
+            if pass(route, event) {
+                routes.remove(&id);
+                return;
             }
-            EventKind::Closed => {
-                route.state.send_modify(|s| s.closed = true);
-                true
-            }
+            next = route
+                .held
+                .as_mut()
+                .and_then(|held| next_held(held, route.next_seq));
+        }
+    }
+
+    /// The connection is being resumed: every open channel holds events
+    /// past a gap instead of failing, until [`EventRouter::caught_up`].
+    /// Returns each channel's next expected seq (what to read after).
+    pub fn catch_up_all(&self) -> Vec<(Arc<str>, u64)> {
+        let mut routes = self.lock();
+        routes
+            .iter_mut()
+            .map(|(id, route)| {
+                route.resumed = true;
+                route.held.get_or_insert_with(BTreeMap::new);
+                (id.clone(), route.next_seq)
+            })
+            .collect()
+    }
+
+    /// The next seq `id` expects and the first seq it holds past a gap
+    /// (`None` if the channel is gone).
+    pub fn progress(&self, id: &str) -> Option<(u64, Option<u64>)> {
+        let routes = self.lock();
+        let route = routes.get(id)?;
+        let first_held = route
+            .held
+            .as_ref()
+            .and_then(|h| h.range(route.next_seq..).next().map(|(seq, _)| *seq));
+        Some((route.next_seq, first_held))
+    }
+
+    /// `id` has caught up: anything still held past a gap means events
+    /// were lost (e.g. evicted from the server's retained log), which ends
+    /// the channel with an error.
+    pub fn caught_up(&self, id: &str) {
+        let mut routes = self.lock();
+        let Some(route) = routes.get_mut(id) else {
+            return;
         };
-        let id = event.process_id.clone();
-        let gone = route.events.send(Ok(event)).is_err();
-        if finished || gone {
-            routes.remove(&id);
+        let mut held = route.held.take().unwrap_or_default();
+        let held = held.split_off(&route.next_seq);
+        if let Some(&first) = held.keys().next() {
+            let error = gap(id, route.next_seq, first);
+            if let Some(route) = routes.remove(id) {
+                fail(route, error);
+            }
         }
     }
 
@@ -125,6 +176,37 @@ pub async fn wait_exit(mut watch: watch::Receiver<ExitWatch>) -> Result<ExitInfo
         (None, Some(failure)) => Err(failure.clone()),
         (None, None) => Err(EnvError::Failed("no exit status".into())),
     }
+}
+
+/// Drop held events already delivered; take the one due next, if held.
+fn next_held(held: &mut BTreeMap<u64, ProcessEvent>, next_seq: u64) -> Option<ProcessEvent> {
+    *held = held.split_off(&next_seq);
+    held.remove(&next_seq)
+}
+
+/// Pass one in-order event to its channel; true if the channel is done.
+fn pass(route: &mut Route, event: ProcessEvent) -> bool {
+    route.next_seq += 1;
+    let finished = match &event.kind {
+        EventKind::Output { .. } => false,
+        EventKind::Exited(exit) => {
+            let exit = exit.clone();
+            route.state.send_modify(|s| s.exit = Some(exit));
+            false
+        }
+        EventKind::Closed => {
+            route.state.send_modify(|s| s.closed = true);
+            true
+        }
+    };
+    let gone = route.events.send(Ok(event)).is_err();
+    finished || gone
+}
+
+fn gap(id: &str, expected: u64, got: u64) -> EnvError {
+    EnvError::Protocol(format!(
+        "process {id}: expected event seq {expected}, got {got}"
+    ))
 }
 
 fn fail(route: Route, error: EnvError) {
@@ -187,6 +269,42 @@ mod tests {
         );
         assert!(state.borrow().failure.is_some());
         assert!(rx.try_recv().is_err());
+    }
+
+    /// Catch-up read and live events interleaved, with repeats: the
+    /// receiver sees each seq once, in order.
+    #[test]
+    fn catching_up_merges_by_seq() {
+        let router = EventRouter::default();
+        let (mut rx, _state) = router.register("p").unwrap();
+        router.deliver(event(1, output()));
+        assert_eq!(router.catch_up_all(), vec![(Arc::from("p"), 2)]);
+        router.deliver(event(5, output())); // live, early: held
+        router.deliver(event(4, output()));
+        assert_eq!(router.progress("p"), Some((2, Some(4))));
+        for seq in [1, 2, 3, 4] {
+            router.deliver(event(seq, output())); // the catch-up read
+        }
+        router.deliver(event(5, output())); // a live repeat
+        router.caught_up("p");
+        router.deliver(event(6, EventKind::Closed));
+        let seqs: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| e.unwrap().seq)
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_gap_left_after_catching_up_is_an_error() {
+        let router = EventRouter::default();
+        let (mut rx, _state) = router.register("p").unwrap();
+        router.catch_up_all();
+        router.deliver(event(3, output()));
+        router.caught_up("p");
+        let err = rx.try_recv().unwrap().unwrap_err();
+        assert!(
+            matches!(err, EnvError::Protocol(ref m) if m.contains("expected event seq 1, got 3"))
+        );
     }
 
     #[test]

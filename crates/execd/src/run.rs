@@ -140,7 +140,7 @@ impl Failure {
 /// printed here (after the terminal has been restored), under `name` (the
 /// subcommand: `execd run`, `execd shell`).
 pub async fn run(args: RunArgs, name: &str) -> u8 {
-    match run_command(args).await {
+    match run_command(args, name).await {
         Ok(code) => code,
         Err(failure) => {
             eprintln!("{name}: {}", failure.message);
@@ -149,7 +149,7 @@ pub async fn run(args: RunArgs, name: &str) -> u8 {
     }
 }
 
-async fn run_command(args: RunArgs) -> Result<u8, Failure> {
+async fn run_command(args: RunArgs, name: &str) -> Result<u8, Failure> {
     let Some(url) = server_url(args.url.clone()) else {
         return Err(Failure {
             code: EXIT_USAGE,
@@ -184,6 +184,11 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
         sandbox: None,
         output_window: None,
     };
+    let reconnects = tokio::spawn(crate::reconnect_notice::report(
+        client.link_state(),
+        args.tty,
+        name.to_string(),
+    ));
     let environment = RemoteEnvironment::new(client).into_environment();
     let StartedProcess {
         process,
@@ -264,6 +269,7 @@ async fn run_command(args: RunArgs) -> Result<u8, Failure> {
         }
     };
     stdin.abort();
+    reconnects.abort();
     outcome?;
     match exit {
         Some(info) => Ok(exit_code(&info)),

@@ -3,7 +3,8 @@
 //! built `execd` binary ([`binary`]); a raw JSON-RPC WebSocket client that
 //! checks every process event it sees ([`ws_client`], [`wire`]); both
 //! environment backends and the [`both_backends!`] macro ([`backends`]);
-//! exec-policy gates and runs ([`policy`]); process, zombie and descriptor
+//! exec-policy gates and runs ([`policy`]); a fault-injecting TCP proxy that
+//! cuts and stalls connections ([`proxy`]); process, zombie and descriptor
 //! checks ([`procs`]); and scratch files and noise ([`files`]). Dev-only: only `[dev-dependencies]` may name this crate.
 //! No mocks, no sleeps standing in for events, and every wait is bounded by
 //! [`TIMEOUT`] or [`RUN_TIMEOUT`].
@@ -13,6 +14,7 @@ pub mod binary;
 pub mod files;
 pub mod policy;
 pub mod procs;
+pub mod proxy;
 pub mod server;
 pub mod tls;
 pub mod wire;
@@ -24,6 +26,7 @@ pub use backends::{collect_in_time, process_params, write_stdin, Backend, Backen
 pub use binary::{output_of, stderr_of, Execd, ExecdServer};
 pub use files::{noise, unique_name, TempDir};
 pub use procs::{eventually, is_alive, pids_in, wait_dead, Watched};
+pub use proxy::{Direction, FaultProxy};
 pub use server::{bind_server, connected, fast_table, start_server, start_server_with};
 pub use wire::{b64, bash, basic_env, pty_params, start_params, stdin_params, unb64};
 pub use ws_client::{Client, Collected};
