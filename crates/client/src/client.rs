@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
-use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
+use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ClientError;
@@ -369,14 +369,14 @@ impl ExecServerClient {
             "the server closed the connection".to_string(),
         ))));
         let incoming: FrameStream = Box::pin(lines.chain(eof));
-        // Lines carry text only; we never send anything else.
-        let outgoing = FramedWrite::new(stdin, LinesCodec::new()).with(|frame: Wire| {
-            future::ready(match frame {
-                Wire::Data(Frame::Text(text)) => Ok(text),
-                _ => Err(LinesCodecError::Io(std::io::Error::other(
-                    "only text frames go over stdio",
-                ))),
-            })
+        // Lines carry text only: pings and close frames have no line (they
+        // are dropped, not errors); we never send binary frames.
+        let outgoing = FramedWrite::new(stdin, LinesCodec::new()).with_flat_map(|frame: Wire| {
+            let line = match frame {
+                Wire::Data(Frame::Text(text)) => Some(Ok(text)),
+                Wire::Data(Frame::Binary(_)) | Wire::Ping | Wire::Close { .. } => None,
+            };
+            futures_util::stream::iter(line)
         });
         let ends = Ends {
             target,

@@ -13,9 +13,9 @@ const EXECD: Execd = Execd(env!("CARGO_BIN_EXE_execd"));
 /// Prints 1..N, about 20 MB: deterministic, so two runs can be compared.
 const COUNT: &str = "seq 1 2600000";
 
-/// `execd run --url URL -- bash -c SCRIPT`, stdin empty.
+/// `execd run --url URL --exec -- bash -c SCRIPT`, stdin empty.
 async fn run_through(url: &str, script: &str) -> std::process::Output {
-    let command = EXECD.command(&["run", "--url", url, "--", "bash", "-c", script]);
+    let command = EXECD.command(&["run", "--url", url, "--exec", "--", "bash", "-c", script]);
     output_of(command, None).await
 }
 
@@ -111,6 +111,7 @@ async fn a_session_gone_ends_the_run_with_255() {
             "run",
             "--url",
             &proxy.url(),
+            "--exec",
             "--",
             "bash",
             "-c",

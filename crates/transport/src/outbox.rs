@@ -19,6 +19,7 @@ use std::fmt::Display;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt};
@@ -60,7 +61,48 @@ where
     O: Sink<F> + Send + 'static,
     O::Error: Display,
 {
-    Box::pin(sink.sink_map_err(|err| err.to_string()))
+    Box::pin(TextErrors(Box::pin(sink)))
+}
+
+/// A sink whose errors become text every time it fails. (`sink_map_err`
+/// takes its function once and panics on a second error, and a broken
+/// connection's sink fails again when it is closed or sent a close frame.)
+struct TextErrors<O>(Pin<Box<O>>);
+
+impl<F, O> Sink<F> for TextErrors<O>
+where
+    O: Sink<F>,
+    O::Error: Display,
+{
+    type Error = String;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        self.0
+            .as_mut()
+            .poll_ready(cx)
+            .map_err(|err| err.to_string())
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: F) -> Result<(), String> {
+        self.0
+            .as_mut()
+            .start_send(item)
+            .map_err(|err| err.to_string())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        self.0
+            .as_mut()
+            .poll_flush(cx)
+            .map_err(|err| err.to_string())
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        self.0
+            .as_mut()
+            .poll_close(cx)
+            .map_err(|err| err.to_string())
+    }
 }
 
 /// One attached sink: its generation and a token cancelled once it is
@@ -318,5 +360,42 @@ impl<F: Send + 'static> Outbox<F> {
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sink of a reset connection: every use fails.
+    struct Reset;
+
+    impl Sink<Frame> for Reset {
+        type Error = &'static str;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Err("connection reset"))
+        }
+        fn start_send(self: Pin<&mut Self>, _: Frame) -> Result<(), Self::Error> {
+            Err("connection reset")
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Err("connection reset"))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Err("connection reset"))
+        }
+    }
+
+    /// A broken connection's sink fails on every use (a close frame after
+    /// a failed send, then the close); the boxed sink says so each time
+    /// instead of panicking on the second failure as `sink_map_err` does.
+    #[tokio::test]
+    async fn a_failing_sink_fails_every_time() {
+        let mut sink = boxed(Reset);
+        for _ in 0..3 {
+            let err = sink.send(Frame::Text("x".into())).await.unwrap_err();
+            assert_eq!(err, "connection reset");
+        }
+        assert_eq!(sink.close().await.unwrap_err(), "connection reset");
     }
 }
