@@ -13,241 +13,31 @@
 //! process channel gets `ConnectionLost`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use execd_environment::EnvError;
 use execd_environment::{EventReceiver, EventRouter, ExitWatch};
 use execd_policy::decision::ExecGate;
 use execd_protocol::envelope::{Account, InitializeParams, InitializeResult};
-use execd_protocol::RpcError;
 use execd_transport::outbox::{Frame, Outbox, Wire};
 use futures_util::{future, SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Value};
-use tokio::sync::{oneshot, watch};
+use serde_json::json;
+use tokio::sync::watch;
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ClientError;
-use crate::frames::{ClientOutbox, End, FrameStream, InFrame};
+use crate::frames::{End, FrameStream, InFrame};
+pub use crate::state::LinkState;
+use crate::state::{ClientOutbox, Link, Shared};
 pub use crate::websocket::ConnectOptions;
 use crate::websocket::MAX_FRAME;
 
 pub use crate::DEFAULT_TIMEOUT;
-
-/// The state of the connection under a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkState {
-    Connected,
-    /// Lost (`reason`); resuming the session on a new connection.
-    Reconnecting {
-        reason: String,
-    },
-    /// The session is over; every call fails with `ConnectionLost`.
-    Closed {
-        reason: String,
-    },
-}
-
-/// A call waiting for its answer.
-struct Call {
-    /// The request as sent, to send again after a resume.
-    frame: String,
-    method: String,
-    /// Whether sending it twice is harmless (see [`resend_safe`]).
-    resend: bool,
-    answer: oneshot::Sender<Result<Value, ClientError>>,
-}
-
-/// The current connection and the calls waiting on the session.
-#[derive(Default)]
-pub(crate) struct Link {
-    /// `None` while reconnecting: calls wait, and are sent after the resume.
-    pub(crate) outbox: Option<Arc<ClientOutbox>>,
-    pending: BTreeMap<i64, Call>,
-}
-
-/// State shared with the driver task.
-pub(crate) struct Shared {
-    link: Mutex<Link>,
-    next_id: AtomicI64,
-    /// Answers `exec/approve` and receives `exec/decision`.
-    gate: std::sync::RwLock<Option<Arc<dyn ExecGate>>>,
-    pub(crate) router: EventRouter,
-    pub(crate) state: watch::Sender<LinkState>,
-}
-
-impl Shared {
-    pub(crate) fn link(&self) -> MutexGuard<'_, Link> {
-        self.link.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn gate(&self) -> Option<Arc<dyn ExecGate>> {
-        self.gate.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub(crate) fn closed_reason(&self) -> Option<String> {
-        match &*self.state.borrow() {
-            LinkState::Closed { reason } => Some(reason.clone()),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn next_id(&self) -> i64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Route a response to its caller.
-    pub(crate) fn answer(&self, id: i64, result: Result<Value, RpcError>) {
-        if let Some(call) = self.link().pending.remove(&id) {
-            let _ = call.answer.send(result.map_err(|err| ClientError::Server {
-                code: err.code,
-                message: err.message,
-                data: err.data,
-            }));
-        }
-    }
-
-    /// Route the answer to request `id` (sent by the caller) to `answer`.
-    pub(crate) fn expect_answer(
-        &self,
-        id: i64,
-        answer: oneshot::Sender<Result<Value, ClientError>>,
-    ) {
-        self.link().pending.insert(
-            id,
-            Call {
-                frame: String::new(),
-                method: String::new(),
-                resend: false,
-                answer,
-            },
-        );
-    }
-
-    pub(crate) fn forget_answer(&self, id: i64) {
-        self.link().pending.remove(&id);
-    }
-
-    /// Send `method` on the current connection (or, while reconnecting,
-    /// after the resume) and wait up to `timeout` for its answer.
-    pub(crate) async fn call(
-        &self,
-        method: &str,
-        params: Value,
-        timeout: Duration,
-    ) -> Result<Value, ClientError> {
-        let lost = |reason: Option<String>| {
-            ClientError::ConnectionLost(reason.unwrap_or_else(|| "the session ended".into()))
-        };
-        if let Some(reason) = self.closed_reason() {
-            return Err(lost(Some(reason)));
-        }
-        let id = self.next_id();
-        let resend = resend_safe(method, &params);
-        let frame = json!({"id": id, "method": method, "params": params}).to_string();
-        let (tx, rx) = oneshot::channel();
-        let outbox = {
-            let mut link = self.link();
-            link.pending.insert(
-                id,
-                Call {
-                    frame: frame.clone(),
-                    method: method.to_string(),
-                    resend,
-                    answer: tx,
-                },
-            );
-            link.outbox.clone()
-        };
-        // A failed send leaves the call pending: a resume sends it again,
-        // or the end of the session fails it.
-        if let Some(outbox) = outbox {
-            outbox.send(frame).await;
-        }
-        let mut rx = rx;
-        let mut state = self.state.subscribe();
-        loop {
-            match tokio::time::timeout(timeout, &mut rx).await {
-                Ok(Ok(answer)) => return answer,
-                Ok(Err(_)) => return Err(lost(self.closed_reason())),
-                // Time spent reconnecting does not count: the call waits
-                // for the resume (or the end of the session), then gets
-                // its full time again.
-                Err(_) if matches!(*state.borrow(), LinkState::Reconnecting { .. }) => {
-                    let _ = state
-                        .wait_for(|s| !matches!(s, LinkState::Reconnecting { .. }))
-                        .await;
-                }
-                Err(_) => {
-                    self.link().pending.remove(&id);
-                    return Err(ClientError::Timeout {
-                        method: method.to_string(),
-                        after: timeout,
-                    });
-                }
-            }
-        }
-    }
-
-    /// A new connection took over: calls safe to repeat are returned (in
-    /// order) to be sent on it; the others fail, as they may or may not
-    /// have been applied.
-    pub(crate) fn take_over(&self, outbox: Arc<ClientOutbox>) -> Vec<String> {
-        let mut link = self.link();
-        link.outbox = Some(outbox);
-        let mut resend = Vec::new();
-        link.pending.retain(|_, call| {
-            if call.resend {
-                resend.push(call.frame.clone());
-                return true;
-            }
-            let (dead, _) = oneshot::channel();
-            let answer = std::mem::replace(&mut call.answer, dead);
-            let _ = answer.send(Err(ClientError::Interrupted {
-                method: call.method.clone(),
-            }));
-            false
-        });
-        resend
-    }
-
-    /// The session is over: fail everything with `reason`.
-    pub(crate) fn end(&self, reason: String) {
-        self.state.send_replace(LinkState::Closed {
-            reason: reason.clone(),
-        });
-        let pending = {
-            let mut link = self.link();
-            if let Some(outbox) = link.outbox.take() {
-                outbox.close();
-            }
-            std::mem::take(&mut link.pending)
-        };
-        for (_, call) in pending {
-            let _ = call
-                .answer
-                .send(Err(ClientError::ConnectionLost(reason.clone())));
-        }
-        self.router.fail_all(EnvError::ConnectionLost(reason));
-    }
-}
-
-/// Whether a request may be sent again after a resume without doing its
-/// work twice: `process/write` carries a `writeId`, `process/start` is
-/// idempotent by `processId`, reads and queries repeat harmlessly. An
-/// append, a signal or an HTTP request may not.
-fn resend_safe(method: &str, params: &Value) -> bool {
-    match method {
-        "process/signal" | "http/request" => false,
-        "process/write" => params.get("writeId").is_some(),
-        "fs/writeFile" => params.get("append") != Some(&Value::Bool(true)),
-        _ => true,
-    }
-}
 
 /// What a new client is made of besides its connection.
 struct Ends {

@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::client::Shared;
+use crate::state::{ClientOutbox, Shared};
 use crate::websocket::{ended, Socket};
 
 /// A frame from the server.
@@ -57,9 +57,6 @@ impl End {
 
 /// What the server sends, as frames or the end of the connection.
 pub(crate) type FrameStream = Pin<Box<dyn Stream<Item = Result<InFrame, End>> + Send>>;
-
-/// The sending half of a client connection.
-pub(crate) type ClientOutbox = Outbox<Wire>;
 
 /// A WebSocket to `url` as the client uses it: frames from the server
 /// (its end worded by [`crate::websocket::ended`]), and an outbox.

@@ -30,6 +30,7 @@ mod frames;
 pub mod manager;
 pub mod remote;
 mod resume;
+mod state;
 pub mod websocket;
 
 pub use client::{ExecServerClient, LinkState};

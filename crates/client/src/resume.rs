@@ -24,9 +24,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::client::{LinkState, Shared};
 use crate::error::ClientError;
-use crate::frames::{read_frames, split_socket, ClientOutbox, End, FrameStream};
+use crate::frames::{read_frames, split_socket, End, FrameStream};
+use crate::state::{ClientOutbox, LinkState, Shared};
 use crate::websocket::{ConnectOptions, ReconnectPolicy, NOT_LISTENING};
 use crate::DEFAULT_TIMEOUT;
 

@@ -35,7 +35,7 @@ use crate::methods::session::{INITIALIZE, INITIALIZED};
 use crate::methods::Reply;
 use crate::rpc;
 use crate::session::Session;
-use crate::sessions::{self, Attachment, Ending, ResumeError};
+use crate::sessions::{self, Attachment, Ending, ResumeError, Sessions};
 use crate::shared::Shared;
 
 /// The close reason (WebSocket code 1001) every connection gets when the
@@ -91,6 +91,7 @@ pub async fn serve_connection<I, O>(
     outgoing: O,
     transport: Transport,
     shared: Arc<Shared>,
+    sessions: Arc<Sessions>,
     shutdown: CancellationToken,
     peer: Peer,
 ) where
@@ -107,7 +108,7 @@ pub async fn serve_connection<I, O>(
         transport.binary_frames,
         peer.admission,
     );
-    let attachment = shared.sessions.register(session.id(), peer.admission);
+    let attachment = sessions.register(session.id(), peer.admission);
     audit::connection_opened(&peer.address, session.id(), peer.admission);
     let mut connection = Connection {
         session,
@@ -116,6 +117,7 @@ pub async fn serve_connection<I, O>(
         transport,
         peer,
         shared: shared.clone(),
+        sessions: sessions.clone(),
     };
     let ending = connection.run(&mut incoming, &shutdown).await;
     let Connection {
@@ -153,10 +155,7 @@ pub async fn serve_connection<I, O>(
         });
     }
     audit::connection_closed(&peer.address, session.id());
-    for session in shared
-        .sessions
-        .leave(&attachment, session, ending, &peer.address)
-    {
+    for session in sessions.leave(&attachment, session, ending, &peer.address) {
         sessions::end(session).await;
     }
 }
@@ -169,6 +168,7 @@ struct Connection {
     transport: Transport,
     peer: Peer,
     shared: Arc<Shared>,
+    sessions: Arc<Sessions>,
 }
 
 impl Connection {
@@ -294,7 +294,6 @@ impl Connection {
             return Err(ResumeError::AlreadyInitialized(wanted).into());
         }
         let (mut resumed, attachment, took_over) = self
-            .shared
             .sessions
             .take_over(&wanted, self.peer.admission)
             .await?;
@@ -308,7 +307,7 @@ impl Connection {
             resumed.backend().set_epoch(self.link.generation());
         }
         let fresh = std::mem::replace(&mut self.session, resumed);
-        self.shared.sessions.forget(fresh.id(), &self.attachment);
+        self.sessions.forget(fresh.id(), &self.attachment);
         self.attachment = attachment;
         audit::session_resumed(&self.peer.address, self.session.id(), took_over);
         // It never served: no process, nothing to wait for.

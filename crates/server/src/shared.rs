@@ -1,9 +1,9 @@
 //! What the connections of one server share: its settings, the budget of
 //! processes and retained output (`execd_process::SharedBudget`, which
 //! every connection's process table draws on), the count of connections
-//! served, the filesystem slots ([`FsSlots`]) that bound the blocking
-//! threads filesystem calls may hold, and the sessions by id
-//! ([`Sessions`], for resumes).
+//! served, and the filesystem slots ([`FsSlots`]) that bound the blocking
+//! threads filesystem calls may hold. (The sessions by id, for resumes,
+//! are `crate::sessions::Sessions`, beside this.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +12,7 @@ use execd_environment::EnvError;
 use execd_process::SharedBudget;
 use execd_protocol::limits::{Limit, LimitExceeded};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::sessions::Sessions;
 use crate::ServerConfig;
 
 /// How long a filesystem call waits for a free slot before it is refused.
@@ -27,29 +24,11 @@ pub struct Shared {
     pub budget: Arc<SharedBudget>,
     connections: Arc<Semaphore>,
     fs_ops: Arc<Semaphore>,
-    pub sessions: Arc<Sessions>,
 }
 
 impl Shared {
-    /// For one connection (stdio): nothing outlives it.
     pub fn new(config: ServerConfig) -> Arc<Shared> {
-        Shared::serving(config, CancellationToken::new(), TaskTracker::new())
-    }
-
-    /// For a listener: detached sessions end at `shutdown`, and their
-    /// timers run on `tasks` (which the listener waits for).
-    pub fn serving(
-        config: ServerConfig,
-        shutdown: CancellationToken,
-        tasks: TaskTracker,
-    ) -> Arc<Shared> {
         Arc::new(Shared {
-            sessions: Sessions::new(
-                config.detach_grace,
-                config.max_detached_sessions,
-                shutdown,
-                tasks,
-            ),
             budget: SharedBudget::new(config.max_processes, config.max_retained_bytes),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             fs_ops: Arc::new(Semaphore::new(config.max_fs_ops)),

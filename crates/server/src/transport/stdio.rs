@@ -5,6 +5,7 @@ use execd_transport::outbox::{Frame, Wire};
 use futures_util::{future, stream, SinkExt, StreamExt};
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use execd_protocol::limits::{Limit, LimitExceeded};
 use execd_protocol::RpcError;
@@ -12,12 +13,14 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::access::Admission;
 use crate::connection::{serve_connection, Inbound, Peer, Transport};
+use crate::sessions::Sessions;
 use crate::shared::Shared;
 use crate::ServerConfig;
 
 /// Serve one connection over stdin/stdout until stdin closes or `shutdown` fires.
 pub async fn serve_stdio(config: ServerConfig, shutdown: CancellationToken) {
     let max = config.max_frame_bytes;
+    let (grace, max_detached) = (config.detach_grace, config.max_detached_sessions);
     let incoming = FramedRead::new(tokio::io::stdin(), LinesCodec::new_with_max_length(max))
         .take_while(|line| future::ready(!matches!(line, Err(LinesCodecError::Io(_)))))
         .filter_map(move |line| {
@@ -58,6 +61,13 @@ pub async fn serve_stdio(config: ServerConfig, shutdown: CancellationToken) {
             detachable: false,
         },
         Shared::new(config),
+        // Never detached, so nothing to resume: no grace timers to track.
+        Sessions::new(
+            grace,
+            max_detached,
+            CancellationToken::new(),
+            TaskTracker::new(),
+        ),
         shutdown,
         peer,
     )

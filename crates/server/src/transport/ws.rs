@@ -41,6 +41,7 @@ use crate::access::{self, Admission, Refusal};
 use crate::audit;
 use crate::connection::{serve_connection, Inbound, Peer, Transport};
 use crate::rpc;
+use crate::sessions::Sessions;
 use crate::shared::Shared;
 use crate::transport::handshakes::{Handshakes, Ticket};
 use crate::ServerConfig;
@@ -71,7 +72,13 @@ pub async fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<WsServer
     let tracker = TaskTracker::new();
     let handshakes = Handshakes::new(config.max_handshakes);
     let door = Door {
-        shared: Shared::serving(config, shutdown.clone(), tracker.clone()),
+        sessions: Sessions::new(
+            config.detach_grace,
+            config.max_detached_sessions,
+            shutdown.clone(),
+            tracker.clone(),
+        ),
+        shared: Shared::new(config),
         loopback,
     };
     tracker.spawn(accept_loop(
@@ -113,6 +120,8 @@ impl WsServer {
 /// What every connection of one listener is admitted by.
 struct Door {
     shared: Arc<Shared>,
+    /// The sessions of this listener's connections, for resumes.
+    sessions: Arc<Sessions>,
     /// The listener is on a loopback address (the `Host` check applies).
     loopback: bool,
 }
@@ -325,6 +334,7 @@ async fn upgrade<S>(
             detachable: true,
         },
         shared,
+        door.sessions.clone(),
         shutdown,
         peer_info,
     )
