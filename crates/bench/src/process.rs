@@ -15,22 +15,14 @@ use crate::BenchError;
 pub(crate) const WAIT: Duration = Duration::from_secs(120);
 
 pub(crate) fn params(id: String, argv: &[&str], tty: bool) -> StartParams {
-    StartParams {
-        process_id: id,
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        cwd: "/".into(),
-        env: HashMap::from([
-            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-            ("TERM".into(), "xterm".into()),
-        ]),
-        tty,
-        pipe_stdin: false,
-        arg0: None,
-        size: None,
-        exec_policy: None,
-        sandbox: None,
-        output_window: None,
-    }
+    let mut params = StartParams::new(argv.iter().copied());
+    params.process_id = id;
+    params.env = HashMap::from([
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("TERM".into(), "xterm".into()),
+    ]);
+    params.tty = tty;
+    params
 }
 
 pub(crate) async fn next_output(events: &mut EventReceiver) -> Result<Bytes, BenchError> {

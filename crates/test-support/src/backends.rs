@@ -130,22 +130,14 @@ macro_rules! both_backends {
 /// Typed start params for a pipe process in `/tmp`, with the usual `PATH`
 /// and `LANG=C`; no terminal, stdin, policy or sandbox.
 pub fn process_params(id: &str, argv: &[&str]) -> StartParams {
-    StartParams {
-        process_id: id.into(),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        cwd: "/tmp".into(),
-        env: HashMap::from([
-            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-            ("LANG".into(), "C".into()),
-        ]),
-        tty: false,
-        pipe_stdin: false,
-        arg0: None,
-        size: None,
-        exec_policy: None,
-        sandbox: None,
-        output_window: None,
-    }
+    let mut params = StartParams::new(argv.iter().copied());
+    params.process_id = id.into();
+    params.cwd = "/tmp".into();
+    params.env = HashMap::from([
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("LANG".into(), "C".into()),
+    ]);
+    params
 }
 
 /// Collect a process's events until it closed, bounded by [`RUN_TIMEOUT`];
