@@ -51,10 +51,7 @@ async fn start_with_pid(client: &mut Client, id: &str, exec: &str) -> Watched {
 async fn a_lost_connection_is_resumed_with_the_process_and_its_missed_output() {
     let server = bind_server(config(Duration::from_secs(60))).await;
     let mut first = Client::connect(&server.url()).await;
-    let session = first.initialize("test").await["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = first.initialize_session("test").await;
     first.start(stdin_params("cat", &["cat"])).await;
     first.write("cat", b"one\n").await;
     first.wait_output("cat", "one").await;
@@ -103,10 +100,7 @@ async fn a_lost_connection_is_resumed_with_the_process_and_its_missed_output() {
 async fn a_clean_close_ends_the_session_at_once() {
     let server = bind_server(config(Duration::from_secs(60))).await;
     let mut client = Client::connect(&server.url()).await;
-    let session = client.initialize("test").await["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = client.initialize_session("test").await;
     let sleeper = start_with_pid(&mut client, "s", "sleep 1000").await;
     let mut ws = client.into_inner();
     ws.close(None).await.expect("close");
@@ -140,10 +134,7 @@ async fn an_unknown_session_is_refused_by_name() {
 async fn a_session_not_resumed_within_the_grace_ends() {
     let server = bind_server(config(Duration::from_secs(2))).await;
     let mut client = Client::connect(&server.url()).await;
-    let session = client.initialize("test").await["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = client.initialize_session("test").await;
     let sleeper = start_with_pid(&mut client, "s", "sleep 1000").await;
     drop(client.into_inner());
     // Detached, not ended: it runs on for the grace...
@@ -160,10 +151,7 @@ async fn a_session_not_resumed_within_the_grace_ends() {
 async fn a_takeover_closes_the_old_connection() {
     let server = bind_server(config(Duration::from_secs(60))).await;
     let mut first = Client::connect(&server.url()).await;
-    let session = first.initialize("test").await["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = first.initialize_session("test").await;
     let sleeper = start_with_pid(&mut first, "s", "sleep 1000").await;
     let (mut second, result) = resume(&server.url(), &session).await;
     assert_eq!(result.expect("takeover")["resumed"], json!(true));
@@ -238,10 +226,7 @@ async fn past_the_detached_bound_the_oldest_detached_session_ends() {
     let first = start_with_pid(&mut older, "s", "sleep 1000").await;
     drop(older.into_inner());
     let mut newer = Client::connect(&server.url()).await;
-    let session = newer.initialize("test").await["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = newer.initialize_session("test").await;
     let second = start_with_pid(&mut newer, "s", "sleep 1000").await;
     drop(newer.into_inner());
     // The second detach pushes the first session out.

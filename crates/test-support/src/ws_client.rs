@@ -102,6 +102,12 @@ impl Client {
         result
     }
 
+    /// [`Client::initialize`], returning the session id (to resume it).
+    pub async fn initialize_session(&mut self, client_name: &str) -> String {
+        let result = self.initialize(client_name).await;
+        result["sessionId"].as_str().unwrap_or_default().to_string()
+    }
+
     pub async fn send_raw(&mut self, text: &str) {
         self.ws
             .send(Message::text(text.to_string()))
