@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use execd_protocol::envelope::InitializeParams;
 use execd_protocol::{Incoming, ReplyId, RequestId, RpcError};
-use execd_transport::outbox::{boxed, Link, Outbox, Wire};
+use execd_transport::outbox::{boxed, BoxSink, Link, Outbox, Wire};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -43,7 +43,7 @@ use crate::shared::Shared;
 pub const SHUTDOWN_REASON: &str =
     "execd serve is stopping; the processes of this connection are being terminated";
 /// How long the close reason may take to reach a peer.
-const SHUTDOWN_NOTICE_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+const SHUTDOWN_NOTICE_TIME: Duration = Duration::from_secs(1);
 /// WebSocket close code of a connection whose session another took over.
 pub const CLOSE_TAKEN_OVER: u16 = 4000;
 
@@ -132,32 +132,29 @@ pub async fn serve_connection<I, O>(
     // A server shutting down tells the peer why before its processes are
     // terminated (bounded: a peer that stopped reading cannot hold it).
     if let (Ending::Shutdown, Some(sink)) = (ending, sink.as_mut()) {
-        let notice = async {
-            let reason = SHUTDOWN_REASON.to_string();
-            let _ = sink.send(Wire::Close { code: 1001, reason }).await;
-            let _ = sink.close().await;
-        };
-        let _ = tokio::time::timeout(SHUTDOWN_NOTICE_TIME, notice).await;
+        close_with(sink, 1001, SHUTDOWN_REASON, SHUTDOWN_NOTICE_TIME).await;
     }
     if let (Ending::TakenOver, Some(mut sink)) = (ending, sink) {
         tokio::spawn(async move {
-            let close = async {
-                let reason = "session resumed by another connection".to_string();
-                let _ = sink
-                    .send(Wire::Close {
-                        code: CLOSE_TAKEN_OVER,
-                        reason,
-                    })
-                    .await;
-                let _ = sink.close().await;
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+            let reason = "session resumed by another connection";
+            close_with(&mut sink, CLOSE_TAKEN_OVER, reason, Duration::from_secs(5)).await;
         });
     }
     audit::connection_closed(&peer.address, session.id());
     for session in sessions.leave(&attachment, session, ending, &peer.address) {
         sessions::end(session).await;
     }
+}
+
+/// Send a close frame (`code`, `reason`) and close `sink`, within `within`:
+/// a peer that stopped reading cannot hold it.
+async fn close_with(sink: &mut BoxSink<Wire>, code: u16, reason: &str, within: Duration) {
+    let close = async {
+        let reason = reason.to_string();
+        let _ = sink.send(Wire::Close { code, reason }).await;
+        let _ = sink.close().await;
+    };
+    let _ = tokio::time::timeout(within, close).await;
 }
 
 /// A connection and the session it serves now.
