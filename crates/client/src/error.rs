@@ -17,6 +17,13 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// Nothing listens at the address (connection refused): no server
+    /// process is there, so no session of one survives either.
+    #[error("cannot connect to {target}: connection refused: no server listens there (is execd serve running?)")]
+    NothingListens {
+        /// Where.
+        target: String,
+    },
     /// The server answered the upgrade with HTTP 401.
     #[error("{}", unauthorized(target, *sent_token))]
     Unauthorized {
@@ -86,6 +93,7 @@ impl From<ClientError> for EnvError {
                 data,
             }),
             ClientError::Connect { .. }
+            | ClientError::NothingListens { .. }
             | ClientError::Unauthorized { .. }
             | ClientError::Refused { .. }
             | ClientError::NotExecd { .. } => EnvError::Connect(err.to_string()),

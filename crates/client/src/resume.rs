@@ -27,7 +27,7 @@ use tracing::{debug, info};
 use crate::error::ClientError;
 use crate::frames::{read_frames, split_socket, End, FrameStream};
 use crate::state::{ClientOutbox, LinkState, Shared};
-use crate::websocket::{ConnectOptions, ReconnectPolicy, NOT_LISTENING};
+use crate::websocket::{ConnectOptions, ReconnectPolicy};
 use crate::DEFAULT_TIMEOUT;
 
 /// Where and how to reconnect (WebSocket connections only).
@@ -167,7 +167,7 @@ async fn attempt(
         // Credentials no longer accepted: no point in trying again.
         Err(err @ ClientError::Unauthorized { .. }) => return Err(Attempt::Gone(err.to_string())),
         // Nothing listens: the server process is gone, and its sessions with it.
-        Err(err @ ClientError::Connect { .. }) if err.to_string().contains(NOT_LISTENING) => {
+        Err(err @ ClientError::NothingListens { .. }) => {
             return Err(Attempt::Gone(format!("the session is gone: {err}")))
         }
         Err(err) => return Err(Attempt::Failed(err.to_string())),

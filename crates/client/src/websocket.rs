@@ -23,10 +23,6 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::error::ClientError;
 
-/// Said of a refused TCP connection: no server process listens there, so
-/// no session of one survives either (a resume gives up at once).
-pub(crate) const NOT_LISTENING: &str = "no server listens there";
-
 /// How the reason of a connection ended by the server's shutdown begins
 /// (`server shut down: <the server's close reason>`).
 pub const SERVER_SHUT_DOWN: &str = "server shut down";
@@ -192,11 +188,9 @@ fn handshake_error(url: &str, err: WsError) -> ClientError {
     };
     match err {
         WsError::Io(io) => match io.kind() {
-            // The resume gives up on NOT_LISTENING: no server process
-            // listens, so no session of one survives either.
-            ErrorKind::ConnectionRefused => failed(format!(
-                "connection refused: {NOT_LISTENING} (is execd serve running?)"
-            )),
+            ErrorKind::ConnectionRefused => ClientError::NothingListens {
+                target: url.to_string(),
+            },
             ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => failed(
                 "the server closed the connection during the WebSocket upgrade, without an answer"
                     .into(),
