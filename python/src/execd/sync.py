@@ -28,6 +28,7 @@ from .types import (
     ExitStatus,
     Metadata,
     ProcessEvent,
+    ProcessInfo,
     ServerInfo,
     WriteStatus,
 )
@@ -84,9 +85,11 @@ class SyncProcess:
             except StopAsyncIteration:
                 return
 
-    def write(self, data: bytes, *, close_stdin: bool = False) -> WriteStatus:
+    def write(
+        self, data: bytes, *, close_stdin: bool = False, write_id: str | None = None
+    ) -> WriteStatus:
         """Write to stdin (see :meth:`execd.Process.write`)."""
-        return self._loop.run(self.process.write(data, close_stdin=close_stdin))
+        return self._loop.run(self.process.write(data, close_stdin=close_stdin, write_id=write_id))
 
     def write_all(self, data: bytes, *, close_stdin: bool = False) -> WriteStatus:
         """Write everything (see :meth:`execd.Process.write_all`)."""
@@ -235,6 +238,10 @@ class SyncEnvironment:
             )
         )
         return SyncProcess(self._loop, process)
+
+    def list_processes(self) -> list[ProcessInfo]:
+        """The session's processes (see :meth:`execd.Environment.list_processes`)."""
+        return self._loop.run(self.environment.list_processes())
 
     def close(self) -> None:
         """Close the connection and stop the background loop."""
