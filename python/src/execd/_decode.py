@@ -8,12 +8,14 @@ frame can be ignored).
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from ._wire import STREAMS, decode_b64
 from .errors import ProtocolError
-from .types import ApprovalRequest, Closed, ExecDecision, Exited, Output, ProcessEvent, Stream
+from .types import Answer, ApprovalRequest, Closed, ExecDecision, Exited, Output, ProcessEvent, Stream
 
 
 def file_uri_path(uri: object) -> str | None:
@@ -100,6 +102,23 @@ def approval_request(params: dict[str, Any]) -> ApprovalRequest:
         cwd=str(params.get("cwd", "")),
         escalation=bool(params.get("escalation", False)),
     )
+
+
+async def approval_reply(
+    on_approve: Callable[[ApprovalRequest], Answer | Awaitable[Answer]],
+    request_id: Any,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """The reply to an ``exec/approve`` request, as ``on_approve`` decides it
+    (an error reply if the request is malformed or the callback fails)."""
+    try:
+        answer = on_approve(approval_request(params))
+        decided = await answer if inspect.isawaitable(answer) else answer
+        if decided not in ("run", "escalate", "deny"):
+            raise ValueError(f"the approval callback answered {decided!r}")
+        return {"id": request_id, "result": {"decision": decided}}
+    except Exception as err:
+        return {"id": request_id, "error": {"code": -32603, "message": f"approval failed: {err}"}}
 
 
 def decision(params: dict[str, Any]) -> ExecDecision | None:

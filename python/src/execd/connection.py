@@ -577,18 +577,10 @@ class Connection:
             channel.deliver(event)
 
     async def _answer_request(self, request_id: Any, method: str, params: dict[str, Any]) -> None:
-        reply: dict[str, Any]
-        if method != "exec/approve" or self.on_approve is None:
-            reply = {"id": request_id, "error": {"code": -32601, "message": f"client does not handle {method!r}"}}
+        if method == "exec/approve" and self.on_approve is not None:
+            reply = await _decode.approval_reply(self.on_approve, request_id, params)
         else:
-            try:
-                answer = self.on_approve(_decode.approval_request(params))
-                decision = await answer if inspect.isawaitable(answer) else answer
-                if decision not in ("run", "escalate", "deny"):
-                    raise ValueError(f"the approval callback answered {decision!r}")
-                reply = {"id": request_id, "result": {"decision": decision}}
-            except Exception as err:
-                reply = {"id": request_id, "error": {"code": -32603, "message": f"approval failed: {err}"}}
+            reply = {"id": request_id, "error": {"code": -32601, "message": f"client does not handle {method!r}"}}
         try:
             await self._send_text(json.dumps(reply, separators=(",", ":")))
         except ConnectionLostError:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from .connection import ApprovalCallback, DecisionCallback
 from .environment import Environment
 from .environment import connect as connect_async
+from .options import DEFAULT_OUTPUT_WINDOW, Keepalive, ReconnectPolicy
 from .process import Process, ReadResult
 from .types import (
     CompletedProcess,
@@ -270,6 +271,9 @@ def connect(
     on_decision: DecisionCallback | None = None,
     binary_output: bool = True,
     timeout: float = 60.0,
+    reconnect: ReconnectPolicy | None = ReconnectPolicy(),
+    keepalive: Keepalive | None = Keepalive(),
+    output_window: int | None = DEFAULT_OUTPUT_WINDOW,
 ) -> SyncEnvironment:
     """Connect and return a blocking environment (arguments as :func:`execd.connect`)."""
     loop = _Loop()
@@ -283,6 +287,9 @@ def connect(
                     on_decision=on_decision,
                     binary_output=binary_output,
                     timeout=timeout,
+                    reconnect=reconnect,
+                    keepalive=keepalive,
+                    output_window=output_window,
                 )
             )
         )
