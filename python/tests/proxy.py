@@ -5,7 +5,7 @@ it the way a network does. :meth:`FaultProxy.cut` resets every current
 connection on both sides (``SO_LINGER 0``: a TCP reset, no WebSocket
 close), :meth:`FaultProxy.cut_after` does so after exactly N more bytes
 from the server (mid-frame), :meth:`FaultProxy.stall` stops forwarding on
-the current connections (a half-open network), and ``refusing`` resets new
+the current connections, one way or both (a half-open network), and ``refusing`` resets new
 connections as they come. New connections go through after a cut.
 """
 
@@ -23,7 +23,8 @@ CHUNK = 64 * 1024
 class _Link:
     client: asyncio.StreamWriter
     server: asyncio.StreamWriter
-    moving: asyncio.Event = field(default_factory=asyncio.Event)
+    moving_up: asyncio.Event = field(default_factory=asyncio.Event)
+    moving_down: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -79,10 +80,14 @@ class FaultProxy:
         """Cut once ``down_bytes`` more bytes went from the server to the client."""
         self._cut_after = down_bytes
 
-    def stall(self) -> None:
-        """Stop forwarding, both ways, on every current connection (until cut)."""
+    def stall(self, *, up: bool = True, down: bool = True) -> None:
+        """Stop forwarding on every current connection (until cut): client →
+        server if ``up``, server → client if ``down``."""
         for link in self._links:
-            link.moving.clear()
+            if up:
+                link.moving_up.clear()
+            if down:
+                link.moving_down.clear()
 
     def _drop(self, link: _Link) -> None:
         self._links.discard(link)
@@ -102,7 +107,8 @@ class FaultProxy:
             return
         self.accepted += 1
         link = _Link(writer, up_writer)
-        link.moving.set()
+        link.moving_up.set()
+        link.moving_down.set()
         self._links.add(link)
         link.tasks = [
             asyncio.ensure_future(self._pipe(link, reader, up_writer, down=False)),
@@ -115,7 +121,7 @@ class FaultProxy:
         try:
             while True:
                 data = await source.read(CHUNK)
-                await link.moving.wait()
+                await (link.moving_down if down else link.moving_up).wait()
                 if not data:
                     # An orderly end on one side goes on as one on the other.
                     sink.close()

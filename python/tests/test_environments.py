@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,7 @@ def test_one_harness_drives_many_servers_by_name(
 
         async def drive(manager: execd.EnvironmentManager, name: str) -> tuple[str, bytes, bytes]:
             env = await manager.get(name)
-            marker = f"/tmp/execd-py-envs-{env.info.session_id}"
+            marker = f"/tmp/execd-py-envs-{uuid.uuid4().hex}"
             r = await env.run(["bash", "-c", 'echo "$NAME:$$"; cat'], env={"NAME": name}, input=name.encode())
             await env.fs.write_file(marker, name.encode() * 1000)
             data = await env.fs.read_file(marker)

@@ -19,11 +19,11 @@ WINDOW = 64 * 1024
 
 def test_windowed_process_stalls_until_consumed(server: Server, tmp_path: Path) -> None:
     marker = tmp_path / "finished"
-    expected = b"".join(b"%d\n" % i for i in range(1, 100_001))  # 589 KB, 9 windows
+    expected = b"".join(b"%d\n" % i for i in range(1, 1_000_001))  # 6.9 MB: more than window and pipe
 
     async def body() -> None:
         async with execd.connect(server.url, token=server.token) as env:
-            p = await env.start(["bash", "-c", f"seq 1 100000; touch {marker}"], output_window=WINDOW)
+            p = await env.start(["bash", "-c", f"seq 1 1000000; touch {marker}"], output_window=WINDOW)
 
             async def unread() -> int:
                 return sum(len(c.data) for c in (await p.read(0)).chunks)

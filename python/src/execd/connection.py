@@ -161,6 +161,7 @@ class Connection:
         self._settled = asyncio.Event()
         self._settled.set()
         self._closing = False
+        self._ended: ConnectionLostError | None = None
         self._driver = asyncio.get_running_loop().create_task(self._drive(socket))
 
     @classmethod
@@ -235,8 +236,8 @@ class Connection:
         the new connection (or, if it was already sent and is not safe to
         repeat, fails with :class:`~execd.CallInterruptedError`).
         """
-        if self.closed_reason is not None:
-            raise ConnectionLostError(self.closed_reason)
+        if self._ended is not None:
+            raise self._ended
         request_id = self._next_id
         self._next_id += 1
         frame = json.dumps({"id": request_id, "method": method, "params": params}, separators=(",", ":"))
@@ -277,8 +278,8 @@ class Connection:
                 raise
 
     async def _send_text(self, text: str, socket: ClientConnection | None = None) -> None:
-        if self.closed_reason is not None:
-            raise ConnectionLostError(self.closed_reason)
+        if self._ended is not None:
+            raise self._ended
         socket = socket or self._socket
         if socket is None:
             return
@@ -288,14 +289,14 @@ class Connection:
                     self.on_frame("sent", text)
                 await socket.send(text)
         except ConnectionClosed as err:
-            raise ConnectionLostError(self.closed_reason or _socket.closed_reason(err)) from None
+            raise self._ended or ConnectionLostError(_socket.closed_reason(err)) from None
 
     # Process channels.
 
     def register(self, process_id: str) -> EventChannel:
         """Open the event channel of a process about to be started."""
-        if self.closed_reason is not None:
-            raise ConnectionLostError(self.closed_reason)
+        if self._ended is not None:
+            raise self._ended
         if process_id in self._channels:
             raise ValueError(f"process {process_id} is already followed on this connection")
         channel = EventChannel(process_id)
@@ -333,8 +334,9 @@ class Connection:
         await asyncio.gather(self._driver, *self._tasks, return_exceptions=True)
 
     def _end(self, error: ConnectionLostError) -> None:
-        if self.closed_reason is not None:
+        if self._ended is not None:
             return
+        self._ended = error
         self.closed_reason = error.reason
         self.state = "closed"
         self._settled.set()
