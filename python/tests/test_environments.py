@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -165,6 +166,37 @@ def test_a_failed_connection_is_not_kept(execd_bin: Path, tmp_path: Path) -> Non
             manager.add("x", server.url, token=server.token)
             assert (await (await manager.get("x")).run(["echo", "ok"])).stdout == b"ok\n"
             await manager.close()
+
+        run_async(body())
+    finally:
+        server.kill()
+
+
+def test_ca_file_for_a_private_ca(execd_bin: Path, tmp_path: Path) -> None:
+    """A wss:// server with a certificate of its own: trusted through ca_file, refused without."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    server = start_server(
+        execd_bin,
+        tmp_path / "tls",
+        ["--tls-cert", str(cert), "--tls-key", str(key)],
+        token=secrets.token_hex(16),
+        listen="wss://127.0.0.1:0",
+    )
+    try:
+
+        async def body() -> None:
+            async with execd.EnvironmentManager() as manager:
+                manager.add("tls", server.url, token=server.token, ca_file=str(cert))
+                manager.add("untrusted", server.url, token=server.token)
+                assert (await (await manager.get("tls")).run(["echo", "tls"])).stdout == b"tls\n"
+                with pytest.raises(execd.ConnectError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+                    await manager.get("untrusted")
 
         run_async(body())
     finally:

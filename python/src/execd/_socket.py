@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -36,10 +37,10 @@ async def open_socket(
     sending a close frame on a timeout (which would end the session).
     """
     headers = {"Authorization": f"Bearer {token}"} if token is not None else None
-    tls: ssl.SSLContext | None = None
+    tls: dict[str, Any] = {}  # ssl= only for a private CA (ws:// takes none)
     try:
         if ca_file is not None and url.lower().startswith("wss://"):
-            tls = ssl.create_default_context(cafile=ca_file)
+            tls["ssl"] = ssl.create_default_context(cafile=ca_file)
     except OSError as err:
         raise ConnectError(url, f"cannot read the CA file {ca_file}: {err}") from None
     except ssl.SSLError as err:
@@ -53,7 +54,7 @@ async def open_socket(
             compression=None,
             ping_interval=None,
             ping_timeout=None,
-            ssl=tls,
+            **tls,
         )
     except InvalidStatus as err:
         status = err.response.status_code
@@ -105,7 +106,8 @@ class Pinger:
         loop = asyncio.get_running_loop()
         if keepalive.interval > 0:
             self._tasks.append(loop.create_task(self._ping()))
-        if keepalive.timeout > 0:
+        # Without pings of its own it cannot tell an idle server from a gone one.
+        if keepalive.timeout > 0 and keepalive.interval > 0:
             self._tasks.append(loop.create_task(self._watch()))
 
     def heard(self) -> None:

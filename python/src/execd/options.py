@@ -45,7 +45,8 @@ class Keepalive:
     """Client-side keepalive: a WebSocket ping every ``interval`` seconds;
     a server from which nothing (no frame, no pong) arrived for ``timeout``
     seconds counts as lost (the connection is dropped without a close frame,
-    so the session detaches and is resumed). 0 turns either off."""
+    so the session detaches and is resumed). 0 turns either off; the
+    timeout needs the pings (an idle server says nothing else)."""
 
     interval: float = 15.0
     """Seconds between pings."""
