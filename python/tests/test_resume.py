@@ -189,3 +189,33 @@ def test_without_reconnect_a_cut_ends_the_session(server: Server) -> None:
             await env.close()
 
     run_async(body())
+
+
+def test_terminal_session_cut_while_typing(server: Server) -> None:
+    """Typed lines go in once each across cuts, and the screen loses nothing."""
+    lines = [f"line{i}" for i in range(20)]
+
+    async def body() -> None:
+        async with FaultProxy(port_of(server)) as proxy:
+            async with execd.connect(proxy.url, token=server.token, reconnect=FAST) as env:
+                p = await env.start(["cat"], tty=True)
+                screen = bytearray()
+
+                async def watch() -> None:
+                    async for event in p:
+                        if isinstance(event, execd.Output):
+                            screen.extend(event.data)
+
+                watcher = asyncio.ensure_future(watch())
+                for i, line in enumerate(lines):
+                    if i in (5, 12):
+                        proxy.cut()  # the next write waits for the resume
+                    assert await p.write(f"{line}\n".encode()) == "accepted"
+                await p.close_stdin()
+                await asyncio.wait_for(watcher, 20)
+                assert (await p.wait()).exit_code == 0
+                assert env.connection.resumes == 2
+                for line in lines:  # the terminal's echo, then cat's copy
+                    assert screen.count(f"{line}\r\n".encode()) == 2, (line, bytes(screen))
+
+    run_async(body())
