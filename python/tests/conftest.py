@@ -52,14 +52,16 @@ def _locate_execd() -> Path:
 class Server:
     """A running ``execd serve``: its URL, token (if any) and state directory."""
 
-    def __init__(self, binary: Path, state: Path, args: list[str], token: str | None) -> None:
+    def __init__(
+        self, binary: Path, state: Path, args: list[str], token: str | None, listen: str = "ws://127.0.0.1:0"
+    ) -> None:
         self.state = state
         self.token = token
         environment = {k: v for k, v in os.environ.items() if k not in ("EXECD_TOKEN", "EXECD_URL")}
         environment["XDG_STATE_HOME"] = str(state)
         self.log = open(state / "server.log", "wb")  # noqa: SIM115
         self.child = subprocess.Popen(
-            [str(binary), "serve", "--listen", "ws://127.0.0.1:0", *args],
+            [str(binary), "serve", "--listen", listen, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -72,7 +74,7 @@ class Server:
             self.kill()
             pytest.fail(f"execd serve printed no URL within {START_TIMEOUT} s")
         line = self.child.stdout.readline().decode().strip()
-        if not line.startswith("ws://127.0.0.1:"):
+        if not line.startswith(listen.rsplit(":", 1)[0] + ":"):
             self.kill()
             pytest.fail(f"execd serve's first line is not its URL: {line!r}; log: {self.log_text()}")
         self.url = line
@@ -94,9 +96,13 @@ class Server:
 
 
 def start_server(
-    binary: Path, state: Path, args: list[str] | None = None, token: str | None = None
+    binary: Path,
+    state: Path,
+    args: list[str] | None = None,
+    token: str | None = None,
+    listen: str = "ws://127.0.0.1:0",
 ) -> Server:
-    """Start ``execd serve``; with ``token`` it gets a token file holding it."""
+    """Start ``execd serve`` on ``listen``; with ``token`` it gets a token file holding it."""
     args = list(args or [])
     state.mkdir(parents=True, exist_ok=True)
     if token is not None:
@@ -104,7 +110,7 @@ def start_server(
         token_file.write_text(token + "\n")
         token_file.chmod(0o600)
         args += ["--token-file", str(token_file)]
-    return Server(binary, state, args, token)
+    return Server(binary, state, args, token, listen)
 
 
 @pytest.fixture(scope="session")

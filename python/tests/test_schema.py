@@ -61,6 +61,10 @@ def record_session(server: Server) -> list[tuple[str, Any]]:
             await p.write(b"go\n")
             await p.wait(timeout=30)
             await p.read(0, max_bytes=1 << 20)
+            windowed = await env.start(["head", "-c", "64", "/dev/zero"], output_window=16)
+            async for _ in windowed:  # acked as taken: process/ack
+                pass
+            await env.list_processes()
             sleeper = await env.start(["sleep", "30"])
             await sleeper.signal("USR1")
             await sleeper.terminate()
@@ -135,6 +139,7 @@ def test_every_frame_of_a_real_session_is_valid(server: Server) -> None:
         "process/exited", "process/closed", "exec/approve", "exec/decision",
         "fs/readFile", "fs/writeFile", "fs/createDirectory", "fs/getMetadata",
         "fs/readDirectory", "fs/copy", "fs/remove", "environment/info", "environment/status",
+        "process/ack", "process/list",
         "process/start error", "fs/readFile error", "exec/approve error", f"{UNKNOWN_METHOD} error",
     }  # fmt: skip
     assert expected <= seen, expected - seen
@@ -152,3 +157,11 @@ def test_the_schema_rejects_what_the_protocol_forbids() -> None:
     assert not output.is_valid({"processId": "p", "seq": 1, "stream": "stdin", "chunk": ""})
     assert not validator(["error"]).is_valid({"code": "x", "message": "m"})
     assert not validator([]).is_valid({"id": 1})
+    # The runtime-only fields are typed too.
+    read = {"chunks": [], "nextSeq": 1, "exited": False, "exitCode": None, "closed": False, "failure": None}
+    read_result = validator(["methods", "process/read", "result"])
+    assert read_result.is_valid({**read, "sandboxDenied": False})
+    assert not read_result.is_valid({**read, "sandboxDenied": "no"})
+    start_result = validator(["methods", "process/start", "result"])
+    assert start_result.is_valid({"processId": "p", "sandboxType": "linuxSeccomp"})
+    assert not start_result.is_valid({"processId": "p", "sandboxType": "firejail"})

@@ -236,6 +236,7 @@ impl LocalBackend {
             signal: exit.and_then(|e| e.signal),
             exited_seq: snapshot.exited_seq,
             closed_seq: snapshot.closed_seq,
+            sandbox_denied: None,
         })
     }
 

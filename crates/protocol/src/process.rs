@@ -125,6 +125,11 @@ impl StartParams {
 #[serde(rename_all = "camelCase")]
 pub struct StartResult {
     pub process_id: String,
+    /// Extension (codex dialect: starts with `file://` paths): which
+    /// sandbox the process runs in; absent in the baseline dialect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true, "x-execd-dialect" = "codex"))]
+    pub sandbox_type: Option<crate::codex::SandboxType>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -170,6 +175,12 @@ pub struct ReadResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-execd-extension" = true))]
     pub closed_seq: Option<u64>,
+    /// Extension (codex's newer readers look for it): whether the failure
+    /// was a sandbox denial; execd always says `false` (it does not
+    /// classify failures that way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub sandbox_denied: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

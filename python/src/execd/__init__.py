@@ -9,18 +9,29 @@ long-running ones event by event, and read and write the server's files::
         r = await env.run(["bash", "-c", "echo hi; exit 3"], cwd="/tmp")
         assert (r.exit_code, r.stdout) == (3, b"hi\\n")
 
-:mod:`execd.sync` has the same calls without ``await`` for scripts.
+:mod:`execd.sync` has the same calls without ``await`` for scripts;
+:class:`EnvironmentManager` holds many servers by name.
 """
 
+from .channel import EventChannel
 from .connection import (
     ApprovalCallback,
     Connection,
     DecisionCallback,
-    EventChannel,
     FrameCallback,
+    LinkState,
 )
 from .environment import Environment, connect
+from .environments import (
+    EnvironmentManager,
+    EnvironmentsFileError,
+    EnvironmentSpec,
+    UnknownEnvironmentError,
+    environments_path,
+    load_environments,
+)
 from .errors import (
+    CallInterruptedError,
     ConnectError,
     ConnectionLostError,
     ExecdError,
@@ -33,12 +44,15 @@ from .errors import (
     ProtocolError,
     RefusedError,
     RequestTimeoutError,
+    ResumeFailedError,
     SeqGapError,
     ServerError,
+    SessionExpiredError,
     UnauthorizedError,
     UnsupportedError,
 )
 from .fs import FileSystem
+from .options import DEFAULT_OUTPUT_WINDOW, Keepalive, ReconnectPolicy
 from .process import Process, ReadResult
 from .types import (
     Answer,
@@ -53,7 +67,10 @@ from .types import (
     Metadata,
     Output,
     ProcessEvent,
+    ProcessInfo,
+    ProcessState,
     Rule,
+    SandboxType,
     ServerInfo,
     Stream,
     Verdict,
@@ -66,6 +83,12 @@ __version__ = "0.1.0"
 __all__ = [
     "connect",
     "Environment",
+    "EnvironmentManager",
+    "EnvironmentSpec",
+    "EnvironmentsFileError",
+    "UnknownEnvironmentError",
+    "environments_path",
+    "load_environments",
     "Process",
     "ReadResult",
     "FileSystem",
@@ -74,6 +97,13 @@ __all__ = [
     "ApprovalCallback",
     "DecisionCallback",
     "FrameCallback",
+    "LinkState",
+    "ReconnectPolicy",
+    "Keepalive",
+    "DEFAULT_OUTPUT_WINDOW",
+    "ProcessInfo",
+    "ProcessState",
+    "SandboxType",
     "Answer",
     "ApprovalRequest",
     "Closed",
@@ -96,6 +126,9 @@ __all__ = [
     "UnauthorizedError",
     "RefusedError",
     "ConnectionLostError",
+    "ResumeFailedError",
+    "SessionExpiredError",
+    "CallInterruptedError",
     "ServerError",
     "NotFoundError",
     "InvalidInputError",

@@ -1,19 +1,25 @@
-"""One WebSocket connection to an execd server, below the friendly API.
+"""One session with an execd server over WebSocket, below the friendly API.
 
-:class:`Connection` opens the socket (bearer token, refusals turned into
-typed errors), does the ``initialize`` handshake (asking for binary output
-frames), correlates requests with responses by id, routes process
-notifications to one :class:`EventChannel` per process (registered before
-its ``process/start`` is sent, so early output is kept; seq order checked),
-answers the server's ``exec/approve`` requests through the approval
-callback and passes ``exec/decision`` notifications on. When the
-connection ends, every waiting call and every open channel fails with
-:class:`~execd.errors.ConnectionLostError`.
+:class:`Connection` opens the socket and does the ``initialize`` handshake
+(asking for binary output frames), correlates requests with responses by
+id, routes process notifications to one
+:class:`~execd.channel.EventChannel` per process (registered before its
+``process/start`` is sent, so early output is kept), answers the server's
+``exec/approve`` requests through the approval callback and passes
+``exec/decision`` notifications on.
 
-Every request goes through :meth:`Connection.call` and every process's
-position is its channel's ``next_seq``: that is where session resume
-(re-sending calls in flight, catching up with ``process/read afterSeq``)
-and flow control (``process/ack`` as events are consumed) will attach.
+A connection lost without a close frame (a reset, EOF, or nothing heard for
+the keepalive timeout) does not end the session: with a
+:class:`~execd.options.ReconnectPolicy` (the default) the connection is
+resumed with ``initialize {resumeSessionId}`` on a new socket, the calls in
+flight that are safe to repeat are sent again (the others fail with
+:class:`~execd.errors.CallInterruptedError`), and every open channel
+catches up with ``process/read afterSeq``, merged with the live events by
+seq. A close (by either side), or a resume that fails, ends the session:
+every waiting call and open channel fails with
+:class:`~execd.errors.ConnectionLostError` (or its subclasses
+:class:`~execd.errors.ResumeFailedError` and
+:class:`~execd.errors.SessionExpiredError`).
 """
 
 from __future__ import annotations
@@ -22,41 +28,37 @@ import asyncio
 import inspect
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Union, cast
-from urllib.parse import unquote, urlsplit
+from dataclasses import dataclass
+from typing import Any, Literal, Union, cast
 
 from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed
 
-from . import _token
-from ._wire import STREAMS, decode_b64, decode_binary_output
+from . import _decode, _socket, _token
+from ._wire import decode_binary_output
+from .channel import EventChannel
 from .errors import (
+    CallInterruptedError,
     ConnectError,
     ConnectionLostError,
     ExecdError,
+    InvalidRequestError,
     ProtocolError,
-    RefusedError,
     RequestTimeoutError,
-    SeqGapError,
+    ResumeFailedError,
+    ServerError,
+    SessionExpiredError,
     UnauthorizedError,
     server_error,
 )
-from .types import (
-    Answer,
-    ApprovalRequest,
-    Closed,
-    ExecDecision,
-    Exited,
-    Output,
-    ProcessEvent,
-    ServerInfo,
-)
+from .options import Keepalive, ReconnectPolicy, resend_safe
+from .types import Answer, ApprovalRequest, ExecDecision, Output, ServerInfo
 
 __all__ = [
     "Connection",
-    "EventChannel",
+    "LinkState",
     "ApprovalCallback",
     "DecisionCallback",
     "FrameCallback",
@@ -65,9 +67,6 @@ __all__ = [
 
 DEFAULT_URL = "ws://127.0.0.1:7878"
 """Where ``execd serve`` listens by default."""
-
-MAX_FRAME = 512 * 1024 * 1024
-"""Largest frame accepted from the server (as the Rust client)."""
 
 ApprovalCallback = Callable[[ApprovalRequest], Union[Answer, Awaitable[Answer]]]
 """Decides an ``exec/approve`` request: ``"run"``, ``"escalate"`` or ``"deny"``."""
@@ -78,126 +77,92 @@ DecisionCallback = Callable[[ExecDecision], Union[None, Awaitable[None]]]
 FrameCallback = Callable[[str, Union[str, bytes]], None]
 """Sees every frame: ``("sent", text)`` or ``("received", text or bytes)`` (for tracing)."""
 
-
-class EventChannel:
-    """One process's events, in seq order, as they arrive.
-
-    The reader appends; the owner takes them with :meth:`get`. A seq out of
-    order or a lost connection ends the channel with an error. How the
-    process ended is kept apart from the queue, so :meth:`wait_exit` works
-    whether or not anyone reads the events.
-    """
-
-    def __init__(self, process_id: str) -> None:
-        self.process_id = process_id
-        """The process's id."""
-        self.next_seq = 1
-        """The seq the next event must carry."""
-        self.exit: Exited | None = None
-        """The ``exited`` event, once it came."""
-        self.closed = False
-        """Whether ``closed`` came."""
-        self.failure: ExecdError | None = None
-        """Why the channel ended early, if it did."""
-        self._queue: asyncio.Queue[ProcessEvent | ExecdError] = asyncio.Queue()
-        self._exited = asyncio.Event()
-        self._closed = asyncio.Event()
-
-    def deliver(self, event: ProcessEvent) -> None:
-        """Take one event from the reader; checks its seq."""
-        if self.failure is not None or self.closed:
-            return
-        if event.seq != self.next_seq:
-            self.fail(SeqGapError(self.process_id, self.next_seq, event.seq))
-            return
-        self.next_seq += 1
-        self._queue.put_nowait(event)
-        if isinstance(event, Exited):
-            self.exit = event
-            self._exited.set()
-        elif isinstance(event, Closed):
-            self.closed = True
-            self._exited.set()
-            self._closed.set()
-
-    def fail(self, error: ExecdError) -> None:
-        """End the channel with ``error`` (unless it already closed)."""
-        if self.failure is not None or self.closed:
-            return
-        self.failure = error
-        self._queue.put_nowait(error)
-        self._exited.set()
-        self._closed.set()
-
-    async def get(self) -> ProcessEvent:
-        """The next event; raises the channel's error once the events before it are taken."""
-        item = await self._queue.get()
-        if isinstance(item, ExecdError):
-            # Leave it for later readers too.
-            self._queue.put_nowait(item)
-            raise item
-        return item
-
-    async def wait_exit(self) -> Exited:
-        """Wait for ``exited``; raises if the channel failed first."""
-        await self._exited.wait()
-        if self.exit is not None:
-            return self.exit
-        if self.failure is not None:
-            raise self.failure
-        raise ProtocolError(f"process {self.process_id} closed without an exited event")
-
-    async def wait_closed(self) -> None:
-        """Wait for ``closed``; raises if the channel failed first."""
-        await self._closed.wait()
-        if self.failure is not None:
-            raise self.failure
+LinkState = Literal["connected", "reconnecting", "closed"]
+"""The state of the connection under a session."""
 
 
-def _file_uri_path(uri: object) -> str | None:
-    if not isinstance(uri, str):
-        return None
-    if uri.startswith("/"):
-        return uri
-    parts = urlsplit(uri)
-    if parts.scheme != "file":
-        return None
-    return unquote(parts.path) or None
+@dataclass
+class _Call:
+    """A request waiting for its answer, kept to send again after a resume."""
+
+    frame: str
+    method: str
+    resend: bool
+    answer: asyncio.Future[Any]
+    sent: bool = False
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """How one socket's reading ended."""
+
+    lost: bool
+    reason: str
+
+
+class _Gone(Exception):
+    """A resume attempt found that the session is over."""
+
+    def __init__(self, error: ResumeFailedError) -> None:
+        self.error = error
 
 
 class Connection:
-    """One connection to an execd server; open it with :meth:`open`."""
+    """A session with an execd server; open it with :meth:`open`."""
 
     def __init__(
         self,
         socket: ClientConnection,
         target: str,
+        token: str | None,
         request_timeout: float,
         on_approve: ApprovalCallback | None,
         on_decision: DecisionCallback | None,
         on_frame: FrameCallback | None = None,
+        *,
+        reconnect: ReconnectPolicy | None = None,
+        keepalive: Keepalive | None = None,
+        binary_output: bool = True,
+        client_name: str = "execd-python",
+        ca_file: str | None = None,
     ) -> None:
         self.target = target
         """The URL connected to."""
         self.request_timeout = request_timeout
-        """Seconds an ordinary call may take."""
+        """Seconds an ordinary call may take (time spent reconnecting does not count)."""
         self.on_approve = on_approve
         """Decides ``exec/approve`` requests; without one they are refused (deny)."""
         self.on_decision = on_decision
         """Receives ``exec/decision`` notifications."""
         self.on_frame = on_frame
         """Sees every frame sent and received."""
+        self.reconnect = reconnect
+        """How a lost connection is resumed; ``None``: a loss ends the session."""
+        self.keepalive = keepalive or Keepalive(0, 0)
+        """Pings, and the silence after which the connection counts as lost."""
         self.info = ServerInfo("", None, {}, None)
         """What ``initialize`` answered (set by :meth:`open`)."""
         self.closed_reason: str | None = None
-        """Why the connection ended, once it has."""
-        self._socket = socket
+        """Why the session ended, once it has."""
+        self.state: LinkState = "connected"
+        """``connected``, ``reconnecting`` (calls wait) or ``closed``."""
+        self.resumes = 0
+        """How many times the session was resumed on a new connection."""
+        self._token = token
+        self._ca_file = ca_file
+        self._binary_output = binary_output
+        self._client_name = client_name
+        self._socket: ClientConnection | None = socket
         self._next_id = 1
-        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._pending: dict[int, _Call] = {}
         self._channels: dict[str, EventChannel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_lock = asyncio.Lock()
-        self._reader = asyncio.get_running_loop().create_task(self._read_frames())
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._closing = False
+        self._ended: ConnectionLostError | None = None
+        self._driver = asyncio.get_running_loop().create_task(self._drive(socket))
 
     @classmethod
     async def open(
@@ -212,34 +177,30 @@ class Connection:
         on_decision: DecisionCallback | None = None,
         on_frame: FrameCallback | None = None,
         client_name: str = "execd-python",
+        reconnect: ReconnectPolicy | None = None,
+        keepalive: Keepalive | None = None,
+        ca_file: str | None = None,
     ) -> Connection:
-        """Connect to ``url`` (``ws://`` or ``wss://``) and do the handshake."""
+        """Connect to ``url`` (``ws://`` or ``wss://``; ``ca_file`` for a private CA) and do the handshake."""
         try:
             sent = _token.resolve(url, token)
         except _token.TokenProblem as err:
             raise ConnectError(url, str(err)) from None
-        headers = {"Authorization": f"Bearer {sent}"} if sent is not None else None
-        try:
-            socket = await ws_connect(
-                url,
-                additional_headers=headers,
-                max_size=MAX_FRAME,
-                open_timeout=open_timeout,
-                compression=None,
-            )
-        except InvalidStatus as err:
-            status = err.response.status_code
-            if status == 401:
-                raise UnauthorizedError(url, sent is not None) from None
-            body = err.response.body.decode("utf-8", "replace").strip() if err.response.body else ""
-            raise RefusedError(url, status, body or err.response.reason_phrase) from None
-        except InvalidURI as err:
-            raise ConnectError(url, f"not a WebSocket URL: {err}") from None
-        except (OSError, InvalidHandshake) as err:
-            raise ConnectError(url, str(err) or type(err).__name__) from None
-        except asyncio.TimeoutError:
-            raise ConnectError(url, f"timed out after {open_timeout:g} s") from None
-        connection = cls(socket, url, request_timeout, on_approve, on_decision, on_frame)
+        socket = await _socket.open_socket(url, sent, open_timeout, ca_file)
+        connection = cls(
+            socket,
+            url,
+            sent,
+            request_timeout,
+            on_approve,
+            on_decision,
+            on_frame,
+            reconnect=reconnect,
+            keepalive=keepalive,
+            binary_output=binary_output,
+            client_name=client_name,
+            ca_file=ca_file,
+        )
         try:
             result = await connection.call(
                 "initialize",
@@ -262,54 +223,80 @@ class Connection:
             session_id=result["sessionId"],
             server_version=result.get("serverVersion"),
             capabilities=capabilities if isinstance(capabilities, dict) else {},
-            cwd=_file_uri_path(info.get("cwd")) if isinstance(info, dict) else None,
+            cwd=_decode.file_uri_path(info.get("cwd")) if isinstance(info, dict) else None,
         )
         return connection
 
     # Calls.
 
     async def call(self, method: str, params: Any, timeout: float | None = None) -> Any:
-        """Send a request and wait for its result (raises the server's error)."""
-        if self.closed_reason is not None:
-            raise ConnectionLostError(self.closed_reason)
+        """Send a request and wait for its result (raises the server's error).
+
+        While the connection is being resumed the call waits; it is sent on
+        the new connection (or, if it was already sent and is not safe to
+        repeat, fails with :class:`~execd.CallInterruptedError`).
+        """
+        if self._ended is not None:
+            raise self._ended
         request_id = self._next_id
         self._next_id += 1
+        frame = json.dumps({"id": request_id, "method": method, "params": params}, separators=(",", ":"))
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = answer
+        call = _Call(frame, method, resend_safe(method, params), answer)
+        self._pending[request_id] = call
         try:
-            await self._send({"id": request_id, "method": method, "params": params})
+            await self._transmit(call)
             limit = self.request_timeout if timeout is None else timeout
-            try:
-                return await asyncio.wait_for(asyncio.shield(answer), limit)
-            except asyncio.TimeoutError:
-                raise RequestTimeoutError(method, limit) from None
+            while True:
+                done, _ = await asyncio.wait({answer}, timeout=limit)
+                if done:
+                    return answer.result()
+                if self.state == "reconnecting":
+                    # Time spent reconnecting does not count.
+                    await self._settled.wait()
+                    continue
+                raise RequestTimeoutError(method, limit)
         finally:
             self._pending.pop(request_id, None)
             if not answer.done():
                 answer.cancel()
 
     async def notify(self, method: str, params: Any) -> None:
-        """Send a notification."""
-        await self._send({"method": method, "params": params})
+        """Send a notification (dropped while reconnecting)."""
+        await self._send_text(json.dumps({"method": method, "params": params}, separators=(",", ":")))
 
-    async def _send(self, message: dict[str, Any]) -> None:
-        if self.closed_reason is not None:
-            raise ConnectionLostError(self.closed_reason)
-        text = json.dumps(message, separators=(",", ":"))
+    async def _transmit(self, call: _Call) -> None:
+        """Send ``call`` on the current connection, if there is one; a send
+        that fails leaves it pending for the resume (or the end)."""
+        if self._socket is None:
+            return
+        call.sent = True
+        try:
+            await self._send_text(call.frame)
+        except ConnectionLostError:
+            if self.closed_reason is not None:
+                raise
+
+    async def _send_text(self, text: str, socket: ClientConnection | None = None) -> None:
+        if self._ended is not None:
+            raise self._ended
+        socket = socket or self._socket
+        if socket is None:
+            return
         try:
             async with self._send_lock:
                 if self.on_frame is not None:
                     self.on_frame("sent", text)
-                await self._socket.send(text)
+                await socket.send(text)
         except ConnectionClosed as err:
-            raise ConnectionLostError(self.closed_reason or _closed_reason(err)) from None
+            raise self._ended or ConnectionLostError(_socket.closed_reason(err)) from None
 
     # Process channels.
 
     def register(self, process_id: str) -> EventChannel:
         """Open the event channel of a process about to be started."""
-        if self.closed_reason is not None:
-            raise ConnectionLostError(self.closed_reason)
+        if self._ended is not None:
+            raise self._ended
         if process_id in self._channels:
             raise ValueError(f"process {process_id} is already followed on this connection")
         channel = EventChannel(process_id)
@@ -320,39 +307,196 @@ class Connection:
         """Stop following a process (its start failed, or it closed)."""
         self._channels.pop(process_id, None)
 
+    def ack(self, process_id: str, seq: int) -> None:
+        """Tell the server (in the background) that every event of the
+        process up to ``seq`` was consumed (``process/ack``, flow control)."""
+
+        async def send() -> None:
+            try:
+                await self.call("process/ack", {"processId": process_id, "seq": seq})
+            except ExecdError:
+                pass  # The process is gone, or the session: nothing to free.
+
+        self._spawn(send())
+
     # Closing.
 
     async def close(self) -> None:
         """Close the connection (the server then ends this session's processes)."""
-        if self.closed_reason is None:
-            self._end("the client closed the connection")
-        await self._socket.close()
-        self._reader.cancel()
+        self._closing = True
+        self._end(ConnectionLostError("the client closed the connection"))
+        socket = self._socket
+        if socket is not None:
+            await socket.close()
+        self._driver.cancel()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(self._reader, *self._tasks, return_exceptions=True)
+        await asyncio.gather(self._driver, *self._tasks, return_exceptions=True)
 
-    def _end(self, reason: str) -> None:
-        if self.closed_reason is not None:
+    def _end(self, error: ConnectionLostError) -> None:
+        if self._ended is not None:
             return
-        self.closed_reason = reason
-        lost = ConnectionLostError(reason)
-        for answer in self._pending.values():
-            if not answer.done():
-                answer.set_exception(lost)
-                # Waiters see it through shield; keep asyncio from warning.
-                answer.exception()
+        self._ended = error
+        self.closed_reason = error.reason
+        self.state = "closed"
+        self._settled.set()
+        for call in self._pending.values():
+            if not call.answer.done():
+                call.answer.set_exception(error)
+                # Waiters see it through asyncio.wait; keep asyncio from warning.
+                call.answer.exception()
         self._pending.clear()
         for channel in self._channels.values():
-            channel.fail(ConnectionLostError(reason))
+            channel.fail(error)
+
+    # The session's life: read, and resume after a loss.
+
+    async def _drive(self, socket: ClientConnection) -> None:
+        reader = asyncio.get_running_loop().create_task(self._read(socket))
+        catching_up: asyncio.Task[None] | None = None
+        error = ConnectionLostError("the session ended")
+        try:
+            while True:
+                ended = await reader
+                if not ended.lost or self._closing or self.reconnect is None or not self.info.session_id:
+                    error = ConnectionLostError(ended.reason)
+                    break
+                if catching_up is not None:
+                    catching_up.cancel()
+                self._socket = None
+                self.state = "reconnecting"
+                self._settled.clear()
+                behind = [c for c in self._channels.values() if not c.finished]
+                for channel in behind:
+                    channel.begin_catch_up()
+                try:
+                    socket, reader = await self._resume(self.reconnect, ended.reason)
+                except ResumeFailedError as err:
+                    error = err
+                    break
+                catching_up = asyncio.get_running_loop().create_task(self._take_over(socket, behind))
+        except asyncio.CancelledError:
+            error = ConnectionLostError("the client closed the connection")
+            raise
+        finally:
+            if catching_up is not None:
+                catching_up.cancel()
+            if not reader.done():
+                reader.cancel()
+            self._end(error)
+
+    async def _take_over(self, socket: ClientConnection, behind: list[EventChannel]) -> None:
+        """A new connection took over: send the calls in flight again (those
+        safe to repeat), fail the others, then catch every channel up."""
+        self._socket = socket
+        self.resumes += 1
+        again: list[_Call] = []
+        for request_id in sorted(self._pending):
+            call = self._pending[request_id]
+            if call.resend or not call.sent:
+                again.append(call)
+            elif not call.answer.done():
+                call.answer.set_exception(CallInterruptedError(call.method))
+                call.answer.exception()
+        self.state = "connected"
+        self._settled.set()
+        for call in again:
+            if not call.answer.done():
+                await self._transmit(call)
+        for channel in behind:
+            await self._catch_up(channel)
+
+    async def _catch_up(self, channel: EventChannel) -> None:
+        """Deliver what ``process/read`` retained after the channel's last event."""
+        params = {"processId": channel.process_id, "afterSeq": channel.next_seq - 1, "waitMs": 0}
+        try:
+            for event in _decode.read_events(await self.call("process/read", params)):
+                channel.deliver(event)
+        except ServerError:
+            pass  # Not (yet) known to the server: its start is being sent again.
+        except ConnectionLostError:
+            return  # Lost again: the next resume catches up.
+        except ProtocolError as err:
+            channel.fail(err)
+        channel.caught_up()
+
+    async def _resume(
+        self, policy: ReconnectPolicy, reason: str
+    ) -> tuple[ClientConnection, asyncio.Task[_Ended]]:
+        """Resume the session on a new connection, with backoff."""
+        session = self.info.session_id
+        deadline = time.monotonic() + policy.give_up_after
+        delay = policy.first_delay
+        last = reason
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ResumeFailedError(
+                    session,
+                    f"could not resume session {session} within {policy.give_up_after:g} s: {last}",
+                )
+            try:
+                return await asyncio.wait_for(self._attempt(session, policy.attempt_timeout), left)
+            except _Gone as gone:
+                raise gone.error from None
+            except (ExecdError, OSError) as err:
+                last = str(err)
+            except asyncio.TimeoutError:
+                last = "a resume attempt timed out"
+            await asyncio.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 2, policy.max_delay)
+
+    async def _attempt(self, session: str, timeout: float) -> tuple[ClientConnection, asyncio.Task[_Ended]]:
+        """One attempt: connect, ``initialize {resumeSessionId}``, ``initialized``."""
+        try:
+            socket = await asyncio.wait_for(_socket.open_socket(self.target, self._token, timeout, self._ca_file), timeout)
+        except UnauthorizedError as err:
+            raise _Gone(ResumeFailedError(session, f"cannot resume session {session}: {err}")) from None
+        except ConnectError as err:
+            if _socket.NOT_LISTENING in err.reason:
+                raise _Gone(SessionExpiredError(session, f"the session {session} is gone: {err}")) from None
+            raise
+        reader = asyncio.get_running_loop().create_task(self._read(socket))
+        request_id = self._next_id
+        self._next_id += 1
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        params = {"clientName": self._client_name, "binaryOutput": self._binary_output, "resumeSessionId": session}
+        frame = json.dumps({"id": request_id, "method": "initialize", "params": params})
+        self._pending[request_id] = _Call(frame, "initialize", False, answer, sent=True)
+        try:
+            await self._send_text(frame, socket)
+            # Frames before the answer (notifications) are routed as usual.
+            done, _ = await asyncio.wait({answer, reader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if answer not in done:
+                said = reader.result().reason if reader in done else "no answer to initialize"
+                raise ConnectionLostError(said)
+            try:
+                result = answer.result()
+            except InvalidRequestError as err:
+                raise _Gone(SessionExpiredError(session, f"the session is gone: {err.message}")) from None
+            if not isinstance(result, dict) or result.get("sessionId") != session:
+                raise _Gone(
+                    SessionExpiredError(
+                        session, f"the server did not resume session {session} (it does not support resuming)"
+                    )
+                )
+            await self._send_text(json.dumps({"method": "initialized", "params": {}}), socket)
+            return socket, reader
+        except BaseException:
+            reader.cancel()
+            _socket.abort(socket)
+            raise
+        finally:
+            self._pending.pop(request_id, None)
 
     # Reading.
 
-    async def _read_frames(self) -> None:
-        reason = "the server closed the connection"
+    async def _read(self, socket: ClientConnection) -> _Ended:
+        pinger = _socket.Pinger(socket, self.keepalive)
         try:
             while True:
-                frame = await self._socket.recv()
+                frame = await socket.recv()
+                pinger.heard()
                 if self.on_frame is not None:
                     self.on_frame("received", frame)
                 if isinstance(frame, bytes):
@@ -360,14 +504,12 @@ class Connection:
                 else:
                     await self._text(frame)
         except ConnectionClosed as err:
-            reason = _closed_reason(err)
-        except asyncio.CancelledError:
-            reason = "the client closed the connection"
-            raise
+            return _Ended(_socket.was_lost(err), _socket.closed_reason(err))
         except Exception as err:  # A bug or a broken frame must not hang callers.
-            reason = f"reading from the server failed: {err!r}"
+            _socket.abort(socket)
+            return _Ended(False, f"reading from the server failed: {err!r}")
         finally:
-            self._end(reason)
+            pinger.stop()
 
     def _binary(self, frame: bytes) -> None:
         try:
@@ -396,27 +538,27 @@ class Connection:
                 await self._notification(method, params)
             return
         request_id = message.get("id")
-        answer = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
-        if answer is None or answer.done():
+        call = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
+        if call is None or call.answer.done():
             return
         error = message.get("error")
         if isinstance(error, dict):
             code = error.get("code")
-            answer.set_exception(
+            call.answer.set_exception(
                 server_error(
                     code if isinstance(code, int) else -32603,
                     str(error.get("message", "")),
                     error.get("data"),
                 )
             )
-            answer.exception()
+            call.answer.exception()
         else:
-            answer.set_result(message.get("result"))
+            call.answer.set_result(message.get("result"))
 
     async def _notification(self, method: str, params: dict[str, Any]) -> None:
         if method == "exec/decision":
             if self.on_decision is not None:
-                decision = _decision(params)
+                decision = _decode.decision(params)
                 if decision is not None:
                     result = self.on_decision(decision)
                     if inspect.isawaitable(result):
@@ -429,7 +571,7 @@ class Connection:
         if channel is None:
             return
         try:
-            event = _process_event(method, params)
+            event = _decode.process_event(method, params)
         except ProtocolError as err:
             channel.fail(err)
             return
@@ -437,28 +579,12 @@ class Connection:
             channel.deliver(event)
 
     async def _answer_request(self, request_id: Any, method: str, params: dict[str, Any]) -> None:
-        reply: dict[str, Any]
-        if method != "exec/approve" or self.on_approve is None:
-            reply = {"id": request_id, "error": {"code": -32601, "message": f"client does not handle {method!r}"}}
+        if method == "exec/approve" and self.on_approve is not None:
+            reply = await _decode.approval_reply(self.on_approve, request_id, params)
         else:
-            try:
-                request = ApprovalRequest(
-                    process_id=str(params["processId"]),
-                    pid=int(params.get("pid", 0)),
-                    path=str(params.get("path", "")),
-                    argv=[str(a) for a in params.get("argv", [])],
-                    cwd=str(params.get("cwd", "")),
-                    escalation=bool(params.get("escalation", False)),
-                )
-                answer = self.on_approve(request)
-                decision = await answer if inspect.isawaitable(answer) else answer
-                if decision not in ("run", "escalate", "deny"):
-                    raise ValueError(f"the approval callback answered {decision!r}")
-                reply = {"id": request_id, "result": {"decision": decision}}
-            except Exception as err:
-                reply = {"id": request_id, "error": {"code": -32603, "message": f"approval failed: {err}"}}
+            reply = {"id": request_id, "error": {"code": -32601, "message": f"client does not handle {method!r}"}}
         try:
-            await self._send(reply)
+            await self._send_text(json.dumps(reply, separators=(",", ":")))
         except ConnectionLostError:
             pass
 
@@ -466,53 +592,6 @@ class Connection:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _closed_reason(err: ConnectionClosed) -> str:
-    if err.rcvd is None and err.sent is None:
-        return "the connection to the server broke without a close frame"
-    close = err.rcvd or err.sent
-    assert close is not None
-    said = f": {close.reason}" if close.reason else ""
-    return f"the server closed the connection (code {close.code}{said})"
-
-
-def _process_event(method: str, params: dict[str, Any]) -> ProcessEvent | None:
-    seq = params.get("seq")
-    if not isinstance(seq, int):
-        raise ProtocolError(f"{method} without an integer seq")
-    if method == "process/output":
-        stream = params.get("stream")
-        if stream not in STREAMS:
-            raise ProtocolError(f"process/output names unknown stream {stream!r}")
-        return Output(seq, stream, decode_b64(params.get("chunk"), "process/output chunk"))
-    if method == "process/exited":
-        code = params.get("exitCode")
-        if not isinstance(code, int):
-            raise ProtocolError("process/exited without an integer exitCode")
-        signal = params.get("signal")
-        return Exited(seq, code, signal if isinstance(signal, str) else None)
-    if method == "process/closed":
-        return Closed(seq)
-    return None
-
-
-def _decision(params: dict[str, Any]) -> ExecDecision | None:
-    try:
-        rule = params.get("rule")
-        reason = params.get("reason")
-        return ExecDecision(
-            process_id=str(params["processId"]),
-            pid=int(params.get("pid", 0)),
-            path=str(params.get("path", "")),
-            argv=[str(a) for a in params.get("argv", [])],
-            decision=params["decision"],
-            decided_by=str(params.get("decidedBy", "")),
-            rule=[str(w) for w in rule] if isinstance(rule, list) else None,
-            reason=reason if isinstance(reason, str) else None,
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def default_url() -> str:

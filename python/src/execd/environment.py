@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import Generator, Mapping, Sequence
 from types import TracebackType
@@ -20,10 +21,11 @@ from .connection import (
     FrameCallback,
     default_url,
 )
-from .errors import ExecdError, ProcessTimeoutError
+from .errors import ExecdError, ProcessTimeoutError, ProtocolError
 from .fs import FileSystem
 from .process import Process
-from .types import CompletedProcess, ExecPolicy, Exited, Output, ServerInfo
+from .options import DEFAULT_OUTPUT_WINDOW, Keepalive, ReconnectPolicy
+from .types import CompletedProcess, ExecPolicy, Exited, Output, ProcessInfo, ServerInfo
 
 __all__ = ["Environment", "connect"]
 
@@ -35,9 +37,11 @@ class Environment:
     terminates every process it started for it.
     """
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, output_window: int | None = DEFAULT_OUTPUT_WINDOW) -> None:
         self.connection = connection
         """The underlying connection (requests, callbacks, state)."""
+        self.output_window = output_window
+        """The ``outputWindow`` processes start with unless told otherwise (``None``: none)."""
         self.fs = FileSystem(connection)
         """The server's filesystem."""
 
@@ -59,6 +63,7 @@ class Environment:
         arg0: str | None = None,
         exec_policy: ExecPolicy | None = None,
         process_id: str | None = None,
+        output_window: int | None = None,
     ) -> Process:
         """Start a process and return it at once; its events are followed from the start.
 
@@ -71,6 +76,10 @@ class Environment:
         :meth:`Process.write`. ``exec_policy`` holds every exec of the tree
         for a decision (``ask`` goes to the approval callback of
         :func:`connect`). ``process_id`` defaults to a fresh unique id.
+        ``output_window`` (bytes; default the environment's, 8 MiB; 0 for
+        none) bounds the output the server sends that the process's events
+        have not taken (flow control: a process whose events are not read
+        blocks in its writes once that much is unread; nothing is lost).
         """
         argv = list(argv)
         process_id = process_id or f"py-{uuid.uuid4().hex[:16]}"
@@ -89,17 +98,55 @@ class Environment:
             params["size"] = {"rows": size[0], "cols": size[1]}
         if exec_policy is not None:
             params["execPolicy"] = exec_policy.to_wire()
+        window = self.output_window if output_window is None else output_window
+        if window:
+            params["outputWindow"] = window
         channel = self.connection.register(process_id)
+        if window:
+            channel.acking(window, self.connection.ack)
         try:
             # A start whose exec waits for approval answers once decided.
             timeout = self.connection.request_timeout
             if exec_policy is not None and exec_policy.ask_timeout_ms is not None:
                 timeout += exec_policy.ask_timeout_ms / 1000
-            await self.connection.call("process/start", params, timeout=timeout)
+            result = await self.connection.call("process/start", params, timeout=timeout)
         except BaseException:
             self.connection.unregister(process_id)
             raise
-        return Process(self.connection, channel, argv)
+        sandbox_type = result.get("sandboxType") if isinstance(result, dict) else None
+        return Process(
+            self.connection,
+            channel,
+            argv,
+            sandbox_type if sandbox_type in ("none", "linuxSeccomp") else None,
+        )
+
+    async def list_processes(self) -> list[ProcessInfo]:
+        """The session's processes (closed ones too), in start order (``process/list``)."""
+        result = await self.connection.call("process/list", {})
+        listed = result.get("processes") if isinstance(result, dict) else None
+        if not isinstance(listed, list):
+            raise ProtocolError(f"bad process/list result: {result!r}")
+        processes = []
+        for entry in listed:
+            try:
+                processes.append(
+                    ProcessInfo(
+                        process_id=str(entry["processId"]),
+                        state=entry["state"],
+                        next_seq=int(entry["nextSeq"]),
+                        tty=bool(entry["tty"]),
+                        exit_code=entry.get("exitCode"),
+                        signal=entry.get("signal"),
+                        output_window=entry.get("outputWindow"),
+                        acked_seq=entry.get("ackedSeq"),
+                    )
+                )
+            except (KeyError, TypeError, ValueError, AttributeError) as err:
+                raise ProtocolError(f"bad process/list entry {entry!r}: {err!r}") from None
+            if processes[-1].state not in ("starting", "running", "exited", "closed"):
+                raise ProtocolError(f"process/list names unknown state {entry['state']!r}")
+        return processes
 
     async def run(
         self,
@@ -220,6 +267,10 @@ def connect(
     timeout: float = 60.0,
     client_name: str = "execd-python",
     on_frame: FrameCallback | None = None,
+    reconnect: ReconnectPolicy | None = ReconnectPolicy(),
+    keepalive: Keepalive | None = Keepalive(),
+    output_window: int | None = DEFAULT_OUTPUT_WINDOW,
+    ca_file: str | os.PathLike[str] | None = None,
 ) -> _Connecting:
     """Connect to an execd server: ``async with execd.connect(url) as env``
     (or ``env = await execd.connect(url)``, then ``await env.close()``).
@@ -233,6 +284,13 @@ def connect(
     every ``exec/decision``. ``binary_output`` asks for output as binary
     frames (less to decode). ``timeout`` bounds connecting and each request,
     in seconds. ``on_frame`` sees every frame sent and received (tracing).
+
+    ``reconnect`` resumes the session after a connection lost without a
+    close (``None``: a loss ends it; see :class:`~execd.ReconnectPolicy`);
+    ``keepalive`` pings the server and counts it lost after a silence
+    (``None``: off). ``output_window`` is the ``outputWindow`` processes
+    start with (``None``: no flow control). ``ca_file`` checks a ``wss://``
+    server's certificate against a private CA (PEM).
     """
 
     async def open_() -> Environment:
@@ -246,7 +304,10 @@ def connect(
             on_decision=on_decision,
             on_frame=on_frame,
             client_name=client_name,
+            reconnect=reconnect,
+            keepalive=keepalive,
+            ca_file=os.fspath(ca_file) if ca_file is not None else None,
         )
-        return Environment(connection)
+        return Environment(connection, output_window)
 
     return _Connecting(open_)

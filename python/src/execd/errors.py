@@ -5,6 +5,9 @@
 :class:`ExecdError`: failures to connect (:class:`ConnectError` and its
 refusals), a connection that ended (:class:`ConnectionLostError`), the
 server's JSON-RPC errors by code (:class:`ServerError` and its subclasses),
+a session that could not be resumed after a lost connection
+(:class:`ResumeFailedError`, :class:`SessionExpiredError`), a call cut by
+a lost connection that is not safe to repeat (:class:`CallInterruptedError`),
 calls that got no answer in time (:class:`RequestTimeoutError`) and a peer
 that broke the protocol (:class:`ProtocolError`, e.g. a seq gap).
 """
@@ -19,6 +22,9 @@ __all__ = [
     "UnauthorizedError",
     "RefusedError",
     "ConnectionLostError",
+    "ResumeFailedError",
+    "SessionExpiredError",
+    "CallInterruptedError",
     "ServerError",
     "NotFoundError",
     "InvalidInputError",
@@ -94,6 +100,37 @@ class ConnectionLostError(ExecdError):
         self.reason = reason
         """Why the connection ended."""
         super().__init__(f"connection lost: {reason}")
+
+
+class ResumeFailedError(ConnectionLostError):
+    """The connection was lost and the session could not be resumed in time
+    (the reconnect policy's ``give_up_after`` passed, or the credential was
+    refused); every call and process of the session fails with it."""
+
+    def __init__(self, session_id: str, reason: str) -> None:
+        self.session_id = session_id
+        """The session that was being resumed."""
+        super().__init__(reason)
+
+
+class SessionExpiredError(ResumeFailedError):
+    """The server no longer has the session: it answered ``unknown or expired
+    session`` (its detach grace passed, or it was restarted), or no server
+    listens at the address any more."""
+
+
+class CallInterruptedError(ExecdError):
+    """A call was in flight when the connection was lost and is not safe to
+    repeat (``process/signal``, an appending ``fs/writeFile``, a write
+    without ``writeId``): it may or may not have been applied. The session
+    itself goes on (the Rust client's ``ClientError::Interrupted``)."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        """The method that was interrupted."""
+        super().__init__(
+            f"{method} was interrupted by a lost connection; it may or may not have been applied"
+        )
 
 
 class ServerError(ExecdError):

@@ -5,14 +5,17 @@ to it (write stdin, close it, resize its terminal, signal, terminate, wait).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, cast
 
-from ._wire import decode_b64, encode_b64
-from .connection import Connection, EventChannel
+from ._decode import read_chunks
+from ._wire import encode_b64
+from .channel import EventChannel
+from .connection import Connection
 from .errors import LimitExceededError, ProtocolError
-from .types import Closed, ExitStatus, Output, ProcessEvent, Stream, WriteStatus
+from .types import Closed, ExitStatus, Output, ProcessEvent, SandboxType, WriteStatus
 
 __all__ = ["Process", "ReadResult", "WRITE_PIECE"]
 
@@ -39,6 +42,13 @@ class ReadResult:
     """Whether it closed."""
     signal: str | None = None
     """The signal that ended it, if one did."""
+    exited_seq: int | None = None
+    """The seq of the ``exited`` event, once the process exited (execd)."""
+    closed_seq: int | None = None
+    """The seq of the ``closed`` event, once the process closed (execd)."""
+    sandbox_denied: bool | None = None
+    """Whether the failure was a sandbox denial (execd always says ``False``;
+    absent from servers that do not send it)."""
 
 
 class Process:
@@ -47,15 +57,27 @@ class Process:
     Iterate it (``async for event in process``) for its events in seq order:
     :class:`~execd.Output` chunks, then :class:`~execd.Exited`, then
     :class:`~execd.Closed`, where iteration ends. A seq gap raises
-    :class:`~execd.SeqGapError`; a lost connection raises
-    :class:`~execd.ConnectionLostError`.
+    :class:`~execd.SeqGapError`; a session that ended raises
+    :class:`~execd.ConnectionLostError`. Across a resumed connection the
+    events go on with no gap and no repeat. A process started with an
+    output window has its output acknowledged as the events are taken:
+    one whose events nobody takes stops (blocked in its writes) once that
+    many bytes are unread.
     """
 
-    def __init__(self, connection: Connection, channel: EventChannel, argv: list[str]) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        channel: EventChannel,
+        argv: list[str],
+        sandbox_type: SandboxType | None = None,
+    ) -> None:
         self._connection = connection
         self._channel = channel
         self.argv = argv
         """The command."""
+        self.sandbox_type = sandbox_type
+        """``sandboxType`` from the start's result (codex dialect only; else ``None``)."""
 
     @property
     def id(self) -> str:
@@ -80,14 +102,24 @@ class Process:
                 self._connection.unregister(self.id)
                 return
 
-    async def write(self, data: bytes, *, close_stdin: bool = False) -> WriteStatus:
+    async def write(
+        self, data: bytes, *, close_stdin: bool = False, write_id: str | None = None
+    ) -> WriteStatus:
         """Write ``data`` to stdin (one request); ``close_stdin`` sends EOF after it.
 
         The status is a result, not an error: ``accepted``, ``unknownProcess``,
         ``stdinClosed`` or ``starting``. A full stdin queue raises
         :class:`~execd.LimitExceededError` (nothing was written; try again).
+        ``write_id`` (at most 128 bytes) is the retry key: the server applies a
+        write with an id it remembers only once. Without one a fresh id is
+        made, so a write in flight when the connection is lost is sent again
+        after the resume and still applied exactly once.
         """
-        params: dict[str, Any] = {"processId": self.id, "chunk": encode_b64(data)}
+        params: dict[str, Any] = {
+            "processId": self.id,
+            "chunk": encode_b64(data),
+            "writeId": write_id if write_id is not None else uuid.uuid4().hex,
+        }
         if close_stdin:
             params["closeStdin"] = True
         result = await self._connection.call("process/write", params)
@@ -104,9 +136,10 @@ class Process:
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1
             delay = _RETRY_FIRST
+            write_id = uuid.uuid4().hex
             while True:
                 try:
-                    status = await self.write(piece, close_stdin=close_stdin and last)
+                    status = await self.write(piece, close_stdin=close_stdin and last, write_id=write_id)
                 except LimitExceededError as err:
                     if err.limit != "maxStdinQueueBytes":
                         raise
@@ -161,21 +194,17 @@ class Process:
         )
         if not isinstance(result, dict):
             raise ProtocolError(f"bad process/read result: {result!r}")
-        chunks = []
-        for chunk in result.get("chunks", []):
-            stream = chunk.get("stream")
-            chunks.append(
-                Output(
-                    int(chunk["seq"]),
-                    cast(Stream, stream),
-                    decode_b64(chunk.get("chunk"), "process/read chunk"),
-                )
-            )
+        exited_seq = result.get("exitedSeq")
+        closed_seq = result.get("closedSeq")
+        denied = result.get("sandboxDenied")
         return ReadResult(
-            chunks=chunks,
+            chunks=read_chunks(result),
             next_seq=int(result.get("nextSeq", 0)),
             exited=bool(result.get("exited")),
             exit_code=result.get("exitCode"),
             closed=bool(result.get("closed")),
             signal=result.get("signal"),
+            exited_seq=exited_seq if isinstance(exited_seq, int) else None,
+            closed_seq=closed_seq if isinstance(closed_seq, int) else None,
+            sandbox_denied=denied if isinstance(denied, bool) else None,
         )

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from .connection import ApprovalCallback, DecisionCallback
 from .environment import Environment
 from .environment import connect as connect_async
+from .options import DEFAULT_OUTPUT_WINDOW, Keepalive, ReconnectPolicy
 from .process import Process, ReadResult
 from .types import (
     CompletedProcess,
@@ -28,6 +29,7 @@ from .types import (
     ExitStatus,
     Metadata,
     ProcessEvent,
+    ProcessInfo,
     ServerInfo,
     WriteStatus,
 )
@@ -84,9 +86,11 @@ class SyncProcess:
             except StopAsyncIteration:
                 return
 
-    def write(self, data: bytes, *, close_stdin: bool = False) -> WriteStatus:
+    def write(
+        self, data: bytes, *, close_stdin: bool = False, write_id: str | None = None
+    ) -> WriteStatus:
         """Write to stdin (see :meth:`execd.Process.write`)."""
-        return self._loop.run(self.process.write(data, close_stdin=close_stdin))
+        return self._loop.run(self.process.write(data, close_stdin=close_stdin, write_id=write_id))
 
     def write_all(self, data: bytes, *, close_stdin: bool = False) -> WriteStatus:
         """Write everything (see :meth:`execd.Process.write_all`)."""
@@ -236,6 +240,10 @@ class SyncEnvironment:
         )
         return SyncProcess(self._loop, process)
 
+    def list_processes(self) -> list[ProcessInfo]:
+        """The session's processes (see :meth:`execd.Environment.list_processes`)."""
+        return self._loop.run(self.environment.list_processes())
+
     def close(self) -> None:
         """Close the connection and stop the background loop."""
         try:
@@ -263,6 +271,9 @@ def connect(
     on_decision: DecisionCallback | None = None,
     binary_output: bool = True,
     timeout: float = 60.0,
+    reconnect: ReconnectPolicy | None = ReconnectPolicy(),
+    keepalive: Keepalive | None = Keepalive(),
+    output_window: int | None = DEFAULT_OUTPUT_WINDOW,
 ) -> SyncEnvironment:
     """Connect and return a blocking environment (arguments as :func:`execd.connect`)."""
     loop = _Loop()
@@ -276,6 +287,9 @@ def connect(
                     on_decision=on_decision,
                     binary_output=binary_output,
                     timeout=timeout,
+                    reconnect=reconnect,
+                    keepalive=keepalive,
+                    output_window=output_window,
                 )
             )
         )

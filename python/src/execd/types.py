@@ -27,6 +27,9 @@ __all__ = [
     "ApprovalRequest",
     "ExecDecision",
     "ServerInfo",
+    "ProcessState",
+    "ProcessInfo",
+    "SandboxType",
 ]
 
 Stream = Literal["stdout", "stderr", "pty"]
@@ -37,6 +40,12 @@ WriteStatus = Literal["accepted", "unknownProcess", "stdinClosed", "starting"]
 
 Verdict = Literal["allow", "deny", "escalate", "ask"]
 """What an exec-policy rule decides for an exec."""
+
+ProcessState = Literal["starting", "running", "exited", "closed"]
+"""A process's state in ``process/list``."""
+
+SandboxType = Literal["none", "linuxSeccomp"]
+"""The sandbox a process started in the codex dialect runs in (``sandboxType``)."""
 
 Answer = Literal["run", "escalate", "deny"]
 """The approval callback's answer to an ``exec/approve`` request."""
@@ -229,3 +238,26 @@ class ServerInfo:
     """``capabilities``: ``execPolicy``, ``sandbox``, ``binaryOutput``."""
     cwd: str | None
     """The server's working directory (the default ``cwd`` of processes)."""
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One of the session's processes, as ``process/list`` describes it."""
+
+    process_id: str
+    """The process's id."""
+    state: ProcessState
+    """``running``, ``exited`` (its output may still be draining) or ``closed``."""
+    next_seq: int
+    """The seq its next event will get."""
+    tty: bool
+    """Whether it runs under a terminal."""
+    exit_code: int | None = None
+    """Its exit code, once it exited."""
+    signal: str | None = None
+    """The signal that ended it, if one did."""
+    output_window: int | None = None
+    """Its ``outputWindow`` in bytes (flow control), if it has one."""
+    acked_seq: int | None = None
+    """The highest seq acknowledged with ``process/ack`` (windowed processes)."""
+

@@ -172,16 +172,15 @@ pub fn start_params(raw: &RawValue) -> Result<(StartParams, StartDialect), RpcEr
 
 /// The `process/start` result; in today's dialect with `sandboxType`.
 pub fn start_result(process_id: String, dialect: StartDialect) -> RpcResult {
-    let mut result = ok(StartResult { process_id })?;
-    if dialect.form == PathForm::FileUri {
-        let kind = if dialect.sandboxed {
-            SandboxType::LinuxSeccomp
-        } else {
-            SandboxType::None
-        };
-        result["sandboxType"] = ok(kind)?;
-    }
-    Ok(result)
+    let sandbox_type = (dialect.form == PathForm::FileUri).then_some(if dialect.sandboxed {
+        SandboxType::LinuxSeccomp
+    } else {
+        SandboxType::None
+    });
+    ok(StartResult {
+        process_id,
+        sandbox_type,
+    })
 }
 
 #[cfg(test)]
