@@ -68,7 +68,13 @@ pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Head>
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut parsed = httparse::Request::new(&mut headers);
         match parsed.parse(&buffer) {
-            Ok(httparse::Status::Complete(_)) => return Ok(classify(&parsed, buffer)),
+            Ok(httparse::Status::Complete(_)) => {
+                let head = classify(&parsed);
+                return Ok(match head {
+                    Head::Upgrade(_) => Head::Upgrade(buffer),
+                    other => other,
+                });
+            }
             Ok(httparse::Status::Partial) if buffer.len() < MAX_HEAD_BYTES => continue,
             Ok(httparse::Status::Partial) => {
                 return Ok(Head::Bad(
@@ -87,7 +93,8 @@ pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Head>
     }
 }
 
-fn classify(parsed: &httparse::Request<'_, '_>, buffer: Vec<u8>) -> Head {
+/// What a parsed head asks for (an upgrade's bytes are filled in by the caller).
+fn classify(parsed: &httparse::Request<'_, '_>) -> Head {
     let upgrade = parsed.headers.iter().any(|header| {
         header.name.eq_ignore_ascii_case("upgrade")
             && String::from_utf8_lossy(header.value)
@@ -95,7 +102,7 @@ fn classify(parsed: &httparse::Request<'_, '_>, buffer: Vec<u8>) -> Head {
                 .eq_ignore_ascii_case("websocket")
     });
     if upgrade {
-        return Head::Upgrade(buffer);
+        return Head::Upgrade(Vec::new());
     }
     let mut request = Request::builder()
         .method(parsed.method.unwrap_or("GET"))
