@@ -74,7 +74,9 @@ pub enum EnvironmentsError {
     Name(String),
     #[error("environment {name:?}: url must start with ws:// or wss://, got {url:?}")]
     Url { name: String, url: String },
-    #[error("no home directory to find ~/.config/execd/environments.toml; set {ENVIRONMENTS_VARIABLE}")]
+    #[error(
+        "no home directory to find ~/.config/execd/environments.toml; set {ENVIRONMENTS_VARIABLE}"
+    )]
     NoHome,
 }
 
@@ -145,7 +147,10 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, EnvironmentSpec>, Environmen
 }
 
 /// The environments in `text` (read from `path`, which errors name).
-pub fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, EnvironmentSpec>, EnvironmentsError> {
+pub fn parse(
+    path: &Path,
+    text: &str,
+) -> Result<BTreeMap<String, EnvironmentSpec>, EnvironmentsError> {
     let file: FileText = toml::from_str(text).map_err(|err| EnvironmentsError::Syntax {
         path: path.to_path_buf(),
         message: err.to_string().trim_end().to_string(),
@@ -158,8 +163,13 @@ pub fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, EnvironmentSpec
     };
     let mut environments = BTreeMap::new();
     for (name, entry) in file.environments {
-        check_name(&name)
-            .map_err(|_| entry_error(&name, "name", "must be letters, digits, '_', '.' or '-'".into()))?;
+        check_name(&name).map_err(|_| {
+            entry_error(
+                &name,
+                "name",
+                "must be letters, digits, '_', '.' or '-'".into(),
+            )
+        })?;
         check_url(&name, &entry.url).map_err(|_| {
             entry_error(
                 &name,
@@ -220,25 +230,41 @@ token = "s3cret"
         assert_eq!(envs.len(), 2);
         let build = &envs["build"];
         assert_eq!(build.url, "wss://10.0.0.5:7878");
-        assert!(matches!(&build.credential, Credential::TokenFile(p) if p == Path::new("/run/secrets/tok")));
-        assert_eq!(build.ca_file.as_deref(), Some(Path::new("/etc/execd/ca.pem")));
-        assert!(matches!(&envs["gpu-1.b_2"].credential, Credential::Token(t) if t.as_str() == "s3cret"));
+        assert!(
+            matches!(&build.credential, Credential::TokenFile(p) if p == Path::new("/run/secrets/tok"))
+        );
+        assert_eq!(
+            build.ca_file.as_deref(),
+            Some(Path::new("/etc/execd/ca.pem"))
+        );
+        assert!(
+            matches!(&envs["gpu-1.b_2"].credential, Credential::Token(t) if t.as_str() == "s3cret")
+        );
         assert!(parsed("").unwrap().is_empty());
     }
 
     #[test]
     fn names_the_bad_line_or_key() {
         let cases = [
-            ("[environments.a]\nurl = \"ws://h:1\"\ntokn = \"x\"\n", "tokn"),
+            (
+                "[environments.a]\nurl = \"ws://h:1\"\ntokn = \"x\"\n",
+                "tokn",
+            ),
             ("[environments.a]\nurl = \"http://h:1\"\n", "url"),
-            ("[environments.a]\nurl = \"ws://h:1\"\ntoken = \"x\"\ntoken_file = \"/t\"\n", "not both"),
+            (
+                "[environments.a]\nurl = \"ws://h:1\"\ntoken = \"x\"\ntoken_file = \"/t\"\n",
+                "not both",
+            ),
             ("[environments.\"a b\"]\nurl = \"ws://h:1\"\n", "name"),
             ("[environments.a]\ntoken = \"x\"\n", "url"),
             ("[environments.a\nurl = 1\n", "line 1"),
             ("[servers.a]\nurl = \"ws://h:1\"\n", "servers"),
         ];
         for (text, needle) in cases {
-            let err = parsed(text).err().unwrap_or_else(|| panic!("{text:?} was taken")).to_string();
+            let err = parsed(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text:?} was taken"))
+                .to_string();
             assert!(err.contains("/etc/envs.toml"), "{err}");
             assert!(err.contains(needle), "{needle:?} not in {err}");
         }

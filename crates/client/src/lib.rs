@@ -36,8 +36,8 @@ mod state;
 pub mod websocket;
 
 pub use client::{ExecServerClient, LinkState};
-pub use error::ClientError;
 pub use environments_file::{Credential, EnvironmentSpec, EnvironmentsError};
+pub use error::ClientError;
 pub use manager::EnvironmentManager;
 pub use remote::RemoteEnvironment;
 pub use websocket::{ConnectOptions, Keepalive, ReconnectPolicy, DEFAULT_OUTPUT_WINDOW};

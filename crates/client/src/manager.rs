@@ -133,11 +133,11 @@ impl EnvironmentManager {
                 options.token = match &spec.credential {
                     Credential::Default => self.options.token.clone(),
                     Credential::Token(token) => Some(token.clone()),
-                    Credential::TokenFile(path) => Some(
-                        execd_transport::token::read_file(path).map_err(|err| {
+                    Credential::TokenFile(path) => {
+                        Some(execd_transport::token::read_file(path).map_err(|err| {
                             EnvError::Connect(format!("environment {name:?}: {err}"))
-                        })?,
-                    ),
+                        })?)
+                    }
                 };
                 if spec.ca_file.is_some() {
                     options.ca_file = spec.ca_file.clone();

@@ -141,7 +141,10 @@ async fn one_harness_drives_twenty_servers_at_once() {
                 .start(StartParams::new(["echo", "shared"]))
                 .await
                 .expect("start");
-            collect(&mut started.events).await.expect("output").stdout_text()
+            collect(&mut started.events)
+                .await
+                .expect("output")
+                .stdout_text()
         }));
     }
     for first in firsts {

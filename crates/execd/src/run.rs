@@ -154,13 +154,18 @@ pub async fn run(args: RunArgs, name: &str) -> u8 {
 }
 
 async fn run_command(args: RunArgs, name: &str) -> Result<u8, Failure> {
-    let (url, options) =
-        crate::connect_args::resolve(environment_name(&args.env)?, args.url.clone(), &args.connect)
-            .map_err(Failure::new)?;
+    let (url, options) = crate::connect_args::resolve(
+        environment_name(&args.env)?,
+        args.url.clone(),
+        &args.connect,
+    )
+    .map_err(Failure::new)?;
     let Some(url) = url else {
         return Err(Failure {
             code: EXIT_USAGE,
-            message: format!("no server given: pass --url ws://HOST:PORT, --env NAME, or set {URL_VARIABLE}"),
+            message: format!(
+                "no server given: pass --url ws://HOST:PORT, --env NAME, or set {URL_VARIABLE}"
+            ),
         });
     };
     let stdin_is_terminal = std::io::stdin().is_terminal();

@@ -258,7 +258,9 @@ impl Connection {
                 self.session.fs_method = None;
                 if let Reply::Now(result) = reply {
                     if let Some(fs) = fs {
-                        self.shared.metrics.fs_operation(fs, result.as_ref().map(|_| ()));
+                        self.shared
+                            .metrics
+                            .fs_operation(fs, result.as_ref().map(|_| ()));
                     }
                     self.session.send(rpc::response(&id, result)).await;
                 }

@@ -44,7 +44,9 @@ impl EventSink for ConnectionEvents {
     async fn deliver(&self, event: ProcessEvent) {
         match &event.kind {
             EventKind::Output { stream, chunk } => self.metrics.output(*stream, chunk.len()),
-            EventKind::Exited(exit) => self.metrics.process_exited(exit.code, exit.signal.as_deref()),
+            EventKind::Exited(exit) => self
+                .metrics
+                .process_exited(exit.code, exit.signal.as_deref()),
             EventKind::Closed => {}
         }
         // Encoded before taking the lock: many processes encode in parallel.

@@ -113,11 +113,7 @@ impl Metrics {
             "Sessions alive (attached to a connection or waiting for a resume)",
             metrics.sessions_open.clone(),
         );
-        r.register(
-            "sessions",
-            "Sessions created",
-            metrics.sessions.clone(),
-        );
+        r.register("sessions", "Sessions created", metrics.sessions.clone());
         r.register(
             "processes_running",
             "Processes started and not yet exited",
@@ -186,7 +182,8 @@ impl Metrics {
     /// The text for `GET /metrics`, with the gauges read from `budget` now.
     pub fn render(&self, budget: &SharedBudget) -> String {
         self.processes_open.set(gauge_value(budget.processes()));
-        self.retained_bytes.set(gauge_value(budget.retained_bytes()));
+        self.retained_bytes
+            .set(gauge_value(budget.retained_bytes()));
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);

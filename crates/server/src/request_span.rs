@@ -5,9 +5,17 @@
 //! `parent_id`). A request without one gets no span at all (nothing to
 //! pay on the hot path); a `traceparent` that does not parse is ignored,
 //! as the W3C recommendation asks, with a debug line saying why.
+//!
+//! The span's target is [`TARGET`] and its level `ERROR`: a span's level
+//! only decides when it is recorded, and this one must be whenever any
+//! line of the request is (a warning, or an audit event at info), so it
+//! is on under every filter unless `RUST_LOG` turns `execd::request` off.
 
 use execd_protocol::trace::{frame_trace, TraceParent, MAX_TRACESTATE_BYTES};
-use tracing::{debug, info_span, Span};
+use tracing::{debug, error_span, Span};
+
+/// The target of request spans.
+pub const TARGET: &str = "execd::request";
 
 /// The span for the request `method` in `frame`, or `Span::none()`.
 pub fn request_span(method: &str, frame: &str) -> Span {
@@ -23,7 +31,8 @@ pub fn request_span(method: &str, frame: &str) -> Span {
                 .tracestate
                 .filter(|state| state.len() <= MAX_TRACESTATE_BYTES)
                 .unwrap_or_default();
-            info_span!(
+            error_span!(
+                target: TARGET,
                 "request",
                 method,
                 trace_id = %parent.trace_id,

@@ -202,7 +202,9 @@ async fn metrics_follow_processes_files_and_decisions() {
     client.wait_exited("cat").await;
     // Exits: one success, one failure, one signal.
     client.run("fails", &["sh", "-c", "exit 3"]).await;
-    client.start(start_params("sleeper", &["sleep", "60"])).await;
+    client
+        .start(start_params("sleeper", &["sleep", "60"]))
+        .await;
     client.terminate("sleeper").await;
     client.wait_exited("sleeper").await;
     let now = Metrics::scrape(&url, None).await;
@@ -230,10 +232,7 @@ async fn metrics_follow_processes_files_and_decisions() {
     let path = dir.path().join("f.txt");
     let path = path.to_str().unwrap();
     client
-        .call(
-            "fs/writeFile",
-            json!({"path": path, "dataBase64": "aGk="}),
-        )
+        .call("fs/writeFile", json!({"path": path, "dataBase64": "aGk="}))
         .await
         .expect("write");
     client
@@ -249,7 +248,12 @@ async fn metrics_follow_processes_files_and_decisions() {
         1.0
     );
     assert_eq!(now.value("execd_process_start_failures_total", &[]), 1.0);
-    let fs = |method, error| now.value("execd_fs_operations_total", &[("method", method), ("error", error)]);
+    let fs = |method, error| {
+        now.value(
+            "execd_fs_operations_total",
+            &[("method", method), ("error", error)],
+        )
+    };
     assert_eq!(fs("fs/writeFile", "none"), 1.0);
     assert_eq!(fs("fs/readFile", "none"), 1.0);
     assert_eq!(fs("fs/readFile", "not_found"), 1.0);

@@ -33,7 +33,9 @@ pub fn start(session: &Session, id: &RequestId, params: &RawValue) -> Result<Rep
     let asked = Instant::now();
     if params.exec_policy.is_none() {
         let started = backend.start_now(&params).map_err(RpcError::from);
-        session.metrics().process_start(started.is_ok(), asked.elapsed());
+        session
+            .metrics()
+            .process_start(started.is_ok(), asked.elapsed());
         audit_start(session.id(), backend, &params, &started);
         return Ok(Reply::Now(started.and_then(|()| result(params))));
     }

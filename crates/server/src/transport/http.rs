@@ -323,7 +323,9 @@ pub async fn serve_metrics(
             let within = shared.config.handshake_timeout;
             let _ = tokio::time::timeout(within, async {
                 let answer = match read_head(&mut stream).await? {
-                    Head::Plain(request) => answer(&request, &shared, &shutdown, MetricsAccess::Open),
+                    Head::Plain(request) => {
+                        answer(&request, &shared, &shutdown, MetricsAccess::Open)
+                    }
                     Head::Upgrade(_) => response(
                         StatusCode::NOT_FOUND,
                         "this is the metrics listener: no WebSocket here\n",

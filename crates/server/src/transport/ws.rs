@@ -310,7 +310,8 @@ async fn upgrade<S>(
         Ok(read) => read,
         Err(answer) => {
             drop(ticket);
-            let sent = tokio::time::timeout(config.handshake_timeout, http::send(&mut stream, &answer));
+            let sent =
+                tokio::time::timeout(config.handshake_timeout, http::send(&mut stream, &answer));
             if let Ok(Err(err)) = sent.await {
                 debug!(%peer, %err, "cannot send the HTTP answer");
             }
