@@ -157,7 +157,11 @@ mod tests {
     fn silent_gate() -> (Arc<ConnectionGate>, tokio::sync::mpsc::Receiver<Wire>) {
         let (sink, frames) = tokio::sync::mpsc::channel::<Wire>(4 * MAX_PENDING_ASKS);
         (
-            ConnectionGate::new(Outbox::new(PollSender::new(sink)), "test".into()),
+            ConnectionGate::new(
+                Outbox::new(PollSender::new(sink)),
+                "test".into(),
+                Default::default(),
+            ),
             frames,
         )
     }
