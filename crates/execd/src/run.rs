@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use crate::connect_args::ConnectArgs;
 use crate::messages::{connect_error, describe};
-use crate::remote_command::{self, parse_env_arg, EnvArg, Launch};
+use crate::remote_command::{self, environment_name, parse_env_arg, variables, EnvArg, Launch};
 
 /// Exit code for a failure of `execd run` itself (as `ssh` does).
 const EXIT_FAILURE: u8 = 255;
@@ -289,35 +289,6 @@ async fn run_command(args: RunArgs, name: &str) -> Result<u8, Failure> {
             process.id()
         ))),
     }
-}
-
-/// The `--env K=V` variables.
-fn variables(env: &[EnvArg]) -> Vec<(String, String)> {
-    env.iter()
-        .filter_map(|arg| match arg {
-            EnvArg::Variable(key, value) => Some((key.clone(), value.clone())),
-            EnvArg::Environment(_) => None,
-        })
-        .collect()
-}
-
-/// The `--env NAME` environment, if one is named (at most one may be).
-fn environment_name(env: &[EnvArg]) -> Result<Option<&str>, Failure> {
-    let mut names = env.iter().filter_map(|arg| match arg {
-        EnvArg::Environment(name) => Some(name.as_str()),
-        EnvArg::Variable(..) => None,
-    });
-    let first = names.next();
-    if let Some(second) = names.next() {
-        return Err(Failure {
-            code: EXIT_USAGE,
-            message: format!(
-                "--env names two environments ({:?} and {second:?}); give one (variables are --env K=V)",
-                first.unwrap_or_default()
-            ),
-        });
-    }
-    Ok(first)
 }
 
 /// A process id unique enough for one connection.
