@@ -131,7 +131,9 @@ impl EnvironmentManager {
                 let spec = &named.spec;
                 let mut options = self.options.clone();
                 options.token = match &spec.credential {
-                    Credential::Default => self.options.token.clone(),
+                    // The lookup of a single URL, never the default
+                    // environment's token (that one is for its server).
+                    Credential::Default => None,
                     Credential::Token(token) => Some(token.clone()),
                     Credential::TokenFile(path) => {
                         Some(execd_transport::token::read_file(path).map_err(|err| {

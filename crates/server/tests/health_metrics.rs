@@ -284,3 +284,37 @@ async fn the_metrics_listener_serves_without_a_token() {
     assert_eq!(get(&http_url(&server, "/metrics"), None).await.0, 401);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn processes_ended_with_their_session_leave_the_running_gauge() {
+    let server = start_server_with(ServerConfig::default()).await;
+    let url = http_url(&server, "/metrics");
+    let mut client = Client::connect_initialized(&server.url()).await;
+    client.start(start_params("a", &["sleep", "60"])).await;
+    client.start(start_params("b", &["sleep", "60"])).await;
+    let now = Metrics::scrape(&url, None).await;
+    assert_eq!(now.value("execd_processes_running", &[]), 2.0);
+    assert_eq!(now.value("execd_sessions_open", &[]), 1.0);
+    // A clean close ends the session and terminates both.
+    client.into_inner().close(None).await.expect("close");
+    let settled = async {
+        loop {
+            let now = Metrics::scrape(&url, None).await;
+            if now.value("execd_processes_running", &[]) == 0.0
+                && now.value("execd_sessions_open", &[]) == 0.0
+                && now.value("execd_connections_open", &[]) == 0.0
+            {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let now = tokio::time::timeout(TIMEOUT, settled)
+        .await
+        .expect("the session's processes end and are counted");
+    assert_eq!(
+        now.value("execd_processes_exited_total", &[("outcome", "signal")]),
+        2.0
+    );
+    server.shutdown().await;
+}
