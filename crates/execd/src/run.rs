@@ -154,12 +154,12 @@ pub async fn run(args: RunArgs, name: &str) -> u8 {
 }
 
 async fn run_command(args: RunArgs, name: &str) -> Result<u8, Failure> {
-    let (url, options) = crate::connect_args::resolve(
-        environment_name(&args.env)?,
-        args.url.clone(),
-        &args.connect,
-    )
-    .map_err(Failure::new)?;
+    let environment = environment_name(&args.env).map_err(|message| Failure {
+        code: EXIT_USAGE,
+        message,
+    })?;
+    let (url, options) = crate::connect_args::resolve(environment, args.url.clone(), &args.connect)
+        .map_err(Failure::new)?;
     let Some(url) = url else {
         return Err(Failure {
             code: EXIT_USAGE,
