@@ -9,7 +9,8 @@
 //! - `frames`: reading a connection and routing what arrives.
 //! - `resume`: reconnecting after a lost connection and resuming the session.
 //! - [`remote`]: the environment traits over a client.
-//! - [`manager`]: `EnvironmentManager`: local, or remote when `EXECD_URL` is set.
+//! - [`manager`]: `EnvironmentManager`: local, or remote when `EXECD_URL` is
+//!   set, plus named environments ([`environments_file`]: the shared file).
 //! - [`websocket`]: opening the WebSocket: token, TLS, refusals.
 //! - [`error`]: the `ClientError` type.
 //!
@@ -25,6 +26,7 @@
 //! ```
 
 pub mod client;
+pub mod environments_file;
 pub mod error;
 mod frames;
 pub mod manager;
@@ -34,6 +36,7 @@ mod state;
 pub mod websocket;
 
 pub use client::{ExecServerClient, LinkState};
+pub use environments_file::{Credential, EnvironmentSpec, EnvironmentsError};
 pub use error::ClientError;
 pub use manager::EnvironmentManager;
 pub use remote::RemoteEnvironment;

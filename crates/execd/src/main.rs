@@ -125,7 +125,9 @@ fn init_logging(format: serve::LogFormat, default_filter: &str) {
         serve::LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // A request with W3C trace context runs in a span carrying its
+            // trace id (execd_server::request_span): shown as `span`.
+            .with_current_span(true)
             .with_span_list(false)
             .with_env_filter(filter(format!(
                 "{default_filter},{}=info",

@@ -138,6 +138,52 @@ pub fn parse_assignment(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// One `--env` value: a variable (`K=V`) or an environment's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvArg {
+    Variable(String, String),
+    Environment(String),
+}
+
+/// `K=V` is a variable; a value without `=` names an environment.
+pub fn parse_env_arg(text: &str) -> Result<EnvArg, String> {
+    if text.contains('=') {
+        let (key, value) = parse_assignment(text)?;
+        return Ok(EnvArg::Variable(key, value));
+    }
+    execd_client::environments_file::check_name(text)
+        .map(|()| EnvArg::Environment(text.to_string()))
+        .map_err(|_| {
+            format!("expected K=V (a variable) or NAME (an environment: letters, digits, '_', '.', '-'), got {text:?}")
+        })
+}
+
+/// The `--env K=V` variables.
+pub fn variables(env: &[EnvArg]) -> Vec<(String, String)> {
+    env.iter()
+        .filter_map(|arg| match arg {
+            EnvArg::Variable(key, value) => Some((key.clone(), value.clone())),
+            EnvArg::Environment(_) => None,
+        })
+        .collect()
+}
+
+/// The `--env NAME` environment, if one is named (at most one may be).
+pub fn environment_name(env: &[EnvArg]) -> Result<Option<&str>, String> {
+    let mut names = env.iter().filter_map(|arg| match arg {
+        EnvArg::Environment(name) => Some(name.as_str()),
+        EnvArg::Variable(..) => None,
+    });
+    let first = names.next();
+    if let Some(second) = names.next() {
+        return Err(format!(
+            "--env names two environments ({:?} and {second:?}); give one (variables are --env K=V)",
+            first.unwrap_or_default()
+        ));
+    }
+    Ok(first)
+}
+
 /// The exit code for a start that failed with `err`: 127 for a program
 /// that was not found, 126 for one that cannot be executed (execd's
 /// messages `program "X" not found` and `program "X" is not executable`),

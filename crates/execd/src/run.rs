@@ -28,8 +28,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::connect_args::ConnectArgs;
-use crate::messages::{connect_error, describe, server_url};
-use crate::remote_command::{self, parse_assignment, Launch};
+use crate::messages::{connect_error, describe};
+use crate::remote_command::{self, environment_name, parse_env_arg, variables, EnvArg, Launch};
 
 /// Exit code for a failure of `execd run` itself (as `ssh` does).
 const EXIT_FAILURE: u8 = 255;
@@ -70,10 +70,14 @@ pub struct RunArgs {
     /// the remote account's home.
     #[arg(long)]
     pub cwd: Option<String>,
-    /// Set a variable in the command's environment (repeatable; overrides the
-    /// defaults: HOME, USER, LOGNAME, SHELL, PATH, LANG, LC_*, TERM).
-    #[arg(long = "env", value_name = "K=V", value_parser = parse_assignment)]
-    pub env: Vec<(String, String)>,
+    /// `K=V`: set a variable in the command's environment (repeatable;
+    /// overrides the defaults: HOME, USER, LOGNAME, SHELL, PATH, LANG, LC_*,
+    /// TERM). `NAME` (no `=`): run on the environment NAME of the
+    /// environments file ($EXECD_ENVIRONMENTS, else
+    /// $XDG_CONFIG_HOME/execd/environments.toml or
+    /// ~/.config/execd/environments.toml): its URL, token and CA file.
+    #[arg(long = "env", value_name = "K=V|NAME", value_parser = parse_env_arg)]
+    pub env: Vec<EnvArg>,
     /// The command: its words are joined with spaces and run by the remote
     /// account's shell (`$SHELL -c`), as ssh does; with --exec, argv.
     #[arg(
@@ -150,14 +154,21 @@ pub async fn run(args: RunArgs, name: &str) -> u8 {
 }
 
 async fn run_command(args: RunArgs, name: &str) -> Result<u8, Failure> {
-    let Some(url) = server_url(args.url.clone()) else {
+    let environment = environment_name(&args.env).map_err(|message| Failure {
+        code: EXIT_USAGE,
+        message,
+    })?;
+    let (url, options) = crate::connect_args::resolve(environment, args.url.clone(), &args.connect)
+        .map_err(Failure::new)?;
+    let Some(url) = url else {
         return Err(Failure {
             code: EXIT_USAGE,
-            message: format!("no server given: pass --url ws://HOST:PORT or set {URL_VARIABLE}"),
+            message: format!(
+                "no server given: pass --url ws://HOST:PORT, --env NAME, or set {URL_VARIABLE}"
+            ),
         });
     };
     let stdin_is_terminal = std::io::stdin().is_terminal();
-    let options = args.connect.options().map_err(Failure::new)?;
     let client = ExecServerClient::connect_with(&url, options)
         .await
         .map_err(|err| Failure::new(connect_error(&url, &EnvError::from(err))))?;
@@ -175,7 +186,7 @@ async fn run_command(args: RunArgs, name: &str) -> Result<u8, Failure> {
         process_id: process_id(),
         argv,
         cwd: remote_command::cwd(args.cwd.as_deref(), account.as_ref()),
-        env: remote_command::environment(account.as_ref(), args.tty, &args.env),
+        env: remote_command::environment(account.as_ref(), args.tty, &variables(&args.env)),
         tty: args.tty,
         pipe_stdin: true,
         arg0,

@@ -33,6 +33,13 @@ const SERVE_HELP: &str = "\
 Every limit refuses what would pass it with an error that names the limit,
 its value and its flag; see docs/PROTOCOL.md (Limits).
 
+HTTP on the listener:
+  GET /healthz  200 \"ok\" while the server runs (no token needed).
+  GET /readyz   200 \"ready\", or 503 while shutting down or with every
+                --max-connections place taken (no token needed).
+  GET /metrics  Prometheus text (execd_* metrics), behind the token when
+                there is one; without one on --metrics-listen.
+
 Output:
   The URL on stdout, once listening. On stderr (tracing; RUST_LOG sets the
   level, --log-format the format): one line at start (address, version,
@@ -177,6 +184,12 @@ pub struct ServeArgs {
     /// connection counts as lost (its session detaches); 0: never.
     #[arg(long, value_name = "SECONDS", default_value_t = defaults().keepalive_timeout.as_secs())]
     keepalive_timeout: u64,
+    /// Also serve GET /metrics (Prometheus text) and the health endpoints,
+    /// without a token, on this IP:PORT (e.g. 0.0.0.0:9090 for a scraper
+    /// in the pod network). The WebSocket listener serves /metrics behind
+    /// its token either way, and /healthz and /readyz to anyone.
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     codex: CodexLimitArgs,
 }
@@ -210,6 +223,7 @@ impl ServeArgs {
         config.keepalive_interval = Duration::from_secs(self.keepalive_interval);
         config.keepalive_timeout = Duration::from_secs(self.keepalive_timeout);
         config.codex = self.codex.limits();
+        config.metrics_listen = self.metrics_listen;
         // A whole read must fit in a frame of our own size as base64.
         let reply = self.max_read_bytes.div_ceil(3) * 4 + 1024;
         if reply > self.max_frame_bytes {
@@ -355,6 +369,7 @@ fn refuse_websocket_flags_on_stdio(args: &ServeArgs) -> Result<(), String> {
         ("--no-auth", args.no_auth),
         ("--allow-origin", !args.allow_origin.is_empty()),
         ("--tls-cert", args.tls_cert.is_some()),
+        ("--metrics-listen", args.metrics_listen.is_some()),
     ];
     match given.iter().find(|(_, set)| *set) {
         Some((flag, _)) => Err(format!(

@@ -7,7 +7,7 @@
 use clap::Args;
 
 use crate::connect_args::ConnectArgs;
-use crate::remote_command::parse_assignment;
+use crate::remote_command::{parse_env_arg, EnvArg};
 use crate::run::{self, RunArgs};
 
 #[derive(Debug, Args)]
@@ -22,9 +22,11 @@ pub struct ShellArgs {
     /// Start in this directory instead of the remote home.
     #[arg(long)]
     cwd: Option<String>,
-    /// Set a variable in the shell's environment (repeatable).
-    #[arg(long = "env", value_name = "K=V", value_parser = parse_assignment)]
-    env: Vec<(String, String)>,
+    /// `K=V`: set a variable in the shell's environment (repeatable).
+    /// `NAME`: connect to the environment NAME of the environments file
+    /// (as `execd run --env NAME`).
+    #[arg(long = "env", value_name = "K=V|NAME", value_parser = parse_env_arg)]
+    env: Vec<EnvArg>,
 }
 
 /// The man-page part of `execd shell --help`.

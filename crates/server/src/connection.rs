@@ -33,6 +33,8 @@ use crate::audit;
 use crate::dispatch::{self, Request};
 use crate::methods::session::{INITIALIZE, INITIALIZED};
 use crate::methods::Reply;
+use crate::metrics::fs_method;
+use crate::request_span::request_span;
 use crate::rpc;
 use crate::session::Session;
 use crate::sessions::{self, Attachment, Ending, ResumeError, Sessions};
@@ -249,7 +251,17 @@ impl Connection {
                     params,
                     frame: &text,
                 };
-                if let Reply::Now(result) = dispatch::route(&mut self.session, &request) {
+                let span = request_span(&method, &text);
+                let fs = fs_method(&method);
+                self.session.fs_method = fs;
+                let reply = span.in_scope(|| dispatch::route(&mut self.session, &request));
+                self.session.fs_method = None;
+                if let Reply::Now(result) = reply {
+                    if let Some(fs) = fs {
+                        self.shared
+                            .metrics
+                            .fs_operation(fs, result.as_ref().map(|_| ()));
+                    }
                     self.session.send(rpc::response(&id, result)).await;
                 }
             }

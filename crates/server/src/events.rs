@@ -1,7 +1,8 @@
 //! [`ConnectionEvents`]: the connection as the process supervisors' event
 //! sink. Each event is encoded by its supervisor (as a JSON notification, or
 //! as a binary output frame when the client asked for them) and written
-//! straight to the connection's `Outbox`.
+//! straight to the connection's `Outbox`. Output bytes and exits are
+//! counted in the metrics on the way.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use execd_protocol::binary;
 use execd_protocol::event::{EventKind, ProcessEvent};
 use execd_transport::outbox::{Frame, Outbox, Wire};
 
+use crate::metrics::Metrics;
 use crate::rpc;
 
 /// Supervisors deliver process events straight into the connection.
@@ -18,12 +20,14 @@ pub struct ConnectionEvents {
     outbox: Arc<Outbox<Wire>>,
     /// The client asked for binary output frames (and the transport has them).
     binary: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 impl ConnectionEvents {
-    pub fn new(outbox: Arc<Outbox<Wire>>) -> Arc<ConnectionEvents> {
+    pub fn new(outbox: Arc<Outbox<Wire>>, metrics: Arc<Metrics>) -> Arc<ConnectionEvents> {
         Arc::new(ConnectionEvents {
             outbox,
+            metrics,
             binary: AtomicBool::new(false),
         })
     }
@@ -38,6 +42,13 @@ impl ConnectionEvents {
 #[async_trait::async_trait]
 impl EventSink for ConnectionEvents {
     async fn deliver(&self, event: ProcessEvent) {
+        match &event.kind {
+            EventKind::Output { stream, chunk } => self.metrics.output(*stream, chunk.len()),
+            EventKind::Exited(exit) => self
+                .metrics
+                .process_exited(exit.code, exit.signal.as_deref()),
+            EventKind::Closed => {}
+        }
         // Encoded before taking the lock: many processes encode in parallel.
         let binary = match &event.kind {
             EventKind::Output { stream, chunk } if self.binary.load(Ordering::Relaxed) => {

@@ -49,11 +49,17 @@ pub struct ConnectionGate {
     session: String,
     waiting: Mutex<Waiters>,
     next_id: AtomicI64,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ConnectionGate {
-    pub fn new(outbox: Arc<Outbox<Wire>>, session: String) -> Arc<ConnectionGate> {
+    pub fn new(
+        outbox: Arc<Outbox<Wire>>,
+        session: String,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<ConnectionGate> {
         Arc::new(ConnectionGate {
+            metrics,
             outbox,
             session,
             waiting: Mutex::new(HashMap::new()),
@@ -109,6 +115,7 @@ impl ExecGate for ConnectionGate {
 
     async fn report(&self, decision: DecisionParams) {
         crate::audit::exec_decision(&self.session, &decision);
+        self.metrics.exec_decision(decision.decision);
         self.outbox
             .send(rpc::notification(DECISION, decision))
             .await;
@@ -150,7 +157,11 @@ mod tests {
     fn silent_gate() -> (Arc<ConnectionGate>, tokio::sync::mpsc::Receiver<Wire>) {
         let (sink, frames) = tokio::sync::mpsc::channel::<Wire>(4 * MAX_PENDING_ASKS);
         (
-            ConnectionGate::new(Outbox::new(PollSender::new(sink)), "test".into()),
+            ConnectionGate::new(
+                Outbox::new(PollSender::new(sink)),
+                "test".into(),
+                Default::default(),
+            ),
             frames,
         )
     }

@@ -22,6 +22,8 @@ pub mod events;
 pub mod gate;
 pub mod http_clients;
 pub mod methods;
+pub mod metrics;
+pub mod request_span;
 pub mod rpc;
 pub mod session;
 pub mod sessions;
@@ -95,6 +97,10 @@ pub struct ServerConfig {
     /// A peer heard nothing from (no frame, no pong) for this long is lost
     /// (zero: never).
     pub keepalive_timeout: Duration,
+    /// Serve `GET /metrics` (and the health endpoints), without a token, on
+    /// this address too (`--metrics-listen`); the WebSocket listener
+    /// serves `/metrics` behind its token either way.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -119,6 +125,7 @@ impl Default for ServerConfig {
             max_detached_sessions: 64,
             keepalive_interval: Duration::from_secs(15),
             keepalive_timeout: Duration::from_secs(45),
+            metrics_listen: None,
         }
     }
 }

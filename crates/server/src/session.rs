@@ -15,12 +15,14 @@ use execd_protocol::limits::{Limit, LimitExceeded};
 use execd_protocol::{RequestId, RpcError};
 use execd_transport::outbox::{Frame, Link, Outbox, Wire};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 use crate::access::Admission;
 use crate::events::ConnectionEvents;
 use crate::gate::ConnectionGate;
 use crate::http_clients::HttpClients;
 use crate::methods::Reply;
+use crate::metrics::{Metrics, OpenGuard};
 use crate::rpc::{self, RpcResult};
 use crate::shared::{FsSlots, Shared};
 use crate::watches::MissingWatches;
@@ -51,6 +53,11 @@ pub struct Session {
     admission: Admission,
     /// The connection serving the session now, where replies go.
     link: Link,
+    /// The filesystem method being routed now, counted in the metrics
+    /// when its reply is made (set by the connection around dispatch).
+    pub(crate) fs_method: Option<&'static str>,
+    /// Counts the session as open in the metrics while it lives.
+    _open: OpenGuard,
 }
 
 /// A request's place among its connection's requests in flight, held
@@ -69,8 +76,9 @@ impl Session {
         admission: Admission,
     ) -> Self {
         let id = uuid::Uuid::new_v4().to_string();
-        let gate = ConnectionGate::new(outbox.clone(), id.clone());
-        let events = ConnectionEvents::new(outbox.clone());
+        let gate = ConnectionGate::new(outbox.clone(), id.clone(), shared.metrics.clone());
+        let events = ConnectionEvents::new(outbox.clone(), shared.metrics.clone());
+        let shared_open = shared.metrics.session_opened();
         let config = &shared.config;
         let codex = &config.codex;
         let open_files = Arc::new(OpenFiles::new(codex.max_open_files, codex.max_read_block));
@@ -97,6 +105,8 @@ impl Session {
             outbox,
             admission,
             link,
+            fs_method: None,
+            _open: shared_open,
         }
     }
 
@@ -129,6 +139,16 @@ impl Session {
     /// Where the client's answers to `exec/approve` go.
     pub fn gate(&self) -> &ConnectionGate {
         &self.gate
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The server's metrics, for a task.
+    pub fn shared_metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
     }
 
     /// Filesystem work of this connection runs through these.
@@ -190,7 +210,14 @@ impl Session {
         work: impl Future<Output = RpcResult> + Send + 'static,
     ) {
         let id = id.clone();
-        self.send_later(place, async move { rpc::response(&id, work.await) });
+        let counted = self.fs_method.map(|fs| (fs, self.shared.metrics.clone()));
+        self.send_later(place, async move {
+            let result = work.await;
+            if let Some((fs, metrics)) = counted {
+                metrics.fs_operation(fs, result.as_ref().map(|_| ()));
+            }
+            rpc::response(&id, result)
+        });
     }
 
     /// Send the frame `work` builds (a whole response) from a task.
@@ -198,10 +225,14 @@ impl Session {
         let outbox = self.outbox.clone();
         // The reply belongs to the connection that asked.
         let link = self.link.clone();
-        tokio::spawn(async move {
-            let frame = work.await;
-            outbox.send_on(&link, Frame::Text(frame)).await;
-            drop(place);
-        });
+        // In the request's span (its trace context), if it has one.
+        tokio::spawn(
+            async move {
+                let frame = work.await;
+                outbox.send_on(&link, Frame::Text(frame)).await;
+                drop(place);
+            }
+            .in_current_span(),
+        );
     }
 }

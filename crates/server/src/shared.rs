@@ -2,7 +2,7 @@
 //! processes and retained output (`execd_process::SharedBudget`, which
 //! every connection's process table draws on), the count of connections
 //! served, and the filesystem slots ([`FsSlots`]) that bound the blocking
-//! threads filesystem calls may hold. (The sessions by id, for resumes,
+//! threads filesystem calls may hold, and the metrics ([`Metrics`]). (The sessions by id, for resumes,
 //! are `crate::sessions::Sessions`, beside this.)
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use execd_process::SharedBudget;
 use execd_protocol::limits::{Limit, LimitExceeded};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::metrics::Metrics;
 use crate::ServerConfig;
 
 /// How long a filesystem call waits for a free slot before it is refused.
@@ -22,6 +23,7 @@ pub const FS_SLOT_WAIT: Duration = Duration::from_secs(30);
 pub struct Shared {
     pub config: ServerConfig,
     pub budget: Arc<SharedBudget>,
+    pub metrics: Arc<Metrics>,
     connections: Arc<Semaphore>,
     fs_ops: Arc<Semaphore>,
 }
@@ -32,6 +34,7 @@ impl Shared {
             budget: SharedBudget::new(config.max_processes, config.max_retained_bytes),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             fs_ops: Arc::new(Semaphore::new(config.max_fs_ops)),
+            metrics: Arc::new(Metrics::new()),
             config,
         })
     }
@@ -48,6 +51,11 @@ impl Shared {
                 ),
             )
         })
+    }
+
+    /// Every connection place is taken (`/readyz` says not ready).
+    pub fn at_connection_limit(&self) -> bool {
+        self.connections.available_permits() == 0
     }
 
     /// The filesystem slots of a new connection.

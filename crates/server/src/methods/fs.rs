@@ -58,6 +58,7 @@ pub fn read_file(session: &Session, id: &RequestId, params: &RawValue) -> Result
     let slots = session.fs().clone();
     let max = session.config().max_read_bytes;
     let id = id.clone();
+    let metrics = session.shared_metrics();
     session.send_later(place, async move {
         let read = if p.offset.is_none() && p.length.is_none() {
             slots
@@ -72,9 +73,11 @@ pub fn read_file(session: &Session, id: &RequestId, params: &RawValue) -> Result
                 })
                 .await
         };
+        let read = read.map_err(RpcError::from);
+        metrics.fs_operation(fsp::READ_FILE, read.as_ref().map(|_| ()));
         match read {
             Ok((data, eof)) => rpc::read_file_response(&id, &data, eof),
-            Err(err) => rpc::response(&id, Err(err.into())),
+            Err(err) => rpc::response(&id, Err(err)),
         }
     });
     Ok(Reply::Later)

@@ -6,7 +6,7 @@
 //! `processId` and identical params returns the first result, and a write with a
 //! `writeId` the process remembers writes nothing again.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use execd_protocol::fs::Empty;
 use execd_protocol::process::{self as pp, TerminalSize};
@@ -30,8 +30,12 @@ pub fn start(session: &Session, id: &RequestId, params: &RawValue) -> Result<Rep
     if backend.is_retried_start(&params) {
         return Ok(Reply::Now(result(params)));
     }
+    let asked = Instant::now();
     if params.exec_policy.is_none() {
         let started = backend.start_now(&params).map_err(RpcError::from);
+        session
+            .metrics()
+            .process_start(started.is_ok(), asked.elapsed());
         audit_start(session.id(), backend, &params, &started);
         return Ok(Reply::Now(started.and_then(|()| result(params))));
     }
@@ -40,16 +44,19 @@ pub fn start(session: &Session, id: &RequestId, params: &RawValue) -> Result<Rep
     let place = session.in_flight()?;
     if let Err(err) = backend.reserve(&params) {
         let err = RpcError::from(err);
+        session.metrics().process_start(false, asked.elapsed());
         audit_start(session.id(), backend, &params, &Err(err.clone()));
         return Err(err);
     }
     let backend = backend.clone();
     let session_id = session.id().to_string();
+    let metrics = session.shared_metrics();
     session.reply_with(place, id, async move {
         let started = backend
             .start_reserved(&params)
             .await
             .map_err(RpcError::from);
+        metrics.process_start(started.is_ok(), asked.elapsed());
         audit_start(&session_id, &backend, &params, &started);
         started?;
         result(params)
@@ -91,6 +98,7 @@ pub fn write(session: &Session, params: &RawValue) -> RpcResult {
             ));
         }
     }
+    session.metrics().input(params.chunk.len());
     let status = session.backend().write(
         &params.process_id,
         params.chunk,

@@ -13,6 +13,11 @@
 //! naming the limit, and the connection closed (the rest of that frame
 //! cannot be skipped).
 //!
+//! A request without `Upgrade: websocket` is plain HTTP: `/healthz`,
+//! `/readyz` and `/metrics` (see [`super::http`]), under the same handshake
+//! timeout and slots. With `metrics_listen` set, a second listener serves
+//! those alone, `/metrics` without a token.
+//!
 //! A close frame from the client is a clean end; the stream ending without
 //! one (reset, EOF, a read error) is a lost connection, whose session
 //! waits for a resume (see [`crate::sessions`]). Pings and pongs count as
@@ -44,12 +49,14 @@ use crate::rpc;
 use crate::sessions::Sessions;
 use crate::shared::Shared;
 use crate::transport::handshakes::{Handshakes, Ticket};
+use crate::transport::http::{self, Head, MetricsAccess, Rewind};
 use crate::ServerConfig;
 use execd_transport::outbox::Wire;
 
 /// A listening server. Dropping it does not stop it; call [`WsServer::shutdown`].
 pub struct WsServer {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     tls: bool,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -71,6 +78,14 @@ pub async fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<WsServer
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let handshakes = Handshakes::new(config.max_handshakes);
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(listener) => Some(listener.local_addr()?),
+        None => None,
+    };
     let door = Door {
         sessions: Sessions::new(
             config.detach_grace,
@@ -81,6 +96,15 @@ pub async fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<WsServer
         shared: Shared::new(config),
         loopback,
     };
+    if let Some(listener) = metrics_listener {
+        tracker.spawn(http::serve_metrics(
+            listener,
+            door.shared.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        info!(addr = ?metrics_addr, "serving /metrics");
+    }
     tracker.spawn(accept_loop(
         listener,
         Arc::new(door),
@@ -91,6 +115,7 @@ pub async fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<WsServer
     info!(%local_addr, tls, auth, "listening");
     Ok(WsServer {
         local_addr,
+        metrics_addr,
         tls,
         shutdown,
         tracker,
@@ -100,6 +125,11 @@ pub async fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<WsServer
 impl WsServer {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the `metrics_listen` listener is bound, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The URL clients connect to, e.g. `ws://127.0.0.1:7878` (`wss://` with TLS).
@@ -242,7 +272,7 @@ async fn handle_connection(
 /// connection limit; a refusal is answered with its HTTP status (and an
 /// access refusal audited).
 async fn upgrade<S>(
-    stream: S,
+    mut stream: S,
     peer: SocketAddr,
     door: Arc<Door>,
     deadline: Instant,
@@ -252,6 +282,43 @@ async fn upgrade<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = door.shared.config.clone();
+    let head = tokio::select! {
+        head = tokio::time::timeout_at(deadline, http::read_head(&mut stream)) => match head {
+            Ok(Ok(head)) => head,
+            Ok(Err(err)) => return debug!(%peer, %err, "no request head"),
+            Err(_) => return debug!(%peer, "no request within {:?}; closing", config.handshake_timeout),
+        },
+        _ = ticket.pushed_out() => {
+            return debug!(%peer, "too many connections in their handshake; closing the oldest");
+        }
+        _ = shutdown.cancelled() => return,
+    };
+    let answer = match head {
+        Head::Upgrade(read) => Ok(read),
+        Head::Plain(request) => Err(http::answer(
+            &request,
+            &door.shared,
+            &shutdown,
+            MetricsAccess::Checked {
+                access: &config.access,
+                loopback: door.loopback,
+            },
+        )),
+        Head::Bad(status, body) => Err(http::response(status, body, false)),
+    };
+    let read = match answer {
+        Ok(read) => read,
+        Err(answer) => {
+            drop(ticket);
+            let sent =
+                tokio::time::timeout(config.handshake_timeout, http::send(&mut stream, &answer));
+            if let Ok(Err(err)) = sent.await {
+                debug!(%peer, %err, "cannot send the HTTP answer");
+            }
+            return;
+        }
+    };
+    let stream = Rewind::new(read, stream);
     let ws_config = execd_transport::ws::config(config.max_frame_bytes);
     let mut verdict: Option<Result<Admission, Refusal>> = None;
     // Taken during the upgrade, so that a client over the limit hears why.
@@ -285,7 +352,12 @@ async fn upgrade<S>(
             Ok(Ok(ws)) => ws,
             Ok(Err(err)) => {
                 match &verdict {
-                    Some(Err(refusal)) => audit::connection_refused(&peer.to_string(), refusal),
+                    Some(Err(refusal)) => {
+                        if matches!(refusal, Refusal::MissingToken | Refusal::WrongToken) {
+                            door.shared.metrics.auth_failed();
+                        }
+                        audit::connection_refused(&peer.to_string(), refusal)
+                    }
                     _ => debug!(%peer, %err, "WebSocket handshake failed"),
                 }
                 return;
@@ -306,6 +378,7 @@ async fn upgrade<S>(
     let (Some(Ok(admission)), Some(_slot)) = (verdict, slot) else {
         return;
     };
+    let _open = door.shared.metrics.connection_opened();
     debug!(%peer, "connected");
     let (sink, stream) = ws.split();
     let step_config = config.clone();
