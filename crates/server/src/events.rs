@@ -1,7 +1,8 @@
 //! [`ConnectionEvents`]: the connection as the process supervisors' event
 //! sink. Each event is encoded by its supervisor (as a JSON notification, or
 //! as a binary output frame when the client asked for them) and written
-//! straight to the connection's `Outbox`.
+//! straight to the connection's `Outbox`; events that are ready together
+//! (`exited` and `closed`) go out in one write.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,22 +34,35 @@ impl ConnectionEvents {
     pub fn use_binary_output(&self, binary: bool) {
         self.binary.store(binary, Ordering::Relaxed);
     }
-}
 
-#[async_trait::async_trait]
-impl EventSink for ConnectionEvents {
-    async fn deliver(&self, event: ProcessEvent) {
-        // Encoded before taking the lock: many processes encode in parallel.
+    /// The frame of one event: a JSON notification, or a binary output frame.
+    fn encode(&self, event: ProcessEvent) -> Frame {
         let binary = match &event.kind {
             EventKind::Output { stream, chunk } if self.binary.load(Ordering::Relaxed) => {
                 binary::encode_output(&event.process_id, event.seq, *stream, chunk)
             }
             _ => None,
         };
-        let frame = match binary {
+        match binary {
             Some(bytes) => Frame::Binary(bytes),
             None => Frame::Text(rpc::event_notification(event)),
-        };
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventSink for ConnectionEvents {
+    async fn deliver(&self, event: ProcessEvent) {
+        // Encoded before taking the lock: many processes encode in parallel.
+        let frame = self.encode(event);
         self.outbox.send_frame(frame).await;
+    }
+
+    async fn deliver_all(&self, events: Vec<ProcessEvent>) {
+        let frames = events
+            .into_iter()
+            .map(|event| Wire::from(self.encode(event)))
+            .collect();
+        self.outbox.send_frames(frames).await;
     }
 }
