@@ -89,7 +89,10 @@ async fn latency(config: &BenchConfig, report: &mut Report) -> Result<(), BenchE
     let env = connect(config, true).await?;
     report.latency(crate::report::ROUND_TRIP).execd =
         summarize(&request_round_trip(&env, config.reps).await?);
-    report.latency("spawn /bin/true → closed").execd = summarize(&spawn(&env, config.reps).await?);
+    let (execd, local) = spawn(&env, config.reps).await?;
+    let row = report.latency(crate::report::SPAWN_ROW);
+    row.execd = summarize(&execd);
+    row.local = summarize(&local);
     crate::echo::measure(&env, config.ssh.as_ref(), config.reps, report).await?;
     Ok(())
 }
@@ -168,9 +171,17 @@ async fn request_round_trip(env: &Environment, reps: usize) -> Result<Vec<Durati
     Ok(samples)
 }
 
-async fn spawn(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchError> {
+/// Spawn round trips over the protocol and, taken in turn with them (so
+/// drift in the machine's load lands on both alike), local
+/// fork+exec+wait of the same program.
+async fn spawn(
+    env: &Environment,
+    reps: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>), BenchError> {
     let mut samples = Vec::with_capacity(reps);
+    let mut local = Vec::with_capacity(reps);
     for i in 0..reps {
+        local.push(crate::local::spawn_once()?);
         let started = Instant::now();
         let mut process = env
             .exec
@@ -185,7 +196,7 @@ async fn spawn(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchErr
             )));
         }
     }
-    Ok(samples)
+    Ok((samples, local))
 }
 
 /// Bytes per second of `head -c N /dev/zero`, start to closed, every byte checked.
