@@ -5,6 +5,7 @@
 //! - [`process`]: a measured process's params and bounded reads.
 //! - [`remote`]: the measurements over the protocol (any compatible server).
 //! - [`echo`]: the PTY echo row, execd and its baselines measured round-robin.
+//! - [`fanout`]: many processes at once, over the protocol and with `tokio::process`.
 //! - [`local`]: the local limit: the same work done directly in this process.
 //! - [`ssh`]: OpenSSH to a loopback sshd, when one is configured.
 //! - [`stream`]: reading a child's zero stream, checked, as a rate.
@@ -12,6 +13,7 @@
 //! - [`report`]: the table.
 
 pub mod echo;
+pub mod fanout;
 pub mod local;
 pub mod process;
 pub mod remote;

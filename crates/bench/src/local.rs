@@ -1,6 +1,7 @@
 //! The local limit: the same work done directly by this process, with no
 //! server in between (a TCP ping-pong, fork+exec+wait, a pipe; the PTY of
-//! our own is in [`crate::echo`]).
+//! our own is in [`crate::echo`], and fork+exec+wait is taken in turn with
+//! execd's spawns in [`crate::remote`]).
 
 use std::io::{Read, Write};
 use std::process::Command;
@@ -14,13 +15,12 @@ use crate::{io_error, BenchConfig, BenchError};
 pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
     let reps = config.reps;
     let bytes = config.stream_bytes;
-    let (ping, spawn, stream) = tokio::task::spawn_blocking(move || {
-        Ok::<_, BenchError>((tcp_ping_pong(reps)?, spawn(reps)?, stream(bytes)?))
+    let (ping, stream) = tokio::task::spawn_blocking(move || {
+        Ok::<_, BenchError>((tcp_ping_pong(reps)?, stream(bytes)?))
     })
     .await
     .map_err(|err| BenchError::Check(format!("local baseline task failed: {err}")))??;
     report.latency(crate::report::ROUND_TRIP).local = summarize(&ping);
-    report.latency("spawn /bin/true → closed").local = summarize(&spawn);
     for row in stream_rows(config.stream_bytes) {
         report.throughput(&row).local = Some(stream);
     }
@@ -68,20 +68,18 @@ fn tcp_ping_pong(reps: usize) -> Result<Vec<Duration>, BenchError> {
     Ok(samples)
 }
 
-/// fork + exec + wait of /bin/true.
-fn spawn(reps: usize) -> Result<Vec<Duration>, BenchError> {
-    let mut samples = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let started = Instant::now();
-        let status = Command::new("/bin/true")
-            .status()
-            .map_err(io_error("running /bin/true"))?;
-        samples.push(started.elapsed());
-        if !status.success() {
-            return Err(BenchError::Check("/bin/true failed".into()));
-        }
+/// One fork + exec + wait of /bin/true (taken in turn with execd's spawns,
+/// see [`crate::remote`]).
+pub(crate) fn spawn_once() -> Result<Duration, BenchError> {
+    let started = Instant::now();
+    let status = Command::new("/bin/true")
+        .status()
+        .map_err(io_error("running /bin/true"))?;
+    let elapsed = started.elapsed();
+    if !status.success() {
+        return Err(BenchError::Check("/bin/true failed".into()));
     }
-    Ok(samples)
+    Ok(elapsed)
 }
 
 /// Bytes per second of `head -c N /dev/zero` read through a pipe.

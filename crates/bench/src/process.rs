@@ -14,13 +14,18 @@ use crate::BenchError;
 /// Longest any single wait may take before the run is declared broken.
 pub(crate) const WAIT: Duration = Duration::from_secs(120);
 
+/// The whole environment of every measured process (the local baselines
+/// give their children the same).
+pub(crate) const ENV: [(&str, &str); 2] =
+    [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("TERM", "xterm")];
+
 pub(crate) fn params(id: String, argv: &[&str], tty: bool) -> StartParams {
     let mut params = StartParams::new(argv.iter().copied());
     params.process_id = id;
-    params.env = HashMap::from([
-        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-        ("TERM".into(), "xterm".into()),
-    ]);
+    params.env = ENV
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect::<HashMap<_, _>>();
     params.tty = tty;
     params
 }

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use execd_client::{ConnectOptions, ExecServerClient, RemoteEnvironment};
 use execd_environment::{Environment, EventReceiver};
 use execd_protocol::event::EventKind;
-use tokio::task::JoinSet;
 
 use crate::process::{params, WAIT};
 use crate::report::{binary_stream_row, stream_row, Report};
@@ -16,14 +15,14 @@ use crate::stream::{all_zero, median_rate};
 use crate::{BenchConfig, BenchError};
 
 /// Output bytes of a process until it closed, with its exit code.
-struct Drained {
-    output: Vec<u8>,
-    bytes: u64,
-    exit_code: Option<i32>,
+pub(crate) struct Drained {
+    pub output: Vec<u8>,
+    pub bytes: u64,
+    pub exit_code: Option<i32>,
 }
 
 /// Drain a process's events until `Closed`. With `keep`, the output is kept.
-async fn drain(events: &mut EventReceiver, keep: bool) -> Result<Drained, BenchError> {
+pub(crate) async fn drain(events: &mut EventReceiver, keep: bool) -> Result<Drained, BenchError> {
     let mut drained = Drained {
         output: Vec::new(),
         bytes: 0,
@@ -90,7 +89,10 @@ async fn latency(config: &BenchConfig, report: &mut Report) -> Result<(), BenchE
     let env = connect(config, true).await?;
     report.latency(crate::report::ROUND_TRIP).execd =
         summarize(&request_round_trip(&env, config.reps).await?);
-    report.latency("spawn /bin/true → closed").execd = summarize(&spawn(&env, config.reps).await?);
+    let (execd, local) = spawn(&env, config.reps).await?;
+    let row = report.latency(crate::report::SPAWN_ROW);
+    row.execd = summarize(&execd);
+    row.local = summarize(&local);
     crate::echo::measure(&env, config.ssh.as_ref(), config.reps, report).await?;
     Ok(())
 }
@@ -127,7 +129,7 @@ pub async fn measure_bulk(config: &BenchConfig, report: &mut Report) -> Result<(
     report
         .throughput(&binary_stream_row(config.stream_bytes))
         .execd = Some(median_rate(binary_rates));
-    fan_out(&env, config, report).await?;
+    crate::fanout::measure(&env, config, report).await?;
     Ok(())
 }
 
@@ -169,9 +171,17 @@ async fn request_round_trip(env: &Environment, reps: usize) -> Result<Vec<Durati
     Ok(samples)
 }
 
-async fn spawn(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchError> {
+/// Spawn round trips over the protocol and, taken in turn with them (so
+/// drift in the machine's load lands on both alike), local
+/// fork+exec+wait of the same program.
+async fn spawn(
+    env: &Environment,
+    reps: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>), BenchError> {
     let mut samples = Vec::with_capacity(reps);
+    let mut local = Vec::with_capacity(reps);
     for i in 0..reps {
+        local.push(crate::local::spawn_once()?);
         let started = Instant::now();
         let mut process = env
             .exec
@@ -186,7 +196,7 @@ async fn spawn(env: &Environment, reps: usize) -> Result<Vec<Duration>, BenchErr
             )));
         }
     }
-    Ok(samples)
+    Ok((samples, local))
 }
 
 /// Bytes per second of `head -c N /dev/zero`, start to closed, every byte checked.
@@ -206,43 +216,6 @@ pub(crate) async fn stream(env: &Environment, id: String, bytes: u64) -> Result<
         )));
     }
     Ok(bytes as f64 / elapsed.as_secs_f64())
-}
-
-async fn fan_out(
-    env: &Environment,
-    config: &BenchConfig,
-    report: &mut Report,
-) -> Result<(), BenchError> {
-    let n = config.fanout;
-    let script = "printf 'one\\ntwo\\nthree\\n'";
-    let started = Instant::now();
-    let mut tasks = JoinSet::new();
-    for i in 0..n {
-        let env = env.clone();
-        tasks.spawn(async move {
-            let mut process = env
-                .exec
-                .start(params(format!("fan{i}"), &["sh", "-c", script], false))
-                .await?;
-            let drained = drain(&mut process.events, true).await?;
-            if drained.output != b"one\ntwo\nthree\n" || drained.exit_code != Some(0) {
-                return Err(BenchError::Check(format!(
-                    "fan{i}: wrong output {:?}",
-                    drained.output
-                )));
-            }
-            Ok::<(), BenchError>(())
-        });
-    }
-    while let Some(result) = tasks.join_next().await {
-        result.map_err(|err| BenchError::Check(format!("fan-out task failed: {err}")))??;
-    }
-    let elapsed = started.elapsed();
-    report.note(
-        &format!("fan-out: {n} processes started at once, all output verified"),
-        format!("all closed after {:.1} ms", elapsed.as_secs_f64() * 1000.0),
-    );
-    Ok(())
 }
 
 /// Server memory per idle process (each with stdin, stdout and stderr pipes).

@@ -38,9 +38,12 @@ pub struct Report {
 /// The request round-trip row (local baseline: a TCP ping-pong).
 pub const ROUND_TRIP: &str = "request round trip (local: TCP ping-pong)";
 
+/// The spawn row (local baseline: fork+exec+wait, taken in turn).
+pub const SPAWN_ROW: &str = "spawn /bin/true → closed";
+
 /// The resume row (local baseline: a fresh connection and the same echo).
 pub const RESUME_ROW: &str =
-    "cut → resumed → first output byte (local: fresh connect + start + echo)";
+    "cut → resumed → first replayed byte (local: fresh connect + start + echo)";
 
 /// The name of the throughput row for a stream of `bytes` over JSON/base64.
 pub fn stream_row(bytes: u64) -> String {

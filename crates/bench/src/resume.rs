@@ -1,11 +1,14 @@
 //! Measurements of sessions that survive the network: streaming with the
 //! remote environment's default `outputWindow` against the same stream
 //! without a window (alternating runs, one connection each), and how long a
-//! cut connection takes to come back: from the cut to the first byte of
-//! output after the resume, against a fresh connection's handshake plus
-//! the same round trip, measured in the same run. The cut is made by a
-//! small TCP relay in front of the server (dropping both sockets: the
-//! client and the server see the connection end without a close).
+//! cut connection takes to come back: from the cut to the first *replayed*
+//! byte (output the server sent while the link was already dead, so it
+//! reached the client only through the resume), against a fresh
+//! connection's handshake plus a start and an echo, measured in the same
+//! run. The cut is made by a small TCP relay in front of the server: it can
+//! first swallow what the server sends (a dead link the server does not
+//! notice), then drop both sockets (the client and the server see the
+//! connection end without a close).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -74,9 +77,9 @@ pub async fn measure_window(config: &BenchConfig, report: &mut Report) -> Result
     Ok(())
 }
 
-/// Time from a cut to the first output byte after the resume (`execd`
-/// column), against connecting afresh plus the same round trip (`local`
-/// column: the baseline in this run), both through the relay.
+/// Time from a cut to the first replayed output byte (`execd` column),
+/// against connecting afresh plus a start and an echo (`local` column: the
+/// baseline in this run), both through the relay.
 pub async fn measure_resume(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
     let Some(target) = config
         .url
@@ -91,7 +94,11 @@ pub async fn measure_resume(config: &BenchConfig, report: &mut Report) -> Result
         return Ok(());
     };
     let relay = Relay::start(target).await?;
-    let options = config.connect.clone();
+    // Binary output frames: the relay finds the echo in them as it is.
+    let options = ConnectOptions {
+        binary_output: true,
+        ..config.connect.clone()
+    };
     let client = ExecServerClient::connect_with(&relay.url(), options.clone())
         .await
         .map_err(execd_environment::EnvError::from)?;
@@ -103,10 +110,32 @@ pub async fn measure_resume(config: &BenchConfig, report: &mut Report) -> Result
     let mut resumed = Vec::with_capacity(reps);
     let mut fresh = Vec::with_capacity(reps);
     for rep in 0..reps {
+        // The echo is sent into a dead link: it can only come by replay.
+        let line = format!("replayed {rep}\n");
+        relay.swallow(line.as_bytes());
+        let process = cat.process.clone();
+        let write = tokio::spawn({
+            let line = line.clone();
+            async move { process.write(line.into()).await }
+        });
+        tokio::time::timeout(WAIT, relay.swallowed())
+            .await
+            .map_err(|_| BenchError::Check("the echo never left the server".into()))?;
         let started = Instant::now();
         relay.cut();
-        echo(&mut cat, rep).await?;
+        let first = next_output(&mut cat.events).await?;
         resumed.push(started.elapsed());
+        let mut got = first.to_vec();
+        while got.len() < line.len() {
+            got.extend_from_slice(&next_output(&mut cat.events).await?);
+        }
+        if got != line.as_bytes() {
+            return Err(BenchError::Check(format!("replayed {got:?}, not {line:?}")));
+        }
+        // Retried after the resume with its writeId: applied once.
+        write
+            .await
+            .map_err(|err| BenchError::Check(format!("the write task failed: {err}")))??;
 
         let started = Instant::now();
         let client = ExecServerClient::connect_with(&relay.url(), options.clone())
@@ -153,11 +182,76 @@ async fn next_output(events: &mut EventReceiver) -> Result<bytes::Bytes, BenchEr
     }
 }
 
-/// A TCP relay whose connections can all be dropped at once.
+/// A TCP relay whose connections can all be dropped at once, and which can
+/// first swallow what the server sends until a marker has gone by.
 struct Relay {
     addr: SocketAddr,
     connections: Arc<Mutex<Vec<AbortHandle>>>,
     task: AbortHandle,
+    swallow: Arc<Swallow>,
+}
+
+/// Server-to-client bytes are dropped while `active`; `gone` is told (once
+/// per marker) when the marker was among them.
+#[derive(Default)]
+struct Swallow {
+    state: Mutex<SwallowState>,
+    gone: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct SwallowState {
+    active: bool,
+    marker: Option<Vec<u8>>,
+}
+
+impl Swallow {
+    fn state(&self) -> std::sync::MutexGuard<'_, SwallowState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True if `bytes` are to be dropped (and tells once the marker was in them).
+    fn takes(&self, bytes: &[u8]) -> bool {
+        let mut state = self.state();
+        if !state.active {
+            return false;
+        }
+        // A WebSocket frame from the server is not masked: a binary output
+        // frame carries the program's bytes as they are.
+        let seen = state
+            .marker
+            .as_ref()
+            .is_some_and(|marker| bytes.windows(marker.len()).any(|window| window == marker));
+        if seen {
+            state.marker = None;
+            self.gone.notify_one();
+        }
+        true
+    }
+}
+
+/// Client-to-server bytes pass; server-to-client bytes pass unless swallowed.
+async fn relay_one(client: TcpStream, server: TcpStream, swallow: Arc<Swallow>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let up = tokio::io::copy(&mut client_read, &mut server_write);
+    let down = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = server_read.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<(), std::io::Error>(());
+            }
+            if !swallow.takes(&buf[..n]) {
+                client_write.write_all(&buf[..n]).await?;
+            }
+        }
+    };
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+    }
 }
 
 impl Drop for Relay {
@@ -177,16 +271,16 @@ impl Relay {
             .map_err(io_error("the relay's address"))?;
         let connections: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let held = connections.clone();
+        let swallow = Arc::new(Swallow::default());
+        let swallowing = swallow.clone();
         let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let Ok(mut server) = TcpStream::connect(target).await else {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(target).await else {
                     continue;
                 };
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
-                let relay = tokio::spawn(async move {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                });
+                let relay = tokio::spawn(relay_one(client, server, swallowing.clone()));
                 held.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(relay.abort_handle());
@@ -197,15 +291,32 @@ impl Relay {
             addr,
             connections,
             task,
+            swallow,
         })
+    }
+
+    /// Drop what the server sends from now until the next cut; see
+    /// [`Relay::swallowed`].
+    fn swallow(&self, marker: &[u8]) {
+        *self.swallow.state() = SwallowState {
+            active: true,
+            marker: Some(marker.to_vec()),
+        };
+    }
+
+    /// Resolves once `marker` was among the swallowed bytes.
+    async fn swallowed(&self) {
+        self.swallow.gone.notified().await
     }
 
     fn url(&self) -> String {
         format!("ws://{}", self.addr)
     }
 
-    /// Drop every connection (no WebSocket close on either side).
+    /// Drop every connection (no WebSocket close on either side); the next
+    /// ones relay everything.
     fn cut(&self) {
+        *self.swallow.state() = SwallowState::default();
         for connection in self
             .connections
             .lock()

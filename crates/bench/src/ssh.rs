@@ -60,7 +60,7 @@ pub async fn measure(
         .await
         .map_err(|err| BenchError::Check(format!("ssh baseline task failed: {err}")))??;
     report.latency("connect + initialize").ssh = summarize(&connect);
-    report.latency("spawn /bin/true → closed").ssh = summarize(&spawn);
+    report.latency(crate::report::SPAWN_ROW).ssh = summarize(&spawn);
     for row in stream_rows(bytes) {
         report.throughput(&row).ssh = Some(stream);
     }

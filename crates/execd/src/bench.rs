@@ -16,7 +16,9 @@ use crate::connect_args::ConnectArgs;
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Server to measure; without it, `execd serve` is started on a free
-    /// loopback port with a fresh token of its own.
+    /// loopback port with a fresh token of its own (and process limits
+    /// raised to fit --fanout). A --url server must allow --fanout
+    /// processes per connection.
     #[arg(long)]
     url: Option<String>,
     /// Token and CA for the --url server.
@@ -57,8 +59,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         None => {
             let exe = std::env::current_exe().map_err(|err| format!("cannot find execd: {err}"))?;
             let token = Token::generate().map_err(|err| err.to_string())?;
+            // Room for the fan-out (and the idle processes of the memory
+            // row) on one connection, past the per-connection default.
+            let limit = (args.fanout + 64).max(1024).to_string();
             let mut child = tokio::process::Command::new(exe)
                 .args(["serve", "--listen", "ws://127.0.0.1:0"])
+                .args(["--max-processes", &limit])
+                .args(["--max-processes-per-connection", &limit])
                 .env(TOKEN_VARIABLE, token.as_str())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())

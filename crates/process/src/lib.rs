@@ -9,6 +9,7 @@
 //! - [`table`]: the processes of one owner, keyed by client-chosen id.
 //! - [`budget`]: what the tables of one server share: process slots and
 //!   the retained-output budget.
+//! - [`program`]: finding a program in the child's `PATH` as `execvp` would.
 //! - [`procfs`]: other processes as `/proc` shows them (session members, output holders).
 //! - [`signal`]: signal names.
 //! - [`write_ids`]: the `writeId`s of a process's recent writes (retries apply once).
@@ -17,6 +18,7 @@ pub mod budget;
 pub mod output_log;
 pub mod process;
 pub mod procfs;
+pub mod program;
 pub mod signal;
 pub mod spawn;
 pub mod stdin;

@@ -23,11 +23,20 @@ pub use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
 use execd_protocol::process::OutputStream;
 use tokio::sync::watch;
 
-/// Where a process's supervisor delivers its events, one at a time and in
-/// seq order. Delivery may wait (flow control); it must not fail.
+/// Where a process's supervisor delivers its events, in seq order.
+/// Delivery may wait (flow control); it must not fail.
 #[async_trait::async_trait]
 pub trait EventSink: Send + Sync + 'static {
     async fn deliver(&self, event: ProcessEvent);
+
+    /// Several events that are ready together (`exited` and `closed` of a
+    /// process whose output ended with it), in order; a sink may write
+    /// them at once (one write, one wakeup of the client).
+    async fn deliver_all(&self, events: Vec<ProcessEvent>) {
+        for event in events {
+            self.deliver(event).await;
+        }
+    }
 }
 
 /// A bounded channel as an event sink; a closed receiver drops events.

@@ -475,6 +475,9 @@ async fn supervise(
     let mut outputs = outputs.into_iter();
     let (first, second) = (&mut outputs.next(), &mut outputs.next());
     let mut exited = false;
+    // `exited` of a process whose output ended with it, held back to go
+    // out together with `closed`.
+    let mut last_words = None;
     while !exited || first.is_some() || second.is_some() {
         tokio::select! {
             status = child.wait(), if !exited => {
@@ -490,7 +493,12 @@ async fn supervise(
                         ExitInfo { code: -1, signal: None }
                     }
                 };
-                supervisor.emit(supervisor.process.log.push_exited(exit)).await;
+                let event = supervisor.process.log.push_exited(exit);
+                if first.is_some() || second.is_some() {
+                    supervisor.emit(event).await;
+                } else {
+                    last_words = Some(event);
+                }
             }
             result = read_some(first, &log) => {
                 let stream = first.as_ref().map_or(OutputStream::Stdout, |p| p.stream);
@@ -511,7 +519,10 @@ async fn supervise(
     let closed = supervisor.process.log.push_closed();
     // Free the slot before the client can see `closed` and start another.
     drop(slot);
-    supervisor.emit(closed).await;
+    match last_words {
+        Some(exited) => supervisor.events.deliver_all(vec![exited, closed]).await,
+        None => supervisor.emit(closed).await,
+    }
 }
 
 fn exit_info(status: std::process::ExitStatus) -> ExitInfo {

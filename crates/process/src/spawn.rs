@@ -4,6 +4,9 @@
 //! `setsid`, with the terminal as its controlling tty), so that signals can
 //! reach the whole tree it starts. All descriptors we create are close-on-exec
 //! from birth, so no other child inherits them and EOF arrives on time.
+//! A child on pipes with neither sandbox nor exec guard needs no step of
+//! ours between fork and exec, and is started with posix_spawn (a vfork,
+//! not a copy of the server's memory map); the others are forked.
 
 use std::collections::HashMap;
 use std::io;
@@ -20,6 +23,8 @@ use tokio::process::{Child, Command};
 use execd_policy::child::{FirstExec, SetupError};
 use execd_policy::sandbox::{PreparedSandbox, SandboxError};
 use execd_policy::tree::{Escalated, TreeGuard};
+
+use crate::program::Lookup;
 
 /// Requested capacity of a child's stdout pipe.
 const STDOUT_PIPE_BYTES: libc::c_int = 1024 * 1024;
@@ -194,15 +199,31 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, Spaw
             return Err(SpawnError::Denied(program.to_string()));
         }
     }
-    let mut command = Command::new(program);
+    // Nothing to run in the child between fork and exec: named by path, it
+    // is started with posix_spawn (see [`crate::program`]).
+    let direct = !spec.tty && spec.sandbox.is_none() && guard.is_none();
+    let mut command = if direct {
+        let search_path = spec.env.get("PATH").map(String::as_str);
+        let path = match crate::program::find(program, search_path, &spec.cwd) {
+            Lookup::Found(path) => path,
+            Lookup::NotFound => return Err(SpawnError::ProgramNotFound(program.to_string())),
+            Lookup::NotExecutable => return Err(SpawnError::PermissionDenied(program.to_string())),
+        };
+        let mut command = Command::new(path);
+        command.arg0(spec.arg0.as_deref().unwrap_or(program));
+        command
+    } else {
+        let mut command = Command::new(program);
+        if let Some(arg0) = &spec.arg0 {
+            command.arg0(arg0);
+        }
+        command
+    };
     command
         .args(&spec.argv[1..])
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(&spec.env);
-    if let Some(arg0) = &spec.arg0 {
-        command.arg0(arg0);
-    }
 
     let stdin;
     let mut outputs = Vec::new();
@@ -289,7 +310,16 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, Spaw
         }
         held_sockets = setup.sockets;
     }
-    let spawned = command.spawn();
+    let mut spawned = command.spawn();
+    if direct && matches!(&spawned, Err(err) if err.raw_os_error() == Some(libc::ENOEXEC)) {
+        // A script without `#!`: posix_spawn refuses it, while execvp (the
+        // fork path, which any pre_exec step selects) runs it with /bin/sh.
+        // SAFETY: the step does nothing.
+        unsafe {
+            command.pre_exec(|| Ok(()));
+        }
+        spawned = command.spawn();
+    }
     drop(held_sockets);
     let child = spawned.map_err(|source| {
         let denied = spec.exec_policy.is_some() && source.kind() == io::ErrorKind::PermissionDenied;

@@ -302,36 +302,38 @@ impl ProcessTable {
         )))
     }
 
+    /// Evict the oldest closed records past `max_closed_records`. Cheap on
+    /// every start: the closed records are counted from the live slots
+    /// (a slot is freed only after its process closed, so the count never
+    /// runs ahead), and the search for the oldest stops once enough went.
     fn evict_closed(&self, state: &mut TableState) {
-        let closed = state
-            .order
-            .iter()
-            .filter(|id| {
-                state
-                    .processes
-                    .get(*id)
-                    .is_some_and(|p| p.log().is_closed())
-            })
-            .count();
+        let unclosed = self
+            .live
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .saturating_sub(state.starting.len());
+        let closed = state.processes.len().saturating_sub(unclosed);
         let mut excess = closed.saturating_sub(self.config.max_closed_records);
-        if excess == 0 {
-            return;
-        }
         let TableState {
             processes,
             order,
             fingerprints,
             ..
         } = state;
-        order.retain(|id| {
-            let evict = excess > 0 && processes.get(id).is_some_and(|p| p.log().is_closed());
-            if evict {
-                excess -= 1;
-                processes.remove(id);
-                fingerprints.remove(id);
+        let mut index = 0;
+        while excess > 0 && index < order.len() {
+            let is_closed = processes
+                .get(&order[index])
+                .is_some_and(|p| p.log().is_closed());
+            if !is_closed {
+                index += 1;
+                continue;
             }
-            !evict
-        });
+            if let Some(id) = order.remove(index) {
+                processes.remove(&id);
+                fingerprints.remove(&id);
+            }
+            excess -= 1;
+        }
     }
 
     /// Retained output after `after_seq`; with `wait`, long-poll until there

@@ -1,7 +1,8 @@
 //! [`ConnectionEvents`]: the connection as the process supervisors' event
 //! sink. Each event is encoded by its supervisor (as a JSON notification, or
 //! as a binary output frame when the client asked for them) and written
-//! straight to the connection's `Outbox`. Output bytes and exits are
+//! straight to the connection's `Outbox`; events that are ready together
+//! (`exited` and `closed`) go out in one write. Output bytes and exits are
 //! counted in the metrics on the way.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,11 +38,10 @@ impl ConnectionEvents {
     pub fn use_binary_output(&self, binary: bool) {
         self.binary.store(binary, Ordering::Relaxed);
     }
-}
 
-#[async_trait::async_trait]
-impl EventSink for ConnectionEvents {
-    async fn deliver(&self, event: ProcessEvent) {
+    /// The frame of one event: a JSON notification, or a binary output frame.
+    /// Output bytes and exits are counted here, once per event.
+    fn encode(&self, event: ProcessEvent) -> Frame {
         match &event.kind {
             EventKind::Output { stream, chunk } => self.metrics.output(*stream, chunk.len()),
             EventKind::Exited(exit) => self
@@ -49,17 +49,32 @@ impl EventSink for ConnectionEvents {
                 .process_exited(exit.code, exit.signal.as_deref()),
             EventKind::Closed => {}
         }
-        // Encoded before taking the lock: many processes encode in parallel.
         let binary = match &event.kind {
             EventKind::Output { stream, chunk } if self.binary.load(Ordering::Relaxed) => {
                 binary::encode_output(&event.process_id, event.seq, *stream, chunk)
             }
             _ => None,
         };
-        let frame = match binary {
+        match binary {
             Some(bytes) => Frame::Binary(bytes),
             None => Frame::Text(rpc::event_notification(event)),
-        };
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventSink for ConnectionEvents {
+    async fn deliver(&self, event: ProcessEvent) {
+        // Encoded before taking the lock: many processes encode in parallel.
+        let frame = self.encode(event);
         self.outbox.send_frame(frame).await;
+    }
+
+    async fn deliver_all(&self, events: Vec<ProcessEvent>) {
+        let frames = events
+            .into_iter()
+            .map(|event| Wire::from(self.encode(event)))
+            .collect();
+        self.outbox.send_frames(frames).await;
     }
 }

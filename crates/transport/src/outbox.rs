@@ -105,6 +105,14 @@ where
     }
 }
 
+/// Feed `frames` to `sink` and flush once.
+async fn write_all<F>(sink: &mut BoxSink<F>, frames: Vec<F>) -> Result<(), String> {
+    for frame in frames {
+        sink.feed(frame).await?;
+    }
+    sink.flush().await
+}
+
 /// One attached sink: its generation and a token cancelled once it is
 /// lost (a send to it failed) or detached.
 #[derive(Debug, Clone)]
@@ -151,7 +159,7 @@ enum Attempt<F> {
     Sent,
     /// The link failed, was detached or the outbox is closing.
     Failed,
-    /// Another link is attached now: the frame is still ours.
+    /// Another link is attached now: the frames are still ours.
     Stale(F),
 }
 
@@ -263,15 +271,20 @@ impl<F: Send + 'static> Outbox<F> {
     /// none is. False if the outbox is closing or the frame was lost with
     /// its link.
     pub async fn send_frame(&self, frame: impl Into<F>) -> bool {
-        let mut frame = frame.into();
+        self.send_frames(vec![frame.into()]).await
+    }
+
+    /// Send frames in order, written together and flushed once (one write
+    /// to the peer when they fit the sink's buffer), as [`Outbox::send_frame`].
+    pub async fn send_frames(&self, mut frames: Vec<F>) -> bool {
         let mut current = self.current.subscribe();
         loop {
             let link = current.borrow_and_update().clone();
             match link {
-                Some(link) if !link.is_lost() => match self.attempt(&link, frame).await {
+                Some(link) if !link.is_lost() => match self.attempt(&link, frames).await {
                     Attempt::Sent => return true,
                     Attempt::Failed => return false,
-                    Attempt::Stale(back) => frame = back,
+                    Attempt::Stale(back) => frames = back,
                 },
                 _ => {
                     tokio::select! {
@@ -292,10 +305,10 @@ impl<F: Send + 'static> Outbox<F> {
         if link.is_lost() {
             return false;
         }
-        matches!(self.attempt(link, frame.into()).await, Attempt::Sent)
+        matches!(self.attempt(link, vec![frame.into()]).await, Attempt::Sent)
     }
 
-    async fn attempt(&self, link: &Link, frame: F) -> Attempt<F> {
+    async fn attempt(&self, link: &Link, frames: Vec<F>) -> Attempt<Vec<F>> {
         let sent = tokio::select! {
             biased;
             _ = self.closing.cancelled() => return Attempt::Failed,
@@ -304,9 +317,9 @@ impl<F: Send + 'static> Outbox<F> {
                 let mut slot = self.slot.lock().await;
                 match slot.as_mut() {
                     Some(attached) if attached.link.generation == link.generation => {
-                        Ok(attached.sink.send(frame).await)
+                        Ok(write_all(&mut attached.sink, frames).await)
                     }
-                    _ => Err(frame),
+                    _ => Err(frames),
                 }
             } => sent,
         };
@@ -320,7 +333,7 @@ impl<F: Send + 'static> Outbox<F> {
                 }
                 Attempt::Failed
             }
-            Err(frame) => Attempt::Stale(frame),
+            Err(frames) => Attempt::Stale(frames),
         }
     }
 
