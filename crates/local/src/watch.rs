@@ -7,20 +7,27 @@
 //! directory of a recursive watch that could not be watched). Opens and
 //! closes are not changes. Dropping the [`LocalWatch`] closes the inotify
 //! fd and stops its thread.
+//!
+//! A directory created inside a recursive watch is reported only once it
+//! is watched itself (a helper thread asks for its watch, which the
+//! reader thread sets after the event that announced it), and what was
+//! created in it before then is reported as created: so a client that
+//! sees a new directory and writes into it is sure to see that write.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Weak};
 
 use execd_environment::ChangeQueue;
 use execd_protocol::fs_watch::{ChangeKind, FsChange};
-use notify::event::{EventKind, ModifyKind, RenameMode};
+use notify::event::{CreateKind, EventKind, ModifyKind, RenameMode};
 use notify::{Config, Event, RecursiveMode, Watcher};
 
 use crate::fs::FsError;
 
 /// A watch set on this machine; dropping it ends it.
 pub struct LocalWatch {
-    _watcher: notify::INotifyWatcher,
+    _watcher: Arc<Mutex<notify::INotifyWatcher>>,
     /// inotify watches it holds (see [`count_watched_paths`]).
     pub watched_paths: u64,
 }
@@ -103,8 +110,16 @@ pub fn watch(
 ) -> Result<LocalWatch, FsError> {
     let root_shown = shown(root);
     let events = queue.clone();
+    // New directories of a recursive watch, for the helper to watch first.
+    let (new_dirs, new_dirs_rx) = mpsc::channel::<PathBuf>();
     let handler = move |event: notify::Result<Event>| match event {
         Ok(event) => {
+            if recursive && event.kind == EventKind::Create(CreateKind::Folder) {
+                if let Some(dir) = event.paths.first() {
+                    let _ = new_dirs.send(dir.clone());
+                    return;
+                }
+            }
             for mut change in changes(event) {
                 if change.kind == ChangeKind::Overflow {
                     change.path = root_shown.clone();
@@ -121,7 +136,8 @@ pub fn watch(
         source,
     };
     let config = Config::default().with_follow_symlinks(false);
-    let mut watcher = notify::INotifyWatcher::new(handler, config).map_err(|err| io(notify_io(err)))?;
+    let mut watcher =
+        notify::INotifyWatcher::new(handler, config).map_err(|err| io(notify_io(err)))?;
     let mode = if recursive {
         RecursiveMode::Recursive
     } else {
@@ -131,10 +147,56 @@ pub fn watch(
         notify::ErrorKind::PathNotFound => FsError::NotFound(shown(root)),
         _ => io(notify_io(err)),
     })?;
+    let watcher = Arc::new(Mutex::new(watcher));
+    if recursive {
+        let weak = Arc::downgrade(&watcher);
+        std::thread::Builder::new()
+            .name("execd-watch-dirs".into())
+            .spawn(move || announce_new_dirs(new_dirs_rx, weak, queue))
+            .map_err(io)?;
+    }
     Ok(LocalWatch {
         _watcher: watcher,
         watched_paths,
     })
+}
+
+/// For each new directory: make sure it is watched (the reader thread
+/// answers after it has set the watches of the event that announced it),
+/// then report it, and what was already created in it. Ends when the
+/// watch does (its handler, holding the sender, is dropped).
+fn announce_new_dirs(
+    new_dirs: mpsc::Receiver<PathBuf>,
+    watcher: Weak<Mutex<notify::INotifyWatcher>>,
+    queue: Arc<ChangeQueue>,
+) {
+    while let Ok(dir) = new_dirs.recv() {
+        let Some(watcher) = watcher.upgrade() else {
+            return;
+        };
+        let watched = watcher
+            .lock()
+            .map(|mut w| w.watch(&dir, RecursiveMode::Recursive).is_ok())
+            .unwrap_or(false);
+        drop(watcher);
+        queue.push(FsChange::new(ChangeKind::Created, shown(&dir)));
+        if watched {
+            report_contents(&dir, &queue);
+        }
+    }
+}
+
+/// Report everything below `dir` as created.
+fn report_contents(dir: &Path, queue: &ChangeQueue) {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in read.flatten() {
+        queue.push(FsChange::new(ChangeKind::Created, shown(&entry.path())));
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            report_contents(&entry.path(), queue);
+        }
+    }
 }
 
 fn notify_io(err: notify::Error) -> std::io::Error {
