@@ -5,7 +5,9 @@
 //! `renamed`), and they are bounded by an [`EventBudget`] shared by the
 //! watches of one owner (a server session, a client): a change that finds
 //! the budget spent is dropped and the next batch ends with an `overflow`
-//! change instead, so nothing is lost silently. [`FileWatch`] is what a
+//! change instead, so nothing is lost silently. A batch holding half of a
+//! rename waits [`RENAME_PAIRING`] for the other half, which inotify
+//! reports right after it when both ends are watched. [`FileWatch`] is what a
 //! harness holds; dropping it ends the watch.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +20,9 @@ use indexmap::IndexMap;
 use tokio::sync::Notify;
 
 use crate::EnvError;
+
+/// How long a batch holding half of a rename waits for the other half.
+pub const RENAME_PAIRING: Duration = Duration::from_millis(5);
 
 /// Changes that may wait (after coalescing) across an owner's watches.
 #[derive(Debug)]
@@ -172,6 +177,14 @@ impl ChangeQueue {
         !waiting.changes.is_empty() || waiting.overflow.is_some()
     }
 
+    /// Half of a rename waits: its other half is likely on its way.
+    fn has_half_rename(&self) -> bool {
+        self.waiting()
+            .changes
+            .keys()
+            .any(|k| k.starts_with("from\0") || k.starts_with("to\0"))
+    }
+
     /// The next batch (waiting for one); after the end, `None` (or the
     /// error the watch ended with, once).
     pub async fn next(&self) -> Option<Result<Vec<FsChange>, EnvError>> {
@@ -179,6 +192,11 @@ impl ChangeQueue {
             if self.has_waiting() {
                 if !self.coalesce.is_zero() {
                     tokio::time::sleep(self.coalesce).await;
+                }
+                // The two halves of a move come from one read of the
+                // kernel's queue: give the second a moment to pair up.
+                if self.has_half_rename() {
+                    tokio::time::sleep(RENAME_PAIRING).await;
                 }
                 if let Some(batch) = self.take() {
                     return Some(Ok(batch));

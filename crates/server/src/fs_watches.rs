@@ -208,7 +208,9 @@ async fn send_changes(
 ) {
     let closing = outbox.closing_token();
     loop {
+        // Biased: once unwatched, nothing more is sent.
         let batch = tokio::select! {
+            biased;
             () = closing.cancelled() => break,
             () = stop.cancelled() => break,
             batch = queue.next() => batch,
@@ -224,6 +226,7 @@ async fn send_changes(
             },
         );
         tokio::select! {
+            biased;
             () = closing.cancelled() => break,
             () = stop.cancelled() => break,
             sent = outbox.send(frame) => if !sent { break },
