@@ -13,13 +13,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use execd_environment::wait_exit;
 use execd_environment::ExitWatch;
+use execd_environment::FileWatch;
 use execd_environment::{
     EnvError, Environment, EventAck, ExecBackend, ExecProcess, FileSystem, StartedProcess,
 };
 use execd_protocol::base64_bytes;
-use execd_protocol::event::ExitInfo;
-use execd_environment::FileWatch;
 use execd_protocol::codex::fs::{self as cfs, WalkOutcome, WalkParams};
+use execd_protocol::event::ExitInfo;
 use execd_protocol::fs::{self as fsp, DirectoryEntry, Metadata};
 use execd_protocol::fs_watch as fw;
 use execd_protocol::process::{self as pp, ReadResult, StartParams, TerminalSize, WriteStatus};

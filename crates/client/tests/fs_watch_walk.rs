@@ -52,8 +52,15 @@ async fn watch_sees_create_modify_rename_remove(env: Environment) {
     drop(file);
     wait_for(&mut watch, is(ChangeKind::Modified, &a)).await;
     std::fs::rename(&a, &b).unwrap();
-    let seen = wait_for(&mut watch, |c| c.kind == ChangeKind::Renamed && c.to.is_some()).await;
-    let renamed = seen.iter().rev().find(|c| c.kind == ChangeKind::Renamed).unwrap();
+    let seen = wait_for(&mut watch, |c| {
+        c.kind == ChangeKind::Renamed && c.to.is_some()
+    })
+    .await;
+    let renamed = seen
+        .iter()
+        .rev()
+        .find(|c| c.kind == ChangeKind::Renamed)
+        .unwrap();
     assert_eq!(renamed.from.as_deref(), Some(path(&a).as_str()), "{seen:?}");
     assert_eq!(renamed.to.as_deref(), Some(path(&b).as_str()), "{seen:?}");
     assert_eq!(renamed.path, path(&b));
@@ -80,7 +87,11 @@ async fn recursive_watch_sees_a_file_in_a_new_subdirectory(env: Environment) {
 async fn watch_errors_name_the_path(env: Environment) {
     let dir = TempDir::new("watch-missing");
     let missing = path(&dir.join("nope"));
-    let err = env.fs.watch(&missing, true).await.expect_err("missing path");
+    let err = env
+        .fs
+        .watch(&missing, true)
+        .await
+        .expect_err("missing path");
     assert!(matches!(err, EnvError::NotFound(_)), "{err:?}");
     assert!(err.to_string().contains(&missing), "{err}");
 }
@@ -93,7 +104,10 @@ async fn rename_moves_across_directories(env: Environment) {
     std::fs::write(dir.join("to/old"), "old").unwrap();
     // A file across directories, replacing what is there.
     let (src, dst) = (dir.join("from/inner/f"), dir.join("to/old"));
-    env.fs.rename(&path(&src), &path(&dst)).await.expect("rename file");
+    env.fs
+        .rename(&path(&src), &path(&dst))
+        .await
+        .expect("rename file");
     assert_eq!(std::fs::read(&dst).unwrap(), b"data");
     assert!(!src.exists());
     // A whole directory.
@@ -116,7 +130,10 @@ async fn rename_moves_across_directories(env: Environment) {
         .rename(&path(&dst), &path(&dir.join("no/such/dir/x")))
         .await
         .expect_err("missing destination directory");
-    assert!(err.to_string().contains(&path(&dir.join("no/such/dir"))), "{err}");
+    assert!(
+        err.to_string().contains(&path(&dir.join("no/such/dir"))),
+        "{err}"
+    );
 }
 
 async fn rename_across_filesystems_is_refused_clearly(env: Environment) {
@@ -137,7 +154,10 @@ async fn rename_across_filesystems_is_refused_clearly(env: Environment) {
         .await
         .expect_err("cross-device");
     let message = err.to_string();
-    assert!(message.contains("EXDEV") && message.contains(&path(&src)), "{message}");
+    assert!(
+        message.contains("EXDEV") && message.contains(&path(&src)),
+        "{message}"
+    );
     assert!(message.contains(&path(&dst)), "{message}");
     assert!(src.exists() && !dst.exists());
 }
@@ -177,7 +197,10 @@ fn big_tree(root: &Path) -> Expected {
             WalkEntryKind::Other
         };
         let mtime = meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000;
-        expected.insert(path(&entry), (kind, meta.len(), meta.mode() & 0o7777, mtime));
+        expected.insert(
+            path(&entry),
+            (kind, meta.len(), meta.mode() & 0o7777, mtime),
+        );
     }
     expected
 }
@@ -228,8 +251,17 @@ async fn paged_walk_of_a_large_tree(env: Environment) {
         assert!(page.entries.len() <= 3000 && !page.truncated && page.errors.is_empty());
         pages += 1;
         for e in page.entries {
-            let meta = (e.kind, e.size.unwrap(), e.mode.unwrap(), e.modified_at_ms.unwrap());
-            assert!(found.insert(e.path.clone(), meta).is_none(), "{} twice", e.path);
+            let meta = (
+                e.kind,
+                e.size.unwrap(),
+                e.mode.unwrap(),
+                e.modified_at_ms.unwrap(),
+            );
+            assert!(
+                found.insert(e.path.clone(), meta).is_none(),
+                "{} twice",
+                e.path
+            );
         }
         match page.next_cursor {
             Some(next) => cursor = Some(next),
@@ -240,8 +272,12 @@ async fn paged_walk_of_a_large_tree(env: Environment) {
     assert_eq!(found, expected);
     // Without the extensions: codex's files and directories only.
     let mut plain = walk_params(dir.path(), None);
-    (plain.metadata, plain.include_symlinks, plain.include_other, plain.limit) =
-        (false, false, false, None);
+    (
+        plain.metadata,
+        plain.include_symlinks,
+        plain.include_other,
+        plain.limit,
+    ) = (false, false, false, None);
     let whole = env.fs.walk(plain).await.expect("plain walk");
     assert_eq!(whole.entries.len(), 20_000);
     assert!(whole.next_cursor.is_none() && whole.entries.iter().all(|e| e.size.is_none()));

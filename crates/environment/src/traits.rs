@@ -11,8 +11,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::router::EventReceiver;
 use crate::watch::FileWatch;
-use execd_protocol::codex::fs::{WalkOutcome, WalkParams};
 use crate::EnvError;
+use execd_protocol::codex::fs::{WalkOutcome, WalkParams};
 use execd_protocol::event::ExitInfo;
 
 /// Bytes moved per request by the streaming file helpers.

@@ -47,13 +47,20 @@ fn inotify_fds(pid: i32) -> usize {
 }
 
 /// Every `fs/changed` change for `watch_id` until one satisfies `done`.
-async fn changes_until(client: &mut Client, watch_id: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+async fn changes_until(
+    client: &mut Client,
+    watch_id: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
     let mut seen: Vec<Value> = Vec::new();
     let mut frames: Vec<Value> = client.take_notifications();
     loop {
         for frame in frames.drain(..) {
             if frame["method"] == "fs/changed" && frame["params"]["watchId"] == watch_id {
-                let changes = frame["params"]["changes"].as_array().cloned().unwrap_or_default();
+                let changes = frame["params"]["changes"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 let finished = changes.iter().any(&done);
                 seen.extend(changes);
                 if finished {
@@ -74,10 +81,19 @@ fn watch_params(id: &str, dir: &TempDir, recursive: bool) -> Value {
 
 #[tokio::test]
 async fn a_full_queue_is_reported_as_overflow() {
-    let serve = serve(&["--max-fs-watch-events", "4", "--fs-watch-coalesce-ms", "300"]).await;
+    let serve = serve(&[
+        "--max-fs-watch-events",
+        "4",
+        "--fs-watch-coalesce-ms",
+        "300",
+    ])
+    .await;
     let mut client = Client::connect_initialized(&serve.url).await;
     let dir = TempDir::new("watch-overflow");
-    client.call("fs/watch", watch_params("w", &dir, false)).await.expect("watch");
+    client
+        .call("fs/watch", watch_params("w", &dir, false))
+        .await
+        .expect("watch");
     // 50 creations land within the 300 ms a batch waits; 4 fit the queue.
     for i in 0..50 {
         std::fs::write(dir.join(&format!("f{i}")), "x").unwrap();
@@ -108,23 +124,44 @@ async fn watches_and_inotify_watches_are_bounded_by_name() {
         .await;
     assert_eq!(err["data"]["limit"], "maxFsWatchPaths", "{err}");
     let message = err["message"].as_str().unwrap();
-    assert!(message.contains(&dir.path().display().to_string()) && message.contains("--max-fs-watch-paths"), "{message}");
-    client.call("fs/watch", watch_params("one", &dir, false)).await.expect("one");
-    let dup = client.call_expect_error("fs/watch", watch_params("one", &dir, false)).await;
-    assert!(dup["message"].as_str().unwrap().contains("\"one\""), "{dup}");
-    client.call("fs/watch", watch_params("two", &dir, false)).await.expect("two");
+    assert!(
+        message.contains(&dir.path().display().to_string())
+            && message.contains("--max-fs-watch-paths"),
+        "{message}"
+    );
+    client
+        .call("fs/watch", watch_params("one", &dir, false))
+        .await
+        .expect("one");
+    let dup = client
+        .call_expect_error("fs/watch", watch_params("one", &dir, false))
+        .await;
+    assert!(
+        dup["message"].as_str().unwrap().contains("\"one\""),
+        "{dup}"
+    );
+    client
+        .call("fs/watch", watch_params("two", &dir, false))
+        .await
+        .expect("two");
     let err = client
         .call_expect_error("fs/watch", watch_params("three", &dir, false))
         .await;
     assert_eq!(err["data"]["limit"], "maxFsWatches", "{err}");
     let missing = dir.join("nope").display().to_string();
-    client.call("fs/unwatch", json!({"watchId": "two"})).await.expect("unwatch");
+    client
+        .call("fs/unwatch", json!({"watchId": "two"}))
+        .await
+        .expect("unwatch");
     let err = client
         .call_expect_error("fs/watch", json!({"watchId": "m", "path": missing}))
         .await;
     assert!(err["message"].as_str().unwrap().contains(&missing), "{err}");
     // A refused watch holds nothing: the id is free, the connection works.
-    client.call("fs/watch", watch_params("three", &dir, false)).await.expect("three");
+    client
+        .call("fs/watch", watch_params("three", &dir, false))
+        .await
+        .expect("three");
 }
 
 #[tokio::test]
@@ -132,15 +169,27 @@ async fn unwatch_stops_changes() {
     let serve = serve(&[]).await;
     let mut client = Client::connect_initialized(&serve.url).await;
     let dir = TempDir::new("watch-unwatch");
-    client.call("fs/watch", watch_params("old", &dir, false)).await.expect("watch");
+    client
+        .call("fs/watch", watch_params("old", &dir, false))
+        .await
+        .expect("watch");
     std::fs::write(dir.join("first"), "x").unwrap();
     changes_until(&mut client, "old", |c| c["kind"] == "created").await;
-    let removed = client.call("fs/unwatch", json!({"watchId": "old"})).await.expect("unwatch");
+    let removed = client
+        .call("fs/unwatch", json!({"watchId": "old"}))
+        .await
+        .expect("unwatch");
     assert_eq!(removed["removed"], true);
-    let again = client.call("fs/unwatch", json!({"watchId": "old"})).await.expect("again");
+    let again = client
+        .call("fs/unwatch", json!({"watchId": "old"}))
+        .await
+        .expect("again");
     assert_eq!(again["removed"], false);
     // A second watch sees the next change; the first sends nothing more.
-    client.call("fs/watch", watch_params("new", &dir, false)).await.expect("watch");
+    client
+        .call("fs/watch", watch_params("new", &dir, false))
+        .await
+        .expect("watch");
     std::fs::write(dir.join("second"), "x").unwrap();
     let second = dir.join("second").display().to_string();
     changes_until(&mut client, "new", |c| c["path"] == second.as_str()).await;
@@ -162,14 +211,23 @@ async fn watches_end_with_their_connection() {
     let mut client = Client::connect_initialized(&serve.url).await;
     for i in 0..3 {
         let id = format!("w{i}");
-        client.call("fs/watch", watch_params(&id, &dir, i == 0)).await.expect("watch");
+        client
+            .call("fs/watch", watch_params(&id, &dir, i == 0))
+            .await
+            .expect("watch");
     }
     assert_eq!(inotify_fds(pid), baseline + 3);
     drop(client);
-    eventually("the server to close its inotify fds", || inotify_fds(pid) == baseline).await;
+    eventually("the server to close its inotify fds", || {
+        inotify_fds(pid) == baseline
+    })
+    .await;
     // A new connection starts with none and can watch again.
     let mut client = Client::connect_initialized(&serve.url).await;
-    client.call("fs/watch", watch_params("w0", &dir, true)).await.expect("watch");
+    client
+        .call("fs/watch", watch_params("w0", &dir, true))
+        .await
+        .expect("watch");
     tokio::time::timeout(Duration::from_secs(5), async {
         std::fs::write(dir.join("sub/x"), "x").unwrap();
         changes_until(&mut client, "w0", |c| c["kind"] == "created").await
@@ -195,20 +253,27 @@ async fn rename_checks_both_ends_against_the_sandbox() {
                         {"path": {"type": "special", "value": {"kind": "project_roots"}}, "access": "write"}]}},
         "cwd": root, "workspaceRoots": [root], "windowsSandboxLevel": "disabled"
     });
-    let rename = |from: &std::path::Path, to: &std::path::Path| {
-        json!({"sourcePath": from.display().to_string(), "destinationPath": to.display().to_string(), "sandbox": sandbox})
-    };
+    let rename = |from: &std::path::Path, to: &std::path::Path| json!({"sourcePath": from.display().to_string(), "destinationPath": to.display().to_string(), "sandbox": sandbox});
     let err = client
         .call_expect_error("fs/rename", rename(&writable.join("f"), &outside.join("f")))
         .await;
-    assert!(err["message"].as_str().unwrap().contains("destinationPath"), "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("destinationPath"),
+        "{err}"
+    );
     let err = client
         .call_expect_error("fs/rename", rename(&outside.join("g"), &writable.join("g")))
         .await;
-    assert!(err["message"].as_str().unwrap().contains("sourcePath"), "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("sourcePath"),
+        "{err}"
+    );
     assert!(writable.join("f").exists() && outside.join("g").exists());
     client
-        .call("fs/rename", rename(&writable.join("f"), &writable.join("h")))
+        .call(
+            "fs/rename",
+            rename(&writable.join("f"), &writable.join("h")),
+        )
         .await
         .expect("rename inside the writable root");
     assert!(writable.join("h").exists());

@@ -129,16 +129,14 @@ impl FileSystem for LocalFileSystem {
         let (limits, shape) = walk_params::plan(&params, ceilings)
             .map_err(|err| EnvError::InvalidInput(format!("fs/walk: {err}")))?;
         let walked = blocking(move || crate::walk::walk_with(&root, limits, shape)).await?;
-        Ok(walk_params::outcome(walked, shape, |p| p.display().to_string()))
+        Ok(walk_params::outcome(walked, shape, |p| {
+            p.display().to_string()
+        }))
     }
 
     async fn watch(&self, path: &str, recursive: bool) -> Result<FileWatch, EnvError> {
         let root = fs::absolute(path)?;
-        let queue = ChangeQueue::new(
-            path,
-            EventBudget::new(LOCAL_WATCH_EVENTS),
-            Duration::ZERO,
-        );
+        let queue = ChangeQueue::new(path, EventBudget::new(LOCAL_WATCH_EVENTS), Duration::ZERO);
         let events = queue.clone();
         let watch = blocking(move || {
             let paths = crate::watch::count_watched_paths(&root, recursive, u64::MAX)?;

@@ -95,7 +95,13 @@ struct Pager {
 impl Pager {
     /// List `path` unless it is before the page; false once the page is
     /// full (and `path` would be the first of the next one).
-    fn list(&mut self, walked: &mut Walked, path: PathBuf, kind: FoundKind, meta: Option<&std::fs::Metadata>) -> bool {
+    fn list(
+        &mut self,
+        walked: &mut Walked,
+        path: PathBuf,
+        kind: FoundKind,
+        meta: Option<&std::fs::Metadata>,
+    ) -> bool {
         let index = self.seen;
         if let Some(take) = self.shape.take {
             if index >= self.shape.skip.saturating_add(take) {
@@ -110,7 +116,9 @@ impl Pager {
         if self.shape.metadata {
             let found = match meta {
                 Some(meta) => Some(FoundMeta::of(meta)),
-                None => std::fs::symlink_metadata(&path).ok().map(|m| FoundMeta::of(&m)),
+                None => std::fs::symlink_metadata(&path)
+                    .ok()
+                    .map(|m| FoundMeta::of(&m)),
             };
             walked.metadata.push(found);
         }
@@ -207,7 +215,12 @@ pub fn walk_with(root: &Path, limits: WalkLimits, shape: WalkShape) -> Result<Wa
                 walked.truncated = true;
                 return Ok(walked);
             }
-            if !pager.list(&mut walked, path.clone(), FoundKind::Directory, Some(&dir_meta)) {
+            if !pager.list(
+                &mut walked,
+                path.clone(),
+                FoundKind::Directory,
+                Some(&dir_meta),
+            ) {
                 return Ok(walked);
             }
             let first_visit = seen_dirs.insert((dir_meta.dev(), dir_meta.ino()));
@@ -327,7 +340,11 @@ mod tests {
         let mut paged = Vec::new();
         let mut skip = 0;
         loop {
-            let page = WalkShape { skip, take: Some(4), ..shape };
+            let page = WalkShape {
+                skip,
+                take: Some(4),
+                ..shape
+            };
             let walked = walk_with(&root, limits(5, 100, 100, false), page).unwrap();
             assert_eq!(walked.metadata.len(), walked.entries.len());
             skip += walked.entries.len() as u64;
@@ -337,9 +354,16 @@ mod tests {
             }
         }
         assert_eq!(paged, whole.entries);
-        let file = whole.entries.iter().position(|(p, _)| p.ends_with("a/f.txt")).unwrap();
+        let file = whole
+            .entries
+            .iter()
+            .position(|(p, _)| p.ends_with("a/f.txt"))
+            .unwrap();
         assert_eq!(whole.metadata[file].unwrap().size, 1);
-        assert!(whole.entries.iter().any(|(p, k)| p.ends_with("flink") && *k == FoundKind::Symlink));
+        assert!(whole
+            .entries
+            .iter()
+            .any(|(p, k)| p.ends_with("flink") && *k == FoundKind::Symlink));
         std::fs::remove_dir_all(&root).ok();
     }
 
