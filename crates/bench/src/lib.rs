@@ -10,6 +10,7 @@
 //! - [`ssh`]: OpenSSH to a loopback sshd, when one is configured.
 //! - [`stream`]: reading a child's zero stream, checked, as a rate.
 //! - [`resume`]: streaming with an output window vs without, and resuming after a cut.
+//! - [`watch`]: `fs/watch` latency, a write to its `fs/changed`.
 //! - [`report`]: the table.
 
 pub mod echo;
@@ -22,6 +23,7 @@ pub mod resume;
 pub mod ssh;
 pub mod stats;
 pub mod stream;
+pub mod watch;
 
 use std::path::PathBuf;
 
@@ -80,6 +82,7 @@ pub async fn run(config: &BenchConfig) -> Result<Report, BenchError> {
     .await
     .map_err(|err| BenchError::Check(format!("the latency measurements failed: {err}")))??;
     remote::measure_bulk(config, &mut report).await?;
+    watch::measure(config, &mut report).await?;
     resume::measure_window(config, &mut report).await?;
     resume::measure_resume(config, &mut report).await?;
     local::measure(config, &mut report).await?;

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use execd_environment::EnvError;
-use execd_environment::{EventReceiver, EventRouter, ExitWatch};
+use execd_environment::{ChangeQueue, EventReceiver, EventRouter, ExitWatch};
 use execd_policy::decision::ExecGate;
 use execd_protocol::envelope::{Account, InitializeParams, InitializeResult};
 use execd_transport::outbox::{Frame, Outbox, Wire};
@@ -197,6 +197,7 @@ impl ExecServerClient {
             next_id: AtomicI64::new(1),
             gate: std::sync::RwLock::new(None),
             router: EventRouter::default(),
+            watches: Default::default(),
             state: watch::Sender::new(LinkState::Connected),
         });
         let dropped = CancellationToken::new();
@@ -355,5 +356,22 @@ impl ExecServerClient {
     /// Close the event channel of a process (its start failed, or nobody follows it).
     pub fn unregister_process(&self, id: &str) {
         self.inner.shared.router.unregister(id);
+    }
+
+    /// Route `fs/changed` of watch `id` to a new queue (before `fs/watch`
+    /// is sent, so no change is missed).
+    pub fn register_watch(&self, id: &str, path: &str) -> Result<Arc<ChangeQueue>, EnvError> {
+        if self.closed_reason().is_some() {
+            return Err(self.lost().into());
+        }
+        let shared = &self.inner.shared;
+        let queue = ChangeQueue::new(path, shared.watches.budget.clone(), Duration::ZERO);
+        shared.watches.register(id, queue.clone());
+        Ok(queue)
+    }
+
+    /// Stop routing watch `id` (it ended); its queue ends.
+    pub fn unregister_watch(&self, id: &str) {
+        self.inner.shared.watches.unregister(id);
     }
 }

@@ -4,6 +4,7 @@
 //! past the keepalive timeout counts as a lost connection. Also the two
 //! ends of a WebSocket as the client uses them ([`split_socket`]).
 
+use execd_protocol::fs_watch::{ChangedNotification, CHANGED};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,6 +169,12 @@ async fn handle_text(frame: &[u8], shared: &Shared, outbox: &Arc<ClientOutbox>) 
                 (Some(gate), Ok(decision)) => gate.report(decision).await,
                 (_, Err(err)) => debug!(%err, "malformed exec/decision"),
                 (None, Ok(_)) => {}
+            }
+        }
+        Ok(Incoming::Notification { method, params }) if method == CHANGED => {
+            match serde_json::from_value::<ChangedNotification>(params) {
+                Ok(changed) => shared.watches.deliver(changed),
+                Err(err) => debug!(%err, "malformed fs/changed"),
             }
         }
         Ok(Incoming::Notification { method, params }) => {

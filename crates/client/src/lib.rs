@@ -8,6 +8,7 @@
 //!   handshake, request/response correlation, per-process event channels.
 //! - `frames`: reading a connection and routing what arrives.
 //! - `resume`: reconnecting after a lost connection and resuming the session.
+//! - `watch_routes`: `fs/changed` batches into each watch's queue.
 //! - [`remote`]: the environment traits over a client.
 //! - [`manager`]: `EnvironmentManager`: local, or remote when `EXECD_URL` is
 //!   set, plus named environments ([`environments_file`]: the shared file).
@@ -33,6 +34,7 @@ pub mod manager;
 pub mod remote;
 mod resume;
 mod state;
+mod watch_routes;
 pub mod websocket;
 
 pub use client::{ExecServerClient, LinkState};

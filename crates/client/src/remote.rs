@@ -3,6 +3,8 @@
 //! get the client's output window unless their start names one, and their
 //! event receivers acknowledge what the harness consumed (`process/ack`);
 //! writes carry a `writeId`, so one repeated after a resume applies once.
+//! A watch's changes arrive through the client's watch routes; dropping
+//! its `FileWatch` sends `fs/unwatch`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +13,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use execd_environment::wait_exit;
 use execd_environment::ExitWatch;
+use execd_environment::FileWatch;
 use execd_environment::{
     EnvError, Environment, EventAck, ExecBackend, ExecProcess, FileSystem, StartedProcess,
 };
 use execd_protocol::base64_bytes;
+use execd_protocol::codex::fs::{self as cfs, WalkOutcome, WalkParams};
 use execd_protocol::event::ExitInfo;
 use execd_protocol::fs::{self as fsp, DirectoryEntry, Metadata};
+use execd_protocol::fs_watch as fw;
 use execd_protocol::process::{self as pp, ReadResult, StartParams, TerminalSize, WriteStatus};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -304,5 +309,66 @@ impl FileSystem for RemoteEnvironment {
         };
         let _: fsp::Empty = self.call(fsp::COPY, &params).await?;
         Ok(())
+    }
+
+    async fn rename(&self, source: &str, destination: &str) -> Result<(), EnvError> {
+        let params = fsp::RenameParams {
+            source_path: source.to_string(),
+            destination_path: destination.to_string(),
+        };
+        let _: fsp::Empty = self.call(fsp::RENAME, &params).await?;
+        Ok(())
+    }
+
+    async fn walk(&self, params: WalkParams) -> Result<WalkOutcome, EnvError> {
+        self.call(cfs::WALK, &params).await
+    }
+
+    async fn watch(&self, path: &str, recursive: bool) -> Result<FileWatch, EnvError> {
+        let id = format!("watch-{}", self.client.write_id());
+        let queue = self.client.register_watch(&id, path)?;
+        let params = fw::WatchParams {
+            watch_id: id.clone(),
+            path: path.to_string(),
+            recursive,
+        };
+        let set: Result<fw::WatchResult, EnvError> = self.call(fw::WATCH, &params).await;
+        if let Err(err) = set {
+            self.client.unregister_watch(&id);
+            return Err(err);
+        }
+        let stop = RemoteUnwatch {
+            client: self.client.downgrade(),
+            id: id.clone(),
+        };
+        Ok(FileWatch::new(id, queue, stop))
+    }
+}
+
+/// Ends a remote watch when its [`FileWatch`] is dropped: no more changes
+/// are routed, and the server is told (`fs/unwatch`) from a task.
+struct RemoteUnwatch {
+    client: WeakClient,
+    id: String,
+}
+
+impl Drop for RemoteUnwatch {
+    fn drop(&mut self) {
+        let Some(client) = self.client.upgrade() else {
+            return;
+        };
+        client.unregister_watch(&self.id);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let params = fw::UnwatchParams {
+            watch_id: std::mem::take(&mut self.id),
+        };
+        runtime.spawn(async move {
+            let unwatched: Result<fw::UnwatchResult, _> = client.call(fw::UNWATCH, &params).await;
+            if let Err(err) = unwatched {
+                tracing::debug!(%err, "fs/unwatch failed");
+            }
+        });
     }
 }

@@ -1,7 +1,8 @@
 //! What a client's handles and its connection driver share: the calls
 //! waiting for their answers (kept with their frames, to send again after
 //! a resume), the connection attached now ([`Link`]) and its state
-//! ([`LinkState`]), the exec gate, and the per-process event router.
+//! ([`LinkState`]), the exec gate, the per-process event router and the
+//! watches' queues.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::ClientError;
+use crate::watch_routes::WatchRoutes;
 
 /// The sending half of a client connection.
 pub(crate) type ClientOutbox = Outbox<Wire>;
@@ -59,6 +61,8 @@ pub(crate) struct Shared {
     /// Answers `exec/approve` and receives `exec/decision`.
     pub(crate) gate: std::sync::RwLock<Option<Arc<dyn ExecGate>>>,
     pub(crate) router: EventRouter,
+    /// `fs/changed` batches, by watch.
+    pub(crate) watches: WatchRoutes,
     pub(crate) state: watch::Sender<LinkState>,
 }
 
@@ -214,6 +218,8 @@ impl Shared {
                 .answer
                 .send(Err(ClientError::ConnectionLost(reason.clone())));
         }
+        self.watches
+            .end_all(&EnvError::ConnectionLost(reason.clone()));
         self.router.fail_all(EnvError::ConnectionLost(reason));
     }
 }

@@ -10,7 +10,9 @@ use execd_protocol::process::{ReadResult, StartParams, TerminalSize, WriteStatus
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::router::EventReceiver;
+use crate::watch::FileWatch;
 use crate::EnvError;
+use execd_protocol::codex::fs::{WalkOutcome, WalkParams};
 use execd_protocol::event::ExitInfo;
 
 /// Bytes moved per request by the streaming file helpers.
@@ -93,6 +95,29 @@ pub trait FileSystem: Send + Sync {
     async fn remove(&self, path: &str, recursive: bool, force: bool) -> Result<(), EnvError>;
     /// Copy a file, or a tree with `recursive`.
     async fn copy(&self, source: &str, destination: &str, recursive: bool) -> Result<(), EnvError>;
+    /// Move `source` to `destination` atomically (`rename(2)`); both on one
+    /// filesystem. The default refuses.
+    async fn rename(&self, source: &str, destination: &str) -> Result<(), EnvError> {
+        Err(EnvError::Unsupported(format!(
+            "cannot rename {source} to {destination}: this filesystem does not support it"
+        )))
+    }
+    /// A recursive listing (`fs/walk`, with its extensions: metadata,
+    /// symlinks, pages). The default refuses.
+    async fn walk(&self, params: WalkParams) -> Result<WalkOutcome, EnvError> {
+        Err(EnvError::Unsupported(format!(
+            "cannot walk {}: this filesystem does not support it",
+            params.path
+        )))
+    }
+    /// Watch `path` (and below it with `recursive`): its changes come as
+    /// batches from the returned [`FileWatch`]. The default refuses.
+    async fn watch(&self, path: &str, recursive: bool) -> Result<FileWatch, EnvError> {
+        let _ = recursive;
+        Err(EnvError::Unsupported(format!(
+            "cannot watch {path}: this filesystem does not support it"
+        )))
+    }
 }
 
 /// An exec backend and a filesystem that belong together.

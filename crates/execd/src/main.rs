@@ -15,6 +15,7 @@ mod run;
 mod serve;
 mod shell;
 mod supervisor;
+mod watch_limit_args;
 
 use std::process::ExitCode;
 

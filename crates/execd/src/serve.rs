@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::codex_limit_args::CodexLimitArgs;
+use crate::watch_limit_args::WatchLimitArgs;
 
 pub const DEFAULT_LISTEN: &str = "ws://127.0.0.1:7878";
 
@@ -192,6 +193,8 @@ pub struct ServeArgs {
     metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     codex: CodexLimitArgs,
+    #[command(flatten)]
+    watch: WatchLimitArgs,
 }
 
 fn size(n: u64) -> usize {
@@ -224,6 +227,7 @@ impl ServeArgs {
         config.keepalive_timeout = Duration::from_secs(self.keepalive_timeout);
         config.codex = self.codex.limits();
         config.metrics_listen = self.metrics_listen;
+        config.watch = self.watch.limits();
         // A whole read must fit in a frame of our own size as base64.
         let reply = self.max_read_bytes.div_ceil(3) * 4 + 1024;
         if reply > self.max_frame_bytes {

@@ -1,9 +1,17 @@
 //! [`LocalFileSystem`]: this machine's files behind the environment's
 //! `FileSystem` trait; each operation (`crate::fs`) runs on the blocking pool.
+//! Watches (`crate::watch`) each get their own queue bound
+//! ([`LOCAL_WATCH_EVENTS`]); walks are bounded only by their own limits.
 
 use async_trait::async_trait;
-use execd_environment::{EnvError, FileSystem};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use execd_environment::{ChangeQueue, EnvError, EventBudget, FileSystem, FileWatch};
+use execd_protocol::codex::fs::{WalkOutcome, WalkParams};
 use execd_protocol::fs::{DirectoryEntry, Metadata, SetMetadataParams};
+
+use crate::walk_params::{self, WalkCeilings};
 
 use crate::fs::{self, FsError};
 
@@ -20,6 +28,13 @@ impl From<FsError> for EnvError {
         }
     }
 }
+
+/// Changes one local watch may hold waiting (after coalescing) before it
+/// reports an overflow.
+pub const LOCAL_WATCH_EVENTS: usize = 4096;
+
+/// Local watch ids: `local-watch-N`.
+static NEXT_WATCH: AtomicU64 = AtomicU64::new(1);
 
 /// This machine's filesystem.
 #[derive(Debug, Clone, Copy, Default)]
@@ -96,5 +111,39 @@ impl FileSystem for LocalFileSystem {
         let source = fs::absolute(source)?;
         let destination = fs::absolute(destination)?;
         blocking(move || fs::copy(&source, &destination, recursive)).await
+    }
+
+    async fn rename(&self, source: &str, destination: &str) -> Result<(), EnvError> {
+        let source = fs::absolute(source)?;
+        let destination = fs::absolute(destination)?;
+        blocking(move || crate::rename::rename(&source, &destination)).await
+    }
+
+    async fn walk(&self, params: WalkParams) -> Result<WalkOutcome, EnvError> {
+        let root = fs::absolute(&params.path)?;
+        let ceilings = WalkCeilings {
+            max_depth: u32::MAX,
+            max_directories: u64::MAX,
+            max_entries: u64::MAX,
+        };
+        let (limits, shape) = walk_params::plan(&params, ceilings)
+            .map_err(|err| EnvError::InvalidInput(format!("fs/walk: {err}")))?;
+        let walked = blocking(move || crate::walk::walk_with(&root, limits, shape)).await?;
+        Ok(walk_params::outcome(walked, shape, |p| {
+            p.display().to_string()
+        }))
+    }
+
+    async fn watch(&self, path: &str, recursive: bool) -> Result<FileWatch, EnvError> {
+        let root = fs::absolute(path)?;
+        let queue = ChangeQueue::new(path, EventBudget::new(LOCAL_WATCH_EVENTS), Duration::ZERO);
+        let events = queue.clone();
+        let watch = blocking(move || {
+            let paths = crate::watch::count_watched_paths(&root, recursive, u64::MAX)?;
+            crate::watch::watch(&root, recursive, events, paths)
+        })
+        .await?;
+        let id = format!("local-watch-{}", NEXT_WATCH.fetch_add(1, Ordering::Relaxed));
+        Ok(FileWatch::new(id, queue, watch))
     }
 }

@@ -7,6 +7,9 @@
 //! - [`fs`]: the filesystem operations themselves (blocking).
 //! - [`env_policy`]: the child's environment under `envPolicy`.
 //! - [`codex_sandbox`]: codex's `sandbox` profile as execd's sandbox.
+//! - [`walk_params`]: `fs/walk`'s params and result around [`walk`].
+//! - [`rename`]: `fs/rename` (one `rename(2)`).
+//! - [`watch`]: `fs/watch` through inotify, into a coalescing queue.
 //! - [`walk`], [`open_files`]: `fs/walk`, `fs/canonicalize` and the
 //!   handles behind `fs/open` / `fs/readBlock` (codex dialect).
 
@@ -17,7 +20,10 @@ pub mod environment;
 pub mod filesystem;
 pub mod fs;
 pub mod open_files;
+pub mod rename;
 pub mod walk;
+pub mod walk_params;
+pub mod watch;
 
 pub use backend::LocalBackend;
 pub use environment::LocalEnvironment;

@@ -8,6 +8,13 @@
 //! except symlinks to directories when `follow_directory_symlinks` is set
 //! (reported as directories and read, each real directory once). Hitting a
 //! limit stops the walk and sets `truncated`.
+//!
+//! execd's extensions ([`WalkShape`]): symlinks (not followed) and other
+//! file types may be listed too, each entry may carry its size, mode and
+//! mtime (one `lstat`, only for the entries returned), and the listing may
+//! be cut into pages: a page skips the entries before its offset (the walk
+//! is deterministic, so page after page lists the tree once if it does not
+//! change meanwhile) and stops after its size, saying whether more follow.
 
 use std::collections::{HashSet, VecDeque};
 use std::io;
@@ -26,19 +33,98 @@ pub struct WalkLimits {
     pub prune_hidden_directories: bool,
 }
 
+/// What a walk lists beyond codex's files and directories, and which part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WalkShape {
+    pub include_symlinks: bool,
+    pub include_other: bool,
+    pub metadata: bool,
+    /// Entries to skip (a page's offset).
+    pub skip: u64,
+    /// Entries to list at most (a page's size); `None`: all.
+    pub take: Option<u64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FoundKind {
     File,
     Directory,
+    Symlink,
+    Other,
+}
+
+/// An entry's size, permission bits and mtime (ms since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundMeta {
+    pub size: u64,
+    pub mode: u32,
+    pub modified_at_ms: i64,
+}
+
+impl FoundMeta {
+    fn of(meta: &std::fs::Metadata) -> FoundMeta {
+        FoundMeta {
+            size: meta.len(),
+            mode: meta.mode() & 0o7777,
+            modified_at_ms: meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000,
+        }
+    }
 }
 
 /// What a walk found, as native paths.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Walked {
     pub entries: Vec<(PathBuf, FoundKind)>,
+    /// With [`WalkShape::metadata`]: each entry's, in the same order
+    /// (`None` if it went away before it was looked at).
+    pub metadata: Vec<Option<FoundMeta>>,
     /// Directories below the root that could not be read, with why.
     pub errors: Vec<(PathBuf, String)>,
     pub truncated: bool,
+    /// A page was full and more entries follow.
+    pub more: bool,
+}
+
+/// Where a walk is in its page.
+struct Pager {
+    shape: WalkShape,
+    /// Entries listed so far, skipped ones included.
+    seen: u64,
+}
+
+impl Pager {
+    /// List `path` unless it is before the page; false once the page is
+    /// full (and `path` would be the first of the next one).
+    fn list(
+        &mut self,
+        walked: &mut Walked,
+        path: PathBuf,
+        kind: FoundKind,
+        meta: Option<&std::fs::Metadata>,
+    ) -> bool {
+        let index = self.seen;
+        if let Some(take) = self.shape.take {
+            if index >= self.shape.skip.saturating_add(take) {
+                walked.more = true;
+                return false;
+            }
+        }
+        self.seen += 1;
+        if index < self.shape.skip {
+            return true;
+        }
+        if self.shape.metadata {
+            let found = match meta {
+                Some(meta) => Some(FoundMeta::of(meta)),
+                None => std::fs::symlink_metadata(&path)
+                    .ok()
+                    .map(|m| FoundMeta::of(&m)),
+            };
+            walked.metadata.push(found);
+        }
+        walked.entries.push((path, kind));
+        true
+    }
 }
 
 fn io_error(path: &Path, source: io::Error) -> FsError {
@@ -59,6 +145,12 @@ pub fn canonicalize(path: &Path) -> Result<PathBuf, FsError> {
 /// Walk below `root`. A missing root is `NotFound`; a root that is not a
 /// directory has nothing below it.
 pub fn walk(root: &Path, limits: WalkLimits) -> Result<Walked, FsError> {
+    walk_with(root, limits, WalkShape::default())
+}
+
+/// [`walk`] with execd's extensions.
+pub fn walk_with(root: &Path, limits: WalkLimits, shape: WalkShape) -> Result<Walked, FsError> {
+    let mut pager = Pager { shape, seen: 0 };
     let meta = std::fs::metadata(root).map_err(|err| io_error(root, err))?;
     let mut walked = Walked::default();
     if !meta.is_dir() {
@@ -89,17 +181,29 @@ pub fn walk(root: &Path, limits: WalkLimits) -> Result<Walked, FsError> {
             let Ok(file_type) = child.file_type() else {
                 continue;
             };
+            let followed = file_type.is_symlink() && limits.follow_directory_symlinks;
             let dir_meta = if file_type.is_dir() {
                 child.metadata().ok()
-            } else if file_type.is_symlink() && limits.follow_directory_symlinks {
+            } else if followed {
                 std::fs::metadata(&path).ok().filter(|m| m.is_dir())
             } else {
-                if file_type.is_file() {
-                    walked.entries.push((path, FoundKind::File));
-                }
-                continue;
+                None
             };
             let Some(dir_meta) = dir_meta else {
+                let kind = if file_type.is_file() {
+                    Some(FoundKind::File)
+                } else if file_type.is_symlink() && shape.include_symlinks {
+                    Some(FoundKind::Symlink)
+                } else if !file_type.is_symlink() && !file_type.is_dir() && shape.include_other {
+                    Some(FoundKind::Other)
+                } else {
+                    None
+                };
+                if let Some(kind) = kind {
+                    if !pager.list(&mut walked, path, kind, None) {
+                        return Ok(walked);
+                    }
+                }
                 continue;
             };
             let hidden = child.file_name().to_string_lossy().starts_with('.');
@@ -111,7 +215,14 @@ pub fn walk(root: &Path, limits: WalkLimits) -> Result<Walked, FsError> {
                 walked.truncated = true;
                 return Ok(walked);
             }
-            walked.entries.push((path.clone(), FoundKind::Directory));
+            if !pager.list(
+                &mut walked,
+                path.clone(),
+                FoundKind::Directory,
+                Some(&dir_meta),
+            ) {
+                return Ok(walked);
+            }
             let first_visit = seen_dirs.insert((dir_meta.dev(), dir_meta.ino()));
             if depth < limits.max_depth && first_visit {
                 queue.push_back((path, depth + 1));
@@ -212,6 +323,47 @@ mod tests {
             relative(&root, &few_entries),
             vec![".hid:Directory", "a:Directory"]
         );
+        std::fs::remove_dir_all(&root).ok();
+    }
+
+    #[test]
+    fn pages_list_the_tree_once_with_metadata_and_symlinks() {
+        let root = tree("pages");
+        let shape = WalkShape {
+            include_symlinks: true,
+            metadata: true,
+            ..WalkShape::default()
+        };
+        let whole = walk_with(&root, limits(5, 100, 100, false), shape).unwrap();
+        assert_eq!(whole.entries.len(), 6);
+        assert!(!whole.more);
+        let mut paged = Vec::new();
+        let mut skip = 0;
+        loop {
+            let page = WalkShape {
+                skip,
+                take: Some(4),
+                ..shape
+            };
+            let walked = walk_with(&root, limits(5, 100, 100, false), page).unwrap();
+            assert_eq!(walked.metadata.len(), walked.entries.len());
+            skip += walked.entries.len() as u64;
+            paged.extend(walked.entries);
+            if !walked.more {
+                break;
+            }
+        }
+        assert_eq!(paged, whole.entries);
+        let file = whole
+            .entries
+            .iter()
+            .position(|(p, _)| p.ends_with("a/f.txt"))
+            .unwrap();
+        assert_eq!(whole.metadata[file].unwrap().size, 1);
+        assert!(whole
+            .entries
+            .iter()
+            .any(|(p, k)| p.ends_with("flink") && *k == FoundKind::Symlink));
         std::fs::remove_dir_all(&root).ok();
     }
 

@@ -11,6 +11,8 @@ pub const REMOVE: &str = "fs/remove";
 pub const COPY: &str = "fs/copy";
 /// Extension: set a path's permission bits and times.
 pub const SET_METADATA: &str = "fs/setMetadata";
+/// Extension: move a path atomically (`rename(2)`).
+pub const RENAME: &str = "fs/rename";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PathParams {
@@ -123,6 +125,15 @@ pub struct CopyParams {
     pub destination_path: String,
     #[serde(default)]
     pub recursive: Option<bool>,
+}
+
+/// `fs/rename` params (extension): one `rename(2)`, atomic, replacing a
+/// destination file (or empty directory); both ends on one filesystem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RenameParams {
+    pub source_path: String,
+    pub destination_path: String,
 }
 
 /// The empty `{}` result of methods that return nothing.

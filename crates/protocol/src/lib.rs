@@ -11,6 +11,7 @@ pub mod env_policy;
 pub mod envelope;
 pub mod event;
 pub mod fs;
+pub mod fs_watch;
 pub mod incoming;
 pub mod limits;
 pub mod path_uri;

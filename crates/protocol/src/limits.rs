@@ -36,6 +36,12 @@ pub enum Limit {
     Watches,
     /// Paths in one `fs/watchMissing` watch (codex dialect).
     WatchPaths,
+    /// `fs/watch` watches of one session.
+    FsWatches,
+    /// inotify watches (paths) held by one session's `fs/watch` watches.
+    FsWatchPaths,
+    /// Changes of one session queued (after coalescing) for `fs/changed`.
+    FsWatchEvents,
     /// `http/request`s of one connection running at once (codex dialect).
     HttpRequests,
     /// Largest response body one `http/request` passes on (codex dialect).
@@ -47,7 +53,7 @@ pub enum Limit {
 }
 
 impl Limit {
-    pub const ALL: [Limit; 16] = [
+    pub const ALL: [Limit; 19] = [
         Limit::Connections,
         Limit::ProcessesPerConnection,
         Limit::Processes,
@@ -60,6 +66,9 @@ impl Limit {
         Limit::OpenFiles,
         Limit::Watches,
         Limit::WatchPaths,
+        Limit::FsWatches,
+        Limit::FsWatchPaths,
+        Limit::FsWatchEvents,
         Limit::HttpRequests,
         Limit::HttpBodyBytes,
         Limit::OutputWindow,
@@ -81,6 +90,9 @@ impl Limit {
             Limit::OpenFiles => "maxOpenFiles",
             Limit::Watches => "maxWatches",
             Limit::WatchPaths => "maxWatchPaths",
+            Limit::FsWatches => "maxFsWatches",
+            Limit::FsWatchPaths => "maxFsWatchPaths",
+            Limit::FsWatchEvents => "maxFsWatchEvents",
             Limit::HttpRequests => "maxHttpRequests",
             Limit::HttpBodyBytes => "maxHttpBodyBytes",
             Limit::OutputWindow => "maxOutputWindow",
@@ -103,6 +115,9 @@ impl Limit {
             Limit::OpenFiles => "--max-open-files",
             Limit::Watches => "--max-watches",
             Limit::WatchPaths => "--max-watch-paths",
+            Limit::FsWatches => "--max-fs-watches",
+            Limit::FsWatchPaths => "--max-fs-watch-paths",
+            Limit::FsWatchEvents => "--max-fs-watch-events",
             Limit::HttpRequests => "--max-http-requests",
             Limit::HttpBodyBytes => "--max-http-body-bytes",
             Limit::OutputWindow => "--max-output-window",

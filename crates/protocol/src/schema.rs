@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::codex::fs as cfs;
 use crate::codex::http;
-use crate::{codex, envelope, fs, policy, process};
+use crate::{codex, envelope, fs, fs_watch, policy, process};
 
 /// The schema's `$id`.
 pub const SCHEMA_ID: &str = "urn:execd:protocol:1";
@@ -229,6 +229,24 @@ pub fn document() -> Value {
         Execd,
         "Set a path's permission bits and times.",
     );
+    b.method::<fs::RenameParams, fs::Empty>(
+        fs::RENAME,
+        C2S,
+        Execd,
+        "Move a path atomically (rename(2)), on one filesystem.",
+    );
+    b.method::<fs_watch::WatchParams, fs_watch::WatchResult>(
+        fs_watch::WATCH,
+        C2S,
+        Execd,
+        "Watch a path (recursive optional); changes come as fs/changed.",
+    );
+    b.method::<fs_watch::UnwatchParams, fs_watch::UnwatchResult>(
+        fs_watch::UNWATCH,
+        C2S,
+        Execd,
+        "Stop a watch of fs/watch.",
+    );
     b.method::<AnyParams, codex::EnvironmentInfo>(
         codex::ENVIRONMENT_INFO,
         C2S,
@@ -319,6 +337,12 @@ pub fn document() -> Value {
         S2C,
         Execd,
         "What was decided for an exec, and by whom.",
+    );
+    b.notification::<fs_watch::ChangedNotification>(
+        fs_watch::CHANGED,
+        S2C,
+        Execd,
+        "A batch of changes below a path watched with fs/watch.",
     );
     b.notification::<cfs::MissingChangedNotification>(
         cfs::MISSING_CHANGED,

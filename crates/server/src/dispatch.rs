@@ -3,6 +3,7 @@
 
 use execd_protocol::codex::{self, fs as cfs};
 use execd_protocol::fs as fsp;
+use execd_protocol::fs_watch as fw;
 use execd_protocol::process as pp;
 use execd_protocol::{ErrorCode, RequestId, RpcError};
 use serde_json::value::RawValue;
@@ -10,7 +11,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::methods::session::INITIALIZE;
 use crate::methods::{
-    environment, fs, fs_handles, fs_walk, fs_watch, http, process, session, unsupported, Reply,
+    environment, fs, fs_changes, fs_handles, fs_walk, fs_watch, http, process, session,
+    unsupported, Reply,
 };
 use crate::session::Session;
 
@@ -55,6 +57,9 @@ pub fn route(session: &mut Session, request: &Request<'_>) -> Reply {
         fsp::READ_DIRECTORY => fs::read_directory(session, id, params).into(),
         fsp::REMOVE => fs::remove(session, id, params).into(),
         fsp::COPY => fs::copy(session, id, params).into(),
+        fsp::RENAME => fs::rename(session, id, params).into(),
+        fw::WATCH => fs_changes::watch(session, id, params).into(),
+        fw::UNWATCH => fs_changes::unwatch(session, params).into(),
         cfs::OPEN => fs_handles::open(session, id, params).into(),
         cfs::READ_BLOCK => fs_handles::read_block(session, id, params).into(),
         cfs::CLOSE => fs_handles::close(session, params).into(),

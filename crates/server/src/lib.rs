@@ -19,6 +19,7 @@ pub mod codex_limits;
 pub mod connection;
 pub mod dispatch;
 pub mod events;
+pub mod fs_watches;
 pub mod gate;
 pub mod http_clients;
 pub mod methods;
@@ -66,6 +67,8 @@ pub struct ServerConfig {
     pub max_read_wait: Duration,
     /// Bounds of the codex-dialect methods (open files, watches, walks).
     pub codex: codex_limits::CodexLimits,
+    /// Per-session bounds of `fs/watch`.
+    pub watch: fs_watches::WatchLimits,
     /// Who may connect over WebSocket (token, `Origin`, `Host`). The
     /// default has no token but refuses browser origins and, on loopback,
     /// foreign `Host` names.
@@ -113,6 +116,7 @@ impl Default for ServerConfig {
             max_read_bytes: 32 * MIB as u64,
             max_read_wait: Duration::from_secs(3600),
             codex: codex_limits::CodexLimits::default(),
+            watch: fs_watches::WatchLimits::default(),
             access: AccessConfig::default(),
             tls: None,
             handshake_timeout: Duration::from_secs(10),

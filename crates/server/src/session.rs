@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::access::Admission;
 use crate::events::ConnectionEvents;
+use crate::fs_watches::FsWatches;
 use crate::gate::ConnectionGate;
 use crate::http_clients::HttpClients;
 use crate::methods::Reply;
@@ -44,6 +45,8 @@ pub struct Session {
     pub(crate) open_files: Arc<OpenFiles>,
     /// `fs/watchMissing` watches (codex dialect).
     pub(crate) watches: Arc<MissingWatches>,
+    /// `fs/watch` watches (extension).
+    pub(crate) fs_watches: Arc<FsWatches>,
     /// `http/request`'s clients and places (codex dialect).
     http: Arc<HttpClients>,
     in_flight: Arc<Semaphore>,
@@ -84,7 +87,9 @@ impl Session {
         let open_files = Arc::new(OpenFiles::new(codex.max_open_files, codex.max_read_block));
         let fs = shared.fs_slots();
         let watches = MissingWatches::new(outbox.clone(), codex.clone(), fs.clone());
+        let fs_watches = FsWatches::new(outbox.clone(), config.watch.clone());
         Session {
+            fs_watches,
             http: HttpClients::new(codex),
             open_files,
             watches,

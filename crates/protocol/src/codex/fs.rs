@@ -90,12 +90,37 @@ pub struct WalkOptions {
     pub prune_hidden_directories: bool,
 }
 
+/// `fs/walk` params. codex sends `path`, `options` and `sandbox`; the
+/// other fields are execd extensions, and without them the reply is
+/// exactly codex's shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct WalkParams {
     pub path: String,
     pub options: WalkOptions,
     #[serde(default)]
     pub sandbox: Option<Value>,
+    /// Extension: give each entry its `size`, `mode` and `modifiedAtMs`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub metadata: bool,
+    /// Extension: list symlinks (not followed) as `symlink` entries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub include_symlinks: bool,
+    /// Extension: list fifos, sockets and devices as `other` entries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub include_other: bool,
+    /// Extension: at most this many entries per reply (a page); the reply's
+    /// `nextCursor` asks for the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub limit: Option<u64>,
+    /// Extension: the `nextCursor` of the previous page (opaque).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -103,12 +128,29 @@ pub struct WalkParams {
 pub enum WalkEntryKind {
     File,
     Directory,
+    /// Extension: only with `includeSymlinks`.
+    Symlink,
+    /// Extension: only with `includeOther` (fifo, socket, device).
+    Other,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct WalkEntry {
     pub path: String,
     pub kind: WalkEntryKind,
+    /// Extension (`metadata`): size in bytes (of the link itself for a symlink).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub size: Option<u64>,
+    /// Extension (`metadata`): the permission bits (`0o7777` of `st_mode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub mode: Option<u32>,
+    /// Extension (`metadata`): the modification time, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub modified_at_ms: Option<i64>,
 }
 
 /// A directory below the root that could not be read.
@@ -121,10 +163,16 @@ pub struct WalkError {
 /// `fs/walk` result: regular files and directories below the root, breadth
 /// first; `truncated` when a limit stopped the walk.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct WalkOutcome {
     pub entries: Vec<WalkEntry>,
     pub errors: Vec<WalkError>,
     pub truncated: bool,
+    /// Extension (paged walks): present when more entries follow; pass it
+    /// as the next request's `cursor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub next_cursor: Option<String>,
 }
 
 /// `fs/watchMissing`: notify once when any of `missing` appears or
@@ -181,10 +229,18 @@ mod tests {
         let entry = WalkEntry {
             path: "file:///t/a".into(),
             kind: WalkEntryKind::Directory,
+            size: None,
+            mode: None,
+            modified_at_ms: None,
         };
+        // codex's shape exactly when no extension is asked for.
         assert_eq!(
-            serde_json::to_value(entry).expect("entry")["kind"],
-            "directory"
+            serde_json::to_value(entry).expect("entry"),
+            serde_json::json!({"path": "file:///t/a", "kind": "directory"})
+        );
+        assert_eq!(
+            serde_json::to_value(WalkOutcome::default()).expect("outcome"),
+            serde_json::json!({"entries": [], "errors": [], "truncated": false})
         );
     }
 }

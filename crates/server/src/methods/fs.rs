@@ -8,7 +8,7 @@
 //! `fs/writeFile` keeps its base64 where it arrived (in the frame) and
 //! decodes it into the file piece by piece, so a write holds about its
 //! frame and no more.
-//! Changes (write, append, directory creation, remove, copy) are audited
+//! Changes (write, append, directory creation, remove, copy, rename) are audited
 //! with their outcome.
 //! Every path may come as a `file://` URI, and a request may carry codex's
 //! `sandbox`, which its writes must be allowed under ([`FsPaths`]).
@@ -239,6 +239,19 @@ pub fn copy(session: &Session, id: &RequestId, params: &RawValue) -> Result<Repl
     let change = Change::of(fsp::COPY, &source, Some(&destination));
     reply_change(session, id, change, move || {
         fs::copy(&source, &destination, recursive)
+    })
+}
+
+/// `fs/rename` (extension): one `rename(2)`; both ends are written, so
+/// both must be writable under the request's `sandbox`.
+pub fn rename(session: &Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
+    let p: fsp::RenameParams = parse_params(fsp::RENAME, params)?;
+    let paths = FsPaths::of(fsp::RENAME, params)?;
+    let source = absolute(&paths.write("sourcePath", &p.source_path)?)?;
+    let destination = absolute(&paths.write("destinationPath", &p.destination_path)?)?;
+    let change = Change::of(fsp::RENAME, &source, Some(&destination));
+    reply_change(session, id, change, move || {
+        execd_local::rename::rename(&source, &destination)
     })
 }
 

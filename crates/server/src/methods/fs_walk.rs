@@ -1,16 +1,15 @@
-//! `fs/canonicalize` and `fs/walk` (codex dialect): paths come in as URIs
-//! (or plain paths) and go back in the form they came in. A walk's limits
-//! must each be at least 1 and are cut to the server's ceilings
+//! `fs/canonicalize` and `fs/walk` (codex dialect, with execd's optional
+//! extensions: metadata, symlinks and other types, pages): paths come in as
+//! URIs (or plain paths) and go back in the form they came in. A walk's
+//! limits must each be at least 1 and are cut to the server's ceilings
 //! (`CodexLimits`); the walk itself runs on the blocking pool under the
 //! session's filesystem slots, and its reply counts as a request in flight.
 
 use std::path::PathBuf;
 
-use execd_local::walk::{self, FoundKind, WalkLimits};
-use execd_protocol::codex::fs::{
-    self as cfs, CanonicalizeParams, CanonicalizeResult, WalkEntry, WalkEntryKind, WalkError,
-    WalkOutcome, WalkParams,
-};
+use execd_local::walk;
+use execd_local::walk_params::{self, WalkCeilings};
+use execd_protocol::codex::fs::{self as cfs, CanonicalizeParams, CanonicalizeResult, WalkParams};
 use execd_protocol::{ErrorCode, RequestId, RpcError};
 use serde_json::value::RawValue;
 
@@ -54,50 +53,27 @@ pub fn canonicalize(
 pub fn walk(session: &Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
     let method = cfs::WALK;
     let p: WalkParams = parse_params(method, params)?;
-    check_read_sandbox(method, p.sandbox)?;
+    check_read_sandbox(method, p.sandbox.clone())?;
     let (root, form) = absolute(method, &p.path)?;
-    let o = &p.options;
-    if o.max_depth == 0 || o.max_directories == 0 || o.max_entries == 0 {
-        return Err(RpcError::new(
-            ErrorCode::InvalidParams,
-            format!(
-                "invalid params for {method}: options: maxDepth, maxDirectories and maxEntries must each be at least 1, got {}, {}, {}",
-                o.max_depth, o.max_directories, o.max_entries
-            ),
-        ));
-    }
     let caps = &session.config().codex;
-    let limits = WalkLimits {
-        max_depth: o.max_depth.min(caps.max_walk_depth),
-        max_directories: o.max_directories.min(caps.max_walk_directories),
-        max_entries: o.max_entries.min(caps.max_walk_entries),
-        follow_directory_symlinks: o.follow_directory_symlinks,
-        prune_hidden_directories: o.prune_hidden_directories,
+    let ceilings = WalkCeilings {
+        max_depth: caps.max_walk_depth,
+        max_directories: caps.max_walk_directories,
+        max_entries: caps.max_walk_entries,
     };
+    let (limits, shape) = walk_params::plan(&p, ceilings).map_err(|err| {
+        RpcError::new(
+            ErrorCode::InvalidParams,
+            format!("invalid params for {method}: {err}"),
+        )
+    })?;
     let slots = session.fs().clone();
     session.reply_later(id, async move {
-        let walked = slots.run(move || walk::walk(&root, limits)).await?;
-        ok(WalkOutcome {
-            entries: walked
-                .entries
-                .iter()
-                .map(|(path, kind)| WalkEntry {
-                    path: reply_path(path, form),
-                    kind: match kind {
-                        FoundKind::File => WalkEntryKind::File,
-                        FoundKind::Directory => WalkEntryKind::Directory,
-                    },
-                })
-                .collect(),
-            errors: walked
-                .errors
-                .iter()
-                .map(|(path, message)| WalkError {
-                    path: reply_path(path, form),
-                    message: message.clone(),
-                })
-                .collect(),
-            truncated: walked.truncated,
-        })
+        let walked = slots
+            .run(move || walk::walk_with(&root, limits, shape))
+            .await?;
+        ok(walk_params::outcome(walked, shape, |path| {
+            reply_path(path, form)
+        }))
     })
 }

@@ -12,12 +12,14 @@
 //! - [`fs_handles`], [`fs_walk`], [`fs_watch`]: the codex dialect's
 //!   `fs/open`/`fs/readBlock`/`fs/close`, `fs/canonicalize`/`fs/walk`,
 //!   `fs/watchMissing`.
+//! - [`fs_changes`]: `fs/watch`, `fs/unwatch` (extension; `fs/changed`).
 //! - [`http`]: `http/request`, its body streamed as `http/request/bodyDelta`.
 //! - [`unsupported`]: the codex methods execd leaves out, and why.
 
 pub mod dialect;
 pub mod environment;
 pub mod fs;
+pub mod fs_changes;
 pub mod fs_handles;
 pub mod fs_walk;
 pub mod fs_watch;
