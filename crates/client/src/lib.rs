@@ -9,6 +9,7 @@
 //! - `frames`: reading a connection and routing what arrives.
 //! - `resume`: reconnecting after a lost connection and resuming the session.
 //! - [`remote`]: the environment traits over a client.
+//! - `transfers`: `fs/upload` / `fs/download` streams (binary pieces, windowed).
 //! - [`manager`]: `EnvironmentManager`: local, or remote when `EXECD_URL` is set.
 //! - [`websocket`]: opening the WebSocket: token, TLS, refusals.
 //! - [`error`]: the `ClientError` type.
@@ -31,6 +32,7 @@ pub mod manager;
 pub mod remote;
 mod resume;
 mod state;
+mod transfers;
 pub mod websocket;
 
 pub use client::{ExecServerClient, LinkState};
@@ -48,6 +50,7 @@ pub use execd_environment::{
     ExecProcess, ExitInfo, ExitStatus, FileSystem, ManagedProcess, Output, OutputCap, ProcessEvent,
     ProcessState, StartedProcess,
 };
+pub use execd_environment::{pump, ByteSink, ByteSource, TransferFormat, WriteOptions};
 pub use execd_local::LocalEnvironment;
 pub use execd_policy::decision::{ExecGate, NoGate};
 pub use execd_protocol::fs::{DirectoryEntry, Metadata};

@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) gate: std::sync::RwLock<Option<Arc<dyn ExecGate>>>,
     pub(crate) router: EventRouter,
     pub(crate) state: watch::Sender<LinkState>,
+    /// `fs/upload` / `fs/download` streams.
+    pub(crate) transfers: crate::transfers::ClientTransfers,
 }
 
 impl Shared {
@@ -179,6 +181,8 @@ impl Shared {
     /// order) to be sent on it; the others fail, as they may or may not
     /// have been applied.
     pub(crate) fn take_over(&self, outbox: Arc<ClientOutbox>) -> Vec<String> {
+        // Pieces in flight died with the old connection.
+        self.transfers.fail_all("resumed on a new connection");
         let mut link = self.link();
         link.outbox = Some(outbox);
         let mut resend = Vec::new();
@@ -214,6 +218,7 @@ impl Shared {
                 .answer
                 .send(Err(ClientError::ConnectionLost(reason.clone())));
         }
+        self.transfers.fail_all(&reason);
         self.router.fail_all(EnvError::ConnectionLost(reason));
     }
 }

@@ -10,6 +10,7 @@
 //! - [`acks`]: the event receiver and its acknowledgement hook (flow control).
 //! - [`collect`]: run a process to the end, keeping its output by stream.
 //! - [`managed`]: `ManagedProcess`, the backend-agnostic wrapper a harness keeps.
+//! - [`transfer`]: `ByteSource`/`ByteSink`, streams of a file or a tree.
 //! - [`command`]: `Command`, a `std::process::Command`-style builder on `Environment`.
 
 pub mod acks;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod managed;
 pub mod router;
 pub mod traits;
+pub mod transfer;
 
 pub use acks::{EventAck, EventReceiver};
 pub use collect::{collect, Collected};
@@ -28,3 +30,4 @@ pub use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
 pub use managed::{ManagedProcess, OutputCap, ProcessState};
 pub use router::{wait_exit, EventRouter, ExitWatch};
 pub use traits::{Environment, ExecBackend, ExecProcess, FileSystem, StartedProcess};
+pub use transfer::{pump, ByteSink, ByteSource, TransferFormat, WriteOptions};

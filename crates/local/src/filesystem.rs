@@ -2,7 +2,7 @@
 //! `FileSystem` trait; each operation (`crate::fs`) runs on the blocking pool.
 
 use async_trait::async_trait;
-use execd_environment::{EnvError, FileSystem};
+use execd_environment::{ByteSink, ByteSource, EnvError, FileSystem, TransferFormat, WriteOptions};
 use execd_protocol::fs::{DirectoryEntry, Metadata, SetMetadataParams};
 
 use crate::fs::{self, FsError};
@@ -11,7 +11,10 @@ impl From<FsError> for EnvError {
     fn from(err: FsError) -> EnvError {
         let message = err.to_string();
         match err {
-            FsError::RelativePath(_) | FsError::IsDirectory(_) | FsError::NotRegular { .. } => {
+            FsError::RelativePath(_)
+            | FsError::IsDirectory(_)
+            | FsError::NotRegular { .. }
+            | FsError::Refused(_) => {
                 EnvError::InvalidInput(message)
             }
             FsError::TooLarge(limit) => EnvError::LimitExceeded(limit),
@@ -96,5 +99,21 @@ impl FileSystem for LocalFileSystem {
         let source = fs::absolute(source)?;
         let destination = fs::absolute(destination)?;
         blocking(move || fs::copy(&source, &destination, recursive)).await
+    }
+
+    async fn open_read(
+        &self,
+        path: &str,
+        format: TransferFormat,
+    ) -> Result<Box<dyn ByteSource>, EnvError> {
+        crate::transfer::open_read(path, format).await
+    }
+
+    async fn open_write(
+        &self,
+        path: &str,
+        options: WriteOptions,
+    ) -> Result<Box<dyn ByteSink>, EnvError> {
+        crate::transfer::open_write(path, options).await
     }
 }

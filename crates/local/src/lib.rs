@@ -5,6 +5,8 @@
 //! - [`environment`]: `LocalEnvironment`, the environment traits over it.
 //! - [`filesystem`]: `LocalFileSystem`, the `FileSystem` trait over [`fs`].
 //! - [`fs`]: the filesystem operations themselves (blocking).
+//! - [`transfer`], [`tree`]: file and tar-tree streams (`open_read`,
+//!   `open_write`), written under a temporary name and renamed into place.
 //! - [`env_policy`]: the child's environment under `envPolicy`.
 //! - [`codex_sandbox`]: codex's `sandbox` profile as execd's sandbox.
 //! - [`walk`], [`open_files`]: `fs/walk`, `fs/canonicalize` and the
@@ -17,6 +19,8 @@ pub mod environment;
 pub mod filesystem;
 pub mod fs;
 pub mod open_files;
+pub mod transfer;
+pub mod tree;
 pub mod walk;
 
 pub use backend::LocalBackend;

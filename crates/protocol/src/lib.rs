@@ -18,6 +18,7 @@ pub mod policy;
 pub mod process;
 pub mod sandbox;
 pub mod schema;
+pub mod transfer;
 
 pub mod base64_bytes;
 

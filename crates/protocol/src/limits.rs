@@ -44,10 +44,12 @@ pub enum Limit {
     OutputWindow,
     /// Sessions kept detached (waiting for a resume) at once.
     DetachedSessions,
+    /// `fs/upload` and `fs/download` streams of one connection open at once.
+    Transfers,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 16] = [
+    pub const ALL: [Limit; 17] = [
         Limit::Connections,
         Limit::ProcessesPerConnection,
         Limit::Processes,
@@ -64,6 +66,7 @@ impl Limit {
         Limit::HttpBodyBytes,
         Limit::OutputWindow,
         Limit::DetachedSessions,
+        Limit::Transfers,
     ];
 
     /// The name in `data.limit`.
@@ -85,6 +88,7 @@ impl Limit {
             Limit::HttpBodyBytes => "maxHttpBodyBytes",
             Limit::OutputWindow => "maxOutputWindow",
             Limit::DetachedSessions => "maxDetachedSessions",
+            Limit::Transfers => "maxTransfers",
         }
     }
 
@@ -107,6 +111,7 @@ impl Limit {
             Limit::HttpBodyBytes => "--max-http-body-bytes",
             Limit::OutputWindow => "--max-output-window",
             Limit::DetachedSessions => "--max-detached-sessions",
+            Limit::Transfers => "--max-transfers",
         }
     }
 

@@ -4,13 +4,15 @@
 use execd_protocol::codex::{self, fs as cfs};
 use execd_protocol::fs as fsp;
 use execd_protocol::process as pp;
+use execd_protocol::transfer as tp;
 use execd_protocol::{ErrorCode, RequestId, RpcError};
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::methods::session::INITIALIZE;
 use crate::methods::{
-    environment, fs, fs_handles, fs_walk, fs_watch, http, process, session, unsupported, Reply,
+    environment, fs, fs_handles, fs_walk, fs_watch, http, process, session, transfer, unsupported,
+    Reply,
 };
 use crate::session::Session;
 
@@ -55,6 +57,10 @@ pub fn route(session: &mut Session, request: &Request<'_>) -> Reply {
         fsp::READ_DIRECTORY => fs::read_directory(session, id, params).into(),
         fsp::REMOVE => fs::remove(session, id, params).into(),
         fsp::COPY => fs::copy(session, id, params).into(),
+        tp::UPLOAD => transfer::upload(session, id, params).into(),
+        tp::UPLOAD_FINISH => transfer::upload_finish(session, id, params).into(),
+        tp::DOWNLOAD => transfer::download(session, id, params).into(),
+        tp::TRANSFER_CANCEL => transfer::cancel(session, params).into(),
         cfs::OPEN => fs_handles::open(session, id, params).into(),
         cfs::READ_BLOCK => fs_handles::read_block(session, id, params).into(),
         cfs::CLOSE => fs_handles::close(session, params).into(),

@@ -23,6 +23,7 @@ use crate::http_clients::HttpClients;
 use crate::methods::Reply;
 use crate::rpc::{self, RpcResult};
 use crate::shared::{FsSlots, Shared};
+use crate::transfers::Transfers;
 use crate::watches::MissingWatches;
 use crate::ServerConfig;
 
@@ -44,6 +45,8 @@ pub struct Session {
     pub(crate) watches: Arc<MissingWatches>,
     /// `http/request`'s clients and places (codex dialect).
     http: Arc<HttpClients>,
+    /// `fs/upload` and `fs/download` streams.
+    transfers: Arc<Transfers>,
     in_flight: Arc<Semaphore>,
     fs: FsSlots,
     /// How the connection that opened the session was admitted (a resume
@@ -78,6 +81,7 @@ impl Session {
         let watches = MissingWatches::new(outbox.clone(), codex.clone(), fs.clone());
         Session {
             http: HttpClients::new(codex),
+            transfers: Transfers::new(config.max_transfers, config.transfer_window),
             open_files,
             watches,
             id,
@@ -139,6 +143,11 @@ impl Session {
     /// Where this connection's frames go (for tasks that send several).
     pub fn outbox(&self) -> Arc<Outbox<Wire>> {
         self.outbox.clone()
+    }
+
+    /// `fs/upload` and `fs/download` streams.
+    pub fn transfers(&self) -> Arc<Transfers> {
+        self.transfers.clone()
     }
 
     /// `http/request`'s clients and places.

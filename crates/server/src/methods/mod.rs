@@ -12,6 +12,7 @@
 //! - [`fs_handles`], [`fs_walk`], [`fs_watch`]: the codex dialect's
 //!   `fs/open`/`fs/readBlock`/`fs/close`, `fs/canonicalize`/`fs/walk`,
 //!   `fs/watchMissing`.
+//! - [`transfer`]: `fs/upload`, `fs/download` and their binary streams.
 //! - [`http`]: `http/request`, its body streamed as `http/request/bodyDelta`.
 //! - [`unsupported`]: the codex methods execd leaves out, and why.
 
@@ -24,6 +25,7 @@ pub mod fs_watch;
 pub mod http;
 pub mod process;
 pub mod session;
+pub mod transfer;
 pub mod unsupported;
 
 use execd_environment::EnvError;
