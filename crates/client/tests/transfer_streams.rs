@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use execd_client::{
-    pump, ByteSink, Environment, FileSystem, LocalEnvironment, TransferFormat, WriteOptions,
+    pump, ByteSink, Environment, LocalEnvironment, TransferFormat, WriteOptions,
 };
 use execd_test_support::{both_backends, Backend};
 use rand::{RngCore, SeedableRng};
