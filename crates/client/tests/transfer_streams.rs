@@ -146,7 +146,7 @@ fn survey(root: &Path) -> Vec<(PathBuf, Seen)> {
     out
 }
 
-/// 10,000 entries: 50 directories of 190 files (modes vary), an empty
+/// 10,000 entries: 52 directories of 190 files (modes vary), an empty
 /// directory each, 4 symlinks each (in, out, dangling, to a directory),
 /// odd names, a long name, and times of the past.
 fn build_tree(root: &Path) -> usize {
@@ -154,7 +154,7 @@ fn build_tree(root: &Path) -> usize {
     std::fs::create_dir(root).unwrap();
     let odd: [&[u8]; 4] = [b"with space", b"new\nline", b"bytes\xff\xfe", b"tab\there"];
     let mut entries = 1;
-    for d in 0..50 {
+    for d in 0..52 {
         let dir = root.join(format!("dir {d:02}"));
         std::fs::create_dir(&dir).unwrap();
         std::fs::create_dir(dir.join("empty")).unwrap();
