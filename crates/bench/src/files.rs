@@ -24,13 +24,18 @@ pub fn rows(config: &BenchConfig) -> [String; 3] {
     [
         format!("cp {mib} MiB up (ssh: scp)"),
         format!("cp {mib} MiB down (ssh: scp)"),
-        format!("cp -r {} small files up (ssh: tar cf - | ssh tar xf -)", config.copy_files),
+        format!(
+            "cp -r {} small files up (ssh: tar cf - | ssh tar xf -)",
+            config.copy_files
+        ),
     ]
 }
 
 /// A file of `size` pseudo-random bytes (xorshift: incompressible enough).
 fn random_file(path: &Path, size: u64) -> Result<(), BenchError> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io_error("creating the test file"))?);
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(path).map_err(io_error("creating the test file"))?,
+    );
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut block = vec![0u8; 1 << 20];
     let mut left = size;
@@ -42,7 +47,8 @@ fn random_file(path: &Path, size: u64) -> Result<(), BenchError> {
             word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
         }
         let n = left.min(block.len() as u64) as usize;
-        out.write_all(&block[..n]).map_err(io_error("writing the test file"))?;
+        out.write_all(&block[..n])
+            .map_err(io_error("writing the test file"))?;
         left -= n as u64;
     }
     out.flush().map_err(io_error("writing the test file"))
@@ -56,7 +62,8 @@ fn small_tree(root: &Path, count: usize) -> Result<(), BenchError> {
             std::fs::create_dir_all(&dir).map_err(io_error("creating the test tree"))?;
         }
         let data = vec![b'a' + (i % 26) as u8; 1024 * (1 + i % 4)];
-        std::fs::write(dir.join(format!("f{i}.txt")), data).map_err(io_error("writing the test tree"))?;
+        std::fs::write(dir.join(format!("f{i}.txt")), data)
+            .map_err(io_error("writing the test tree"))?;
     }
     Ok(())
 }
@@ -116,10 +123,20 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
     let [up_row, down_row, tree_row] = rows(config);
     let mut samples: [(Vec<Duration>, Vec<Duration>); 3] = Default::default();
     for rep in 0..REPS {
-        let (up, down, tree_to) = (work.join(format!("up{rep}")), work.join(format!("down{rep}")), work.join(format!("tree{rep}")));
-        samples[0].0.push(stream(&local, &file, &remote, &up, WriteOptions::file()).await?);
-        samples[1].0.push(stream(&remote, &up, &local, &down, WriteOptions::file()).await?);
-        samples[2].0.push(stream(&local, &tree, &remote, &tree_to, WriteOptions::tree(false)).await?);
+        let (up, down, tree_to) = (
+            work.join(format!("up{rep}")),
+            work.join(format!("down{rep}")),
+            work.join(format!("tree{rep}")),
+        );
+        samples[0]
+            .0
+            .push(stream(&local, &file, &remote, &up, WriteOptions::file()).await?);
+        samples[1]
+            .0
+            .push(stream(&remote, &up, &local, &down, WriteOptions::file()).await?);
+        samples[2]
+            .0
+            .push(stream(&local, &tree, &remote, &tree_to, WriteOptions::tree(false)).await?);
         check_same(&file, &down)?;
         for path in [&up, &down] {
             let _ = std::fs::remove_file(path);
@@ -134,7 +151,10 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
         scp.arg(format!("{host}:{}", up.display())).arg(&down);
         samples[1].1.push(run_ssh(scp, "scp down").await?);
         let mut tar = master.command();
-        tar.arg(format!("mkdir -p {0} && tar xf - -C {0}", tree_to.display()));
+        tar.arg(format!(
+            "mkdir -p {0} && tar xf - -C {0}",
+            tree_to.display()
+        ));
         let archive = std::process::Command::new("tar")
             .arg("cf")
             .arg("-")
@@ -144,9 +164,13 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
             .stdout(std::process::Stdio::piped())
             .spawn()
             .map_err(io_error("tar cf"))?;
-        let stdout = archive.stdout.ok_or_else(|| BenchError::Check("tar cf has no stdout".into()))?;
+        let stdout = archive
+            .stdout
+            .ok_or_else(|| BenchError::Check("tar cf has no stdout".into()))?;
         tar.stdin(stdout);
-        samples[2].1.push(run_ssh(tar, "tar cf - | ssh tar xf -").await?);
+        samples[2]
+            .1
+            .push(run_ssh(tar, "tar cf - | ssh tar xf -").await?);
         for path in [&up, &down] {
             let _ = std::fs::remove_file(path);
         }
@@ -167,11 +191,15 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
 
 /// The file came back byte for byte.
 fn check_same(a: &Path, b: &Path) -> Result<(), BenchError> {
-    let same = std::fs::read(a).map_err(io_error("reading back"))? == std::fs::read(b).map_err(io_error("reading back"))?;
+    let same = std::fs::read(a).map_err(io_error("reading back"))?
+        == std::fs::read(b).map_err(io_error("reading back"))?;
     if same {
         Ok(())
     } else {
-        Err(BenchError::Check(format!("{} came back different", a.display())))
+        Err(BenchError::Check(format!(
+            "{} came back different",
+            a.display()
+        )))
     }
 }
 

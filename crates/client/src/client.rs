@@ -286,9 +286,10 @@ impl ExecServerClient {
         let outbox = self.inner.shared.link().outbox.clone();
         match outbox {
             Some(outbox) if outbox.send_frame(Frame::Binary(frame)).await => Ok(()),
-            _ => Err(ClientError::ConnectionLost(self.closed_reason().unwrap_or_else(
-                || "the connection was lost during the transfer".into(),
-            ))),
+            _ => Err(ClientError::ConnectionLost(
+                self.closed_reason()
+                    .unwrap_or_else(|| "the connection was lost during the transfer".into()),
+            )),
         }
     }
 

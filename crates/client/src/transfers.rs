@@ -81,7 +81,9 @@ impl ClientTransfers {
             if done > upload.acked {
                 let more = usize::try_from(done - upload.acked).unwrap_or(usize::MAX);
                 upload.acked = done;
-                upload.credits.add_permits(more.min(Semaphore::MAX_PERMITS / 2));
+                upload
+                    .credits
+                    .add_permits(more.min(Semaphore::MAX_PERMITS / 2));
             }
         }
     }
@@ -319,7 +321,9 @@ impl ByteSource for RemoteSource {
             }
             None => {
                 self.done = true;
-                Err(EnvError::ConnectionLost("the download stream was dropped".into()))
+                Err(EnvError::ConnectionLost(
+                    "the download stream was dropped".into(),
+                ))
             }
         }
     }

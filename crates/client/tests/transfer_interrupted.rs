@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use execd_client::{pump, ExecServerClient, LocalEnvironment, RemoteEnvironment, TransferFormat, WriteOptions};
+use execd_client::{
+    pump, ExecServerClient, LocalEnvironment, RemoteEnvironment, TransferFormat, WriteOptions,
+};
 use execd_server::ServerConfig;
 use execd_test_support::proxy::{Direction, FaultProxy};
 use execd_test_support::server::start_server_with;
@@ -26,7 +28,10 @@ async fn wait_only(dir: &Path, keep: &[&str]) {
         if names.is_empty() {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "left behind: {names:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left behind: {names:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -35,7 +40,9 @@ async fn wait_only(dir: &Path, keep: &[&str]) {
 async fn a_cut_upload_and_download_leave_no_file_under_the_final_name() {
     let server = start_server_with(ServerConfig::default()).await;
     let proxy = FaultProxy::in_front_of(&server.url()).await;
-    let client = ExecServerClient::connect(&proxy.url()).await.expect("connect");
+    let client = ExecServerClient::connect(&proxy.url())
+        .await
+        .expect("connect");
     let remote = RemoteEnvironment::new(client).into_environment();
     let local = LocalEnvironment::environment();
     let dir = tempfile::tempdir().unwrap();
@@ -50,8 +57,16 @@ async fn a_cut_upload_and_download_leave_no_file_under_the_final_name() {
 
     // Up: cut after 8 MiB of the 32.
     proxy.cut_after(Direction::Up, 8 * MIB as u64);
-    let reader = local.fs.open_read(&source, TransferFormat::File).await.unwrap();
-    let writer = remote.fs.open_write(&there, WriteOptions::file()).await.unwrap();
+    let reader = local
+        .fs
+        .open_read(&source, TransferFormat::File)
+        .await
+        .unwrap();
+    let writer = remote
+        .fs
+        .open_write(&there, WriteOptions::file())
+        .await
+        .unwrap();
     let outcome = tokio::time::timeout(Duration::from_secs(60), pump(reader, writer, |_| {}))
         .await
         .expect("the cut upload ends");
@@ -60,13 +75,31 @@ async fn a_cut_upload_and_download_leave_no_file_under_the_final_name() {
     wait_only(dir.path(), &["source"]).await;
 
     // A whole upload on the resumed session, then a download cut midway.
-    let reader = local.fs.open_read(&source, TransferFormat::File).await.unwrap();
-    let writer = remote.fs.open_write(&there, WriteOptions::file()).await.unwrap();
-    let bytes = pump(reader, writer, |_| {}).await.expect("upload after the cut");
+    let reader = local
+        .fs
+        .open_read(&source, TransferFormat::File)
+        .await
+        .unwrap();
+    let writer = remote
+        .fs
+        .open_write(&there, WriteOptions::file())
+        .await
+        .unwrap();
+    let bytes = pump(reader, writer, |_| {})
+        .await
+        .expect("upload after the cut");
     assert_eq!(bytes, 32 * MIB as u64);
     proxy.cut_after(Direction::Down, 8 * MIB as u64);
-    let reader = remote.fs.open_read(&there, TransferFormat::File).await.unwrap();
-    let writer = local.fs.open_write(&back, WriteOptions::file()).await.unwrap();
+    let reader = remote
+        .fs
+        .open_read(&there, TransferFormat::File)
+        .await
+        .unwrap();
+    let writer = local
+        .fs
+        .open_write(&back, WriteOptions::file())
+        .await
+        .unwrap();
     let outcome = tokio::time::timeout(Duration::from_secs(60), pump(reader, writer, |_| {}))
         .await
         .expect("the cut download ends");

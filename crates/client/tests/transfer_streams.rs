@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use execd_client::{
-    pump, ByteSink, Environment, LocalEnvironment, TransferFormat, WriteOptions,
-};
+use execd_client::{pump, ByteSink, Environment, LocalEnvironment, TransferFormat, WriteOptions};
 use execd_test_support::{both_backends, Backend};
 use rand::{RngCore, SeedableRng};
 
@@ -48,8 +46,15 @@ fn random_file(path: &Path, size: u64, seed: u64) {
 /// Both files hold the same bytes (compared a MiB at a time).
 fn assert_same_bytes(a: &Path, b: &Path) {
     use std::io::Read;
-    let (mut fa, mut fb) = (std::fs::File::open(a).unwrap(), std::fs::File::open(b).unwrap());
-    assert_eq!(fa.metadata().unwrap().len(), fb.metadata().unwrap().len(), "sizes differ");
+    let (mut fa, mut fb) = (
+        std::fs::File::open(a).unwrap(),
+        std::fs::File::open(b).unwrap(),
+    );
+    assert_eq!(
+        fa.metadata().unwrap().len(),
+        fb.metadata().unwrap().len(),
+        "sizes differ"
+    );
     let (mut ba, mut bb) = (vec![0u8; MIB as usize], vec![0u8; MIB as usize]);
     let mut offset = 0u64;
     loop {
@@ -65,7 +70,11 @@ fn assert_same_bytes(a: &Path, b: &Path) {
 
 /// `from` on `src` to `to` on `dst`, as one stream.
 async fn stream(src: &Environment, from: &str, dst: &Environment, to: &str, options: WriteOptions) {
-    let reader = src.fs.open_read(from, options.format).await.expect("open_read");
+    let reader = src
+        .fs
+        .open_read(from, options.format)
+        .await
+        .expect("open_read");
     let writer = dst.fs.open_write(to, options).await.expect("open_write");
     tokio::time::timeout(Duration::from_secs(600), pump(reader, writer, |_| {}))
         .await
@@ -81,8 +90,22 @@ async fn big_file_round_trip(env: Environment, size: u64) {
         dir.path().join("back"),
     );
     random_file(&original, size, 0x5eed);
-    stream(&local(), &text(&original), &env, &text(&there), WriteOptions::file()).await;
-    stream(&env, &text(&there), &local(), &text(&back), WriteOptions::file()).await;
+    stream(
+        &local(),
+        &text(&original),
+        &env,
+        &text(&there),
+        WriteOptions::file(),
+    )
+    .await;
+    stream(
+        &env,
+        &text(&there),
+        &local(),
+        &text(&back),
+        WriteOptions::file(),
+    )
+    .await;
     assert_same_bytes(&original, &back);
 }
 
@@ -122,7 +145,14 @@ fn survey(root: &Path) -> Vec<(PathBuf, Seen)> {
         let path = root.join(&relative);
         let meta = std::fs::symlink_metadata(&path).unwrap();
         let (kind, data) = if meta.file_type().is_symlink() {
-            ("link", std::fs::read_link(&path).unwrap().as_os_str().as_bytes().to_vec())
+            (
+                "link",
+                std::fs::read_link(&path)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec(),
+            )
         } else if meta.is_dir() {
             for entry in std::fs::read_dir(&path).unwrap() {
                 pending.push(relative.join(entry.unwrap().file_name()));
@@ -131,7 +161,11 @@ fn survey(root: &Path) -> Vec<(PathBuf, Seen)> {
         } else {
             ("file", std::fs::read(&path).unwrap())
         };
-        let mode = if kind == "link" { 0 } else { meta.mode() & 0o7777 };
+        let mode = if kind == "link" {
+            0
+        } else {
+            meta.mode() & 0o7777
+        };
         out.push((
             relative,
             Seen {
@@ -169,7 +203,8 @@ fn build_tree(root: &Path) -> usize {
             std::fs::write(&path, format!("{d}/{f}\n").repeat(f % 7)).unwrap();
             let mode = [0o644, 0o600, 0o755, 0o4755, 0o640][f % 5];
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            let when = SystemTime::UNIX_EPOCH + Duration::new(1_600_000_000 + f as u64, 123_456_789);
+            let when =
+                SystemTime::UNIX_EPOCH + Duration::new(1_600_000_000 + f as u64, 123_456_789);
             let file = std::fs::File::options().write(true).open(&path).unwrap();
             file.set_modified(when).unwrap();
             entries += 1;
@@ -181,7 +216,10 @@ fn build_tree(root: &Path) -> usize {
         entries += 4;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
         let when = SystemTime::UNIX_EPOCH + Duration::new(1_500_000_000 + d, 5);
-        std::fs::File::open(&dir).unwrap().set_modified(when).unwrap();
+        std::fs::File::open(&dir)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
     }
     entries
 }
@@ -249,7 +287,12 @@ async fn hostile_tar_refused(env: Environment) {
         ),
         (
             "absolute",
-            tar_named(absolute.as_os_str().as_bytes(), tar::EntryType::Regular, None, b"x"),
+            tar_named(
+                absolute.as_os_str().as_bytes(),
+                tar::EntryType::Regular,
+                None,
+                b"x",
+            ),
         ),
         ("not a directory", {
             let mut tar = tar_named(
@@ -258,7 +301,12 @@ async fn hostile_tar_refused(env: Environment) {
                 Some(outside.as_os_str().as_bytes()),
                 b"",
             );
-            tar.extend(tar_named(b"link/through", tar::EntryType::Regular, None, b"x"));
+            tar.extend(tar_named(
+                b"link/through",
+                tar::EntryType::Regular,
+                None,
+                b"x",
+            ));
             tar
         }),
         (
@@ -291,7 +339,10 @@ async fn wait_only(dir: &Path, keep: &[&str]) {
         if names.is_empty() {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "left behind: {names:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left behind: {names:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -325,7 +376,12 @@ async fn abandoned_upload_leaves_nothing(env: Environment) {
 
 async fn stream_errors_name_the_path(env: Environment) {
     let missing = "/nonexistent-execd-test/file";
-    let error = env.fs.open_read(missing, TransferFormat::File).await.err().unwrap();
+    let error = env
+        .fs
+        .open_read(missing, TransferFormat::File)
+        .await
+        .err()
+        .unwrap();
     assert!(error.to_string().contains(missing), "{error}");
     let error = env
         .fs
@@ -334,7 +390,12 @@ async fn stream_errors_name_the_path(env: Environment) {
         .err()
         .unwrap();
     assert!(error.to_string().contains(missing), "{error}");
-    let error = env.fs.open_read("/etc/hostname", TransferFormat::Tree).await.err().unwrap();
+    let error = env
+        .fs
+        .open_read("/etc/hostname", TransferFormat::Tree)
+        .await
+        .err()
+        .unwrap();
     assert!(error.to_string().contains("not a directory"), "{error}");
 }
 

@@ -182,9 +182,8 @@ pub async fn write_file_from<R: AsyncRead + Unpin + ?Sized>(
     reader: &mut R,
     mut progress: impl FnMut(u64) + Send,
 ) -> Result<u64, EnvError> {
-    let failed = |err: std::io::Error| {
-        EnvError::Failed(format!("reading the source of {path}: {err}"))
-    };
+    let failed =
+        |err: std::io::Error| EnvError::Failed(format!("reading the source of {path}: {err}"));
     match fs.open_write(path, WriteOptions::file()).await {
         Ok(mut sink) => {
             let mut total = 0u64;

@@ -72,7 +72,11 @@ pub(crate) async fn copy(
     }
     if on_terminal {
         let seconds = started.elapsed().as_secs_f64();
-        let rate = if seconds > 0.0 { bytes as f64 / seconds } else { 0.0 };
+        let rate = if seconds > 0.0 {
+            bytes as f64 / seconds
+        } else {
+            0.0
+        };
         eprintln!(
             "{} in {seconds:.1} s ({}/s)",
             BinaryBytes(bytes),

@@ -14,9 +14,7 @@ impl From<FsError> for EnvError {
             FsError::RelativePath(_)
             | FsError::IsDirectory(_)
             | FsError::NotRegular { .. }
-            | FsError::Refused(_) => {
-                EnvError::InvalidInput(message)
-            }
+            | FsError::Refused(_) => EnvError::InvalidInput(message),
             FsError::TooLarge(limit) => EnvError::LimitExceeded(limit),
             FsError::NotFound(_) => EnvError::NotFound(message),
             FsError::Io { .. } => EnvError::Failed(message),

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use execd_environment::transfer::{ByteSink, ByteSource, TransferFormat, WriteOptions, PIECE_BYTES};
+use execd_environment::transfer::{
+    ByteSink, ByteSource, TransferFormat, WriteOptions, PIECE_BYTES,
+};
 use execd_environment::EnvError;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -173,7 +175,9 @@ impl ThreadSink {
         };
         match thread.await {
             Ok(result) => result.map_err(EnvError::from),
-            Err(err) => Err(EnvError::Failed(format!("the writing thread failed: {err}"))),
+            Err(err) => Err(EnvError::Failed(format!(
+                "the writing thread failed: {err}"
+            ))),
         }
     }
 }
@@ -221,7 +225,10 @@ fn spawn_sink(
 }
 
 /// A stream of the file or tree at `path`.
-pub async fn open_read(path: &str, format: TransferFormat) -> Result<Box<dyn ByteSource>, EnvError> {
+pub async fn open_read(
+    path: &str,
+    format: TransferFormat,
+) -> Result<Box<dyn ByteSource>, EnvError> {
     let path = fs::absolute(path)?;
     match format {
         TransferFormat::File => {
@@ -341,7 +348,10 @@ impl TempFile {
     /// Copy `input` into the file, keep the mode of a file it replaces, and
     /// rename it to `target`.
     fn fill_and_rename(mut self, input: &mut PieceReader, target: &Path) -> Result<(), FsError> {
-        let file = self.file.as_mut().ok_or_else(|| FsError::Refused("no file".into()))?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| FsError::Refused("no file".into()))?;
         io::copy(input, file).map_err(io_error(target))?;
         if let Ok(meta) = std::fs::metadata(target) {
             let mode = meta.permissions().mode() & fs::MODE_BITS;

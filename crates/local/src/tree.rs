@@ -95,10 +95,14 @@ fn append<W: Write>(
     if kind.is_symlink() {
         header.set_entry_type(EntryType::Symlink);
         let target = std::fs::read_link(path).map_err(io_error(path))?;
-        builder.append_link(&mut header, name, &target).map_err(failed)
+        builder
+            .append_link(&mut header, name, &target)
+            .map_err(failed)
     } else if kind.is_dir() {
         header.set_entry_type(EntryType::Directory);
-        builder.append_data(&mut header, name, io::empty()).map_err(failed)
+        builder
+            .append_data(&mut header, name, io::empty())
+            .map_err(failed)
     } else {
         let (file, size) = crate::fs::open_regular(path)?;
         header.set_entry_type(EntryType::Regular);
@@ -273,7 +277,11 @@ pub(crate) fn unpack(root: &Path, input: impl Read, preserve: bool) -> Result<()
 
 /// Every parent of `relative` under `root` is a real directory (created if
 /// missing), never a symlink: nothing is written through a link.
-fn make_parents(root: &Path, relative: &Path, checked: &mut HashSet<PathBuf>) -> Result<(), FsError> {
+fn make_parents(
+    root: &Path,
+    relative: &Path,
+    checked: &mut HashSet<PathBuf>,
+) -> Result<(), FsError> {
     let mut prefix = PathBuf::new();
     let parts: Vec<Component> = relative.components().collect();
     for part in &parts[..parts.len().saturating_sub(1)] {

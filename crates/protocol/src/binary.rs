@@ -131,7 +131,10 @@ pub fn decode_piece(frame: Bytes) -> Result<PieceFrame, String> {
         ));
     }
     if frame[0] != KIND_PIECE {
-        return Err(format!("binary frame kind {} is not a transfer piece (2)", frame[0]));
+        return Err(format!(
+            "binary frame kind {} is not a transfer piece (2)",
+            frame[0]
+        ));
     }
     let mut id = [0u8; 4];
     id.copy_from_slice(&frame[1..5]);

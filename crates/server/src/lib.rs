@@ -26,8 +26,8 @@ pub mod rpc;
 pub mod session;
 pub mod sessions;
 pub mod shared;
-pub mod transport;
 pub mod transfers;
+pub mod transport;
 pub mod watches;
 
 use std::sync::Arc;

@@ -16,7 +16,9 @@ use bytes::Bytes;
 use execd_environment::{ByteSink, ByteSource, EnvError};
 use execd_protocol::binary::{encode_piece, PieceFrame};
 use execd_protocol::limits::{Limit, LimitExceeded};
-use execd_protocol::transfer::{TransferAck, TransferEnd, MAX_PIECE_BYTES, TRANSFER_ACK, TRANSFER_END};
+use execd_protocol::transfer::{
+    TransferAck, TransferEnd, MAX_PIECE_BYTES, TRANSFER_ACK, TRANSFER_END,
+};
 use execd_protocol::{ErrorCode, RpcError};
 use execd_transport::outbox::{Frame, Link, Outbox, Wire};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -26,7 +28,10 @@ use crate::rpc;
 
 /// What an upload's task is handed.
 pub enum UploadInput {
-    Piece { seq: u64, data: Bytes },
+    Piece {
+        seq: u64,
+        data: Bytes,
+    },
     Finish {
         pieces: u64,
         reply: oneshot::Sender<Result<u64, EnvError>>,
@@ -129,7 +134,15 @@ impl Transfers {
             },
         );
         let window = u64::from(self.window);
-        tokio::spawn(run_download(id, source, acks, window, stop, route, Arc::downgrade(self)));
+        tokio::spawn(run_download(
+            id,
+            source,
+            acks,
+            window,
+            stop,
+            route,
+            Arc::downgrade(self),
+        ));
     }
 
     /// A piece from the client. The error (if any) is the `fs/transferEnd`
@@ -193,7 +206,14 @@ impl Transfers {
         &self,
         id: u32,
         pieces: u64,
-    ) -> Result<(mpsc::Sender<UploadInput>, UploadInput, oneshot::Receiver<Result<u64, EnvError>>), RpcError> {
+    ) -> Result<
+        (
+            mpsc::Sender<UploadInput>,
+            UploadInput,
+            oneshot::Receiver<Result<u64, EnvError>>,
+        ),
+        RpcError,
+    > {
         let mut streams = self.streams();
         match streams.get(&id) {
             Some(Stream::Upload(tx)) => {
@@ -251,7 +271,9 @@ async fn run_upload(
                     break err.to_string();
                 }
                 next += 1;
-                route.notify(TRANSFER_ACK, TransferAck { stream_id: id, seq }).await;
+                route
+                    .notify(TRANSFER_ACK, TransferAck { stream_id: id, seq })
+                    .await;
             }
             Some(UploadInput::Finish { pieces, reply }) => {
                 let outcome = if pieces != next {
@@ -309,7 +331,11 @@ async fn run_download(
             Ok(Some(piece)) => {
                 bytes += piece.len() as u64;
                 let frame = encode_piece(id, sent, &piece);
-                if !route.outbox.send_on(&route.link, Frame::Binary(frame)).await {
+                if !route
+                    .outbox
+                    .send_on(&route.link, Frame::Binary(frame))
+                    .await
+                {
                     return;
                 }
                 sent += 1;

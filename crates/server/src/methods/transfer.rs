@@ -7,8 +7,8 @@
 use execd_environment::{EnvError, WriteOptions};
 use execd_protocol::fs::Empty;
 use execd_protocol::transfer::{
-    self as tp, DownloadParams, TransferCancel, TransferStarted, UploadFinishParams, UploadFinished,
-    UploadParams, MAX_PIECE_BYTES,
+    self as tp, DownloadParams, TransferCancel, TransferStarted, UploadFinishParams,
+    UploadFinished, UploadParams, MAX_PIECE_BYTES,
 };
 use execd_protocol::{ErrorCode, RequestId, RpcError};
 use serde_json::value::RawValue;
@@ -24,7 +24,9 @@ fn require_binary(session: &Session, method: &str) -> Result<(), RpcError> {
     } else {
         Err(RpcError::new(
             ErrorCode::InvalidRequest,
-            format!("{method} needs binary frames (WebSocket); use fs/readFile and fs/writeFile here"),
+            format!(
+                "{method} needs binary frames (WebSocket); use fs/readFile and fs/writeFile here"
+            ),
         ))
     }
 }
@@ -32,7 +34,10 @@ fn require_binary(session: &Session, method: &str) -> Result<(), RpcError> {
 /// The largest piece: 1 MiB, or less if frames are smaller.
 fn piece_bytes(session: &Session) -> u64 {
     let room = session.config().max_frame_bytes as u64;
-    MAX_PIECE_BYTES.min(room.saturating_sub(execd_protocol::binary::PIECE_HEADER as u64).max(1))
+    MAX_PIECE_BYTES.min(
+        room.saturating_sub(execd_protocol::binary::PIECE_HEADER as u64)
+            .max(1),
+    )
 }
 
 fn route(session: &Session) -> Route {
