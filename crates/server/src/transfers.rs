@@ -50,6 +50,23 @@ enum Stream {
     },
 }
 
+/// An `fs/uploadFinish` on its way to its upload's task.
+pub struct Finishing {
+    id: u32,
+    task: mpsc::Sender<UploadInput>,
+    finish: UploadInput,
+    outcome: oneshot::Receiver<Result<u64, EnvError>>,
+}
+
+impl Finishing {
+    /// The bytes written, once the upload is in place.
+    pub async fn wait(self) -> Result<u64, EnvError> {
+        let gone = || EnvError::Failed(format!("upload stream {} ended", self.id));
+        self.task.send(self.finish).await.map_err(|_| gone())?;
+        self.outcome.await.map_err(|_| gone())?
+    }
+}
+
 /// Where a stream's frames go: the connection that opened it.
 #[derive(Clone)]
 pub struct Route {
@@ -200,36 +217,30 @@ impl Transfers {
         }
     }
 
-    /// Hand `fs/uploadFinish` to upload `id`'s task; the receiver gets the
-    /// outcome.
-    pub fn finish(
-        &self,
-        id: u32,
-        pieces: u64,
-    ) -> Result<
-        (
-            mpsc::Sender<UploadInput>,
-            UploadInput,
-            oneshot::Receiver<Result<u64, EnvError>>,
-        ),
-        RpcError,
-    > {
+    /// Hand `fs/uploadFinish` to upload `id`'s task.
+    pub fn finish(&self, id: u32, pieces: u64) -> Result<Finishing, RpcError> {
         let mut streams = self.streams();
-        match streams.get(&id) {
-            Some(Stream::Upload(tx)) => {
+        match streams.remove(&id) {
+            Some(Stream::Upload(task)) => {
                 let (reply, outcome) = oneshot::channel();
-                Ok((tx.clone(), UploadInput::Finish { pieces, reply }, outcome))
+                streams.insert(id, Stream::Upload(task.clone()));
+                Ok(Finishing {
+                    id,
+                    task,
+                    finish: UploadInput::Finish { pieces, reply },
+                    outcome,
+                })
             }
-            Some(Stream::Failed(_)) => {
-                let Some(Stream::Failed(message)) = streams.remove(&id) else {
-                    unreachable!("matched just above")
-                };
-                Err(RpcError::new(ErrorCode::Internal, message))
+            Some(Stream::Failed(message)) => Err(RpcError::new(ErrorCode::Internal, message)),
+            other => {
+                if let Some(stream) = other {
+                    streams.insert(id, stream);
+                }
+                Err(RpcError::new(
+                    ErrorCode::InvalidParams,
+                    format!("no upload stream {id} is open"),
+                ))
             }
-            _ => Err(RpcError::new(
-                ErrorCode::InvalidParams,
-                format!("no upload stream {id} is open"),
-            )),
         }
     }
 

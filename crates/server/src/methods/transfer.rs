@@ -4,7 +4,7 @@
 //! [`crate::transfers::Transfers`], whose tasks move the binary pieces.
 //! Only a transport with binary frames (WebSocket) has them.
 
-use execd_environment::{EnvError, WriteOptions};
+use execd_environment::WriteOptions;
 use execd_protocol::fs::Empty;
 use execd_protocol::transfer::{
     self as tp, DownloadParams, TransferCancel, TransferStarted, UploadFinishParams,
@@ -85,11 +85,9 @@ pub fn upload_finish(
     params: &RawValue,
 ) -> Result<Reply, RpcError> {
     let p: UploadFinishParams = parse_params(tp::UPLOAD_FINISH, params)?;
-    let (task, finish, outcome) = session.transfers().finish(p.stream_id, p.pieces)?;
+    let finishing = session.transfers().finish(p.stream_id, p.pieces)?;
     session.reply_later(id, async move {
-        let gone = || EnvError::Failed(format!("upload stream {} ended", p.stream_id));
-        task.send(finish).await.map_err(|_| gone())?;
-        let bytes = outcome.await.map_err(|_| gone())??;
+        let bytes = finishing.wait().await?;
         ok(UploadFinished { bytes })
     })
 }
