@@ -53,6 +53,7 @@ PermitRootLogin prohibit-password
 PasswordAuthentication no
 UsePAM no
 StrictModes no
+Subsystem sftp internal-sftp
 CONF
 mkdir -p /run/sshd
 "$sshd_bin" -f "$work/sshd_config"

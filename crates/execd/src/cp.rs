@@ -392,7 +392,7 @@ async fn walk(
 
 /// `3 files, 12.00 MiB in 1.2 s (10.00 MiB/s)`: the line after a copy on
 /// a terminal.
-fn summary(files: usize, bytes: u64, elapsed: std::time::Duration) -> String {
+pub(crate) fn summary(files: usize, bytes: u64, elapsed: std::time::Duration) -> String {
     let seconds = elapsed.as_secs_f64();
     let rate = if seconds > 0.0 {
         bytes as f64 / seconds

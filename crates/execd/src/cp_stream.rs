@@ -70,7 +70,7 @@ pub(crate) async fn copy(
             return Some(Err(err));
         }
     }
-    if on_terminal {
+    if on_terminal && meta.is_directory {
         let seconds = started.elapsed().as_secs_f64();
         let rate = if seconds > 0.0 {
             bytes as f64 / seconds
@@ -78,10 +78,12 @@ pub(crate) async fn copy(
             0.0
         };
         eprintln!(
-            "{} in {seconds:.1} s ({}/s)",
+            "a tree, {} of tar in {seconds:.1} s ({}/s)",
             BinaryBytes(bytes),
             BinaryBytes(rate as u64)
         );
+    } else if on_terminal {
+        eprintln!("{}", crate::cp::summary(1, bytes, started.elapsed()));
     }
     Some(Ok(()))
 }
