@@ -14,11 +14,14 @@ reps=${REPS:-300}
 stream_mib=${STREAM_MIB:-1024}
 fanout=${FANOUT:-1000}
 if [ -n "${SMOKE:-}" ]; then
-    reps=5; stream_mib=4; fanout=20
+    reps=5; stream_mib=4; fanout=20; copy_mib=4; copy_files=50
 fi
+copy_mib=${copy_mib:-${COPY_MIB:-512}}
+copy_files=${copy_files:-${COPY_FILES:-5000}}
 
 cargo build --release --locked -q
-bench=(./target/release/execd bench --reps "$reps" --stream-mib "$stream_mib" --fanout "$fanout")
+bench=(./target/release/execd bench --reps "$reps" --stream-mib "$stream_mib" --fanout "$fanout"
+    --copy-mib "$copy_mib" --copy-files "$copy_files")
 
 if [ -n "${SMOKE:-}" ]; then
     "${bench[@]}"
@@ -50,6 +53,7 @@ PermitRootLogin prohibit-password
 PasswordAuthentication no
 UsePAM no
 StrictModes no
+Subsystem sftp internal-sftp
 CONF
 mkdir -p /run/sshd
 "$sshd_bin" -f "$work/sshd_config"

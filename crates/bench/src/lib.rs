@@ -6,6 +6,7 @@
 //! - [`remote`]: the measurements over the protocol (any compatible server).
 //! - [`echo`]: the PTY echo row, execd and its baselines measured round-robin.
 //! - [`fanout`]: many processes at once, over the protocol and with `tokio::process`.
+//! - [`files`]: `execd cp` streams vs `scp` and `tar | ssh`.
 //! - [`local`]: the local limit: the same work done directly in this process.
 //! - [`ssh`]: OpenSSH to a loopback sshd, when one is configured.
 //! - [`stream`]: reading a child's zero stream, checked, as a rate.
@@ -15,6 +16,7 @@
 
 pub mod echo;
 pub mod fanout;
+pub mod files;
 pub mod local;
 pub mod process;
 pub mod remote;
@@ -45,6 +47,10 @@ pub struct BenchConfig {
     pub stream_bytes: u64,
     /// Processes started at once by the fan-out measurement.
     pub fanout: usize,
+    /// Size of the file the `cp` rows copy up and down.
+    pub copy_bytes: u64,
+    /// Files in the tree the `cp -r` row copies up.
+    pub copy_files: usize,
     /// OpenSSH baseline, if configured.
     pub ssh: Option<ssh::SshTarget>,
     /// Where the bench binary lives (for describing the run).
@@ -86,6 +92,9 @@ pub async fn run(config: &BenchConfig) -> Result<Report, BenchError> {
     resume::measure_window(config, &mut report).await?;
     resume::measure_resume(config, &mut report).await?;
     local::measure(config, &mut report).await?;
+    if config.copy_bytes > 0 || config.copy_files > 0 {
+        files::measure(config, &mut report).await?;
+    }
     if let Some(target) = &config.ssh {
         ssh::measure(config, target, &mut report).await?;
     }

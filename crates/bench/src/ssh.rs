@@ -130,6 +130,28 @@ impl SshMaster {
     pub fn command(&self) -> Command {
         self.target.command(Some(&self.control))
     }
+
+    /// `scp` through this master; add the source and destination (remote
+    /// ones as `{host()}:PATH`).
+    pub fn scp(&self) -> Command {
+        let mut command = Command::new("scp");
+        command
+            .arg("-q")
+            .arg("-P")
+            .arg(self.target.port.to_string())
+            .arg("-i")
+            .arg(&self.target.identity)
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .arg("-o")
+            .arg(format!("ControlPath={}", self.control.display()));
+        command
+    }
+
+    /// `USER@127.0.0.1`, for scp operands.
+    pub fn host(&self) -> String {
+        format!("{}@127.0.0.1", self.target.user)
+    }
 }
 
 impl Drop for SshMaster {

@@ -54,6 +54,8 @@ struct Inner {
     session_id: OnceLock<String>,
     /// The server's account (`initialize` extension), if it told.
     account: OnceLock<Account>,
+    /// The server takes `fs/upload` / `fs/download` on this connection.
+    file_transfers: std::sync::atomic::AtomicBool,
     target: String,
     /// Cancelled when the last handle is gone: stops the driver.
     dropped: CancellationToken,
@@ -199,6 +201,7 @@ impl ExecServerClient {
             router: EventRouter::default(),
             watches: Default::default(),
             state: watch::Sender::new(LinkState::Connected),
+            transfers: Default::default(),
         });
         let dropped = CancellationToken::new();
         let session = Arc::new(OnceLock::new());
@@ -216,6 +219,7 @@ impl ExecServerClient {
                 output_window,
                 session_id: OnceLock::new(),
                 account: OnceLock::new(),
+                file_transfers: Default::default(),
                 target: target.clone(),
                 dropped,
                 _child: child,
@@ -237,6 +241,11 @@ impl ExecServerClient {
         if let Some(account) = init.account {
             let _ = client.inner.account.set(account);
         }
+        let transfers = init.capabilities.is_some_and(|c| c.file_transfers);
+        client
+            .inner
+            .file_transfers
+            .store(transfers, std::sync::atomic::Ordering::Relaxed);
         Ok(client)
     }
 
@@ -259,6 +268,30 @@ impl ExecServerClient {
     /// when the server says (execd's `initialize` extension).
     pub fn account(&self) -> Option<&Account> {
         self.inner.account.get()
+    }
+
+    /// Whether the server streams files here (`fs/upload`, `fs/download`:
+    /// execd over WebSocket).
+    pub fn file_transfers(&self) -> bool {
+        self.inner
+            .file_transfers
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn transfers(&self) -> &crate::transfers::ClientTransfers {
+        &self.inner.shared.transfers
+    }
+
+    /// Send a binary frame on the current connection.
+    pub(crate) async fn send_binary(&self, frame: bytes::Bytes) -> Result<(), ClientError> {
+        let outbox = self.inner.shared.link().outbox.clone();
+        match outbox {
+            Some(outbox) if outbox.send_frame(Frame::Binary(frame)).await => Ok(()),
+            _ => Err(ClientError::ConnectionLost(
+                self.closed_reason()
+                    .unwrap_or_else(|| "the connection was lost during the transfer".into()),
+            )),
+        }
     }
 
     /// Why the session ended, if it has.

@@ -16,6 +16,7 @@ use execd_protocol::policy::{ApproveParams, ApproveResult, DecisionParams, APPRO
 use execd_protocol::process::{
     ClosedNotification, ExitedNotification, OutputNotification, CLOSED, EXITED, OUTPUT,
 };
+use execd_protocol::transfer::{TRANSFER_ACK, TRANSFER_END};
 use execd_protocol::{ErrorCode, Incoming, RequestId, RpcError};
 use execd_transport::outbox::{Outbox, Wire};
 use futures_util::{future, SinkExt, Stream, StreamExt};
@@ -124,6 +125,15 @@ pub(crate) async fn read_frames(
             Ok(Some(Err(end))) => return end,
             Ok(Some(Ok(InFrame::Alive))) => continue,
             Ok(Some(Ok(InFrame::Text(frame)))) => frame,
+            Ok(Some(Ok(InFrame::Binary(frame))))
+                if frame.first() == Some(&execd_protocol::binary::KIND_PIECE) =>
+            {
+                match execd_protocol::binary::decode_piece(frame) {
+                    Ok(piece) => shared.transfers.piece(piece),
+                    Err(err) => debug!(%err, "malformed transfer piece"),
+                }
+                continue;
+            }
             Ok(Some(Ok(InFrame::Binary(frame)))) => {
                 match execd_protocol::binary::decode_output(frame) {
                     Ok(output) => shared.router.deliver(ProcessEvent {
@@ -175,6 +185,19 @@ async fn handle_text(frame: &[u8], shared: &Shared, outbox: &Arc<ClientOutbox>) 
             match serde_json::from_value::<ChangedNotification>(params) {
                 Ok(changed) => shared.watches.deliver(changed),
                 Err(err) => debug!(%err, "malformed fs/changed"),
+            }
+        }
+
+        Ok(Incoming::Notification { method, params }) if method == TRANSFER_ACK => {
+            match serde_json::from_value(params) {
+                Ok(ack) => shared.transfers.ack(ack),
+                Err(err) => debug!(%err, "malformed fs/transferAck"),
+            }
+        }
+        Ok(Incoming::Notification { method, params }) if method == TRANSFER_END => {
+            match serde_json::from_value(params) {
+                Ok(end) => shared.transfers.end(end),
+                Err(err) => debug!(%err, "malformed fs/transferEnd"),
             }
         }
         Ok(Incoming::Notification { method, params }) => {

@@ -12,6 +12,8 @@
 //! - [`remote`]: the environment traits over a client.
 //! - [`manager`]: `EnvironmentManager`: local, or remote when `EXECD_URL` is
 //!   set, plus named environments ([`environments_file`]: the shared file).
+//! - `transfers`: `fs/upload` / `fs/download` streams (binary pieces, windowed).
+//! - [`manager`]: `EnvironmentManager`: local, or remote when `EXECD_URL` is set.
 //! - [`websocket`]: opening the WebSocket: token, TLS, refusals.
 //! - [`error`]: the `ClientError` type.
 //!
@@ -35,6 +37,7 @@ pub mod remote;
 mod resume;
 mod state;
 mod watch_routes;
+mod transfers;
 pub mod websocket;
 
 pub use client::{ExecServerClient, LinkState};
@@ -53,6 +56,7 @@ pub use execd_environment::{
     ExecProcess, ExitInfo, ExitStatus, FileSystem, ManagedProcess, Output, OutputCap, ProcessEvent,
     ProcessState, StartedProcess,
 };
+pub use execd_environment::{pump, ByteSink, ByteSource, TransferFormat, WriteOptions};
 pub use execd_local::LocalEnvironment;
 pub use execd_policy::decision::{ExecGate, NoGate};
 pub use execd_protocol::fs::{DirectoryEntry, Metadata};

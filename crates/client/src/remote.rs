@@ -15,7 +15,8 @@ use execd_environment::wait_exit;
 use execd_environment::ExitWatch;
 use execd_environment::FileWatch;
 use execd_environment::{
-    EnvError, Environment, EventAck, ExecBackend, ExecProcess, FileSystem, StartedProcess,
+    ByteSink, ByteSource, EnvError, Environment, EventAck, ExecBackend, ExecProcess, FileSystem,
+    StartedProcess, TransferFormat, WriteOptions,
 };
 use execd_protocol::base64_bytes;
 use execd_protocol::codex::fs::{self as cfs, WalkOutcome, WalkParams};
@@ -309,6 +310,32 @@ impl FileSystem for RemoteEnvironment {
         };
         let _: fsp::Empty = self.call(fsp::COPY, &params).await?;
         Ok(())
+    }
+
+    async fn open_read(
+        &self,
+        path: &str,
+        format: TransferFormat,
+    ) -> Result<Box<dyn ByteSource>, EnvError> {
+        if !self.client.file_transfers() {
+            return Err(EnvError::Unsupported(format!(
+                "cannot stream {path}: the server has no fs/download on this connection"
+            )));
+        }
+        crate::transfers::open_download(&self.client, path, format).await
+    }
+
+    async fn open_write(
+        &self,
+        path: &str,
+        options: WriteOptions,
+    ) -> Result<Box<dyn ByteSink>, EnvError> {
+        if !self.client.file_transfers() {
+            return Err(EnvError::Unsupported(format!(
+                "cannot stream to {path}: the server has no fs/upload on this connection"
+            )));
+        }
+        crate::transfers::open_upload(&self.client, path, options.format, options.preserve).await
     }
 
     async fn rename(&self, source: &str, destination: &str) -> Result<(), EnvError> {

@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     /// `fs/changed` batches, by watch.
     pub(crate) watches: WatchRoutes,
     pub(crate) state: watch::Sender<LinkState>,
+    /// `fs/upload` / `fs/download` streams.
+    pub(crate) transfers: crate::transfers::ClientTransfers,
 }
 
 impl Shared {
@@ -183,6 +185,8 @@ impl Shared {
     /// order) to be sent on it; the others fail, as they may or may not
     /// have been applied.
     pub(crate) fn take_over(&self, outbox: Arc<ClientOutbox>) -> Vec<String> {
+        // Pieces in flight died with the old connection.
+        self.transfers.fail_all("resumed on a new connection");
         let mut link = self.link();
         link.outbox = Some(outbox);
         let mut resend = Vec::new();
@@ -220,6 +224,7 @@ impl Shared {
         }
         self.watches
             .end_all(&EnvError::ConnectionLost(reason.clone()));
+        self.transfers.fail_all(&reason);
         self.router.fail_all(EnvError::ConnectionLost(reason));
     }
 }

@@ -11,6 +11,7 @@
 //! - [`collect`]: run a process to the end, keeping its output by stream.
 //! - [`managed`]: `ManagedProcess`, the backend-agnostic wrapper a harness keeps.
 //! - [`watch`]: `FileWatch` and the coalescing, bounded `ChangeQueue` behind it.
+//! - [`transfer`]: `ByteSource`/`ByteSink`, streams of a file or a tree.
 //! - [`command`]: `Command`, a `std::process::Command`-style builder on `Environment`.
 
 pub mod acks;
@@ -21,6 +22,7 @@ pub mod managed;
 pub mod router;
 pub mod traits;
 pub mod watch;
+pub mod transfer;
 
 pub use acks::{EventAck, EventReceiver};
 pub use collect::{collect, Collected};
@@ -31,3 +33,4 @@ pub use managed::{ManagedProcess, OutputCap, ProcessState};
 pub use router::{wait_exit, EventRouter, ExitWatch};
 pub use traits::{Environment, ExecBackend, ExecProcess, FileSystem, StartedProcess};
 pub use watch::{ChangeQueue, EventBudget, FileWatch};
+pub use transfer::{pump, ByteSink, ByteSource, TransferFormat, WriteOptions};

@@ -10,6 +10,7 @@ use execd_protocol::process::{ReadResult, StartParams, TerminalSize, WriteStatus
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::router::EventReceiver;
+use crate::transfer::{ByteSink, ByteSource, TransferFormat, WriteOptions};
 use crate::watch::FileWatch;
 use crate::EnvError;
 use execd_protocol::codex::fs::{WalkOutcome, WalkParams};
@@ -118,6 +119,32 @@ pub trait FileSystem: Send + Sync {
             "cannot watch {path}: this filesystem does not support it"
         )))
     }
+
+    /// Stream a file's bytes, or a directory tree as tar (`format`).
+    /// Filesystems without streams refuse (`Unsupported`).
+    async fn open_read(
+        &self,
+        path: &str,
+        format: TransferFormat,
+    ) -> Result<Box<dyn ByteSource>, EnvError> {
+        let _ = format;
+        Err(EnvError::Unsupported(format!(
+            "cannot stream {path}: this filesystem has no streams"
+        )))
+    }
+    /// Write a stream to `path` (a file, or a tree unpacked into the
+    /// directory `path`, created if missing): in place only when the sink
+    /// is finished. Filesystems without streams refuse (`Unsupported`).
+    async fn open_write(
+        &self,
+        path: &str,
+        options: WriteOptions,
+    ) -> Result<Box<dyn ByteSink>, EnvError> {
+        let _ = options;
+        Err(EnvError::Unsupported(format!(
+            "cannot stream to {path}: this filesystem has no streams"
+        )))
+    }
 }
 
 /// An exec backend and a filesystem that belong together.
@@ -139,6 +166,21 @@ pub async fn read_file_to<W: AsyncWrite + Unpin + ?Sized>(
     writer: &mut W,
     mut progress: impl FnMut(u64) + Send,
 ) -> Result<u64, EnvError> {
+    let failed = |err: std::io::Error| EnvError::Failed(format!("writing {path}: {err}"));
+    match fs.open_read(path, TransferFormat::File).await {
+        Ok(mut source) => {
+            let mut total = 0u64;
+            while let Some(piece) = source.next_piece().await? {
+                writer.write_all(&piece).await.map_err(failed)?;
+                total += piece.len() as u64;
+                progress(total);
+            }
+            writer.flush().await.map_err(failed)?;
+            return Ok(total);
+        }
+        Err(EnvError::Unsupported(_)) => {}
+        Err(err) => return Err(err),
+    }
     let mut offset = 0;
     loop {
         let (data, eof) = fs.read_range(path, offset, STREAM_CHUNK).await?;
@@ -166,6 +208,29 @@ pub async fn write_file_from<R: AsyncRead + Unpin + ?Sized>(
     reader: &mut R,
     mut progress: impl FnMut(u64) + Send,
 ) -> Result<u64, EnvError> {
+    let failed =
+        |err: std::io::Error| EnvError::Failed(format!("reading the source of {path}: {err}"));
+    match fs.open_write(path, WriteOptions::file()).await {
+        Ok(mut sink) => {
+            let mut total = 0u64;
+            loop {
+                let mut piece = bytes::BytesMut::with_capacity(crate::transfer::PIECE_BYTES);
+                while piece.len() < crate::transfer::PIECE_BYTES {
+                    if reader.read_buf(&mut piece).await.map_err(failed)? == 0 {
+                        break;
+                    }
+                }
+                if piece.is_empty() {
+                    return sink.finish().await;
+                }
+                total += piece.len() as u64;
+                sink.write_piece(piece.freeze()).await?;
+                progress(total);
+            }
+        }
+        Err(EnvError::Unsupported(_)) => {}
+        Err(err) => return Err(err),
+    }
     let mut total = 0u64;
     let mut first = true;
     loop {

@@ -37,6 +37,13 @@ pub struct BenchArgs {
     /// Processes started at once by the fan-out measurement.
     #[arg(long, default_value_t = 1000)]
     fanout: usize,
+    /// MiB of the file the `cp` rows copy up and down (0 with
+    /// --copy-files 0: no cp rows).
+    #[arg(long, default_value_t = 512)]
+    copy_mib: u64,
+    /// Small files in the tree the `cp -r` row copies up.
+    #[arg(long, default_value_t = 5000)]
+    copy_files: usize,
     /// Port of a loopback sshd for the OpenSSH baseline (see bench/run.sh).
     #[arg(long, requires = "ssh_key")]
     ssh_port: Option<u16>,
@@ -101,6 +108,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         reps: args.reps.max(1),
         stream_bytes: args.stream_mib << 20,
         fanout: args.fanout,
+        copy_bytes: args.copy_mib << 20,
+        copy_files: args.copy_files,
         ssh,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         markdown_out: args.markdown_out.clone(),

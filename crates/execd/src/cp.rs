@@ -5,7 +5,8 @@
 //! `cp`-like choice of the target name, the walk of a source tree, the
 //! streaming of each file in bounded pieces, the permission bits (always,
 //! as scp) and times (`-p`) of what it creates, and the progress bar and
-//! summary line on a terminal. Both
+//! summary line on a terminal; whole files and trees go as one stream
+//! where both sides can ([`crate::cp_stream`]). Both
 //! sides are [`Environment`]s (local or remote), so every combination takes
 //! the same code path: read through the source's `FileSystem`, write
 //! through the destination's.
@@ -26,7 +27,7 @@ use crate::cp_operand::{file_name, join, parse_operand, Location, Operand};
 use crate::messages::{connect_error, describe, server_url};
 
 /// Totals below this get no progress bar.
-const PROGRESS_THRESHOLD: u64 = 1024 * 1024;
+pub(crate) const PROGRESS_THRESHOLD: u64 = 1024 * 1024;
 
 #[derive(Debug, Args)]
 #[command(after_long_help = CP_HELP)]
@@ -64,8 +65,17 @@ What is kept:
   and directory copied; with -p also the setuid, setgid and sticky bits and
   the modification and access times (to the millisecond). Owners are not
   kept: what is created belongs to the account the destination's server
-  (or this command) runs as. Symbolic links are followed; links to
-  directories inside a tree, and special files, are skipped with a message.
+  (or this command) runs as. A single file named through a symbolic link
+  is copied (the link followed). With -r a tree goes as one stream (tar)
+  and keeps its symbolic links as links, as cp -r does; special files
+  (sockets, FIFOs, devices) are left out. Against a server without
+  streams (stdio, or an older execd) links are followed instead, and links
+  to directories and special files are skipped with a message.
+
+Interrupted copies:
+  A file is written under a temporary name in its directory
+  (.NAME.execd-PID-N.part) and renamed into place when complete; a copy
+  that fails or is cut off leaves nothing under the final name.
 
 Output:
   On a terminal, a progress bar on stderr for copies of 1 MiB or more, then
@@ -73,8 +83,9 @@ Output:
   when stderr is not a terminal, except errors.
 
 Signals:
-  None are handled: Ctrl-C stops the copy where it is (a file being written
-  is left partial).
+  None are handled: Ctrl-C stops the copy where it is. Over streams
+  nothing is left under the name being written (a server removes its
+  temporary file; a local one, .NAME.execd-PID-N.part, may remain).
 
 Exit status:
   0 when everything was copied; 1 otherwise, with the reason on stderr
@@ -87,7 +98,7 @@ const MODE_KEPT_PRESERVING: u32 = 0o7777;
 
 /// What is kept of a source entry on its copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Kept {
+pub(crate) struct Kept {
     mode: Option<u32>,
     modified_at_ms: Option<i64>,
     accessed_at_ms: Option<i64>,
@@ -95,7 +106,7 @@ struct Kept {
 
 impl Kept {
     /// What `meta` asks to keep: its mode, and its times with `-p`.
-    fn of(meta: &Metadata, preserve: bool) -> Kept {
+    pub(crate) fn of(meta: &Metadata, preserve: bool) -> Kept {
         let mask = if preserve {
             MODE_KEPT_PRESERVING
         } else {
@@ -114,19 +125,19 @@ impl Kept {
 }
 
 /// One side of the copy.
-struct Side {
-    operand: Operand,
+pub(crate) struct Side {
+    pub(crate) operand: Operand,
     env: Environment,
     /// This side cannot keep modes and times, and was warned about.
     warned_unsupported: AtomicBool,
 }
 
 impl Side {
-    fn fs(&self) -> &dyn FileSystem {
+    pub(crate) fn fs(&self) -> &dyn FileSystem {
         self.env.fs.as_ref()
     }
 
-    fn show(&self, path: &str) -> String {
+    pub(crate) fn show(&self, path: &str) -> String {
         self.operand.show(path)
     }
 }
@@ -166,7 +177,7 @@ async fn connect(location: &Location, options: &ConnectOptions) -> Result<Enviro
 }
 
 /// `<action> <what>: <why>`, without repeating the path for "not found".
-fn fs_error(action: &str, what: &str, err: &EnvError) -> String {
+pub(crate) fn fs_error(action: &str, what: &str, err: &EnvError) -> String {
     match err {
         EnvError::NotFound(_) => format!("{action} {what}: no such file or directory"),
         other => format!("{action} {what}: {}", describe(other)),
@@ -229,6 +240,12 @@ async fn copy(
         }
     }
 
+    let on_terminal = std::io::stderr().is_terminal();
+    if let Some(streamed) =
+        crate::cp_stream::copy(source, destination, &target, &meta, preserve, on_terminal).await
+    {
+        return streamed;
+    }
     let mut skipped = 0usize;
     let items = if meta.is_directory {
         walk(source, Kept::of(&meta, preserve), preserve, &mut skipped).await?
@@ -246,7 +263,6 @@ async fn copy(
             Item::Directory { .. } => 0,
         })
         .sum();
-    let on_terminal = std::io::stderr().is_terminal();
     let progress = progress_bar(total, on_terminal);
     let result = copy_items(source, destination, &target, &items, &progress).await;
     if let Some(bar) = &progress {
@@ -376,7 +392,7 @@ async fn walk(
 
 /// `3 files, 12.00 MiB in 1.2 s (10.00 MiB/s)`: the line after a copy on
 /// a terminal.
-fn summary(files: usize, bytes: u64, elapsed: std::time::Duration) -> String {
+pub(crate) fn summary(files: usize, bytes: u64, elapsed: std::time::Duration) -> String {
     let seconds = elapsed.as_secs_f64();
     let rate = if seconds > 0.0 {
         bytes as f64 / seconds
@@ -431,7 +447,7 @@ async fn copy_items(
 /// Give `path` the mode and times that `kept` asks for. A destination that
 /// cannot set them (a server older than `fs/setMetadata`) gets a warning,
 /// once per side, and the copy goes on.
-async fn keep(side: &Side, path: &str, kept: &Kept) -> Result<(), String> {
+pub(crate) async fn keep(side: &Side, path: &str, kept: &Kept) -> Result<(), String> {
     if kept.is_empty() || side.warned_unsupported.load(Ordering::Relaxed) {
         return Ok(());
     }

@@ -174,6 +174,15 @@ pub struct ServeArgs {
     /// Sessions detached at once; past it the oldest detached one ends.
     #[arg(long, default_value_t = defaults().max_detached_sessions as u64, value_parser = positive())]
     max_detached_sessions: u64,
+    /// `fs/upload` and `fs/download` streams (execd cp) one connection may
+    /// have open at once.
+    #[arg(long, default_value_t = defaults().max_transfers as u64, value_parser = positive())]
+    max_transfers: u64,
+    /// Pieces (1 MiB each at most) of one transfer in flight before the
+    /// receiver acknowledges them: per upload, what a client can make the
+    /// server hold; past it the upload fails.
+    #[arg(long, default_value_t = u64::from(defaults().transfer_window), value_parser = positive())]
+    transfer_window: u64,
     /// Largest `outputWindow` a process may ask for, in bytes (unacknowledged
     /// output held for it, never evicted).
     #[arg(long, default_value_t = defaults().table.max_output_window, value_parser = positive())]
@@ -223,6 +232,8 @@ impl ServeArgs {
         config.detach_grace = Duration::from_secs(self.detach_grace);
         config.max_detached_sessions = size(self.max_detached_sessions);
         config.table.max_output_window = self.max_output_window;
+        config.max_transfers = size(self.max_transfers);
+        config.transfer_window = u32::try_from(self.transfer_window).unwrap_or(u32::MAX);
         config.keepalive_interval = Duration::from_secs(self.keepalive_interval);
         config.keepalive_timeout = Duration::from_secs(self.keepalive_timeout);
         config.codex = self.codex.limits();

@@ -14,6 +14,10 @@ fn bench_runs_with_tiny_sizes_and_reports_every_row() {
             "1",
             "--fanout",
             "10",
+            "--copy-mib",
+            "1",
+            "--copy-files",
+            "20",
         ])
         .output()
         .expect("run execd bench");
@@ -30,6 +34,8 @@ fn bench_runs_with_tiny_sizes_and_reports_every_row() {
         "| stream 1 MiB",
         "fan-out: 10 processes",
         "server RSS with 10 idle processes",
+        "| cp 1 MiB up (ssh: scp) |",
+        "| cp -r 20 small files up",
     ] {
         assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
     }

@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use execd_environment::{ChangeQueue, EnvError, EventBudget, FileSystem, FileWatch};
+use execd_environment::{
+    ByteSink, ByteSource, ChangeQueue, EnvError, EventBudget, FileSystem, FileWatch,
+    TransferFormat, WriteOptions,
+};
 use execd_protocol::codex::fs::{WalkOutcome, WalkParams};
 use execd_protocol::fs::{DirectoryEntry, Metadata, SetMetadataParams};
 
@@ -19,9 +22,10 @@ impl From<FsError> for EnvError {
     fn from(err: FsError) -> EnvError {
         let message = err.to_string();
         match err {
-            FsError::RelativePath(_) | FsError::IsDirectory(_) | FsError::NotRegular { .. } => {
-                EnvError::InvalidInput(message)
-            }
+            FsError::RelativePath(_)
+            | FsError::IsDirectory(_)
+            | FsError::NotRegular { .. }
+            | FsError::Refused(_) => EnvError::InvalidInput(message),
             FsError::TooLarge(limit) => EnvError::LimitExceeded(limit),
             FsError::NotFound(_) => EnvError::NotFound(message),
             FsError::Io { .. } => EnvError::Failed(message),
@@ -145,5 +149,21 @@ impl FileSystem for LocalFileSystem {
         .await?;
         let id = format!("local-watch-{}", NEXT_WATCH.fetch_add(1, Ordering::Relaxed));
         Ok(FileWatch::new(id, queue, watch))
+    }
+
+    async fn open_read(
+        &self,
+        path: &str,
+        format: TransferFormat,
+    ) -> Result<Box<dyn ByteSource>, EnvError> {
+        crate::transfer::open_read(path, format).await
+    }
+
+    async fn open_write(
+        &self,
+        path: &str,
+        options: WriteOptions,
+    ) -> Result<Box<dyn ByteSink>, EnvError> {
+        crate::transfer::open_write(path, options).await
     }
 }

@@ -35,9 +35,13 @@ pub enum FsError {
     TooLarge(LimitExceeded),
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
+    /// A stream refused for what it asks (a tar entry leaving its
+    /// destination, an entry type not taken).
+    #[error("{0}")]
+    Refused(String),
 }
 
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> FsError + '_ {
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> FsError + '_ {
     move |source| {
         let path = path.display().to_string();
         if source.kind() == io::ErrorKind::NotFound {
@@ -96,7 +100,7 @@ fn check_regular(
 /// Open a regular file for reading, without blocking on a FIFO; returns
 /// it with its size. What is not a regular file is refused before it is
 /// opened (opening a socket fails, a device may act), and again after.
-fn open_regular(path: &Path) -> Result<(File, u64), FsError> {
+pub(crate) fn open_regular(path: &Path) -> Result<(File, u64), FsError> {
     let meta = std::fs::metadata(path).map_err(io_error(path))?;
     check_regular(path, &meta, "read")?;
     let file = std::fs::OpenOptions::new()

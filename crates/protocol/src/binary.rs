@@ -13,13 +13,26 @@
 //! | 2 | length of the process id |
 //! | n | process id (UTF-8) |
 //! | rest | the raw output bytes |
+//!
+//! A transfer piece (`fs/upload`, `fs/download`; [`crate::transfer`]) goes
+//! either way, once the stream is open:
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 1 | kind: `2` = transfer piece |
+//! | 4 | stream id |
+//! | 8 | seq (0 for the first piece of the stream) |
+//! | rest | the piece's bytes |
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::process::OutputStream;
 
 pub const KIND_OUTPUT: u8 = 1;
+pub const KIND_PIECE: u8 = 2;
 const HEADER: usize = 12;
+/// The header of a transfer piece.
+pub const PIECE_HEADER: usize = 13;
 
 fn stream_code(stream: OutputStream) -> u8 {
     match stream {
@@ -91,6 +104,49 @@ pub fn decode_output(frame: Bytes) -> Result<OutputFrame, String> {
     })
 }
 
+/// Encode one transfer piece.
+pub fn encode_piece(stream_id: u32, seq: u64, data: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(PIECE_HEADER + data.len());
+    frame.put_u8(KIND_PIECE);
+    frame.put_u32_le(stream_id);
+    frame.put_u64_le(seq);
+    frame.put_slice(data);
+    frame.freeze()
+}
+
+/// A decoded transfer piece; `data` shares the frame's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PieceFrame {
+    pub stream_id: u32,
+    pub seq: u64,
+    pub data: Bytes,
+}
+
+/// Decode a transfer piece; the error says what is wrong with it.
+pub fn decode_piece(frame: Bytes) -> Result<PieceFrame, String> {
+    if frame.len() < PIECE_HEADER {
+        return Err(format!(
+            "binary frame of {} bytes is shorter than a transfer piece's header ({PIECE_HEADER})",
+            frame.len()
+        ));
+    }
+    if frame[0] != KIND_PIECE {
+        return Err(format!(
+            "binary frame kind {} is not a transfer piece (2)",
+            frame[0]
+        ));
+    }
+    let mut id = [0u8; 4];
+    id.copy_from_slice(&frame[1..5]);
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&frame[5..13]);
+    Ok(PieceFrame {
+        stream_id: u32::from_le_bytes(id),
+        seq: u64::from_le_bytes(seq),
+        data: frame.slice(PIECE_HEADER..),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +169,17 @@ mod tests {
         assert!(decode_output(Bytes::from(bad))
             .unwrap_err()
             .contains("stream code 9"));
+    }
+
+    #[test]
+    fn piece_round_trip_and_rejects() {
+        let decoded = decode_piece(encode_piece(7, 3, b"abc")).unwrap();
+        assert_eq!((decoded.stream_id, decoded.seq), (7, 3));
+        assert_eq!(&decoded.data[..], b"abc");
+        assert!(decode_piece(Bytes::from_static(&[2, 0]))
+            .unwrap_err()
+            .contains("shorter"));
+        let output = encode_output("p", 1, OutputStream::Stdout, b"x").unwrap();
+        assert!(decode_piece(output).unwrap_err().contains("kind 1"));
     }
 }

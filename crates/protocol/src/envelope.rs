@@ -170,4 +170,9 @@ pub struct Capabilities {
     #[serde(default)]
     #[schemars(extend("x-execd-extension" = true))]
     pub binary_output: bool,
+    /// `fs/upload` and `fs/download` (binary transfer pieces) work on this
+    /// connection.
+    #[serde(default)]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub file_transfers: bool,
 }

@@ -20,6 +20,7 @@ pub mod process;
 pub mod sandbox;
 pub mod schema;
 pub mod trace;
+pub mod transfer;
 
 pub mod base64_bytes;
 

@@ -50,10 +50,12 @@ pub enum Limit {
     OutputWindow,
     /// Sessions kept detached (waiting for a resume) at once.
     DetachedSessions,
+    /// `fs/upload` and `fs/download` streams of one connection open at once.
+    Transfers,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 19] = [
+    pub const ALL: [Limit; 20] = [
         Limit::Connections,
         Limit::ProcessesPerConnection,
         Limit::Processes,
@@ -73,6 +75,7 @@ impl Limit {
         Limit::HttpBodyBytes,
         Limit::OutputWindow,
         Limit::DetachedSessions,
+        Limit::Transfers,
     ];
 
     /// The name in `data.limit`.
@@ -97,6 +100,7 @@ impl Limit {
             Limit::HttpBodyBytes => "maxHttpBodyBytes",
             Limit::OutputWindow => "maxOutputWindow",
             Limit::DetachedSessions => "maxDetachedSessions",
+            Limit::Transfers => "maxTransfers",
         }
     }
 
@@ -122,6 +126,7 @@ impl Limit {
             Limit::HttpBodyBytes => "--max-http-body-bytes",
             Limit::OutputWindow => "--max-output-window",
             Limit::DetachedSessions => "--max-detached-sessions",
+            Limit::Transfers => "--max-transfers",
         }
     }
 

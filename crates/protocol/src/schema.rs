@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::codex::fs as cfs;
 use crate::codex::http;
-use crate::{codex, envelope, fs, fs_watch, policy, process};
+use crate::{codex, envelope, fs, fs_watch, policy, process, transfer};
 
 /// The schema's `$id`.
 pub const SCHEMA_ID: &str = "urn:execd:protocol:1";
@@ -247,6 +247,31 @@ pub fn document() -> Value {
         Execd,
         "Stop a watch of fs/watch.",
     );
+
+    b.method::<transfer::UploadParams, transfer::TransferStarted>(
+        transfer::UPLOAD,
+        C2S,
+        Execd,
+        "Open an upload stream: a file or a tree (tar), sent as binary pieces.",
+    );
+    b.method::<transfer::UploadFinishParams, transfer::UploadFinished>(
+        transfer::UPLOAD_FINISH,
+        C2S,
+        Execd,
+        "Put an upload in place under its name once every piece is written.",
+    );
+    b.method::<transfer::DownloadParams, transfer::TransferStarted>(
+        transfer::DOWNLOAD,
+        C2S,
+        Execd,
+        "Open a download stream: a file or a tree (tar), received as binary pieces.",
+    );
+    b.method::<transfer::TransferCancel, fs::Empty>(
+        transfer::TRANSFER_CANCEL,
+        C2S,
+        Execd,
+        "End an upload (nothing is put in place) or a download early.",
+    );
     b.method::<AnyParams, codex::EnvironmentInfo>(
         codex::ENVIRONMENT_INFO,
         C2S,
@@ -313,6 +338,18 @@ pub fn document() -> Value {
         C2S,
         Baseline,
         "The client is ready (after initialize).",
+    );
+    b.notification::<transfer::TransferAck>(
+        transfer::TRANSFER_ACK,
+        C2S,
+        Execd,
+        "Download pieces up to seq consumed (the server sends the same for uploads).",
+    );
+    b.notification::<transfer::TransferEnd>(
+        transfer::TRANSFER_END,
+        S2C,
+        Execd,
+        "A download's last piece was sent, or it failed.",
     );
     b.notification::<process::OutputNotification>(
         process::OUTPUT,

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use execd_protocol::envelope::InitializeParams;
+use execd_protocol::transfer::{TransferAck, TransferEnd, TRANSFER_ACK, TRANSFER_END};
 use execd_protocol::{Incoming, ReplyId, RequestId, RpcError};
 use execd_transport::outbox::{boxed, BoxSink, Link, Outbox, Wire};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -65,6 +66,8 @@ pub enum Inbound {
     Close,
     /// A sign of life that is no request (a ping or pong).
     Alive,
+    /// A binary transfer piece (`execd_protocol::binary`, kind 2).
+    Binary(bytes::Bytes),
 }
 
 /// Who is on the other end, for the audit trail.
@@ -122,6 +125,9 @@ pub async fn serve_connection<I, O>(
         sessions: sessions.clone(),
     };
     let ending = connection.run(&mut incoming, &shutdown).await;
+    // Pieces in flight died with the connection: its streams end here
+    // (uploads leave nothing under their names).
+    connection.session.transfers().cancel_all();
     let Connection {
         session,
         attachment,
@@ -231,6 +237,10 @@ impl Connection {
                     .await;
                 return false;
             }
+            Inbound::Binary(frame) => {
+                self.piece(frame).await;
+                return true;
+            }
             Inbound::Close | Inbound::Alive => return true,
         };
         match Incoming::parse_raw(&text) {
@@ -265,6 +275,12 @@ impl Connection {
                     self.session.send(rpc::response(&id, result)).await;
                 }
             }
+            Ok(Incoming::Notification { method, params }) if method == TRANSFER_ACK => {
+                match rpc::parse_params::<TransferAck>(TRANSFER_ACK, params) {
+                    Ok(ack) => self.session.transfers().ack(ack),
+                    Err(err) => debug!(%err, "malformed fs/transferAck"),
+                }
+            }
             Ok(Incoming::Notification { method, .. }) => {
                 if method != INITIALIZED {
                     debug!(%method, "ignoring unknown notification");
@@ -281,6 +297,31 @@ impl Connection {
             }
         }
         true
+    }
+
+    /// A transfer piece: to its upload, or an error back.
+    async fn piece(&mut self, frame: bytes::Bytes) {
+        let end = match execd_protocol::binary::decode_piece(frame) {
+            Ok(piece) if self.session.initialized => self.session.transfers().deliver(piece),
+            Ok(_) => Some(TransferEnd {
+                stream_id: 0,
+                pieces: 0,
+                bytes: 0,
+                error: Some("a transfer piece before initialize".into()),
+            }),
+            Err(err) => {
+                let error = rpc::invalid_frame(err);
+                self.session
+                    .send(rpc::frame_error(&ReplyId::Unknown, error))
+                    .await;
+                return;
+            }
+        };
+        if let Some(end) = end {
+            self.session
+                .send(rpc::notification(TRANSFER_END, end))
+                .await;
+        }
     }
 
     /// `initialize {resumeSessionId}`: take that session over and serve it

@@ -5,6 +5,7 @@ use execd_protocol::codex::{self, fs as cfs};
 use execd_protocol::fs as fsp;
 use execd_protocol::fs_watch as fw;
 use execd_protocol::process as pp;
+use execd_protocol::transfer as tp;
 use execd_protocol::{ErrorCode, RequestId, RpcError};
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -12,7 +13,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::methods::session::INITIALIZE;
 use crate::methods::{
     environment, fs, fs_changes, fs_handles, fs_walk, fs_watch, http, process, session,
-    unsupported, Reply,
+    transfer, unsupported, Reply,
 };
 use crate::session::Session;
 
@@ -60,6 +61,10 @@ pub fn route(session: &mut Session, request: &Request<'_>) -> Reply {
         fsp::RENAME => fs::rename(session, id, params).into(),
         fw::WATCH => fs_changes::watch(session, id, params).into(),
         fw::UNWATCH => fs_changes::unwatch(session, params).into(),
+        tp::UPLOAD => transfer::upload(session, id, params).into(),
+        tp::UPLOAD_FINISH => transfer::upload_finish(session, id, params).into(),
+        tp::DOWNLOAD => transfer::download(session, id, params).into(),
+        tp::TRANSFER_CANCEL => transfer::cancel(session, params).into(),
         cfs::OPEN => fs_handles::open(session, id, params).into(),
         cfs::READ_BLOCK => fs_handles::read_block(session, id, params).into(),
         cfs::CLOSE => fs_handles::close(session, params).into(),

@@ -29,6 +29,7 @@ pub mod rpc;
 pub mod session;
 pub mod sessions;
 pub mod shared;
+pub mod transfers;
 pub mod transport;
 pub mod watches;
 
@@ -95,6 +96,11 @@ pub struct ServerConfig {
     pub detach_grace: Duration,
     /// Sessions detached at once; past it the oldest detached one ends.
     pub max_detached_sessions: usize,
+    /// `fs/upload` and `fs/download` streams one connection has open at once.
+    pub max_transfers: usize,
+    /// Pieces (up to 1 MiB each) of one transfer in flight unacknowledged:
+    /// what a client can make the server hold per upload.
+    pub transfer_window: u32,
     /// A WebSocket ping every this often (zero: no keepalive).
     pub keepalive_interval: Duration,
     /// A peer heard nothing from (no frame, no pong) for this long is lost
@@ -127,6 +133,8 @@ impl Default for ServerConfig {
             max_fs_ops_per_connection: 8,
             detach_grace: Duration::from_secs(120),
             max_detached_sessions: 64,
+            max_transfers: 8,
+            transfer_window: 16,
             keepalive_interval: Duration::from_secs(15),
             keepalive_timeout: Duration::from_secs(45),
             metrics_listen: None,

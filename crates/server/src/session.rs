@@ -26,6 +26,7 @@ use crate::methods::Reply;
 use crate::metrics::{Metrics, OpenGuard};
 use crate::rpc::{self, RpcResult};
 use crate::shared::{FsSlots, Shared};
+use crate::transfers::Transfers;
 use crate::watches::MissingWatches;
 use crate::ServerConfig;
 
@@ -49,6 +50,8 @@ pub struct Session {
     pub(crate) fs_watches: Arc<FsWatches>,
     /// `http/request`'s clients and places (codex dialect).
     http: Arc<HttpClients>,
+    /// `fs/upload` and `fs/download` streams.
+    transfers: Arc<Transfers>,
     in_flight: Arc<Semaphore>,
     fs: FsSlots,
     /// How the connection that opened the session was admitted (a resume
@@ -91,6 +94,7 @@ impl Session {
         Session {
             fs_watches,
             http: HttpClients::new(codex),
+            transfers: Transfers::new(config.max_transfers, config.transfer_window),
             open_files,
             watches,
             id,
@@ -164,6 +168,11 @@ impl Session {
     /// Where this connection's frames go (for tasks that send several).
     pub fn outbox(&self) -> Arc<Outbox<Wire>> {
         self.outbox.clone()
+    }
+
+    /// `fs/upload` and `fs/download` streams.
+    pub fn transfers(&self) -> Arc<Transfers> {
+        self.transfers.clone()
     }
 
     /// `http/request`'s clients and places.

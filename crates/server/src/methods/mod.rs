@@ -13,6 +13,7 @@
 //!   `fs/open`/`fs/readBlock`/`fs/close`, `fs/canonicalize`/`fs/walk`,
 //!   `fs/watchMissing`.
 //! - [`fs_changes`]: `fs/watch`, `fs/unwatch` (extension; `fs/changed`).
+//! - [`transfer`]: `fs/upload`, `fs/download` and their binary streams.
 //! - [`http`]: `http/request`, its body streamed as `http/request/bodyDelta`.
 //! - [`unsupported`]: the codex methods execd leaves out, and why.
 
@@ -26,6 +27,7 @@ pub mod fs_watch;
 pub mod http;
 pub mod process;
 pub mod session;
+pub mod transfer;
 pub mod unsupported;
 
 use execd_environment::EnvError;

@@ -29,6 +29,7 @@ pub fn initialize(session: &mut Session, params: &RawValue) -> RpcResult {
             exec_policy: execd_policy::exec_guard::supported(),
             sandbox: execd_policy::sandbox::features(),
             binary_output,
+            file_transfers: session.binary_frames,
         }),
         environment_info: Some(crate::methods::environment::info()),
         resumed,

@@ -207,6 +207,11 @@ enum Step {
 fn step(message: Result<Message, WsError>, config: &ServerConfig, peer: SocketAddr) -> Step {
     match message {
         Ok(Message::Text(text)) => Step::Frame(Inbound::Text(text)),
+        Ok(Message::Binary(bytes))
+            if bytes.first() == Some(&execd_protocol::binary::KIND_PIECE) =>
+        {
+            Step::Frame(Inbound::Binary(bytes))
+        }
         Ok(Message::Binary(bytes)) => Step::Frame(match Utf8Bytes::try_from(bytes) {
             Ok(text) => Inbound::Text(text),
             Err(_) => Inbound::Invalid(rpc::invalid_frame(
