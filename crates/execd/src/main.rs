@@ -9,6 +9,7 @@ mod cp;
 mod cp_operand;
 mod exec_wrapper;
 mod messages;
+mod proxy_args;
 mod reconnect_notice;
 mod remote_command;
 mod run;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::codex_limit_args::CodexLimitArgs;
+use crate::proxy_args::ProxyArgs;
 
 pub const DEFAULT_LISTEN: &str = "ws://127.0.0.1:7878";
 
@@ -179,6 +180,8 @@ pub struct ServeArgs {
     keepalive_timeout: u64,
     #[command(flatten)]
     codex: CodexLimitArgs,
+    #[command(flatten)]
+    proxy: ProxyArgs,
 }
 
 fn size(n: u64) -> usize {
@@ -210,6 +213,7 @@ impl ServeArgs {
         config.keepalive_interval = Duration::from_secs(self.keepalive_interval);
         config.keepalive_timeout = Duration::from_secs(self.keepalive_timeout);
         config.codex = self.codex.limits();
+        config.table.network = self.proxy.limits();
         // A whole read must fit in a frame of our own size as base64.
         let reply = self.max_read_bytes.div_ceil(3) * 4 + 1024;
         if reply > self.max_frame_bytes {

@@ -13,6 +13,7 @@ pub mod event;
 pub mod fs;
 pub mod incoming;
 pub mod limits;
+pub mod network;
 pub mod path_uri;
 pub mod policy;
 pub mod process;
