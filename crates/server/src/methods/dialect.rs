@@ -176,7 +176,7 @@ pub fn start_params(raw: &RawValue) -> Result<(StartParams, StartDialect), RpcEr
     if let Some(value) = codex_sandbox_value {
         start.sandbox = codex_sandbox(method, value, Path::new(&start.cwd))?;
     }
-    if start.network_policy.is_some() {
+    if extras.network_proxy.is_some() {
         // The proxy is the tree's only way out: its own network namespace,
         // whatever the profile said of the network; the filesystem stays
         // as the profile had it (unconfined without one).
