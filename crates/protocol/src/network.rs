@@ -171,6 +171,7 @@ pub struct NetworkDecisionParams {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionSummary {
     pub process_id: String,
+    /// Empty (and `port` 0) when it was refused before naming a target.
     pub host: String,
     pub port: u16,
     pub protocol: NetworkProtocol,

@@ -142,7 +142,7 @@ impl NetworkGuard {
                         }
                     };
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        proxy::refuse_busy(stream, self.limits.max_connections);
+                        proxy::refuse_busy(&self, stream);
                         continue;
                     };
                     let guard = self.clone();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use execd_protocol::network::{
     ConnectionSummary, NetworkAnswer, NetworkApproveParams, NetworkDecidedBy,
-    NetworkDecisionParams, NetworkRule, NetworkVerdict,
+    NetworkDecisionParams, NetworkProtocol, NetworkRule, NetworkVerdict,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -34,11 +34,29 @@ struct Decided {
 }
 
 /// Over the connection bound: answer `503` without blocking and close.
-pub fn refuse_busy(stream: TcpStream, limit: usize) {
+pub fn refuse_busy(guard: &NetworkGuard, stream: TcpStream) {
     let body = format!(
-        "execd proxy: too many connections open for this process (limit {limit}, execd serve --max-proxy-connections)\n"
+        "execd proxy: too many connections open for this process (limit {}, execd serve --max-proxy-connections)\n",
+        guard.limits.max_connections
     );
     let _ = stream.try_write(response(503, "Service Unavailable", &body).as_bytes());
+    refused(guard, Instant::now(), "too many connections".into());
+}
+
+/// A connection refused before it named a target (no host to report).
+fn refused(guard: &NetworkGuard, started: Instant, end: String) {
+    guard.gate.connection_ended(&ConnectionSummary {
+        process_id: guard.process_id.clone(),
+        host: String::new(),
+        port: 0,
+        protocol: NetworkProtocol::Connect,
+        decision: NetworkAnswer::Deny,
+        upstream: None,
+        bytes_up: 0,
+        bytes_down: 0,
+        duration_ms: started.elapsed().as_millis() as u64,
+        end,
+    });
 }
 
 fn response(status: u16, reason: &str, body: &str) -> String {
@@ -73,6 +91,7 @@ pub async fn serve_connection(guard: &NetworkGuard, mut client: TcpStream, peer:
                 &format!("execd proxy: {err}\n"),
             )
             .await;
+            refused(guard, started, format!("refused: {err}"));
             return;
         }
     };
