@@ -80,11 +80,11 @@ async fn drive(client: &mut Client, id: &str, mut answers: Vec<Value>) -> Run {
                 client.send_raw(&reply.to_string()).await;
             }
             "network/policyDecision" => run.decisions.push(frame["params"].clone()),
-            "process/output" if frame["params"]["processId"] == id => {
-                if frame["params"]["stream"] == "stdout" {
-                    run.stdout
-                        .push_str(&String::from_utf8_lossy(&unb64(&frame["params"]["chunk"])));
-                }
+            "process/output"
+                if frame["params"]["processId"] == id && frame["params"]["stream"] == "stdout" =>
+            {
+                let chunk = unb64(&frame["params"]["chunk"]);
+                run.stdout.push_str(&String::from_utf8_lossy(&chunk));
             }
             "process/closed" if frame["params"]["processId"] == id => return run,
             _ => {}

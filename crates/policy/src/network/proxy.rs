@@ -16,10 +16,11 @@ use execd_protocol::network::{
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::guard::NetworkGuard;
 use super::head::{read_request, HeadError, Request};
+use super::owner;
 use super::relay::{relay, Carried};
 use super::rules::{is_private, match_rules};
-use super::{owner, NetworkGuard};
 use crate::decision::DEFAULT_ASK_TIMEOUT;
 
 /// What was decided for one request.
