@@ -1,6 +1,7 @@
 //! Reading one connection: frames from the server are routed, responses
 //! to their waiting callers (by id), process notifications (JSON or binary)
-//! to the per-process channels, `exec/approve` to the exec gate; silence
+//! to the per-process channels, `exec/approve` and `network/approve` to the
+//! exec gate (and `exec/decision`, `network/decision` too); silence
 //! past the keepalive timeout counts as a lost connection. Also the two
 //! ends of a WebSocket as the client uses them ([`split_socket`]).
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use execd_policy::decision::ExecGate;
 use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
+use execd_protocol::network::{self, NetworkApproveParams, NetworkDecisionParams, NetworkDialect};
 use execd_protocol::policy::{ApproveParams, ApproveResult, DecisionParams, APPROVE, DECISION};
 use execd_protocol::process::{
     ClosedNotification, ExitedNotification, OutputNotification, CLOSED, EXITED, OUTPUT,
@@ -200,6 +202,19 @@ async fn handle_text(frame: &[u8], shared: &Shared, outbox: &Arc<ClientOutbox>) 
                 Err(err) => debug!(%err, "malformed fs/transferEnd"),
             }
         }
+
+        Ok(Incoming::Notification { method, params }) if method == network::DECISION => {
+            match (
+                shared.gate(),
+                serde_json::from_value::<NetworkDecisionParams>(params),
+            ) {
+                (Some(gate), Ok(decision)) => {
+                    gate.report_network(decision, NetworkDialect::Execd).await
+                }
+                (_, Err(err)) => debug!(%err, "malformed network/decision"),
+                (None, Ok(_)) => {}
+            }
+        }
         Ok(Incoming::Notification { method, params }) => {
             if let Some(event) = process_event(&method, params) {
                 match event {
@@ -235,21 +250,28 @@ async fn serve_request(
     method: &str,
     params: Value,
 ) -> Result<Value, RpcError> {
-    let (APPROVE, Some(gate)) = (method, gate) else {
-        return Err(RpcError::new(
-            ErrorCode::MethodNotFound,
-            format!("client does not handle {method:?}"),
-        ));
+    let gate = match (method, gate) {
+        (APPROVE | network::APPROVE, Some(gate)) => gate,
+        _ => {
+            return Err(RpcError::new(
+                ErrorCode::MethodNotFound,
+                format!("client does not handle {method:?}"),
+            ))
+        }
     };
-    let request: ApproveParams = serde_json::from_value(params).map_err(|err| {
-        RpcError::new(
-            ErrorCode::InvalidParams,
-            format!("invalid exec/approve: {err}"),
-        )
-    })?;
+    let invalid = |err: serde_json::Error| {
+        RpcError::new(ErrorCode::InvalidParams, format!("invalid {method}: {err}"))
+    };
+    let no_decision = || RpcError::new(ErrorCode::Internal, "no decision");
+    if method == network::APPROVE {
+        let request: NetworkApproveParams = serde_json::from_value(params).map_err(invalid)?;
+        let result = gate.ask_network(request, NetworkDialect::Execd).await;
+        return result.map(|result| json!(result)).ok_or_else(no_decision);
+    }
+    let request: ApproveParams = serde_json::from_value(params).map_err(invalid)?;
     match gate.ask(request).await {
         Some(decision) => Ok(json!(ApproveResult { decision })),
-        None => Err(RpcError::new(ErrorCode::Internal, "no decision")),
+        None => Err(no_decision()),
     }
 }
 

@@ -10,6 +10,7 @@ mod cp_operand;
 mod cp_stream;
 mod exec_wrapper;
 mod messages;
+mod proxy_args;
 mod reconnect_notice;
 mod remote_command;
 mod run;

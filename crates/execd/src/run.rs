@@ -193,6 +193,7 @@ async fn run_command(args: RunArgs, name: &str) -> Result<u8, Failure> {
         size: if args.tty { window_size() } else { None },
         exec_policy: None,
         sandbox: None,
+        network_policy: None,
         output_window: None,
     };
     let reconnects = tokio::spawn(crate::reconnect_notice::report(

@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use crate::codex_limit_args::CodexLimitArgs;
 use crate::watch_limit_args::WatchLimitArgs;
+use crate::proxy_args::ProxyArgs;
 
 pub const DEFAULT_LISTEN: &str = "ws://127.0.0.1:7878";
 
@@ -204,6 +205,8 @@ pub struct ServeArgs {
     codex: CodexLimitArgs,
     #[command(flatten)]
     watch: WatchLimitArgs,
+    #[command(flatten)]
+    proxy: ProxyArgs,
 }
 
 fn size(n: u64) -> usize {
@@ -239,6 +242,7 @@ impl ServeArgs {
         config.codex = self.codex.limits();
         config.metrics_listen = self.metrics_listen;
         config.watch = self.watch.limits();
+        config.table.network = self.proxy.limits();
         // A whole read must fit in a frame of our own size as base64.
         let reply = self.max_read_bytes.div_ceil(3) * 4 + 1024;
         if reply > self.max_frame_bytes {

@@ -34,6 +34,7 @@ fn start_params(id: &str, script: &str, policy: Option<ExecPolicy>) -> StartPara
         size: None,
         exec_policy: policy,
         sandbox: None,
+        network_policy: None,
         output_window: None,
     }
 }

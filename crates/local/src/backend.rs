@@ -91,6 +91,7 @@ impl LocalBackend {
             size: params.size.unwrap_or_default(),
             exec_policy: params.exec_policy.clone(),
             sandbox: params.sandbox.clone(),
+            network_policy: params.network_policy.clone(),
             output_window: params.output_window,
         }
     }

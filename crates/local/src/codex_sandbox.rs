@@ -32,7 +32,7 @@ pub enum CodexSandboxError {
     Path(#[from] PathUriError),
     #[error("sandbox: path {0:?} must be absolute")]
     Relative(String),
-    #[error("enforceManagedNetwork: execd has no managed network proxy; send enforceManagedNetwork: false (with network \"restricted\" the sandbox has no network at all)")]
+    #[error("enforceManagedNetwork: execd serves a managed network only as a proxy it launches (networkProxy), not facts about one elsewhere (managedNetwork); send networkProxy, or enforceManagedNetwork: false (with network \"restricted\" the sandbox has no network at all)")]
     ManagedNetwork,
 }
 

@@ -1,11 +1,16 @@
 //! Exec decisions: matching an exec against a policy's rules, and the
 //! [`ExecGate`] through which the owner of a process (a connection, or a
-//! local environment) is asked about `ask` verdicts and told every decision.
+//! local environment) is asked about `ask` verdicts and told every decision
+//! (of execs, and of a network policy's connections).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use execd_protocol::network::{
+    ConnectionSummary, NetworkApproveParams, NetworkApproveResult, NetworkDecisionParams,
+    NetworkDialect,
+};
 use execd_protocol::policy::{
     Answer, ApproveParams, DecidedBy, DecisionParams, ExecPolicy, Rule, Verdict,
 };
@@ -23,6 +28,19 @@ pub trait ExecGate: Send + Sync + 'static {
     async fn ask(&self, request: ApproveParams) -> Option<Answer>;
     /// Every decision, for the owner's transcript.
     async fn report(&self, decision: DecisionParams);
+    /// Ask about a connection of a tree under a network policy, in the
+    /// tree's `dialect`; `None` (the default: nobody to ask) denies.
+    async fn ask_network(
+        &self,
+        _request: NetworkApproveParams,
+        _dialect: NetworkDialect,
+    ) -> Option<NetworkApproveResult> {
+        None
+    }
+    /// Every network decision, in the tree's `dialect`.
+    async fn report_network(&self, _decision: NetworkDecisionParams, _dialect: NetworkDialect) {}
+    /// A proxied connection ended (for an audit trail).
+    fn connection_ended(&self, _summary: &ConnectionSummary) {}
 }
 
 /// A gate with nobody behind it: asks are denied, reports dropped.

@@ -11,6 +11,8 @@
 //!   outside the sandbox.
 //! - [`child`]: what a policied child installs between fork and exec.
 //! - [`fdpass`]: the socketpairs and `SCM_RIGHTS` passing these use.
+//! - [`network`]: a tree's network policy: the proxy that is its only way
+//!   out of its network namespace, deciding each connection.
 //! - [`sandbox`]: the opt-in per-process sandbox (Landlock, network
 //!   namespace, capabilities, `no_new_privs`).
 //!
@@ -22,5 +24,6 @@ pub mod decision;
 pub mod escalation;
 pub mod exec_guard;
 pub mod fdpass;
+pub mod network;
 pub mod sandbox;
 pub mod tree;

@@ -91,6 +91,8 @@ impl Process {
             outputs,
             pty,
             escalated,
+            // Taken by the table, which serves it.
+            proxy_listener: _,
         } = spawned;
         let stdin = stdin.map(|fd| StdinWriter::new(fd, id.clone(), max_stdin_queue));
         let output_links = outputs

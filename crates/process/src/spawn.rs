@@ -21,8 +21,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::process::{Child, Command};
 
 use execd_policy::child::{FirstExec, SetupError};
+use execd_policy::fdpass::{channel, receive_fd};
 use execd_policy::sandbox::{PreparedSandbox, SandboxError};
 use execd_policy::tree::{Escalated, TreeGuard};
+use execd_protocol::network::PROXY_URL;
 
 use crate::program::Lookup;
 
@@ -47,6 +49,9 @@ pub struct SpawnSpec {
     pub exec_policy: Option<execd_protocol::policy::ExecPolicy>,
     /// Confine the tree.
     pub sandbox: Option<execd_protocol::sandbox::SandboxSpec>,
+    /// Let the tree out of its network namespace only through a proxy
+    /// deciding by this policy (needs `sandbox` with `network: false`).
+    pub network_policy: Option<execd_protocol::network::NetworkPolicy>,
     /// Read no more output while this many bytes are unacknowledged.
     pub output_window: Option<u64>,
 }
@@ -65,6 +70,9 @@ pub struct Spawned {
     pub pty: Option<ReactorFd>,
     /// Process groups of the tree's escalated commands (exec policy only).
     pub escalated: Option<Escalated>,
+    /// The network proxy's listening socket, made in the tree's network
+    /// namespace (network policy only), for the owner to serve.
+    pub proxy_listener: Option<OwnedFd>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +97,8 @@ pub enum SpawnError {
     PolicyUnavailable,
     #[error("sandbox: {0}")]
     Sandbox(#[from] SandboxError),
+    #[error("networkPolicy needs a sandbox (with network false): the proxy is the tree's only way out of a network namespace of its own")]
+    NetworkPolicyWithoutSandbox,
     #[error(transparent)]
     Guard(#[from] SetupError),
     #[error("cannot set up {what}: {source}")]
@@ -184,6 +194,9 @@ fn validate(spec: &SpawnSpec) -> Result<&str, SpawnError> {
 /// decides every exec of the tree (the program's own included).
 pub fn spawn(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, SpawnError> {
     let program = validate(spec)?;
+    if spec.network_policy.is_some() && spec.sandbox.is_none() {
+        return Err(SpawnError::NetworkPolicyWithoutSandbox);
+    }
     if let Some(guard) = &guard {
         // Decided before the fork, so the child is not held with copies of
         // our descriptors while a client thinks.
@@ -290,8 +303,18 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, Spaw
 
     // After the terminal set-up: confine the tree (no_new_privs, network
     // namespace, Landlock), all inherited by every descendant.
-    if let Some(spec) = &spec.sandbox {
-        let sandbox = PreparedSandbox::prepare(spec)?;
+    let mut proxy_channel = None;
+    if let Some(sandbox_spec) = &spec.sandbox {
+        let mut sandbox = PreparedSandbox::prepare(sandbox_spec)?;
+        if spec.network_policy.is_some() {
+            let (ours, theirs) = channel().map_err(|source| SpawnError::Setup {
+                what: "the network proxy's socket",
+                source,
+            })?;
+            sandbox.send_proxy_listener(theirs.as_raw_fd())?;
+            command.envs(PROXY_VARIABLES.iter().map(|name| (name, PROXY_URL)));
+            proxy_channel = Some((ours, theirs));
+        }
         // SAFETY: `apply_in_child` makes only raw syscalls.
         unsafe {
             command.pre_exec(move || sandbox.apply_in_child());
@@ -321,6 +344,14 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, Spaw
         spawned = command.spawn();
     }
     drop(held_sockets);
+    // The child made the listener in its namespace and sent it before it
+    // exec'd; with our copy of its end closed, a child that died first
+    // reads as the end of the socket, never a wait.
+    let proxy_listener = proxy_channel.and_then(|(ours, theirs)| {
+        drop(theirs);
+        spawned.as_ref().ok()?;
+        receive_fd(&ours).ok().flatten()
+    });
     let child = spawned.map_err(|source| {
         let denied = spec.exec_policy.is_some() && source.kind() == io::ErrorKind::PermissionDenied;
         if denied {
@@ -346,8 +377,19 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, Spaw
         outputs,
         pty,
         escalated,
+        proxy_listener,
     })
 }
+
+/// The variables that point a tree under a network policy at its proxy.
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+];
 
 fn classify(program: &str, source: io::Error) -> SpawnError {
     let program = program.to_string();

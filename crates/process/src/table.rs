@@ -15,7 +15,9 @@ use bytes::Bytes;
 use execd_protocol::process::WriteStatus;
 
 use execd_policy::decision::ExecGate;
+use execd_policy::network::{NetworkGuard, NetworkLimits};
 use execd_policy::tree::TreeGuard;
+use execd_protocol::network::NetworkPolicy;
 
 use execd_protocol::limits::LimitExceeded;
 
@@ -41,6 +43,8 @@ pub struct TableConfig {
     pub max_stdin_queue_bytes: usize,
     /// Largest output window a start may ask for.
     pub max_output_window: u64,
+    /// The bounds of each network-policied tree's proxy.
+    pub network: NetworkLimits,
 }
 
 impl Default for TableConfig {
@@ -52,6 +56,7 @@ impl Default for TableConfig {
             max_processes: 256,
             max_stdin_queue_bytes: 8 * 1024 * 1024,
             max_output_window: 64 * 1024 * 1024,
+            network: NetworkLimits::default(),
         }
     }
 }
@@ -243,7 +248,7 @@ impl ProcessTable {
             .and_then(|guard| Ok(spawn(spec, guard)?));
         let mut state = self.lock();
         let slot = state.starting.remove(id);
-        let spawned = match spawned {
+        let mut spawned = match spawned {
             Ok(spawned) => spawned,
             Err(err) => {
                 state.fingerprints.remove(id);
@@ -258,6 +263,7 @@ impl ProcessTable {
             self.budget.clone(),
         );
         log.set_window(spec.output_window);
+        let proxy_listener = spawned.proxy_listener.take();
         let process = Process::start(
             id.clone(),
             spawned,
@@ -269,10 +275,39 @@ impl ProcessTable {
         if state.shutting_down {
             process.kill();
         }
+        if let (Some(listener), Some(policy)) = (proxy_listener, &spec.network_policy) {
+            self.serve_network(&process, policy, listener, spec);
+        }
         state.processes.insert(id.clone(), process.clone());
         state.order.push_back(id);
         self.evict_closed(&mut state);
         Ok(process)
+    }
+
+    /// Serve a network-policied tree's proxy until the process has closed.
+    fn serve_network(
+        &self,
+        process: &Arc<Process>,
+        policy: &NetworkPolicy,
+        listener: std::os::fd::OwnedFd,
+        spec: &SpawnSpec,
+    ) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let guard = NetworkGuard::new(
+            process.id(),
+            policy.clone(),
+            self.gate.clone(),
+            self.config.network,
+            process.pid(),
+            spec.argv.clone(),
+        );
+        let process = process.clone();
+        runtime.spawn(async move {
+            let closed = async move { process.closed().await };
+            guard.serve(listener, closed).await;
+        });
     }
 
     fn guard_for(&self, id: &str, spec: &SpawnSpec) -> Result<Option<TreeGuard>, StartError> {

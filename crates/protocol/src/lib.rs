@@ -14,6 +14,7 @@ pub mod fs;
 pub mod fs_watch;
 pub mod incoming;
 pub mod limits;
+pub mod network;
 pub mod path_uri;
 pub mod policy;
 pub mod process;

@@ -76,6 +76,11 @@ pub struct StartParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-execd-extension" = true))]
     pub sandbox: Option<crate::sandbox::SandboxSpec>,
+    /// Extension: with `sandbox` (`network: false`), the tree reaches the
+    /// network only through execd's proxy, which decides by these rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub network_policy: Option<crate::network::NetworkPolicy>,
     /// Extension: at most this many output bytes the client has not
     /// acknowledged (`process/ack`); past it the process's output is not
     /// read until an ack makes room.
@@ -116,6 +121,7 @@ impl StartParams {
             size: None,
             exec_policy: None,
             sandbox: None,
+            network_policy: None,
             output_window: None,
         }
     }

@@ -18,7 +18,8 @@ use serde_json::{json, Map, Value};
 
 use crate::codex::fs as cfs;
 use crate::codex::http;
-use crate::{codex, envelope, fs, fs_watch, policy, process, transfer};
+use crate::codex::network as cnet;
+use crate::{codex, envelope, fs, fs_watch, network, policy, process, transfer};
 
 /// The schema's `$id`.
 pub const SCHEMA_ID: &str = "urn:execd:protocol:1";
@@ -333,6 +334,18 @@ pub fn document() -> Value {
         Execd,
         "May this exec run? Asked for every `ask` of an exec policy.",
     );
+    b.method::<network::NetworkApproveParams, network::NetworkApproveResult>(
+        network::APPROVE,
+        S2C,
+        Execd,
+        "May the tree connect to this host and port? Asked for every `ask` of a network policy.",
+    );
+    b.method::<cnet::PolicyRequestParams, cnet::PolicyRequestResult>(
+        cnet::POLICY_REQUEST,
+        S2C,
+        Codex,
+        "May the tree connect to this host and port? (codex's networkProxy)",
+    );
     b.notification::<fs::Empty>(
         "initialized",
         C2S,
@@ -380,6 +393,19 @@ pub fn document() -> Value {
         S2C,
         Execd,
         "A batch of changes below a path watched with fs/watch.",
+    );
+
+    b.notification::<network::NetworkDecisionParams>(
+        network::DECISION,
+        S2C,
+        Execd,
+        "What the tree's proxy decided for a connection, and by whom.",
+    );
+    b.notification::<cnet::PolicyDecisionParams>(
+        cnet::POLICY_DECISION,
+        S2C,
+        Codex,
+        "What the tree's proxy decided for a connection (codex's networkProxy).",
     );
     b.notification::<cfs::MissingChangedNotification>(
         cfs::MISSING_CHANGED,

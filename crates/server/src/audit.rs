@@ -3,12 +3,14 @@
 //! connection admitted or refused (peer, how it authenticated or why not),
 //! a connection closed, a session detached (its connection lost),
 //! resumed or expired, a process started or not (argv, cwd, pid, session),
-//! an exec-policy decision (the `exec/decision` content), and each
+//! an exec-policy decision (the `exec/decision` content), each connection
+//! through a network policy's proxy (decision, bytes, how it ended), and each
 //! filesystem change (write, append, directory creation, remove, copy, with
 //! the paths). Every event has an `event` field naming it; lists (argv) are
 //! JSON text. `execd serve --log-format json` renders them as JSON lines;
 //! filter them with `RUST_LOG=execd::audit=info`.
 
+use execd_protocol::network::{ConnectionSummary, NetworkAnswer};
 use execd_protocol::policy::DecisionParams;
 use tracing::{info, warn};
 
@@ -146,6 +148,32 @@ pub fn exec_decision(session: &str, decision: &DecisionParams) {
         rule,
         reason = decision.reason,
         "exec decision"
+    );
+}
+
+/// One connection of a network-policied tree through its proxy, at its
+/// end: allowed ones with what they carried, denied ones too.
+pub fn network_connection(session: &str, summary: &ConnectionSummary) {
+    let protocol = serde_json::to_value(summary.protocol).unwrap_or_default();
+    let decision = match summary.decision {
+        NetworkAnswer::Allow => "allow",
+        NetworkAnswer::Deny => "deny",
+    };
+    info!(
+        target: TARGET,
+        event = "network.connection",
+        session,
+        process_id = summary.process_id,
+        host = summary.host,
+        port = summary.port,
+        protocol = protocol.as_str().unwrap_or_default(),
+        decision,
+        upstream = summary.upstream,
+        bytes_up = summary.bytes_up,
+        bytes_down = summary.bytes_down,
+        duration_ms = summary.duration_ms,
+        end = summary.end,
+        "network connection"
     );
 }
 

@@ -1,9 +1,12 @@
-//! The connection's side of exec decisions: `ask` becomes a server→client
-//! `exec/approve` request (answered through [`ConnectionGate::answer`] when
-//! the client's response frame arrives) and every decision an `exec/decision`
-//! notification (and an audit event). A client that is gone answers
-//! nothing, which denies at once; an ask that times out leaves nothing
-//! behind; at most [`MAX_PENDING_ASKS`] wait at a time (more are denied).
+//! The connection's side of exec and network decisions: `ask` becomes a
+//! server→client `exec/approve` (or `network/approve`, or codex's
+//! `network/policyRequest`) request, answered through
+//! [`ConnectionGate::answer`] when the client's response frame arrives, and
+//! every decision an `exec/decision` (`network/decision`,
+//! `network/policyDecision`) notification and an audit event. A client that
+//! is gone answers nothing, which denies at once; an ask that times out
+//! leaves nothing behind; at most [`MAX_PENDING_ASKS`] wait at a time (more
+//! are denied).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -11,6 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use execd_policy::decision::ExecGate;
+use execd_protocol::codex::network as cnet;
+use execd_protocol::network::{
+    self, ConnectionSummary, NetworkApproveParams, NetworkApproveResult, NetworkDecisionParams,
+    NetworkDialect,
+};
 use execd_protocol::policy::{
     Answer, ApproveParams, ApproveResult, DecisionParams, APPROVE, DECISION,
 };
@@ -21,11 +29,11 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use crate::rpc;
+use crate::{codex_network, rpc};
 
-/// Each pending `exec/approve` and where its decision goes (`None`: no
-/// usable answer, which denies).
-type Waiters = HashMap<i64, oneshot::Sender<Option<Answer>>>;
+/// Each pending request and where its result goes (`None`: an error
+/// reply, which denies); each asker decodes its own result type.
+type Waiters = HashMap<i64, oneshot::Sender<Option<Box<RawValue>>>>;
 
 /// `exec/approve` requests of one connection waiting for an answer.
 pub const MAX_PENDING_ASKS: usize = 256;
@@ -78,39 +86,49 @@ impl ConnectionGate {
             return false;
         };
         // An error reply means no.
-        let answer = result.ok().and_then(|raw| {
-            serde_json::from_str::<ApproveResult>(raw.get())
-                .map_err(|err| debug!(%err, "malformed exec/approve answer; denying"))
-                .ok()
-        });
-        let _ = waiter.send(answer.map(|result| result.decision));
+        let _ = waiter.send(result.ok().map(|raw| raw.to_owned()));
         true
+    }
+
+    /// Send `method` with `params` to the client and wait for its result,
+    /// decoded as `T`; `None` for no usable answer (over the bound, an
+    /// error reply, a malformed result, the connection gone).
+    async fn request<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        params: impl serde::Serialize,
+    ) -> Option<T> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut waiting = self.waiting();
+            if waiting.len() >= MAX_PENDING_ASKS {
+                debug!(method, "too many requests to the client waiting; denying");
+                return None;
+            }
+            waiting.insert(id, tx);
+        }
+        let _entry = Waiting { gate: self, id };
+        let frame = json!({"id": id, "method": method, "params": params}).to_string();
+        if !self.outbox.send(frame).await {
+            return None;
+        }
+        // The connection closing, or no usable answer, both mean no.
+        let raw = tokio::select! {
+            answer = rx => answer.ok()??,
+            _ = self.outbox.closed() => return None,
+        };
+        serde_json::from_str::<T>(raw.get())
+            .map_err(|err| debug!(%err, method, "malformed answer; denying"))
+            .ok()
     }
 }
 
 #[async_trait]
 impl ExecGate for ConnectionGate {
     async fn ask(&self, request: ApproveParams) -> Option<Answer> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut waiting = self.waiting();
-            if waiting.len() >= MAX_PENDING_ASKS {
-                debug!(process = %request.process_id, "too many exec/approve requests waiting; denying");
-                return None;
-            }
-            waiting.insert(id, tx);
-        }
-        let _entry = Waiting { gate: self, id };
-        let frame = json!({"id": id, "method": APPROVE, "params": request}).to_string();
-        if !self.outbox.send(frame).await {
-            return None;
-        }
-        // The connection closing, or no usable answer, both mean no.
-        tokio::select! {
-            answer = rx => answer.ok()?,
-            _ = self.outbox.closed() => None,
-        }
+        let result: ApproveResult = self.request(APPROVE, request).await?;
+        Some(result.decision)
     }
 
     async fn report(&self, decision: DecisionParams) {
@@ -119,6 +137,36 @@ impl ExecGate for ConnectionGate {
         self.outbox
             .send(rpc::notification(DECISION, decision))
             .await;
+    }
+
+    async fn ask_network(
+        &self,
+        request: NetworkApproveParams,
+        dialect: NetworkDialect,
+    ) -> Option<NetworkApproveResult> {
+        match dialect {
+            NetworkDialect::Execd => self.request(network::APPROVE, request).await,
+            NetworkDialect::Codex => {
+                let result: cnet::PolicyRequestResult = self
+                    .request(cnet::POLICY_REQUEST, codex_network::request(&request))
+                    .await?;
+                Some(codex_network::answer(&result.decision))
+            }
+        }
+    }
+
+    async fn report_network(&self, decision: NetworkDecisionParams, dialect: NetworkDialect) {
+        let frame = match dialect {
+            NetworkDialect::Execd => rpc::notification(network::DECISION, &decision),
+            NetworkDialect::Codex => {
+                rpc::notification(cnet::POLICY_DECISION, codex_network::decision(&decision))
+            }
+        };
+        self.outbox.send(frame).await;
+    }
+
+    fn connection_ended(&self, summary: &ConnectionSummary) {
+        crate::audit::network_connection(&self.session, summary);
     }
 }
 

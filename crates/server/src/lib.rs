@@ -16,6 +16,7 @@
 pub mod access;
 pub mod audit;
 pub mod codex_limits;
+pub mod codex_network;
 pub mod connection;
 pub mod dispatch;
 pub mod events;

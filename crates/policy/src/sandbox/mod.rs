@@ -13,7 +13,9 @@
 //!   executing everything, writing only beneath the writable roots, and
 //!   writing (and terminal ioctls) to a few devices: [`ALLOWED_DEVICES`].
 //! - `network: false` (the default): a fresh network namespace whose only
-//!   interface is its own loopback, brought up.
+//!   interface is its own loopback, brought up; with a network policy the
+//!   child also makes the proxy's listening socket there and sends it to us
+//!   ([`PreparedSandbox::send_proxy_listener`], served by [`crate::network`]).
 //! - With Landlock ABI 6+, whenever a Landlock domain is created: signals
 //!   may only be sent to processes of the same sandbox.
 //! - No capabilities in the exec'd program: bounding and ambient sets emptied.
@@ -23,6 +25,7 @@
 //! syscalls: no allocation, no lock, no logging, no panic.
 
 use std::io;
+use std::os::fd::RawFd;
 use std::sync::OnceLock;
 
 pub use execd_protocol::sandbox::{SandboxFeatures, SandboxSpec};
@@ -60,6 +63,8 @@ pub enum SandboxError {
     RootsWithoutReadOnly(Vec<String>),
     #[error("sandbox feature unavailable: {0}")]
     Unsupported(String),
+    #[error("networkPolicy needs sandbox.network false: the proxy is the tree's only way out of a network namespace of its own")]
+    PolicyNeedsOwnNetwork,
     #[error("cannot build the Landlock ruleset ({what}): {source}")]
     Landlock { what: String, source: io::Error },
 }
@@ -112,6 +117,9 @@ pub fn features() -> SandboxFeatures {
 pub struct PreparedSandbox {
     ruleset: Option<LandlockRuleset>,
     new_network_namespace: bool,
+    /// Where the child sends the network proxy's listening socket, made in
+    /// its new namespace (a network policy).
+    proxy_socket: Option<RawFd>,
 }
 
 impl PreparedSandbox {
@@ -156,7 +164,22 @@ impl PreparedSandbox {
         Ok(PreparedSandbox {
             ruleset,
             new_network_namespace: !spec.network,
+            proxy_socket: None,
         })
+    }
+
+    /// Have the child, once in its new network namespace, make the network
+    /// proxy's listening socket there (`127.0.0.1:`[`PROXY_PORT`]) and send
+    /// it over `socket` (a connected unix socket the caller keeps open until
+    /// the spawn returned). Fails when the spec keeps the host's network.
+    ///
+    /// [`PROXY_PORT`]: execd_protocol::network::PROXY_PORT
+    pub fn send_proxy_listener(&mut self, socket: RawFd) -> Result<(), SandboxError> {
+        if !self.new_network_namespace {
+            return Err(SandboxError::PolicyNeedsOwnNetwork);
+        }
+        self.proxy_socket = Some(socket);
+        Ok(())
     }
 
     /// Enter the sandbox: `no_new_privs`, a new network namespace (when the
@@ -177,6 +200,9 @@ impl PreparedSandbox {
             }
             if self.new_network_namespace {
                 netns::enter_new_network_namespace()?;
+                if let Some(socket) = self.proxy_socket {
+                    netns::listen_and_send(socket)?;
+                }
             }
             if let Some(ruleset) = &self.ruleset {
                 ruleset.restrict_self()?;

@@ -91,3 +91,37 @@ pub(super) unsafe fn enter_new_network_namespace() -> io::Result<()> {
         result
     }
 }
+
+/// Make the network proxy's listening socket (`127.0.0.1:PROXY_PORT`, TCP)
+/// in the current (new) namespace and send it over `socket`; our copy is
+/// closed. The namespace is new, so the port is free.
+///
+/// # Safety
+/// Raw syscalls only, no allocation: callable between `fork` and `exec`.
+pub(super) unsafe fn listen_and_send(socket: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain syscalls on values we own; `sockaddr_in` is plain old data.
+    unsafe {
+        let listener = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if listener < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut address: libc::sockaddr_in = std::mem::zeroed();
+        address.sin_family = libc::AF_INET as libc::sa_family_t;
+        address.sin_port = execd_protocol::network::PROXY_PORT.to_be();
+        address.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+        let mut result = Ok(());
+        if libc::bind(
+            listener,
+            (&address as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        ) != 0
+            || libc::listen(listener, 128) != 0
+        {
+            result = Err(io::Error::last_os_error());
+        } else if let Err(err) = crate::fdpass::send_fd(socket, listener) {
+            result = Err(err);
+        }
+        libc::close(listener);
+        result
+    }
+}

@@ -11,9 +11,12 @@
 //!   `fs/walk`, `fs/watchMissing` and `fs/missingChanged`.
 //! - [`permissions`]: codex's `sandbox` (a permission profile).
 //! - [`http`]: `http/request` and `http/request/bodyDelta`.
+//! - [`network`]: `networkProxy`, `network/policyRequest` and
+//!   `network/policyDecision` (the managed network proxy).
 
 pub mod fs;
 pub mod http;
+pub mod network;
 pub mod permissions;
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +54,11 @@ pub struct StartExtras {
     #[serde(default)]
     #[schemars(extend("x-execd-extension" = true))]
     pub managed_network: Option<Value>,
+    /// A proxy for this tree to launch (with `enforceManagedNetwork`):
+    /// served as execd's network policy.
+    #[serde(default)]
+    #[schemars(extend("x-execd-extension" = true))]
+    pub network_proxy: Option<network::NetworkProxyLaunch>,
 }
 
 /// `sandboxType` in the `process/start` result of this dialect.

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::codex_network;
 use crate::methods::{ok, RpcResult};
 use crate::rpc::parse_params;
 
@@ -135,7 +136,8 @@ pub struct StartDialect {
 
 /// Decode a `process/start` of either generation into execd's params:
 /// `cwd` as a native path, codex's `sandbox` mapped onto execd's,
-/// `enforceManagedNetwork` refused (execd has no managed proxy), and `env`
+/// `networkProxy` served as a network policy (other `enforceManagedNetwork`
+/// forms refused), and `env`
 /// replaced by the environment `envPolicy` builds (when sent).
 pub fn start_params(raw: &RawValue) -> Result<(StartParams, StartDialect), RpcError> {
     let method = pp::START;
@@ -156,14 +158,35 @@ pub fn start_params(raw: &RawValue) -> Result<(StartParams, StartDialect), RpcEr
         }
     }
     let mut start: StartParams = reparse(method, &params)?;
-    if extras.enforce_managed_network {
-        return Err(invalid(
-            method,
-            codex_sandbox::CodexSandboxError::ManagedNetwork,
-        ));
+    match (&extras.network_proxy, &extras.managed_network) {
+        (Some(launch), None) => {
+            let policy = codex_network::policy(launch).map_err(|err| invalid(method, err))?;
+            start.network_policy = Some(policy);
+        }
+        // Facts about a proxy the client runs elsewhere, or enforcement
+        // with nothing to enforce it by: execd cannot route to either.
+        _ if extras.enforce_managed_network || extras.network_proxy.is_some() => {
+            return Err(invalid(
+                method,
+                codex_sandbox::CodexSandboxError::ManagedNetwork,
+            ));
+        }
+        _ => {}
     }
     if let Some(value) = codex_sandbox_value {
         start.sandbox = codex_sandbox(method, value, Path::new(&start.cwd))?;
+    }
+    if extras.network_proxy.is_some() {
+        // The proxy is the tree's only way out: its own network namespace,
+        // whatever the profile said of the network; the filesystem stays
+        // as the profile had it (unconfined without one).
+        let mut sandbox = start.sandbox.take().unwrap_or(SandboxSpec {
+            writable_roots: Vec::new(),
+            network: false,
+            read_only: false,
+        });
+        sandbox.network = false;
+        start.sandbox = Some(sandbox);
     }
     start.env = env_policy::child_env(extras.env_policy.as_ref(), &start.env);
     let sandboxed = start.sandbox.is_some();

@@ -71,6 +71,9 @@ pub fn info() -> EnvironmentInfo {
         capabilities: EnvironmentCapabilities {
             fs_watch_missing: true,
             environment_config_read: true,
+            // `networkProxy` is served where a tree can get a network
+            // namespace of its own for the proxy to be its only way out.
+            network_proxy_launch: execd_policy::sandbox::features().network_namespace,
             ..EnvironmentCapabilities::default()
         },
     }
