@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the execd protocol (WebSocket on loopback by default, or stdio).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run a command on an execd server, like `ssh host cmd`: the words are
     /// run by the remote account's shell (`--exec`: as argv), its output
     /// comes here, local stdin goes to it, and its exit code (128+N for
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
     };
     match command {
         Command::Serve(args) => {
-            let result = runtime.block_on(serve::run(args));
+            let result = runtime.block_on(serve::run(*args));
             // Whatever a blocking task may still be doing, exit now.
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             report("execd", result)
