@@ -28,7 +28,8 @@ fn bench_runs_with_tiny_sizes_and_reports_every_row() {
         "| spawn /bin/true → closed |",
         "| PTY echo, 1 byte |",
         "| stream 1 MiB",
-        "fan-out: 10 processes",
+        "| fan-out: 10 × `sh -c printf` at once",
+        "first replayed byte",
         "server RSS with 10 idle processes",
     ] {
         assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
