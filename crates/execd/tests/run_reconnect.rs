@@ -38,16 +38,17 @@ async fn output_through_cuts_is_the_same_as_without() {
         cut.stdout.len(),
         plain.stdout.len()
     );
-    assert_eq!(
-        stderr
-            .matches("execd run: connection lost; reconnecting…")
-            .count(),
-        5,
-        "{stderr}"
-    );
+    // Each outage is told, and each is followed by its recovery. A cut
+    // right after a resume can land before the notice has seen the link
+    // come back (the link state is a watch of the latest value), so two
+    // cuts may read as one outage.
+    let lost = stderr
+        .matches("execd run: connection lost; reconnecting…")
+        .count();
+    assert!((1..=5).contains(&lost), "{stderr}");
     assert_eq!(
         stderr.matches("execd run: reconnected").count(),
-        5,
+        lost,
         "{stderr}"
     );
 }
