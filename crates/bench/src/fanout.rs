@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use execd_environment::Environment;
 use tokio::task::JoinSet;
 
+use crate::process::drain;
 use crate::process::{params, ENV};
-use crate::remote::drain;
 use crate::report::Report;
 use crate::stats::summarize;
 use crate::{io_error, BenchConfig, BenchError};

@@ -9,6 +9,7 @@ use execd_environment::EventReceiver;
 use execd_protocol::event::EventKind;
 use execd_protocol::process::StartParams;
 
+use crate::stream::all_zero;
 use crate::BenchError;
 
 /// Longest any single wait may take before the run is declared broken.
@@ -38,5 +39,41 @@ pub(crate) async fn next_output(events: &mut EventReceiver) -> Result<Bytes, Ben
     match event.kind {
         EventKind::Output { chunk, .. } => Ok(chunk),
         other => Err(BenchError::Check(format!("process ended early: {other:?}"))),
+    }
+}
+
+/// Output bytes of a process until it closed, with its exit code.
+pub(crate) struct Drained {
+    pub output: Vec<u8>,
+    pub bytes: u64,
+    pub exit_code: Option<i32>,
+}
+
+/// Drain a process's events until `Closed`. With `keep`, the output is kept.
+pub(crate) async fn drain(events: &mut EventReceiver, keep: bool) -> Result<Drained, BenchError> {
+    let mut drained = Drained {
+        output: Vec::new(),
+        bytes: 0,
+        exit_code: None,
+    };
+    loop {
+        let event = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .map_err(|_| BenchError::Check("a process did not close in time".into()))?
+            .ok_or_else(|| BenchError::Check("event channel ended before closed".into()))??;
+        match event.kind {
+            EventKind::Output { chunk, .. } => {
+                drained.bytes += chunk.len() as u64;
+                if keep {
+                    drained.output.extend_from_slice(&chunk);
+                } else if !all_zero(&chunk) {
+                    return Err(BenchError::Check(
+                        "streamed data is not all zero bytes".into(),
+                    ));
+                }
+            }
+            EventKind::Exited(exit) => drained.exit_code = Some(exit.code),
+            EventKind::Closed => return Ok(drained),
+        }
     }
 }

@@ -5,50 +5,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use execd_client::{ConnectOptions, ExecServerClient, RemoteEnvironment};
-use execd_environment::{Environment, EventReceiver};
-use execd_protocol::event::EventKind;
+use execd_environment::Environment;
 
-use crate::process::{params, WAIT};
+use crate::process::{drain, params};
 use crate::report::{binary_stream_row, stream_row, Report};
 use crate::stats::summarize;
-use crate::stream::{all_zero, median_rate};
+use crate::stream::median_rate;
 use crate::{BenchConfig, BenchError};
-
-/// Output bytes of a process until it closed, with its exit code.
-pub(crate) struct Drained {
-    pub output: Vec<u8>,
-    pub bytes: u64,
-    pub exit_code: Option<i32>,
-}
-
-/// Drain a process's events until `Closed`. With `keep`, the output is kept.
-pub(crate) async fn drain(events: &mut EventReceiver, keep: bool) -> Result<Drained, BenchError> {
-    let mut drained = Drained {
-        output: Vec::new(),
-        bytes: 0,
-        exit_code: None,
-    };
-    loop {
-        let event = tokio::time::timeout(WAIT, events.recv())
-            .await
-            .map_err(|_| BenchError::Check("a process did not close in time".into()))?
-            .ok_or_else(|| BenchError::Check("event channel ended before closed".into()))??;
-        match event.kind {
-            EventKind::Output { chunk, .. } => {
-                drained.bytes += chunk.len() as u64;
-                if keep {
-                    drained.output.extend_from_slice(&chunk);
-                } else if !all_zero(&chunk) {
-                    return Err(BenchError::Check(
-                        "streamed data is not all zero bytes".into(),
-                    ));
-                }
-            }
-            EventKind::Exited(exit) => drained.exit_code = Some(exit.code),
-            EventKind::Closed => return Ok(drained),
-        }
-    }
-}
 
 /// Resident set size of a process, in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {

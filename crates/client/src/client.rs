@@ -278,7 +278,7 @@ impl ExecServerClient {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub(crate) fn transfers(&self) -> &crate::transfers::ClientTransfers {
+    pub(crate) fn transfers(&self) -> &crate::transfer_routes::ClientTransfers {
         &self.inner.shared.transfers
     }
 

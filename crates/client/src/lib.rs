@@ -12,7 +12,8 @@
 //! - [`remote`]: the environment traits over a client.
 //! - [`manager`]: `EnvironmentManager`: local, or remote when `EXECD_URL` is
 //!   set, plus named environments ([`environments_file`]: the shared file).
-//! - `transfers`: `fs/upload` / `fs/download` streams (binary pieces, windowed).
+//! - `transfers`: `fs/upload` / `fs/download` streams (binary pieces, windowed);
+//!   `transfer_routes`: their table, fed by the reading task.
 //! - [`manager`]: `EnvironmentManager`: local, or remote when `EXECD_URL` is set.
 //! - [`websocket`]: opening the WebSocket: token, TLS, refusals.
 //! - [`error`]: the `ClientError` type.
@@ -36,6 +37,7 @@ pub mod manager;
 pub mod remote;
 mod resume;
 mod state;
+mod transfer_routes;
 mod transfers;
 mod watch_routes;
 pub mod websocket;

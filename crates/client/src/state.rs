@@ -65,7 +65,7 @@ pub(crate) struct Shared {
     pub(crate) watches: WatchRoutes,
     pub(crate) state: watch::Sender<LinkState>,
     /// `fs/upload` / `fs/download` streams.
-    pub(crate) transfers: crate::transfers::ClientTransfers,
+    pub(crate) transfers: crate::transfer_routes::ClientTransfers,
 }
 
 impl Shared {

@@ -1,126 +1,28 @@
-//! The client's side of `fs/upload` / `fs/download` streams: a table by
-//! `streamId` that the reading task feeds (download pieces, the server's
-//! `fs/transferAck` and `fs/transferEnd`), and the [`RemoteSink`] and
-//! [`RemoteSource`] that `RemoteEnvironment::open_write`/`open_read` hand
-//! out. An upload sends at most `window` pieces past the last the server
+//! The client's side of `fs/upload` / `fs/download` streams: the
+//! [`RemoteSink`] and [`RemoteSource`] that
+//! `RemoteEnvironment::open_write`/`open_read` hand out (their table of
+//! open streams is `transfer_routes`). An upload sends at most `window` pieces past the last the server
 //! acknowledged (credits in a semaphore, closed when the stream fails); a
 //! download acknowledges each piece as it is taken. Streams do not survive
 //! a lost connection: a resume or the end of the session fails them.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use execd_environment::{ByteSink, ByteSource, EnvError};
-use execd_protocol::binary::{encode_piece, PieceFrame};
+use execd_protocol::binary::encode_piece;
 use execd_protocol::transfer::{
-    self as tp, TransferAck, TransferCancel, TransferEnd, UploadFinishParams, UploadFinished,
+    self as tp, TransferAck, TransferCancel, UploadFinishParams, UploadFinished,
 };
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::client::ExecServerClient;
+use crate::transfer_routes::{lock, DownloadEvent};
 
 /// How long the server may take to put a finished upload in place.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// What a download's reader is handed.
-pub(crate) enum DownloadEvent {
-    Piece { seq: u64, data: Bytes },
-    End(TransferEnd),
-    Lost(String),
-}
-
-struct Upload {
-    credits: Arc<Semaphore>,
-    failure: Arc<Mutex<Option<String>>>,
-    acked: u64,
-}
-
-enum Entry {
-    Upload(Upload),
-    Download(mpsc::UnboundedSender<DownloadEvent>),
-}
-
-/// The open streams of one client.
-#[derive(Default)]
-pub(crate) struct ClientTransfers {
-    streams: Mutex<HashMap<u32, Entry>>,
-    next_id: AtomicU32,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl ClientTransfers {
-    fn new_id(&self) -> u32 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    fn remove(&self, id: u32) {
-        lock(&self.streams).remove(&id);
-    }
-
-    /// A download piece from the reading task.
-    pub(crate) fn piece(&self, piece: PieceFrame) {
-        if let Some(Entry::Download(tx)) = lock(&self.streams).get(&piece.stream_id) {
-            let _ = tx.send(DownloadEvent::Piece {
-                seq: piece.seq,
-                data: piece.data,
-            });
-        }
-    }
-
-    /// The server wrote upload pieces up to `ack.seq`.
-    pub(crate) fn ack(&self, ack: TransferAck) {
-        if let Some(Entry::Upload(upload)) = lock(&self.streams).get_mut(&ack.stream_id) {
-            let done = ack.seq.saturating_add(1);
-            if done > upload.acked {
-                let more = usize::try_from(done - upload.acked).unwrap_or(usize::MAX);
-                upload.acked = done;
-                upload
-                    .credits
-                    .add_permits(more.min(Semaphore::MAX_PERMITS / 2));
-            }
-        }
-    }
-
-    /// A download is over, or an upload failed.
-    pub(crate) fn end(&self, end: TransferEnd) {
-        match lock(&self.streams).get(&end.stream_id) {
-            Some(Entry::Download(tx)) => {
-                let _ = tx.send(DownloadEvent::End(end));
-            }
-            Some(Entry::Upload(upload)) => {
-                let message = end
-                    .error
-                    .unwrap_or_else(|| "the server ended the upload".into());
-                *lock(&upload.failure) = Some(message);
-                upload.credits.close();
-            }
-            None => {}
-        }
-    }
-
-    /// The connection was lost or the session ended: every stream fails.
-    pub(crate) fn fail_all(&self, reason: &str) {
-        let message = format!("the connection was lost during the transfer: {reason}");
-        for (_, entry) in lock(&self.streams).drain() {
-            match entry {
-                Entry::Download(tx) => {
-                    let _ = tx.send(DownloadEvent::Lost(message.clone()));
-                }
-                Entry::Upload(upload) => {
-                    *lock(&upload.failure) = Some(message.clone());
-                    upload.credits.close();
-                }
-            }
-        }
-    }
-}
 
 /// Tell the server a stream is abandoned (from a drop: in a task).
 fn cancel_later(client: &ExecServerClient, id: u32) {
@@ -143,17 +45,9 @@ pub(crate) async fn open_upload(
     preserve: bool,
 ) -> Result<Box<dyn ByteSink>, EnvError> {
     let transfers = client.transfers();
-    let id = transfers.new_id();
     let credits = Arc::new(Semaphore::new(0));
     let failure = Arc::new(Mutex::new(None));
-    lock(&transfers.streams).insert(
-        id,
-        Entry::Upload(Upload {
-            credits: credits.clone(),
-            failure: failure.clone(),
-            acked: 0,
-        }),
-    );
+    let id = transfers.add_upload(credits.clone(), failure.clone());
     let params = tp::UploadParams {
         stream_id: id,
         path: path.to_string(),
@@ -248,9 +142,8 @@ pub(crate) async fn open_download(
     format: tp::TransferFormat,
 ) -> Result<Box<dyn ByteSource>, EnvError> {
     let transfers = client.transfers();
-    let id = transfers.new_id();
     let (tx, rx) = mpsc::unbounded_channel();
-    lock(&transfers.streams).insert(id, Entry::Download(tx));
+    let id = transfers.add_download(tx);
     let params = tp::DownloadParams {
         stream_id: id,
         path: path.to_string(),
