@@ -5,8 +5,9 @@
 id, routes process notifications to one
 :class:`~execd.channel.EventChannel` per process (registered before its
 ``process/start`` is sent, so early output is kept), answers the server's
-``exec/approve`` requests through the approval callback and passes
-``exec/decision`` notifications on.
+``exec/approve`` and ``network/approve`` requests through the approval
+callbacks, passes ``exec/decision`` and ``network/decision`` notifications
+on, and queues each ``fs/changed`` batch for its watch.
 
 A connection lost without a close frame (a reset, EOF, or nothing heard for
 the keepalive timeout) does not end the session: with a
@@ -25,7 +26,6 @@ every waiting call and open channel fails with
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import time
@@ -36,7 +36,8 @@ from typing import Any, Literal, Union, cast
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from . import _decode, _socket, _token
+from . import _decode, _socket, _token, network
+from ._dispatch import Dispatch
 from ._wire import decode_binary_output
 from .channel import EventChannel
 from .errors import (
@@ -107,7 +108,7 @@ class _Gone(Exception):
         self.error = error
 
 
-class Connection:
+class Connection(Dispatch):
     """A session with an execd server; open it with :meth:`open`."""
 
     def __init__(
@@ -125,6 +126,8 @@ class Connection:
         binary_output: bool = True,
         client_name: str = "execd-python",
         ca_file: str | None = None,
+        on_network_approve: network.NetworkApprovalCallback | None = None,
+        on_network_decision: network.NetworkDecisionCallback | None = None,
     ) -> None:
         self.target = target
         """The URL connected to."""
@@ -134,6 +137,10 @@ class Connection:
         """Decides ``exec/approve`` requests; without one they are refused (deny)."""
         self.on_decision = on_decision
         """Receives ``exec/decision`` notifications."""
+        self.on_network_approve = on_network_approve
+        """Decides ``network/approve`` requests; without one they are refused (deny)."""
+        self.on_network_decision = on_network_decision
+        """Receives ``network/decision`` notifications."""
         self.on_frame = on_frame
         """Sees every frame sent and received."""
         self.reconnect = reconnect
@@ -156,6 +163,7 @@ class Connection:
         self._next_id = 1
         self._pending: dict[int, _Call] = {}
         self._channels: dict[str, EventChannel] = {}
+        self._watches: dict[str, asyncio.Queue[dict[str, Any] | ConnectionLostError]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_lock = asyncio.Lock()
         self._settled = asyncio.Event()
@@ -180,6 +188,8 @@ class Connection:
         reconnect: ReconnectPolicy | None = None,
         keepalive: Keepalive | None = None,
         ca_file: str | None = None,
+        on_network_approve: network.NetworkApprovalCallback | None = None,
+        on_network_decision: network.NetworkDecisionCallback | None = None,
     ) -> Connection:
         """Connect to ``url`` (``ws://`` or ``wss://``; ``ca_file`` for a private CA) and do the handshake."""
         try:
@@ -200,6 +210,8 @@ class Connection:
             binary_output=binary_output,
             client_name=client_name,
             ca_file=ca_file,
+            on_network_approve=on_network_approve,
+            on_network_decision=on_network_decision,
         )
         try:
             result = await connection.call(
@@ -307,6 +319,19 @@ class Connection:
         """Stop following a process (its start failed, or it closed)."""
         self._channels.pop(process_id, None)
 
+    def subscribe_watch(self, watch_id: str) -> asyncio.Queue[dict[str, Any] | ConnectionLostError]:
+        """The queue of a watch about to be set: each ``fs/changed``'s params,
+        then the error that ended the session, if it ends."""
+        if self._ended is not None:
+            raise self._ended
+        queue: asyncio.Queue[dict[str, Any] | ConnectionLostError] = asyncio.Queue()
+        self._watches[watch_id] = queue
+        return queue
+
+    def unsubscribe_watch(self, watch_id: str) -> None:
+        """Stop queueing a watch's batches."""
+        self._watches.pop(watch_id, None)
+
     def ack(self, process_id: str, seq: int) -> None:
         """Tell the server (in the background) that every event of the
         process up to ``seq`` was consumed (``process/ack``, flow control)."""
@@ -348,6 +373,8 @@ class Connection:
         self._pending.clear()
         for channel in self._channels.values():
             channel.fail(error)
+        for queue in self._watches.values():
+            queue.put_nowait(error)
 
     # The session's life: read, and resume after a loss.
 
@@ -554,39 +581,6 @@ class Connection:
             call.answer.exception()
         else:
             call.answer.set_result(message.get("result"))
-
-    async def _notification(self, method: str, params: dict[str, Any]) -> None:
-        if method == "exec/decision":
-            if self.on_decision is not None:
-                decision = _decode.decision(params)
-                if decision is not None:
-                    result = self.on_decision(decision)
-                    if inspect.isawaitable(result):
-                        await result
-            return
-        if not method.startswith("process/"):
-            return
-        process_id = params.get("processId")
-        channel = self._channels.get(process_id) if isinstance(process_id, str) else None
-        if channel is None:
-            return
-        try:
-            event = _decode.process_event(method, params)
-        except ProtocolError as err:
-            channel.fail(err)
-            return
-        if event is not None:
-            channel.deliver(event)
-
-    async def _answer_request(self, request_id: Any, method: str, params: dict[str, Any]) -> None:
-        if method == "exec/approve" and self.on_approve is not None:
-            reply = await _decode.approval_reply(self.on_approve, request_id, params)
-        else:
-            reply = {"id": request_id, "error": {"code": -32601, "message": f"client does not handle {method!r}"}}
-        try:
-            await self._send_text(json.dumps(reply, separators=(",", ":")))
-        except ConnectionLostError:
-            pass
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

@@ -1,5 +1,7 @@
-"""The server's filesystem: the ``fs/*`` methods with bytes in and out.
-Every path is absolute; a missing path raises :class:`~execd.NotFoundError`.
+"""The server's filesystem: the ``fs/*`` methods with bytes in and out,
+renames, paged tree walks (:mod:`execd.walk`) and change watches
+(:mod:`execd.watch`). Every path is absolute; a missing path raises
+:class:`~execd.NotFoundError`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from ._wire import decode_b64, encode_b64
 from .connection import Connection
 from .errors import NotFoundError, ProtocolError
 from .types import DirectoryEntry, Metadata
+from .walk import Walk
+from .watch import FsWatch
 
 __all__ = ["FileSystem"]
 
@@ -97,3 +101,55 @@ class FileSystem:
         except NotFoundError:
             return False
         return True
+
+    async def rename(self, source: str, destination: str) -> None:
+        """Move ``source`` to ``destination`` with one atomic ``rename(2)``
+        (``fs/rename``), replacing a destination file or empty directory.
+        Across filesystems it fails (:class:`~execd.FailedError`, EXDEV)."""
+        await self._call("fs/rename", {"sourcePath": source, "destinationPath": destination})
+
+    def walk(
+        self,
+        path: str,
+        *,
+        metadata: bool = False,
+        include_symlinks: bool = False,
+        include_other: bool = False,
+        page_size: int = 1000,
+        max_depth: int = 64,
+        max_entries: int = 100_000,
+        max_directories: int = 10_000,
+        follow_directory_symlinks: bool = False,
+    ) -> Walk:
+        """Every entry below ``path``, breadth first, by name (``fs/walk``),
+        fetched ``page_size`` at a time: ``async for entry in env.fs.walk(p)``.
+
+        ``metadata`` adds each entry's size, mode and modification time (of
+        a symlink itself); ``include_symlinks`` lists symlinks (not followed)
+        and ``include_other`` fifos, sockets and devices. The ``max_*``
+        bounds stop the walk (:attr:`Walk.truncated`); the server cuts them
+        to its own limits. A page lists each entry once if the tree does not
+        change while the walk goes on.
+        """
+        params: dict[str, Any] = {
+            "path": path,
+            "options": {
+                "maxDepth": max_depth,
+                "maxDirectories": max_directories,
+                "maxEntries": max_entries,
+                "followDirectorySymlinks": follow_directory_symlinks,
+            },
+            "limit": page_size,
+        }
+        for name, wanted in (("metadata", metadata), ("includeSymlinks", include_symlinks), ("includeOther", include_other)):
+            if wanted:
+                params[name] = True
+        return Walk(self._connection, params)
+
+    def watch(self, path: str, *, recursive: bool = False) -> FsWatch:
+        """Changes under ``path`` as batches (``fs/watch``):
+        ``async with env.fs.watch(p, recursive=True) as w: async for batch in w``.
+        Leaving the block sends ``fs/unwatch``. Batches are queued until
+        taken; the server coalesces and, past its bound, reports ``overflow``.
+        """
+        return FsWatch(self._connection, path, recursive)
