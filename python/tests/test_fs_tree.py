@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import execd
+import execd.sync
 from conftest import Server, run_async
 
 
@@ -114,3 +115,15 @@ def test_a_paged_walk_lists_what_lstat_sees(server: Server, tmp_path: Path) -> N
             assert len(await env.fs.walk(str(tmp_path / "e")).collect()) == 2
 
     run_async(body())
+
+
+def test_rename_and_walk_blocking(server: Server, tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_bytes(b"12345")
+    with execd.sync.connect(server.url, token=server.token) as env:
+        env.fs.rename(f"{tmp_path}/d/f", f"{tmp_path}/d/g")
+        entries = env.fs.walk(str(tmp_path), metadata=True, page_size=1)
+        assert [(e.path, e.kind, e.size) for e in entries] == [
+            (f"{tmp_path}/d", "directory", (tmp_path / "d").lstat().st_size),
+            (f"{tmp_path}/d/g", "file", 5),
+        ]
