@@ -1,6 +1,8 @@
 """What the server sends unasked, routed: process notifications to each
 process's :class:`~execd.channel.EventChannel`, ``fs/changed`` batches to
-their watch's queue, ``exec/decision`` and ``network/decision`` to the
+their watch's queue, transfer pieces (binary frames of kind 2),
+``fs/transferAck`` and ``fs/transferEnd`` to their stream's queue,
+``exec/decision`` and ``network/decision`` to the
 decision callbacks, and ``exec/approve`` and ``network/approve`` requests
 answered through the approval callbacks (refused without one). A mixin of
 :class:`~execd.connection.Connection`, which holds the state it routes to.
@@ -12,16 +14,21 @@ import asyncio
 import inspect
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Union, cast
 
 from websockets.asyncio.client import ClientConnection
 
 from . import _decode, network
+from ._wire import KIND_PIECE, decode_binary_output, decode_piece
 from .channel import EventChannel
-from .errors import ConnectionLostError, ProtocolError
-from .types import Answer, ApprovalRequest, ExecDecision
+from .errors import ConnectionLostError, ExecdError, ProtocolError
+from .types import Answer, ApprovalRequest, ExecDecision, Output
 
-__all__ = ["Dispatch"]
+__all__ = ["Dispatch", "StreamItem"]
+
+StreamItem = Union[tuple[str, int, Any], ExecdError]
+"""What a transfer stream's queue holds: ``("piece", seq, bytes)``,
+``("ack", seq, None)``, ``("end", 0, params)``, or the error that ended it."""
 
 
 class Dispatch:
@@ -33,15 +40,71 @@ class Dispatch:
     on_network_decision: network.NetworkDecisionCallback | None
     _channels: dict[str, EventChannel]
     _watches: dict[str, asyncio.Queue[dict[str, Any] | ConnectionLostError]]
+    _streams: dict[int, asyncio.Queue[StreamItem]]
+    _next_stream: int
+    _ended: ConnectionLostError | None
 
-    async def _send_text(self, text: str, socket: ClientConnection | None = None) -> None:
+    async def _send_text(self, text: str | bytes, socket: ClientConnection | None = None) -> None:
         raise NotImplementedError
+
+    # Transfer streams.
+
+    def open_stream(self) -> tuple[int, asyncio.Queue[StreamItem]]:
+        """A fresh ``streamId`` and the queue its pieces, acks and end arrive on."""
+        if self._ended is not None:
+            raise self._ended
+        while self._next_stream in self._streams or self._next_stream == 0:
+            self._next_stream = (self._next_stream + 1) & 0xFFFFFFFF
+        stream_id = self._next_stream
+        self._next_stream = (self._next_stream + 1) & 0xFFFFFFFF
+        queue: asyncio.Queue[StreamItem] = asyncio.Queue()
+        self._streams[stream_id] = queue
+        return stream_id, queue
+
+    def close_stream(self, stream_id: int) -> None:
+        """Forget a stream (it ended, or its transfer gave up)."""
+        self._streams.pop(stream_id, None)
+
+    async def send_binary(self, frame: bytes) -> None:
+        """Send a binary frame (a transfer piece)."""
+        await self._send_text(frame)
+
+    def _fail_streams(self, error: ExecdError) -> None:
+        for queue in self._streams.values():
+            queue.put_nowait(error)
+        self._streams.clear()
+
+    def _binary(self, frame: bytes) -> None:
+        if frame[:1] == bytes([KIND_PIECE]):
+            try:
+                stream_id, seq, data = decode_piece(frame)
+            except ProtocolError:
+                return
+            queue = self._streams.get(stream_id)
+            if queue is not None:
+                queue.put_nowait(("piece", seq, data))
+            return
+        try:
+            output = decode_binary_output(frame)
+        except ProtocolError:
+            return
+        channel = self._channels.get(output.process_id)
+        if channel is not None:
+            channel.deliver(Output(output.seq, cast(Any, output.stream), output.data))
 
     async def _notification(self, method: str, params: dict[str, Any]) -> None:
         if method == "fs/changed":
             queue = self._watches.get(params.get("watchId"))  # type: ignore[arg-type]
             if queue is not None:
                 queue.put_nowait(params)
+            return
+        if method in ("fs/transferAck", "fs/transferEnd"):
+            stream = self._streams.get(params.get("streamId"))  # type: ignore[arg-type]
+            seq = params.get("seq")
+            if stream is not None and method == "fs/transferEnd":
+                stream.put_nowait(("end", 0, params))
+            elif stream is not None and isinstance(seq, int):
+                stream.put_nowait(("ack", seq, None))
             return
         report: Any = None
         if method == "exec/decision" and self.on_decision is not None:

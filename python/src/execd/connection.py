@@ -31,14 +31,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Union, cast
+from typing import Any, Literal, Union
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from . import _decode, _socket, _token, network
-from ._dispatch import Dispatch
-from ._wire import decode_binary_output
+from ._dispatch import Dispatch, StreamItem
 from .channel import EventChannel
 from .errors import (
     CallInterruptedError,
@@ -55,7 +54,7 @@ from .errors import (
     server_error,
 )
 from .options import Keepalive, ReconnectPolicy, resend_safe
-from .types import Answer, ApprovalRequest, ExecDecision, Output, ServerInfo
+from .types import Answer, ApprovalRequest, ExecDecision, ServerInfo
 
 __all__ = [
     "Connection",
@@ -164,6 +163,8 @@ class Connection(Dispatch):
         self._pending: dict[int, _Call] = {}
         self._channels: dict[str, EventChannel] = {}
         self._watches: dict[str, asyncio.Queue[dict[str, Any] | ConnectionLostError]] = {}
+        self._streams: dict[int, asyncio.Queue[StreamItem]] = {}
+        self._next_stream = 1
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_lock = asyncio.Lock()
         self._settled = asyncio.Event()
@@ -289,7 +290,7 @@ class Connection(Dispatch):
             if self.closed_reason is not None:
                 raise
 
-    async def _send_text(self, text: str, socket: ClientConnection | None = None) -> None:
+    async def _send_text(self, text: str | bytes, socket: ClientConnection | None = None) -> None:
         if self._ended is not None:
             raise self._ended
         socket = socket or self._socket
@@ -375,6 +376,7 @@ class Connection(Dispatch):
             channel.fail(error)
         for queue in self._watches.values():
             queue.put_nowait(error)
+        self._fail_streams(error)
 
     # The session's life: read, and resume after a loss.
 
@@ -427,6 +429,7 @@ class Connection(Dispatch):
                 call.answer.exception()
         self.state = "connected"
         self._settled.set()
+        self._fail_streams(CallInterruptedError("file transfer"))  # Streams die with their connection.
         for call in again:
             if not call.answer.done():
                 await self._transmit(call)
@@ -537,16 +540,6 @@ class Connection(Dispatch):
             return _Ended(False, f"reading from the server failed: {err!r}")
         finally:
             pinger.stop()
-
-    def _binary(self, frame: bytes) -> None:
-        try:
-            output = decode_binary_output(frame)
-        except ProtocolError:
-            return
-        channel = self._channels.get(output.process_id)
-        if channel is not None:
-            stream = cast("Any", output.stream)
-            channel.deliver(Output(output.seq, stream, output.data))
 
     async def _text(self, frame: str) -> None:
         try:
