@@ -46,7 +46,8 @@ def test_create_modify_rename_remove_and_unwatch(server: Server, tmp_path: Path)
                 await until(watch, lambda c: (c.kind, c.path) == ("modified", f"{root}/f"))
                 os.rename(tmp_path / "f", tmp_path / "g")
                 moved = await until(watch, lambda c: c.kind == "renamed")
-                assert (moved[-1].from_path, moved[-1].to_path, moved[-1].path) == (f"{root}/f", f"{root}/g", f"{root}/g")
+                renamed = moved[-1]
+                assert (renamed.from_path, renamed.to_path, renamed.path) == (f"{root}/f", f"{root}/g", f"{root}/g")
                 # A directory created inside is watched too; a write into it is seen.
                 await env.fs.create_directory(f"{root}/sub")
                 await until(watch, lambda c: (c.kind, c.path) == ("created", f"{root}/sub"))

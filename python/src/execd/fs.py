@@ -173,9 +173,8 @@ class FileSystem:
             },
             "limit": page_size,
         }
-        for name, wanted in (("metadata", metadata), ("includeSymlinks", include_symlinks), ("includeOther", include_other)):
-            if wanted:
-                params[name] = True
+        extensions = {"metadata": metadata, "includeSymlinks": include_symlinks, "includeOther": include_other}
+        params.update({name: True for name, wanted in extensions.items() if wanted})
         return Walk(self._connection, params)
 
     def watch(self, path: str, *, recursive: bool = False) -> FsWatch:

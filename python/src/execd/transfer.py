@@ -98,7 +98,9 @@ async def upload(
         connection.close_stream(stream_id)
 
 
-async def download(connection: Connection, path: str, *, format: TransferFormat = "file") -> AsyncGenerator[bytes, None]:
+async def download(
+    connection: Connection, path: str, *, format: TransferFormat = "file"
+) -> AsyncGenerator[bytes, None]:
     """The file at ``path`` (or a tree's tar stream) through ``fs/download``,
     piece by piece; each piece is acknowledged as it is taken."""
     stream_id, queue = connection.open_stream()
