@@ -89,6 +89,7 @@ from .types import (
     WriteStatus,
 )
 
+from .transfer import TransferFormat
 from .walk import Walk, WalkEntry, WalkEntryKind, WalkError
 from .watch import ChangeKind, FsChange, FsWatch
 
@@ -96,6 +97,7 @@ __version__ = "0.1.0"
 """This package's version."""
 
 __all__ = [
+    "TransferFormat",
     "NetworkAnswer",
     "NetworkApprovalCallback",
     "NetworkDecision",

@@ -2,8 +2,7 @@
 process's :class:`~execd.channel.EventChannel`, ``fs/changed`` batches to
 their watch's queue, transfer pieces (binary frames of kind 2),
 ``fs/transferAck`` and ``fs/transferEnd`` to their stream's queue,
-``exec/decision`` and ``network/decision`` to the
-decision callbacks, and ``exec/approve`` and ``network/approve`` requests
+``exec/decision`` and ``network/decision`` to the decision callbacks, and ``exec/approve`` and ``network/approve`` requests
 answered through the approval callbacks (refused without one). A mixin of
 :class:`~execd.connection.Connection`, which holds the state it routes to.
 """
