@@ -37,6 +37,11 @@ def test_rename_moves_replaces_and_names_what_is_missing(server: Server, tmp_pat
             with pytest.raises(execd.NotFoundError, match="missing-dir"):
                 await env.fs.rename(f"{tmp_path}/c/old", f"{tmp_path}/missing-dir/x")
             assert (tmp_path / "c" / "old").exists()
+            other = Path("/dev/shm")
+            if other.is_dir() and os.stat(other).st_dev != os.stat(tmp_path).st_dev:
+                with pytest.raises(execd.FailedError, match="EXDEV"):
+                    await env.fs.rename(f"{tmp_path}/c/old", f"{other}/execd-py-{tmp_path.name}")
+                assert (tmp_path / "c" / "old").exists()
 
     run_async(body())
 
