@@ -1,5 +1,6 @@
 """``fs.watch`` through a real server on real files: creating, writing,
 renaming and removing under a recursive watch each arrive as their change;
+a watch outlives a lost connection (the session is resumed);
 leaving the block unwatches (iteration ends, the server no longer has it);
 a missing path fails; changes past the server's bound arrive as an
 ``overflow`` change, not silently lost."""
@@ -15,6 +16,7 @@ import pytest
 
 import execd
 from conftest import Server, run_async, start_server
+from proxy import FaultProxy
 
 WAIT = 10.0
 
@@ -95,3 +97,22 @@ def test_changes_past_the_bound_arrive_as_overflow(execd_bin: Path, tmp_path: Pa
         run_async(body())
     finally:
         bounded.kill()
+
+
+def test_a_watch_outlives_a_lost_connection(server: Server, tmp_path: Path) -> None:
+    fast = execd.ReconnectPolicy(first_delay=0.02, max_delay=0.2, give_up_after=30, attempt_timeout=5)
+
+    async def body() -> None:
+        async with FaultProxy(int(server.url.rsplit(":", 1)[1])) as proxy:
+            async with execd.connect(proxy.url, token=server.token, reconnect=fast) as env:
+                async with env.fs.watch(str(tmp_path)) as watch:
+                    (tmp_path / "before").write_bytes(b"x")
+                    await until(watch, lambda c: c.path == f"{tmp_path}/before")
+                    proxy.cut()
+                    # The next call waits for the resume, then goes through.
+                    await env.fs.write_file(f"{tmp_path}/after", b"y")
+                    assert env.connection.resumes >= 1
+                    await until(watch, lambda c: (c.kind, c.path) == ("created", f"{tmp_path}/after"))
+                assert await env.connection.call("fs/unwatch", {"watchId": watch.watch_id}) == {"removed": False}
+
+    run_async(body())
