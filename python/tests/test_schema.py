@@ -35,7 +35,9 @@ def record_session(server: Server) -> list[tuple[str, Any]]:
     root = f"/tmp/execd-py-schema-{uuid.uuid4().hex}"
 
     def on_frame(direction: str, frame: str | bytes) -> None:
-        assert isinstance(frame, str), "binary frames are off in this session"
+        if isinstance(frame, bytes):
+            assert frame[:1] == b"\x02", "binary output is off in this session; only transfer pieces are binary"
+            return
         frames.append((direction, json.loads(frame)))
 
     def on_approve(request: execd.ApprovalRequest) -> execd.Answer:
@@ -44,6 +46,11 @@ def record_session(server: Server) -> list[tuple[str, Any]]:
         return "run"
 
     policy = execd.ExecPolicy([execd.Rule(["env"], "ask"), execd.Rule(["ls"], "ask")])
+    network_asked: list[execd.NetworkRequest] = []
+
+    def on_network_approve(request: execd.NetworkRequest) -> execd.NetworkAnswer:
+        network_asked.append(request)
+        return "allow"
 
     async def body() -> None:
         async with execd.connect(
@@ -53,6 +60,8 @@ def record_session(server: Server) -> list[tuple[str, Any]]:
             on_frame=on_frame,
             on_approve=on_approve,
             on_decision=lambda decision: None,
+            on_network_approve=on_network_approve,
+            on_network_decision=lambda decision: None,
         ) as env:
             await env.run(["bash", "-c", "echo out; echo err >&2; cat"], input=b"in\n")
             await env.run(["bash", "-c", "env true; ls / >/dev/null; kill -TERM $$"], exec_policy=policy)
@@ -80,6 +89,18 @@ def record_session(server: Server) -> list[tuple[str, Any]]:
             await env.fs.metadata(f"{root}/d/f")
             await env.fs.read_directory(f"{root}/d")
             await env.fs.copy(f"{root}/d", f"{root}/e", recursive=True)
+            async with env.fs.watch(root, recursive=True) as watch:
+                await env.fs.rename(f"{root}/e", f"{root}/renamed")
+                await watch.next_batch(10)
+            await env.fs.walk(root, metadata=True, include_symlinks=True, page_size=2).collect()
+            await env.fs.upload(f"{root}/streamed", b"s" * 100)
+            assert b"".join([piece async for piece in env.fs.download(f"{root}/streamed")]) == b"s" * 100
+            sandbox = env.info.capabilities.get("sandbox")
+            if isinstance(sandbox, dict) and sandbox.get("networkNamespace") is True:
+                # Allowed, then refused by the closed port: 502 (the frames are what count).
+                network = execd.NetworkPolicy([execd.NetworkRule("127.0.0.1", "ask", port=9)])
+                await env.run(["curl", "-s", "http://127.0.0.1:9/"], network_policy=network, timeout=60)
+                assert network_asked, "the network ask never came"
             await env.fs.remove(root, recursive=True)
             with pytest.raises(execd.NotFoundError):
                 await env.fs.read_file(f"{root}/gone")
@@ -90,6 +111,17 @@ def record_session(server: Server) -> list[tuple[str, Any]]:
 
     run_async(body())
     return frames
+
+
+def network_namespace(server: Server) -> bool:
+    """Whether the server can run a tree under a network policy."""
+
+    async def ask() -> bool:
+        async with execd.connect(server.url, token=server.token) as env:
+            sandbox = env.info.capabilities.get("sandbox")
+            return isinstance(sandbox, dict) and sandbox.get("networkNamespace") is True
+
+    return run_async(ask())
 
 
 def test_every_frame_of_a_real_session_is_valid(server: Server) -> None:
@@ -141,7 +173,11 @@ def test_every_frame_of_a_real_session_is_valid(server: Server) -> None:
         "fs/readDirectory", "fs/copy", "fs/remove", "environment/info", "environment/status",
         "process/ack", "process/list",
         "process/start error", "fs/readFile error", "exec/approve error", f"{UNKNOWN_METHOD} error",
+        "fs/rename", "fs/walk", "fs/watch", "fs/changed", "fs/unwatch",
+        "fs/upload", "fs/uploadFinish", "fs/download", "fs/transferAck", "fs/transferEnd",
     }  # fmt: skip
+    if network_namespace(server):
+        expected |= {"network/approve", "network/decision"}
     assert expected <= seen, expected - seen
 
 

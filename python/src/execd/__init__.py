@@ -52,6 +52,18 @@ from .errors import (
     UnsupportedError,
 )
 from .fs import FileSystem
+from .network import (
+    NetworkAnswer,
+    NetworkApprovalCallback,
+    NetworkDecision,
+    NetworkDecisionCallback,
+    NetworkPolicy,
+    NetworkReply,
+    NetworkRequest,
+    NetworkRule,
+    NetworkVerdict,
+    Sandbox,
+)
 from .options import DEFAULT_OUTPUT_WINDOW, Keepalive, ReconnectPolicy
 from .process import Process, ReadResult
 from .types import (
@@ -77,10 +89,32 @@ from .types import (
     WriteStatus,
 )
 
+from .transfer import TransferFormat
+from .walk import Walk, WalkEntry, WalkEntryKind, WalkError
+from .watch import ChangeKind, FsChange, FsWatch
+
 __version__ = "0.1.0"
 """This package's version."""
 
 __all__ = [
+    "TransferFormat",
+    "NetworkAnswer",
+    "NetworkApprovalCallback",
+    "NetworkDecision",
+    "NetworkDecisionCallback",
+    "NetworkPolicy",
+    "NetworkReply",
+    "NetworkRequest",
+    "NetworkRule",
+    "NetworkVerdict",
+    "Sandbox",
+    "Walk",
+    "WalkEntry",
+    "WalkEntryKind",
+    "WalkError",
+    "ChangeKind",
+    "FsChange",
+    "FsWatch",
     "connect",
     "Environment",
     "EnvironmentManager",

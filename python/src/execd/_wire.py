@@ -2,7 +2,9 @@
 output frame (docs/PROTOCOL.md, "Binary output frames"): kind (1 byte, 1 =
 process output), stream (1 byte: 0 stdout, 1 stderr, 2 pty), seq (8 bytes),
 process id length n (2 bytes), the process id (n bytes of UTF-8), then the
-raw output; integers little-endian.
+raw output; integers little-endian. And the transfer piece frame
+("File transfers"): kind (1 byte, 2), stream id (4 bytes), seq (8 bytes),
+then the bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from .errors import ProtocolError
 
 STREAMS = ("stdout", "stderr", "pty")
 _HEADER = struct.Struct("<BBQH")
+_PIECE = struct.Struct("<BIQ")
+KIND_OUTPUT = 1
+KIND_PIECE = 2
 
 
 @dataclass(frozen=True)
@@ -60,3 +65,18 @@ def decode_b64(text: object, what: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as err:
         raise ProtocolError(f"{what} is not valid base64: {err}") from err
+
+
+def encode_piece(stream_id: int, seq: int, data: bytes) -> bytes:
+    """A transfer piece frame."""
+    return _PIECE.pack(KIND_PIECE, stream_id, seq) + data
+
+
+def decode_piece(frame: bytes) -> tuple[int, int, bytes]:
+    """``(stream id, seq, bytes)`` of a transfer piece frame; :class:`ProtocolError` if malformed."""
+    if len(frame) < _PIECE.size:
+        raise ProtocolError(f"piece frame of {len(frame)} bytes is shorter than its header")
+    kind, stream_id, seq = _PIECE.unpack_from(frame)
+    if kind != KIND_PIECE:
+        raise ProtocolError(f"binary frame of kind {kind} is not a piece")
+    return stream_id, seq, bytes(frame[_PIECE.size :])

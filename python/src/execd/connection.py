@@ -5,8 +5,9 @@
 id, routes process notifications to one
 :class:`~execd.channel.EventChannel` per process (registered before its
 ``process/start`` is sent, so early output is kept), answers the server's
-``exec/approve`` requests through the approval callback and passes
-``exec/decision`` notifications on.
+``exec/approve`` and ``network/approve`` requests through the approval
+callbacks, passes ``exec/decision`` and ``network/decision`` notifications
+on, and queues each ``fs/changed`` batch for its watch.
 
 A connection lost without a close frame (a reset, EOF, or nothing heard for
 the keepalive timeout) does not end the session: with a
@@ -25,19 +26,18 @@ every waiting call and open channel fails with
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Union, cast
+from typing import Any, Literal, Union
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from . import _decode, _socket, _token
-from ._wire import decode_binary_output
+from . import _decode, _socket, _token, network
+from ._dispatch import Dispatch, StreamItem
 from .channel import EventChannel
 from .errors import (
     CallInterruptedError,
@@ -54,7 +54,7 @@ from .errors import (
     server_error,
 )
 from .options import Keepalive, ReconnectPolicy, resend_safe
-from .types import Answer, ApprovalRequest, ExecDecision, Output, ServerInfo
+from .types import Answer, ApprovalRequest, ExecDecision, ServerInfo
 
 __all__ = [
     "Connection",
@@ -107,7 +107,7 @@ class _Gone(Exception):
         self.error = error
 
 
-class Connection:
+class Connection(Dispatch):
     """A session with an execd server; open it with :meth:`open`."""
 
     def __init__(
@@ -125,6 +125,8 @@ class Connection:
         binary_output: bool = True,
         client_name: str = "execd-python",
         ca_file: str | None = None,
+        on_network_approve: network.NetworkApprovalCallback | None = None,
+        on_network_decision: network.NetworkDecisionCallback | None = None,
     ) -> None:
         self.target = target
         """The URL connected to."""
@@ -134,6 +136,10 @@ class Connection:
         """Decides ``exec/approve`` requests; without one they are refused (deny)."""
         self.on_decision = on_decision
         """Receives ``exec/decision`` notifications."""
+        self.on_network_approve = on_network_approve
+        """Decides ``network/approve`` requests; without one they are refused (deny)."""
+        self.on_network_decision = on_network_decision
+        """Receives ``network/decision`` notifications."""
         self.on_frame = on_frame
         """Sees every frame sent and received."""
         self.reconnect = reconnect
@@ -156,6 +162,9 @@ class Connection:
         self._next_id = 1
         self._pending: dict[int, _Call] = {}
         self._channels: dict[str, EventChannel] = {}
+        self._watches: dict[str, asyncio.Queue[dict[str, Any] | ConnectionLostError]] = {}
+        self._streams: dict[int, asyncio.Queue[StreamItem]] = {}
+        self._next_stream = 1
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_lock = asyncio.Lock()
         self._settled = asyncio.Event()
@@ -180,6 +189,8 @@ class Connection:
         reconnect: ReconnectPolicy | None = None,
         keepalive: Keepalive | None = None,
         ca_file: str | None = None,
+        on_network_approve: network.NetworkApprovalCallback | None = None,
+        on_network_decision: network.NetworkDecisionCallback | None = None,
     ) -> Connection:
         """Connect to ``url`` (``ws://`` or ``wss://``; ``ca_file`` for a private CA) and do the handshake."""
         try:
@@ -200,6 +211,8 @@ class Connection:
             binary_output=binary_output,
             client_name=client_name,
             ca_file=ca_file,
+            on_network_approve=on_network_approve,
+            on_network_decision=on_network_decision,
         )
         try:
             result = await connection.call(
@@ -277,7 +290,7 @@ class Connection:
             if self.closed_reason is not None:
                 raise
 
-    async def _send_text(self, text: str, socket: ClientConnection | None = None) -> None:
+    async def _send_text(self, text: str | bytes, socket: ClientConnection | None = None) -> None:
         if self._ended is not None:
             raise self._ended
         socket = socket or self._socket
@@ -306,6 +319,19 @@ class Connection:
     def unregister(self, process_id: str) -> None:
         """Stop following a process (its start failed, or it closed)."""
         self._channels.pop(process_id, None)
+
+    def subscribe_watch(self, watch_id: str) -> asyncio.Queue[dict[str, Any] | ConnectionLostError]:
+        """The queue of a watch about to be set: each ``fs/changed``'s params,
+        then the error that ended the session, if it ends."""
+        if self._ended is not None:
+            raise self._ended
+        queue: asyncio.Queue[dict[str, Any] | ConnectionLostError] = asyncio.Queue()
+        self._watches[watch_id] = queue
+        return queue
+
+    def unsubscribe_watch(self, watch_id: str) -> None:
+        """Stop queueing a watch's batches."""
+        self._watches.pop(watch_id, None)
 
     def ack(self, process_id: str, seq: int) -> None:
         """Tell the server (in the background) that every event of the
@@ -348,6 +374,9 @@ class Connection:
         self._pending.clear()
         for channel in self._channels.values():
             channel.fail(error)
+        for queue in self._watches.values():
+            queue.put_nowait(error)
+        self._fail_streams(error)
 
     # The session's life: read, and resume after a loss.
 
@@ -400,6 +429,7 @@ class Connection:
                 call.answer.exception()
         self.state = "connected"
         self._settled.set()
+        self._fail_streams(CallInterruptedError("file transfer"))  # Streams die with their connection.
         for call in again:
             if not call.answer.done():
                 await self._transmit(call)
@@ -511,16 +541,6 @@ class Connection:
         finally:
             pinger.stop()
 
-    def _binary(self, frame: bytes) -> None:
-        try:
-            output = decode_binary_output(frame)
-        except ProtocolError:
-            return
-        channel = self._channels.get(output.process_id)
-        if channel is not None:
-            stream = cast("Any", output.stream)
-            channel.deliver(Output(output.seq, stream, output.data))
-
     async def _text(self, frame: str) -> None:
         try:
             message = json.loads(frame)
@@ -554,39 +574,6 @@ class Connection:
             call.answer.exception()
         else:
             call.answer.set_result(message.get("result"))
-
-    async def _notification(self, method: str, params: dict[str, Any]) -> None:
-        if method == "exec/decision":
-            if self.on_decision is not None:
-                decision = _decode.decision(params)
-                if decision is not None:
-                    result = self.on_decision(decision)
-                    if inspect.isawaitable(result):
-                        await result
-            return
-        if not method.startswith("process/"):
-            return
-        process_id = params.get("processId")
-        channel = self._channels.get(process_id) if isinstance(process_id, str) else None
-        if channel is None:
-            return
-        try:
-            event = _decode.process_event(method, params)
-        except ProtocolError as err:
-            channel.fail(err)
-            return
-        if event is not None:
-            channel.deliver(event)
-
-    async def _answer_request(self, request_id: Any, method: str, params: dict[str, Any]) -> None:
-        if method == "exec/approve" and self.on_approve is not None:
-            reply = await _decode.approval_reply(self.on_approve, request_id, params)
-        else:
-            reply = {"id": request_id, "error": {"code": -32601, "message": f"client does not handle {method!r}"}}
-        try:
-            await self._send_text(json.dumps(reply, separators=(",", ":")))
-        except ConnectionLostError:
-            pass
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

@@ -23,6 +23,7 @@ from .connection import (
 )
 from .errors import ExecdError, ProcessTimeoutError, ProtocolError
 from .fs import FileSystem
+from .network import NetworkApprovalCallback, NetworkDecisionCallback, NetworkPolicy, Sandbox
 from .process import Process
 from .options import DEFAULT_OUTPUT_WINDOW, Keepalive, ReconnectPolicy
 from .types import CompletedProcess, ExecPolicy, Exited, Output, ProcessInfo, ServerInfo
@@ -64,6 +65,8 @@ class Environment:
         exec_policy: ExecPolicy | None = None,
         process_id: str | None = None,
         output_window: int | None = None,
+        sandbox: Sandbox | None = None,
+        network_policy: NetworkPolicy | None = None,
     ) -> Process:
         """Start a process and return it at once; its events are followed from the start.
 
@@ -80,6 +83,11 @@ class Environment:
         none) bounds the output the server sends that the process's events
         have not taken (flow control: a process whose events are not read
         blocks in its writes once that much is unread; nothing is lost).
+        ``sandbox`` confines the tree (execd's sandbox). ``network_policy``
+        (needs ``sandbox``; a :class:`Sandbox` is used if none is given)
+        lets the tree reach the network only through execd's proxy, which
+        decides each connection by host and port (``ask`` goes to the
+        ``on_network_approve`` callback of :func:`connect`).
         """
         argv = list(argv)
         process_id = process_id or f"py-{uuid.uuid4().hex[:16]}"
@@ -98,6 +106,11 @@ class Environment:
             params["size"] = {"rows": size[0], "cols": size[1]}
         if exec_policy is not None:
             params["execPolicy"] = exec_policy.to_wire()
+        if network_policy is not None:
+            sandbox = sandbox or Sandbox()
+            params["networkPolicy"] = network_policy.to_wire()
+        if sandbox is not None:
+            params["sandbox"] = sandbox.to_wire()
         window = self.output_window if output_window is None else output_window
         if window:
             params["outputWindow"] = window
@@ -159,6 +172,8 @@ class Environment:
         timeout: float | None = None,
         tty: bool = False,
         exec_policy: ExecPolicy | None = None,
+        sandbox: Sandbox | None = None,
+        network_policy: NetworkPolicy | None = None,
     ) -> CompletedProcess:
         """Run a command to its end and return its exit code and output.
 
@@ -176,6 +191,8 @@ class Environment:
             tty=tty,
             stdin=input is not None,
             exec_policy=exec_policy,
+            sandbox=sandbox,
+            network_policy=network_policy,
         )
         stdout = bytearray()
         stderr = bytearray()
@@ -271,6 +288,8 @@ def connect(
     keepalive: Keepalive | None = Keepalive(),
     output_window: int | None = DEFAULT_OUTPUT_WINDOW,
     ca_file: str | os.PathLike[str] | None = None,
+    on_network_approve: NetworkApprovalCallback | None = None,
+    on_network_decision: NetworkDecisionCallback | None = None,
 ) -> _Connecting:
     """Connect to an execd server: ``async with execd.connect(url) as env``
     (or ``env = await execd.connect(url)``, then ``await env.close()``).
@@ -291,6 +310,11 @@ def connect(
     (``None``: off). ``output_window`` is the ``outputWindow`` processes
     start with (``None``: no flow control). ``ca_file`` checks a ``wss://``
     server's certificate against a private CA (PEM).
+
+    ``on_network_approve`` decides ``network/approve`` requests (a network
+    policy's ``ask``: ``"allow"``, ``"deny"`` or a
+    :class:`~execd.NetworkReply`; may be async); without it they are
+    denied. ``on_network_decision`` receives every ``network/decision``.
     """
 
     async def open_() -> Environment:
@@ -307,6 +331,8 @@ def connect(
             reconnect=reconnect,
             keepalive=keepalive,
             ca_file=os.fspath(ca_file) if ca_file is not None else None,
+            on_network_approve=on_network_approve,
+            on_network_decision=on_network_decision,
         )
         return Environment(connection, output_window)
 

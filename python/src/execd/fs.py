@@ -1,17 +1,28 @@
-"""The server's filesystem: the ``fs/*`` methods with bytes in and out.
-Every path is absolute; a missing path raises :class:`~execd.NotFoundError`.
+"""The server's filesystem: the ``fs/*`` methods with bytes in and out,
+renames, paged tree walks (:mod:`execd.walk`), change watches
+(:mod:`execd.watch`) and bulk streams (:mod:`execd.transfer`), which
+:meth:`FileSystem.read_file` and :meth:`FileSystem.write_file` use for
+large files where the server offers them. Every path is absolute; a missing path raises
+:class:`~execd.NotFoundError`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, BinaryIO
 
 from ._wire import decode_b64, encode_b64
+from . import transfer
 from .connection import Connection
-from .errors import NotFoundError, ProtocolError
+from .errors import LimitExceededError, NotFoundError, ProtocolError
 from .types import DirectoryEntry, Metadata
+from .walk import Walk
+from .watch import FsWatch
 
-__all__ = ["FileSystem"]
+__all__ = ["FileSystem", "STREAM_THRESHOLD"]
+
+STREAM_THRESHOLD = 1 << 20
+"""Writes of more bytes than this go through ``fs/upload`` where the server offers it."""
 
 
 class FileSystem:
@@ -27,9 +38,29 @@ class FileSystem:
         return result
 
     async def read_file(self, path: str) -> bytes:
-        """The whole file (up to the server's ``maxReadBytes``; see :meth:`read_range`)."""
-        result = await self._call("fs/readFile", {"path": path})
+        """The whole file: one ``fs/readFile``, or, for a file over the
+        server's ``maxReadBytes`` where it offers transfers, ``fs/download``."""
+        try:
+            result = await self._call("fs/readFile", {"path": path})
+        except LimitExceededError as err:
+            if err.limit != "maxReadBytes" or not transfer.available(self._connection):
+                raise
+            return b"".join([piece async for piece in self.download(path)])
         return decode_b64(result.get("dataBase64"), f"fs/readFile {path}")
+
+    def download(self, path: str, *, format: transfer.TransferFormat = "file") -> AsyncGenerator[bytes, None]:
+        """The file (or, with ``format="tree"``, a directory as a tar stream)
+        piece by piece through ``fs/download``: ``async for piece in env.fs.download(p)``."""
+        return transfer.download(self._connection, path, format=format)
+
+    async def upload(
+        self, path: str, data: bytes | BinaryIO, *, format: transfer.TransferFormat = "file", preserve: bool = False
+    ) -> int:
+        """Write ``data`` (bytes, or a binary file read to its end; with
+        ``format="tree"`` a tar stream unpacked into the directory ``path``)
+        through ``fs/upload``; the bytes written. Nothing is in place under
+        ``path`` unless it all arrived."""
+        return await transfer.upload(self._connection, path, data, format=format, preserve=preserve)
 
     async def read_range(self, path: str, offset: int, length: int) -> tuple[bytes, bool]:
         """Up to ``length`` bytes from ``offset``, and whether that reached the end."""
@@ -38,7 +69,12 @@ class FileSystem:
         return data, bool(result.get("eof", False))
 
     async def write_file(self, path: str, data: bytes, *, append: bool = False) -> None:
-        """Replace the file with ``data`` (or append to it), creating it."""
+        """Replace the file with ``data`` (or append to it), creating it.
+        More than :data:`STREAM_THRESHOLD` bytes replacing a file go through
+        ``fs/upload`` where the server offers it (in place only once complete)."""
+        if not append and len(data) > STREAM_THRESHOLD and transfer.available(self._connection):
+            await self.upload(path, data)
+            return
         params: dict[str, Any] = {"path": path, "dataBase64": encode_b64(data)}
         if append:
             params["append"] = True
@@ -97,3 +133,54 @@ class FileSystem:
         except NotFoundError:
             return False
         return True
+
+    async def rename(self, source: str, destination: str) -> None:
+        """Move ``source`` to ``destination`` with one atomic ``rename(2)``
+        (``fs/rename``), replacing a destination file or empty directory.
+        Across filesystems it fails (:class:`~execd.FailedError`, EXDEV)."""
+        await self._call("fs/rename", {"sourcePath": source, "destinationPath": destination})
+
+    def walk(
+        self,
+        path: str,
+        *,
+        metadata: bool = False,
+        include_symlinks: bool = False,
+        include_other: bool = False,
+        page_size: int = 1000,
+        max_depth: int = 64,
+        max_entries: int = 100_000,
+        max_directories: int = 10_000,
+        follow_directory_symlinks: bool = False,
+    ) -> Walk:
+        """Every entry below ``path``, breadth first, by name (``fs/walk``),
+        fetched ``page_size`` at a time: ``async for entry in env.fs.walk(p)``.
+
+        ``metadata`` adds each entry's size, mode and modification time (of
+        a symlink itself); ``include_symlinks`` lists symlinks (not followed)
+        and ``include_other`` fifos, sockets and devices. The ``max_*``
+        bounds stop the walk (:attr:`Walk.truncated`); the server cuts them
+        to its own limits. A page lists each entry once if the tree does not
+        change while the walk goes on.
+        """
+        params: dict[str, Any] = {
+            "path": path,
+            "options": {
+                "maxDepth": max_depth,
+                "maxDirectories": max_directories,
+                "maxEntries": max_entries,
+                "followDirectorySymlinks": follow_directory_symlinks,
+            },
+            "limit": page_size,
+        }
+        extensions = {"metadata": metadata, "includeSymlinks": include_symlinks, "includeOther": include_other}
+        params.update({name: True for name, wanted in extensions.items() if wanted})
+        return Walk(self._connection, params)
+
+    def watch(self, path: str, *, recursive: bool = False) -> FsWatch:
+        """Changes under ``path`` as batches (``fs/watch``):
+        ``async with env.fs.watch(p, recursive=True) as w: async for batch in w``.
+        Leaving the block sends ``fs/unwatch``. Batches are queued until
+        taken; the server coalesces and, past its bound, reports ``overflow``.
+        """
+        return FsWatch(self._connection, path, recursive)

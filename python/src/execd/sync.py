@@ -6,7 +6,9 @@ forwards each call to the asynchronous :class:`~execd.Environment`::
     with execd.sync.connect() as env:
         print(env.run(["uname", "-a"]).stdout.decode())
 
-Callbacks (``on_approve``, ``on_decision``) run on that background thread.
+Callbacks (``on_approve``, ``on_decision``, ``on_network_approve``,
+``on_network_decision``) run on that background thread. Watches
+(``fs.watch``) are asynchronous only.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .connection import ApprovalCallback, DecisionCallback
+from .network import NetworkApprovalCallback, NetworkDecisionCallback, NetworkPolicy, Sandbox
 from .environment import Environment
 from .environment import connect as connect_async
+from .walk import WalkEntry
 from .options import DEFAULT_OUTPUT_WINDOW, Keepalive, ReconnectPolicy
 from .process import Process, ReadResult
 from .types import (
@@ -170,6 +174,14 @@ class SyncFileSystem:
         """Whether the path exists."""
         return self._loop.run(self._fs.exists(path))
 
+    def rename(self, source: str, destination: str) -> None:
+        """Rename atomically on the server."""
+        self._loop.run(self._fs.rename(source, destination))
+
+    def walk(self, path: str, **options: Any) -> list[WalkEntry]:
+        """Every entry below ``path``, all pages (options as :meth:`execd.FileSystem.walk`)."""
+        return self._loop.run(self._fs.walk(path, **options).collect())
+
 
 class SyncEnvironment:
     """A connected server, blocking (see :class:`execd.Environment`). Close it
@@ -198,6 +210,8 @@ class SyncEnvironment:
         timeout: float | None = None,
         tty: bool = False,
         exec_policy: ExecPolicy | None = None,
+        sandbox: Sandbox | None = None,
+        network_policy: NetworkPolicy | None = None,
     ) -> CompletedProcess:
         """Run a command to its end (see :meth:`execd.Environment.run`)."""
         return self._loop.run(
@@ -210,6 +224,8 @@ class SyncEnvironment:
                 timeout=timeout,
                 tty=tty,
                 exec_policy=exec_policy,
+                sandbox=sandbox,
+                network_policy=network_policy,
             )
         )
 
@@ -224,6 +240,8 @@ class SyncEnvironment:
         stdin: bool = True,
         size: tuple[int, int] | None = None,
         exec_policy: ExecPolicy | None = None,
+        sandbox: Sandbox | None = None,
+        network_policy: NetworkPolicy | None = None,
     ) -> SyncProcess:
         """Start a process (see :meth:`execd.Environment.start`)."""
         process = self._loop.run(
@@ -236,6 +254,8 @@ class SyncEnvironment:
                 stdin=stdin,
                 size=size,
                 exec_policy=exec_policy,
+                sandbox=sandbox,
+                network_policy=network_policy,
             )
         )
         return SyncProcess(self._loop, process)
@@ -274,6 +294,8 @@ def connect(
     reconnect: ReconnectPolicy | None = ReconnectPolicy(),
     keepalive: Keepalive | None = Keepalive(),
     output_window: int | None = DEFAULT_OUTPUT_WINDOW,
+    on_network_approve: NetworkApprovalCallback | None = None,
+    on_network_decision: NetworkDecisionCallback | None = None,
 ) -> SyncEnvironment:
     """Connect and return a blocking environment (arguments as :func:`execd.connect`)."""
     loop = _Loop()
@@ -290,6 +312,8 @@ def connect(
                     reconnect=reconnect,
                     keepalive=keepalive,
                     output_window=output_window,
+                    on_network_approve=on_network_approve,
+                    on_network_decision=on_network_decision,
                 )
             )
         )
