@@ -391,8 +391,12 @@ fn fill_file(
     file.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(io_error(path))?;
     if let Some((modified, accessed)) = times {
-        file.set_times(FileTimes::new().set_modified(modified).set_accessed(accessed))
-            .map_err(io_error(path))?;
+        file.set_times(
+            FileTimes::new()
+                .set_modified(modified)
+                .set_accessed(accessed),
+        )
+        .map_err(io_error(path))?;
     }
     Ok(())
 }
