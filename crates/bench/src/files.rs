@@ -1,6 +1,7 @@
 //! File transfers: `execd cp`'s streams (a 512 MiB file up and down, a
-//! tree of 5,000 small files up as one tar stream) over one connection,
-//! against `scp` and `tar cf - | ssh host tar xf -` through the same
+//! tree of 5,000 small files up and down as one tar stream) over one
+//! connection, against `scp` and `tar cf - | ssh host tar xf -` (down:
+//! `ssh host tar cf - | tar xf -`) through the same
 //! multiplexed ssh master (so neither side pays a handshake). Each
 //! repetition runs execd then ssh, so both see the same machine.
 
@@ -19,13 +20,17 @@ use crate::{io_error, BenchConfig, BenchError};
 const REPS: usize = 3;
 
 /// The row names.
-pub fn rows(config: &BenchConfig) -> [String; 3] {
+pub fn rows(config: &BenchConfig) -> [String; 4] {
     let mib = config.copy_bytes >> 20;
     [
         format!("cp {mib} MiB up (ssh: scp)"),
         format!("cp {mib} MiB down (ssh: scp)"),
         format!(
             "cp -r {} small files up (ssh: tar cf - | ssh tar xf -)",
+            config.copy_files
+        ),
+        format!(
+            "cp -r {} small files down (ssh: ssh tar cf - | tar xf -)",
             config.copy_files
         ),
     ]
@@ -86,6 +91,31 @@ async fn stream(
     Ok(started.elapsed())
 }
 
+/// `ssh host tar cf - -C from . | tar xf - -C to`, timed to both ends.
+async fn ssh_tar_down(master: &SshMaster, from: &Path, to: &Path) -> Result<Duration, BenchError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(to).map_err(io_error("creating the tar destination"))?;
+    let mut ssh = master.command();
+    ssh.arg(format!("tar cf - -C {} .", from.display()))
+        .stdout(std::process::Stdio::piped());
+    let mut ssh = ssh.spawn().map_err(io_error("ssh tar cf"))?;
+    let stdout = ssh
+        .stdout
+        .take()
+        .ok_or_else(|| BenchError::Check("ssh tar cf has no stdout".into()))?;
+    let mut untar = std::process::Command::new("tar");
+    untar.arg("xf").arg("-").arg("-C").arg(to).stdin(stdout);
+    run_ssh(untar, "ssh tar cf - | tar xf -").await?;
+    let status = tokio::task::spawn_blocking(move || ssh.wait())
+        .await
+        .map_err(|err| BenchError::Check(format!("ssh tar cf: {err}")))?
+        .map_err(io_error("ssh tar cf"))?;
+    if !status.success() {
+        return Err(BenchError::Check(format!("ssh tar cf failed: {status}")));
+    }
+    Ok(started.elapsed())
+}
+
 async fn run_ssh(command: std::process::Command, what: &str) -> Result<Duration, BenchError> {
     let started = Instant::now();
     let status = tokio::process::Command::from(command)
@@ -120,13 +150,14 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
         }
         None => None,
     };
-    let [up_row, down_row, tree_row] = rows(config);
-    let mut samples: [(Vec<Duration>, Vec<Duration>); 3] = Default::default();
+    let [up_row, down_row, tree_row, tree_down_row] = rows(config);
+    let mut samples: [(Vec<Duration>, Vec<Duration>); 4] = Default::default();
     for rep in 0..REPS {
-        let (up, down, tree_to) = (
+        let (up, down, tree_to, tree_back) = (
             work.join(format!("up{rep}")),
             work.join(format!("down{rep}")),
             work.join(format!("tree{rep}")),
+            work.join(format!("back{rep}")),
         );
         samples[0]
             .0
@@ -137,11 +168,22 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
         samples[2]
             .0
             .push(stream(&local, &tree, &remote, &tree_to, WriteOptions::tree(false)).await?);
+        samples[3].0.push(
+            stream(
+                &remote,
+                &tree_to,
+                &local,
+                &tree_back,
+                WriteOptions::tree(false),
+            )
+            .await?,
+        );
         check_same(&file, &down)?;
         for path in [&up, &down] {
             let _ = std::fs::remove_file(path);
         }
         let _ = std::fs::remove_dir_all(&tree_to);
+        let _ = std::fs::remove_dir_all(&tree_back);
         let Some(master) = &master else { continue };
         let host = master.host();
         let mut scp = master.scp();
@@ -171,12 +213,17 @@ pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), Be
         samples[2]
             .1
             .push(run_ssh(tar, "tar cf - | ssh tar xf -").await?);
+        samples[3]
+            .1
+            .push(ssh_tar_down(master, &tree, &tree_back).await?);
         for path in [&up, &down] {
             let _ = std::fs::remove_file(path);
         }
         let _ = std::fs::remove_dir_all(&tree_to);
+        let _ = std::fs::remove_dir_all(&tree_back);
     }
-    for (name, (execd, ssh)) in [up_row, down_row, tree_row].iter().zip(samples) {
+    let names = [up_row, down_row, tree_row, tree_down_row];
+    for (name, (execd, ssh)) in names.iter().zip(samples) {
         let row = report.latency(name);
         row.execd = summarize(&execd);
         row.ssh = summarize(&ssh);

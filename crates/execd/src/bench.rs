@@ -41,7 +41,7 @@ pub struct BenchArgs {
     /// --copy-files 0: no cp rows).
     #[arg(long, default_value_t = 512)]
     copy_mib: u64,
-    /// Small files in the tree the `cp -r` row copies up.
+    /// Small files in the tree the `cp -r` rows copy up and back down.
     #[arg(long, default_value_t = 5000)]
     copy_files: usize,
     /// Port of a loopback sshd for the OpenSSH baseline (see bench/run.sh).

@@ -103,6 +103,12 @@ fn check_regular(
 pub(crate) fn open_regular(path: &Path) -> Result<(File, u64), FsError> {
     let meta = std::fs::metadata(path).map_err(io_error(path))?;
     check_regular(path, &meta, "read")?;
+    open_listed_regular(path)
+}
+
+/// Open for reading what a directory listing just showed to be a regular
+/// file (so no stat before the open); refused if it is not one now.
+pub(crate) fn open_listed_regular(path: &Path) -> Result<(File, u64), FsError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)

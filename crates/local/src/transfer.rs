@@ -285,12 +285,11 @@ pub async fn open_write(path: &str, options: WriteOptions) -> Result<Box<dyn Byt
             Ok(spawn_sink(move |input| temp.fill_and_rename(input, &path)))
         }
         TransferFormat::Tree => {
-            let root = path.clone();
-            tokio::task::spawn_blocking(move || crate::tree::prepare_root(&root))
+            let target = tokio::task::spawn_blocking(move || crate::tree::prepare_root(&path))
                 .await
                 .map_err(|err| EnvError::Failed(format!("filesystem task failed: {err}")))??;
             Ok(spawn_sink(move |input| {
-                crate::tree::unpack(&path, input, options.preserve)
+                crate::tree::unpack_into(target, input, options.preserve)
             }))
         }
     }

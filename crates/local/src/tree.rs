@@ -104,7 +104,7 @@ fn append<W: Write>(
             .append_data(&mut header, name, io::empty())
             .map_err(failed)
     } else {
-        let (file, size) = crate::fs::open_regular(path)?;
+        let (file, size) = crate::fs::open_listed_regular(path)?;
         header.set_entry_type(EntryType::Regular);
         header.set_size(size);
         // A file that shrank meanwhile is padded, one that grew cut: the
@@ -114,15 +114,98 @@ fn append<W: Write>(
     }
 }
 
-/// Make sure the destination directory exists (its parent must).
-pub(crate) fn prepare_root(root: &Path) -> Result<(), FsError> {
+/// Where a tree is unpacked: into a destination directory that already
+/// existed (entry by entry, each file under a temporary name first), or,
+/// when there was none, into a fresh temporary directory beside it that is
+/// renamed to the destination once the whole tree is in (files written
+/// straight under their names: nothing is visible under the final name
+/// until the tree is complete).
+pub(crate) enum TreeTarget {
+    Existing(PathBuf),
+    Fresh { temp: TempDir, root: PathBuf },
+}
+
+/// A temporary directory, removed with its contents on drop unless kept.
+pub(crate) struct TempDir {
+    path: PathBuf,
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Choose where to unpack for the destination `root` (its parent must
+/// exist): the directory itself, or a fresh temporary one beside it.
+pub(crate) fn prepare_root(root: &Path) -> Result<TreeTarget, FsError> {
     match std::fs::metadata(root) {
-        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.is_dir() => Ok(TreeTarget::Existing(root.to_path_buf())),
         Ok(_) => Err(FsError::Refused(format!(
             "cannot unpack a tree into {}: it exists and is not a directory",
             root.display()
         ))),
-        Err(_) => std::fs::create_dir(root).map_err(io_error(root)),
+        Err(_) => {
+            // Made (and the name reserved) as a file, then swapped for a
+            // directory of the same name.
+            let reserved = TempFile::create(root)?;
+            let path = reserved.path.clone();
+            drop(reserved);
+            std::fs::create_dir(&path).map_err(io_error(root))?;
+            Ok(TreeTarget::Fresh {
+                temp: TempDir { path },
+                root: root.to_path_buf(),
+            })
+        }
+    }
+}
+
+/// Unpack `input` as `target` says, and put a fresh tree in place.
+pub(crate) fn unpack_into(
+    target: TreeTarget,
+    input: impl Read,
+    preserve: bool,
+) -> Result<(), FsError> {
+    match target {
+        TreeTarget::Existing(root) => unpack(&root, input, preserve, false),
+        TreeTarget::Fresh { mut temp, root } => {
+            unpack(&temp.path, input, preserve, true)
+                .map_err(|err| named_as_root(err, &temp.path, &root))?;
+            nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                &temp.path,
+                nix::fcntl::AT_FDCWD,
+                &root,
+                nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+            )
+            .map_err(|errno| io_error(&root)(io::Error::from(errno)))?;
+            temp.path = PathBuf::new();
+            Ok(())
+        }
+    }
+}
+
+/// `err` naming `root` where it names the temporary directory `temp`:
+/// errors name the destination the caller gave.
+fn named_as_root(err: FsError, temp: &Path, root: &Path) -> FsError {
+    let (from, to) = (temp.display().to_string(), root.display().to_string());
+    let fix = |text: String| text.replace(&from, &to);
+    match err {
+        FsError::NotFound(path) => FsError::NotFound(fix(path)),
+        FsError::IsDirectory(path) => FsError::IsDirectory(fix(path)),
+        FsError::NotRegular { path, kind, action } => FsError::NotRegular {
+            path: fix(path),
+            kind,
+            action,
+        },
+        FsError::Io { path, source } => FsError::Io {
+            path: fix(path),
+            source,
+        },
+        FsError::Refused(text) => FsError::Refused(fix(text)),
+        other => other,
     }
 }
 
@@ -189,8 +272,10 @@ struct Finished {
     times: (SystemTime, SystemTime),
 }
 
-/// Unpack the tar stream `input` into the directory `root` (which exists).
-pub(crate) fn unpack(root: &Path, input: impl Read, preserve: bool) -> Result<(), FsError> {
+/// Unpack the tar stream `input` into the directory `root` (which exists;
+/// `fresh` when it was made empty for this tree and nobody else writes in
+/// it, so files can be created under their own names).
+fn unpack(root: &Path, input: impl Read, preserve: bool, fresh: bool) -> Result<(), FsError> {
     let mask = if preserve { MODE_BITS } else { MODE_RWX };
     let mut archive = tar::Archive::new(input);
     let mut checked: HashSet<PathBuf> = HashSet::new();
@@ -226,19 +311,21 @@ pub(crate) fn unpack(root: &Path, input: impl Read, preserve: bool) -> Result<()
                 directories.push(Finished { path, mode, times });
             }
             EntryType::Regular | EntryType::Continuous => {
-                let mut temp = TempFile::create(&path)?;
-                let file: &mut File = temp
-                    .file
-                    .as_mut()
-                    .ok_or_else(|| FsError::Refused("no file".into()))?;
-                io::copy(&mut entry, file).map_err(io_error(&path))?;
-                file.set_permissions(std::fs::Permissions::from_mode(mode))
-                    .map_err(io_error(&path))?;
-                if preserve {
-                    file.set_times(FileTimes::new().set_modified(times.0).set_accessed(times.1))
-                        .map_err(io_error(&path))?;
+                let direct = if fresh { create_new(&path)? } else { None };
+                match direct {
+                    Some(mut file) => {
+                        fill_file(&mut file, &mut entry, &path, mode, preserve.then_some(times))?
+                    }
+                    None => {
+                        let mut temp = TempFile::create(&path)?;
+                        let file: &mut File = temp
+                            .file
+                            .as_mut()
+                            .ok_or_else(|| FsError::Refused("no file".into()))?;
+                        fill_file(file, &mut entry, &path, mode, preserve.then_some(times))?;
+                        temp.rename_to(&path)?;
+                    }
                 }
-                temp.rename_to(&path)?;
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().ok_or_else(|| {
@@ -275,6 +362,45 @@ pub(crate) fn unpack(root: &Path, input: impl Read, preserve: bool) -> Result<()
     Ok(())
 }
 
+/// A new file at `path` (never through a symlink), or `None` when the
+/// name is taken (an earlier entry of the same name: replaced by rename).
+fn create_new(path: &Path) -> Result<Option<File>, FsError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => Ok(Some(file)),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(err) => Err(io_error(path)(err)),
+    }
+}
+
+/// Copy an entry's data into `file` and give it its mode (and times).
+fn fill_file(
+    file: &mut File,
+    data: &mut impl Read,
+    path: &Path,
+    mode: u32,
+    times: Option<(SystemTime, SystemTime)>,
+) -> Result<(), FsError> {
+    io::copy(data, file).map_err(io_error(path))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io_error(path))?;
+    if let Some((modified, accessed)) = times {
+        file.set_times(
+            FileTimes::new()
+                .set_modified(modified)
+                .set_accessed(accessed),
+        )
+        .map_err(io_error(path))?;
+    }
+    Ok(())
+}
+
 /// Every parent of `relative` under `root` is a real directory (created if
 /// missing), never a symlink: nothing is written through a link.
 fn make_parents(
@@ -297,6 +423,13 @@ fn make_parents(
 
 /// A directory at `path`: one there already is fine (not a symlink to one).
 fn make_directory(path: &Path) -> Result<(), FsError> {
+    // mkdir never follows a link: where the name is taken, look at what
+    // is there.
+    match std::fs::create_dir(path) {
+        Ok(()) => return Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(io_error(path)(err)),
+    }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => {
             // Writable while unpacking; its own mode comes at the end.
@@ -311,7 +444,7 @@ fn make_directory(path: &Path) -> Result<(), FsError> {
             "{} exists and is not a directory (a symlink is not followed while unpacking)",
             path.display()
         ))),
-        Err(_) => std::fs::create_dir(path).map_err(io_error(path)),
+        Err(err) => Err(io_error(path)(err)),
     }
 }
 
