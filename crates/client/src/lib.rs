@@ -36,8 +36,8 @@ pub mod manager;
 pub mod remote;
 mod resume;
 mod state;
-mod watch_routes;
 mod transfers;
+mod watch_routes;
 pub mod websocket;
 
 pub use client::{ExecServerClient, LinkState};

@@ -21,8 +21,8 @@ pub mod error;
 pub mod managed;
 pub mod router;
 pub mod traits;
-pub mod watch;
 pub mod transfer;
+pub mod watch;
 
 pub use acks::{EventAck, EventReceiver};
 pub use collect::{collect, Collected};
@@ -32,5 +32,5 @@ pub use execd_protocol::event::{EventKind, ExitInfo, ProcessEvent};
 pub use managed::{ManagedProcess, OutputCap, ProcessState};
 pub use router::{wait_exit, EventRouter, ExitWatch};
 pub use traits::{Environment, ExecBackend, ExecProcess, FileSystem, StartedProcess};
-pub use watch::{ChangeQueue, EventBudget, FileWatch};
 pub use transfer::{pump, ByteSink, ByteSource, TransferFormat, WriteOptions};
+pub use watch::{ChangeQueue, EventBudget, FileWatch};

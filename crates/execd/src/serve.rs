@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::codex_limit_args::CodexLimitArgs;
-use crate::watch_limit_args::WatchLimitArgs;
 use crate::proxy_args::ProxyArgs;
+use crate::watch_limit_args::WatchLimitArgs;
 
 pub const DEFAULT_LISTEN: &str = "ws://127.0.0.1:7878";
 

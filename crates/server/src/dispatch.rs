@@ -12,8 +12,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::methods::session::INITIALIZE;
 use crate::methods::{
-    environment, fs, fs_changes, fs_handles, fs_walk, fs_watch, http, process, session,
-    transfer, unsupported, Reply,
+    environment, fs, fs_changes, fs_handles, fs_walk, fs_watch, http, process, session, transfer,
+    unsupported, Reply,
 };
 use crate::session::Session;
 
