@@ -109,7 +109,8 @@ struct Parked {
 
 enum Entry {
     Attached(Arc<Attachment>),
-    Detached(Parked),
+    /// Boxed: a parked session is large, an attached one a pointer.
+    Detached(Box<Parked>),
 }
 
 /// Every session of one server.
@@ -246,11 +247,11 @@ impl Sessions {
         let done = CancellationToken::new();
         entries.insert(
             id.clone(),
-            Entry::Detached(Parked {
+            Entry::Detached(Box::new(Parked {
                 session,
                 since: Instant::now(),
                 done: done.clone(),
-            }),
+            })),
         );
         audit::session_detached(peer, &id, self.grace.as_millis());
         self.tasks.spawn(self.clone().expire(id, done));
