@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use execd_protocol::event::ExitInfo;
 use execd_protocol::limits::Limit;
+use execd_protocol::network::NetworkPolicy;
 use execd_protocol::policy::ExecPolicy;
 use execd_protocol::process::{new_process_id, StartParams, TerminalSize, WriteStatus};
 use execd_protocol::sandbox::SandboxSpec;
@@ -212,6 +213,14 @@ impl Command {
     /// Confine the process tree (filesystem, network).
     pub fn sandbox(&mut self, sandbox: SandboxSpec) -> &mut Self {
         self.params.sandbox = Some(sandbox);
+        self
+    }
+
+    /// Decide every network connection of the process tree by `policy`
+    /// through execd's proxy (needs a [`Command::sandbox`] with `network:
+    /// false`; docs/PROTOCOL.md, `networkPolicy`).
+    pub fn network_policy(&mut self, policy: NetworkPolicy) -> &mut Self {
+        self.params.network_policy = Some(policy);
         self
     }
 

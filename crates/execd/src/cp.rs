@@ -24,7 +24,7 @@ use indicatif::{BinaryBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::connect_args::ConnectArgs;
 use crate::cp_operand::{file_name, join, parse_operand, Location, Operand};
-use crate::messages::{connect_error, describe, server_url};
+use crate::messages::{connect_error, describe};
 
 /// Totals below this get no progress bar.
 pub(crate) const PROGRESS_THRESHOLD: u64 = 1024 * 1024;
@@ -35,6 +35,12 @@ pub struct CpArgs {
     /// Server meant by `:/path` operands; defaults to $EXECD_URL.
     #[arg(long)]
     url: Option<String>,
+    /// Server meant by `:/path` operands: the environment NAME of the
+    /// environments file ($EXECD_ENVIRONMENTS, else
+    /// $XDG_CONFIG_HOME/execd/environments.toml or
+    /// ~/.config/execd/environments.toml), with its token and CA file.
+    #[arg(long = "env", value_name = "NAME", conflicts_with = "url")]
+    env: Option<String>,
     #[command(flatten)]
     connect: ConnectArgs,
     /// Copy directories recursively.
@@ -57,8 +63,8 @@ pub struct CpArgs {
 const CP_HELP: &str = "\
 Operands:
   A local path, ws://HOST:PORT:/path or wss://HOST:PORT:/path (a path on
-  that server), or :/path (a path on the --url / $EXECD_URL server). Both
-  operands may be remote, on the same or different servers.
+  that server), or :/path (a path on the --env NAME, --url or $EXECD_URL
+  server). Both operands may be remote, on the same or different servers.
 
 What is kept:
   As scp: the permission bits (rwx for user, group, others) of every file
@@ -144,10 +150,10 @@ impl Side {
 
 /// Copy as the arguments say; the error is the message to print.
 pub async fn run(args: CpArgs) -> Result<(), String> {
-    let default_url = server_url(args.url.clone());
+    let (default_url, options) =
+        crate::connect_args::resolve(args.env.as_deref(), args.url.clone(), &args.connect)?;
     let source = parse_operand(&args.source, default_url.as_deref())?;
     let destination = parse_operand(&args.destination, default_url.as_deref())?;
-    let options = args.connect.options()?;
     let source_env = connect(&source.location, &options).await?;
     let destination_env = if destination.location == source.location {
         source_env.clone()

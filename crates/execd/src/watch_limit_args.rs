@@ -30,7 +30,9 @@ pub struct WatchLimitArgs {
     max_fs_watches: u64,
     /// inotify watches one session's `fs/watch` watches hold: one per
     /// watched path, plus one per directory below it when recursive
-    /// (counted when a watch is set).
+    /// (counted when a watch is set, and as directories are created under
+    /// it; past the bound a new directory is not watched and an `overflow`
+    /// change names the limit).
     #[arg(long, default_value_t = defaults().max_watch_paths, value_parser = positive())]
     max_fs_watch_paths: u64,
     /// Changes of one session waiting to be sent as `fs/changed`, after

@@ -144,7 +144,10 @@ impl FileSystem for LocalFileSystem {
         let events = queue.clone();
         let watch = blocking(move || {
             let paths = crate::watch::count_watched_paths(&root, recursive, u64::MAX)?;
-            crate::watch::watch(&root, recursive, events, paths)
+            let budget = crate::watch::PathBudget::new(u64::MAX);
+            crate::watch::watch(&root, recursive, events, paths, budget).map(|set| {
+                set.unwrap_or_else(|_| unreachable!("an unbounded budget always has room"))
+            })
         })
         .await?;
         let id = format!("local-watch-{}", NEXT_WATCH.fetch_add(1, Ordering::Relaxed));

@@ -13,14 +13,26 @@
 //! reader thread sets after the event that announced it), and what was
 //! created in it before then is reported as created: so a client that
 //! sees a new directory and writes into it is sure to see that write.
+//!
+//! Every inotify watch held counts against a [`PathBudget`] shared by a
+//! session's watches, new directories of a recursive watch too: one that
+//! would take it past its bound is unwatched again at once (with what is
+//! below it) and reported as created plus an `overflow` change naming
+//! `maxFsWatchPaths`. A removed directory gives its watch back; the watches
+//! of a directory moved out stay counted until the watch ends. (notify
+//! sets a new directory's watches before we count them, so for that moment
+//! a watch can hold more; the kernel's own limit still applies.)
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 
 use execd_environment::ChangeQueue;
 use execd_protocol::fs_watch::{ChangeKind, FsChange};
-use notify::event::{CreateKind, EventKind, ModifyKind, RenameMode};
+use execd_protocol::limits::Limit;
+use notify::event::{CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode};
 use notify::{Config, Event, RecursiveMode, Watcher};
 
 use crate::fs::FsError;
@@ -28,8 +40,104 @@ use crate::fs::FsError;
 /// A watch set on this machine; dropping it ends it.
 pub struct LocalWatch {
     _watcher: Arc<Mutex<notify::INotifyWatcher>>,
-    /// inotify watches it holds (see [`count_watched_paths`]).
+    /// inotify watches it held when set (see [`count_watched_paths`]).
     pub watched_paths: u64,
+}
+
+/// The inotify watches a session's watches may hold together.
+#[derive(Debug)]
+pub struct PathBudget {
+    used: AtomicU64,
+    max: u64,
+}
+
+impl PathBudget {
+    pub fn new(max: u64) -> Arc<PathBudget> {
+        Arc::new(PathBudget {
+            used: AtomicU64::new(0),
+            max,
+        })
+    }
+
+    /// Watches still free.
+    pub fn free(&self) -> u64 {
+        self.max.saturating_sub(self.used.load(Ordering::SeqCst))
+    }
+
+    /// Take `n` watches, unless that would pass the bound.
+    fn try_take(&self, n: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                used.checked_add(n).filter(|total| *total <= self.max)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: u64) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                Some(used.saturating_sub(n))
+            });
+    }
+}
+
+/// The part of a [`PathBudget`] one watch holds; given back when the
+/// watch (its handler and helper thread) is gone.
+struct HeldPaths {
+    budget: Arc<PathBudget>,
+    held: AtomicU64,
+    /// Removed directories whose first removal event has been seen (a
+    /// watched directory's removal comes twice: on its own watch and on
+    /// its parent's).
+    half_removed: Mutex<HashSet<PathBuf>>,
+    /// New directories left unwatched at the bound (their removal comes
+    /// once, and gives nothing back).
+    unwatched: Mutex<HashSet<PathBuf>>,
+}
+
+impl HeldPaths {
+    fn take(&self, n: u64) -> bool {
+        let taken = self.budget.try_take(n);
+        if taken {
+            self.held.fetch_add(n, Ordering::SeqCst);
+        }
+        taken
+    }
+
+    /// A directory of the watch was removed: its watch given back once.
+    fn removed_dir(&self, dir: &Path) {
+        let locked = |set: &Mutex<HashSet<PathBuf>>| {
+            // Only paths are kept: a poisoned set is still consistent.
+            set.lock().unwrap_or_else(|e| e.into_inner()).remove(dir)
+        };
+        if locked(&self.unwatched) || locked(&self.half_removed) {
+            return;
+        }
+        self.half_removed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.to_path_buf());
+        self.give_back_one();
+    }
+
+    fn give_back_one(&self) {
+        if self
+            .held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
+                held.checked_sub(1)
+            })
+            .is_ok()
+        {
+            self.budget.give_back(1);
+        }
+    }
+}
+
+impl Drop for HeldPaths {
+    fn drop(&mut self) {
+        self.budget.give_back(*self.held.get_mut());
+    }
 }
 
 fn shown(path: &Path) -> String {
@@ -101,19 +209,39 @@ pub fn count_watched_paths(root: &Path, recursive: bool, max: u64) -> Result<u64
 }
 
 /// Watch `root` (and below it with `recursive`), queueing its changes in
-/// `queue`. A missing root is `NotFound`, naming it.
+/// `queue`, holding `watched_paths` (counted by [`count_watched_paths`])
+/// of `budget` and more for directories created later. `Ok(Err(n))` when
+/// the `n` watches do not fit the budget; a missing root is `NotFound`,
+/// naming it.
 pub fn watch(
     root: &Path,
     recursive: bool,
     queue: Arc<ChangeQueue>,
     watched_paths: u64,
-) -> Result<LocalWatch, FsError> {
+    budget: Arc<PathBudget>,
+) -> Result<Result<LocalWatch, u64>, FsError> {
+    let held = Arc::new(HeldPaths {
+        budget,
+        held: AtomicU64::new(0),
+        half_removed: Mutex::new(HashSet::new()),
+        unwatched: Mutex::new(HashSet::new()),
+    });
+    if !held.take(watched_paths) {
+        return Ok(Err(watched_paths));
+    }
     let root_shown = shown(root);
+    let root_shown_for_dirs = root_shown.clone();
     let events = queue.clone();
+    let handler_held = held.clone();
     // New directories of a recursive watch, for the helper to watch first.
     let (new_dirs, new_dirs_rx) = mpsc::channel::<PathBuf>();
     let handler = move |event: notify::Result<Event>| match event {
         Ok(event) => {
+            if recursive && event.kind == EventKind::Remove(RemoveKind::Folder) {
+                if let Some(dir) = event.paths.first() {
+                    handler_held.removed_dir(dir);
+                }
+            }
             if recursive && event.kind == EventKind::Create(CreateKind::Folder) {
                 if let Some(dir) = event.paths.first() {
                     let _ = new_dirs.send(dir.clone());
@@ -152,32 +280,53 @@ pub fn watch(
         let weak = Arc::downgrade(&watcher);
         std::thread::Builder::new()
             .name("execd-watch-dirs".into())
-            .spawn(move || announce_new_dirs(new_dirs_rx, weak, queue))
+            .spawn(move || announce_new_dirs(new_dirs_rx, weak, queue, held, root_shown_for_dirs))
             .map_err(io)?;
     }
-    Ok(LocalWatch {
+    Ok(Ok(LocalWatch {
         _watcher: watcher,
         watched_paths,
-    })
+    }))
 }
 
 /// For each new directory: make sure it is watched (the reader thread
-/// answers after it has set the watches of the event that announced it),
-/// then report it, and what was already created in it. Ends when the
-/// watch does (its handler, holding the sender, is dropped).
+/// answers after it has set the watches of the event that announced it)
+/// and counted against the budget (else unwatched again, and an
+/// `overflow` naming the limit), then report it, and what was already
+/// created in it. Ends when the watch does (its handler, holding the
+/// sender, is dropped).
 fn announce_new_dirs(
     new_dirs: mpsc::Receiver<PathBuf>,
     watcher: Weak<Mutex<notify::INotifyWatcher>>,
     queue: Arc<ChangeQueue>,
+    held: Arc<HeldPaths>,
+    root_shown: String,
 ) {
     while let Ok(dir) = new_dirs.recv() {
         let Some(watcher) = watcher.upgrade() else {
             return;
         };
-        let watched = watcher
-            .lock()
-            .map(|mut w| w.watch(&dir, RecursiveMode::Recursive).is_ok())
-            .unwrap_or(false);
+        let Ok(mut locked) = watcher.lock() else {
+            return;
+        };
+        let watched = locked.watch(&dir, RecursiveMode::Recursive).is_ok();
+        if watched {
+            let free = held.budget.free();
+            let needed = count_watched_paths(&dir, true, free).unwrap_or(1);
+            if !held.take(needed) {
+                let _ = locked.unwatch(&dir);
+                held.unwatched
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(dir.clone());
+                let mut overflow = FsChange::new(ChangeKind::Overflow, root_shown.clone());
+                overflow.limit = Some(Limit::FsWatchPaths.name().to_string());
+                queue.push(FsChange::new(ChangeKind::Created, shown(&dir)));
+                queue.push(overflow);
+                continue;
+            }
+        }
+        drop(locked);
         drop(watcher);
         queue.push(FsChange::new(ChangeKind::Created, shown(&dir)));
         if watched {

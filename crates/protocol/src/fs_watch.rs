@@ -73,7 +73,8 @@ pub struct FsChange {
     /// `renamed`: the new path, when it is inside the watch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
-    /// `overflow`: the limit that was reached (`maxFsWatchEvents`), or
+    /// `overflow`: the limit that was reached (`maxFsWatchEvents`, or
+    /// `maxFsWatchPaths` for a new directory left unwatched), or
     /// absent when the kernel's queue overflowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,

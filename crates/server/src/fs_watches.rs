@@ -6,7 +6,8 @@
 //! past the session's event budget they become an `overflow` change. A
 //! watch ends on `fs/unwatch` or with the session (its outbox closing),
 //! which drops its inotify fd. Bounded by [`WatchLimits`]: watches, inotify
-//! watches (paths) and queued changes, per session.
+//! watches (paths, directories created later under a recursive watch
+//! too: [`watch::PathBudget`]) and queued changes, per session.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use execd_environment::{ChangeQueue, EnvError, EventBudget};
-use execd_local::watch::{self, LocalWatch};
+use execd_local::watch::{self, LocalWatch, PathBudget};
 use execd_protocol::fs_watch::{self as fw, ChangedNotification, WatchResult};
 use execd_protocol::limits::{Limit, LimitExceeded};
 use execd_protocol::RpcError;
@@ -31,7 +32,8 @@ pub struct WatchLimits {
     pub max_watches: usize,
     /// inotify watches the session's watches hold: one per watched path,
     /// and one per directory below it for a recursive watch (default 8192);
-    /// counted when a watch is set.
+    /// counted when a watch is set and as directories are created under a
+    /// recursive one (past it, an `overflow` change naming the limit).
     pub max_watch_paths: u64,
     /// Changes waiting to be sent, after coalescing, across the session's
     /// watches (default 4096); past it a batch ends with `overflow`.
@@ -53,8 +55,6 @@ impl Default for WatchLimits {
 }
 
 struct Entry {
-    /// inotify watches held (0 while being set).
-    paths: u64,
     stop: CancellationToken,
 }
 
@@ -62,6 +62,7 @@ struct Entry {
 pub struct FsWatches {
     table: Mutex<HashMap<String, Entry>>,
     budget: Arc<EventBudget>,
+    paths: Arc<PathBudget>,
     outbox: Arc<Outbox<Wire>>,
     limits: WatchLimits,
 }
@@ -71,6 +72,7 @@ impl FsWatches {
         Arc::new(FsWatches {
             table: Mutex::new(HashMap::new()),
             budget: EventBudget::new(limits.max_events),
+            paths: PathBudget::new(limits.max_watch_paths),
             outbox,
             limits,
         })
@@ -107,15 +109,13 @@ impl FsWatches {
             )
             .into());
         }
-        let used: u64 = table.values().map(|e| e.paths).sum();
         table.insert(
             id.to_string(),
             Entry {
-                paths: 0,
                 stop: CancellationToken::new(),
             },
         );
-        Ok(self.limits.max_watch_paths.saturating_sub(used))
+        Ok(self.paths.free())
     }
 
     /// Set watch `id` on `root`: counted, watched, and its changes sent
@@ -131,13 +131,14 @@ impl FsWatches {
         let shown = root.display().to_string();
         let queue = ChangeQueue::new(shown.clone(), self.budget.clone(), self.limits.coalesce);
         let events = queue.clone();
+        let budget = self.paths.clone();
         let set = slots
             .run(move || -> Result<Result<LocalWatch, u64>, EnvError> {
                 let paths = watch::count_watched_paths(&root, recursive, free)?;
                 if paths > free {
                     return Ok(Err(paths));
                 }
-                Ok(Ok(watch::watch(&root, recursive, events, paths)?))
+                Ok(watch::watch(&root, recursive, events, paths, budget)?)
             })
             .await;
         let local = match set {
@@ -161,15 +162,14 @@ impl FsWatches {
         };
         let paths = local.watched_paths;
         let stop = {
-            let mut table = self.table();
-            let Some(entry) = table.get_mut(&id) else {
+            let table = self.table();
+            let Some(entry) = table.get(&id) else {
                 // Unwatched while it was being set.
                 return Ok(WatchResult {
                     watch_id: id,
                     watched_paths: paths,
                 });
             };
-            entry.paths = paths;
             entry.stop.clone()
         };
         tokio::spawn(send_changes(

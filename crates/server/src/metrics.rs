@@ -279,6 +279,8 @@ impl Metrics {
 pub fn fs_method(method: &str) -> Option<&'static str> {
     use execd_protocol::codex::fs as cfs;
     use execd_protocol::fs as fsp;
+    use execd_protocol::fs_watch as fw;
+    use execd_protocol::transfer as tp;
     [
         fsp::READ_FILE,
         fsp::WRITE_FILE,
@@ -288,6 +290,13 @@ pub fn fs_method(method: &str) -> Option<&'static str> {
         fsp::READ_DIRECTORY,
         fsp::REMOVE,
         fsp::COPY,
+        fsp::RENAME,
+        fw::WATCH,
+        fw::UNWATCH,
+        tp::UPLOAD,
+        tp::UPLOAD_FINISH,
+        tp::DOWNLOAD,
+        tp::TRANSFER_CANCEL,
         cfs::OPEN,
         cfs::READ_BLOCK,
         cfs::CLOSE,

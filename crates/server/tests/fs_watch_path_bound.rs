@@ -1,0 +1,106 @@
+//! `maxFsWatchPaths` bounds the inotify watches a session's `fs/watch`
+//! watches hold as directories are created under a recursive watch, not
+//! only when a watch is set: with a bound of 2, a watched root and one new
+//! directory fit; the next new directory is reported as created plus an
+//! `overflow` change naming the limit (and is not watched); the session
+//! can set no more watches until a removed directory gives its watch back.
+
+use execd_server::ServerConfig;
+use execd_test_support::{start_server_with, Client, TempDir, RUN_TIMEOUT};
+use serde_json::{json, Value};
+
+/// Every `fs/changed` change for `watch_id` until one satisfies `done`.
+async fn changes_until(
+    client: &mut Client,
+    watch_id: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let mut frames = client.take_notifications();
+    loop {
+        for frame in frames.drain(..) {
+            if frame["method"] != "fs/changed" || frame["params"]["watchId"] != watch_id {
+                continue;
+            }
+            let changes = frame["params"]["changes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let finished = changes.iter().any(&done);
+            seen.extend(changes);
+            if finished {
+                return seen;
+            }
+        }
+        let frame = tokio::time::timeout(RUN_TIMEOUT, client.recv_frame())
+            .await
+            .unwrap_or_else(|_| panic!("no wanted change; saw {seen:?}"));
+        frames.push(frame);
+    }
+}
+
+#[tokio::test]
+async fn directories_created_later_count_against_the_bound() {
+    let mut config = ServerConfig::default();
+    config.watch.max_watch_paths = 2;
+    let server = start_server_with(config).await;
+    let mut client = Client::connect_initialized(&server.url()).await;
+    let dir = TempDir::new("watch-bound");
+    let other = TempDir::new("watch-bound-other");
+    let shown = |name: &str| dir.join(name).display().to_string();
+    let watched = client
+        .call(
+            "fs/watch",
+            json!({"watchId": "w", "path": dir.path().display().to_string(), "recursive": true}),
+        )
+        .await
+        .expect("watch");
+    assert_eq!(watched["watchedPaths"], 1, "{watched}");
+
+    // The second watch: fits, and is watched (a write in it is seen).
+    std::fs::create_dir(dir.join("a")).unwrap();
+    changes_until(&mut client, "w", |c| {
+        c["kind"] == "created" && c["path"] == shown("a").as_str()
+    })
+    .await;
+    std::fs::write(dir.join("a/f"), "x").unwrap();
+    changes_until(&mut client, "w", |c| c["path"] == shown("a/f").as_str()).await;
+
+    // The third would pass the bound: created, then an overflow naming it.
+    std::fs::create_dir(dir.join("b")).unwrap();
+    let seen = changes_until(&mut client, "w", |c| c["kind"] == "overflow").await;
+    let overflow = seen.iter().find(|c| c["kind"] == "overflow").unwrap();
+    assert_eq!(overflow["limit"], "maxFsWatchPaths", "{seen:?}");
+    assert_eq!(
+        overflow["path"],
+        dir.path().display().to_string(),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|c| c["kind"] == "created" && c["path"] == shown("b").as_str()),
+        "{seen:?}"
+    );
+
+    // The session's bound is full: no other watch fits.
+    let other_params = json!({"watchId": "o", "path": other.path().display().to_string()});
+    let err = client
+        .call_expect_error("fs/watch", other_params.clone())
+        .await;
+    assert_eq!(err["data"]["limit"], "maxFsWatchPaths", "{err}");
+
+    // Removing the watched directory gives its watch back.
+    std::fs::remove_file(dir.join("a/f")).unwrap();
+    std::fs::remove_dir(dir.join("a")).unwrap();
+    changes_until(&mut client, "w", |c| {
+        c["kind"] == "removed" && c["path"] == shown("a").as_str()
+    })
+    .await;
+    client
+        .call("fs/watch", other_params)
+        .await
+        .expect("a watch fits again");
+
+    drop(client);
+    server.shutdown().await;
+}
