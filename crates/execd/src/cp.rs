@@ -12,22 +12,18 @@
 //! through the destination's.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::Args;
-use execd_client::{ConnectOptions, EnvError, Environment, FileSystem, RemoteEnvironment};
+use execd_client::{ConnectOptions, EnvError, Environment, RemoteEnvironment};
 use execd_environment::traits::STREAM_CHUNK;
 use execd_local::LocalEnvironment;
-use execd_protocol::fs::{Metadata, SetMetadataParams};
-use indicatif::{BinaryBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::connect_args::ConnectArgs;
-use crate::cp_operand::{file_name, join, parse_operand, Location, Operand};
-use crate::messages::{connect_error, describe};
-
-/// Totals below this get no progress bar.
-pub(crate) const PROGRESS_THRESHOLD: u64 = 1024 * 1024;
+use crate::cp_operand::{file_name, join, parse_operand, Location};
+use crate::cp_side::{fs_error, keep, summary, Kept, Side, PROGRESS_THRESHOLD};
+use crate::messages::connect_error;
 
 #[derive(Debug, Args)]
 #[command(after_long_help = CP_HELP)]
@@ -97,57 +93,6 @@ Exit status:
   0 when everything was copied; 1 otherwise, with the reason on stderr
   (named `execd cp: ...`).";
 
-/// Permission bits kept without -p (scp's): rwx for user, group, others.
-const MODE_KEPT: u32 = 0o777;
-/// Permission bits kept with -p: also setuid, setgid, sticky.
-const MODE_KEPT_PRESERVING: u32 = 0o7777;
-
-/// What is kept of a source entry on its copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Kept {
-    mode: Option<u32>,
-    modified_at_ms: Option<i64>,
-    accessed_at_ms: Option<i64>,
-}
-
-impl Kept {
-    /// What `meta` asks to keep: its mode, and its times with `-p`.
-    pub(crate) fn of(meta: &Metadata, preserve: bool) -> Kept {
-        let mask = if preserve {
-            MODE_KEPT_PRESERVING
-        } else {
-            MODE_KEPT
-        };
-        Kept {
-            mode: meta.mode.map(|mode| mode & mask),
-            modified_at_ms: preserve.then_some(meta.modified_at_ms),
-            accessed_at_ms: if preserve { meta.accessed_at_ms } else { None },
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        *self == Kept::default()
-    }
-}
-
-/// One side of the copy.
-pub(crate) struct Side {
-    pub(crate) operand: Operand,
-    env: Environment,
-    /// This side cannot keep modes and times, and was warned about.
-    warned_unsupported: AtomicBool,
-}
-
-impl Side {
-    pub(crate) fn fs(&self) -> &dyn FileSystem {
-        self.env.fs.as_ref()
-    }
-
-    pub(crate) fn show(&self, path: &str) -> String {
-        self.operand.show(path)
-    }
-}
-
 /// Copy as the arguments say; the error is the message to print.
 pub async fn run(args: CpArgs) -> Result<(), String> {
     let (default_url, options) =
@@ -160,16 +105,8 @@ pub async fn run(args: CpArgs) -> Result<(), String> {
     } else {
         connect(&destination.location, &options).await?
     };
-    let source = Side {
-        operand: source,
-        env: source_env,
-        warned_unsupported: AtomicBool::new(false),
-    };
-    let destination = Side {
-        operand: destination,
-        env: destination_env,
-        warned_unsupported: AtomicBool::new(false),
-    };
+    let source = Side::new(source, source_env);
+    let destination = Side::new(destination, destination_env);
     copy(&source, &destination, args.recursive, args.preserve).await
 }
 
@@ -179,14 +116,6 @@ async fn connect(location: &Location, options: &ConnectOptions) -> Result<Enviro
         Location::Remote(url) => RemoteEnvironment::connect_with(url, options.clone())
             .await
             .map_err(|err| connect_error(url, &err)),
-    }
-}
-
-/// `<action> <what>: <why>`, without repeating the path for "not found".
-pub(crate) fn fs_error(action: &str, what: &str, err: &EnvError) -> String {
-    match err {
-        EnvError::NotFound(_) => format!("{action} {what}: no such file or directory"),
-        other => format!("{action} {what}: {}", describe(other)),
     }
 }
 
@@ -396,23 +325,6 @@ async fn walk(
     Ok(items)
 }
 
-/// `3 files, 12.00 MiB in 1.2 s (10.00 MiB/s)`: the line after a copy on
-/// a terminal.
-pub(crate) fn summary(files: usize, bytes: u64, elapsed: std::time::Duration) -> String {
-    let seconds = elapsed.as_secs_f64();
-    let rate = if seconds > 0.0 {
-        bytes as f64 / seconds
-    } else {
-        0.0
-    };
-    format!(
-        "{files} file{}, {} in {seconds:.1} s ({}/s)",
-        if files == 1 { "" } else { "s" },
-        BinaryBytes(bytes),
-        BinaryBytes(rate as u64)
-    )
-}
-
 /// A bar on stderr when it is a terminal and the copy is big enough.
 fn progress_bar(total: u64, on_terminal: bool) -> Option<ProgressBar> {
     if total < PROGRESS_THRESHOLD || !on_terminal {
@@ -448,35 +360,6 @@ async fn copy_items(
         }
     }
     Ok(())
-}
-
-/// Give `path` the mode and times that `kept` asks for. A destination that
-/// cannot set them (a server older than `fs/setMetadata`) gets a warning,
-/// once per side, and the copy goes on.
-pub(crate) async fn keep(side: &Side, path: &str, kept: &Kept) -> Result<(), String> {
-    if kept.is_empty() || side.warned_unsupported.load(Ordering::Relaxed) {
-        return Ok(());
-    }
-    let params = SetMetadataParams {
-        path: path.to_string(),
-        mode: kept.mode,
-        modified_at_ms: kept.modified_at_ms,
-        accessed_at_ms: kept.accessed_at_ms,
-    };
-    match side.fs().set_metadata(params).await {
-        Ok(()) => Ok(()),
-        Err(EnvError::Unsupported(message)) => {
-            if !side.warned_unsupported.swap(true, Ordering::Relaxed) {
-                eprintln!("execd cp: warning: permissions and times are not kept: {message}");
-            }
-            Ok(())
-        }
-        Err(err) => Err(fs_error(
-            "cannot set the mode or times of",
-            &side.show(path),
-            &err,
-        )),
-    }
 }
 
 /// Create a directory; one that already exists is fine (its contents merge).

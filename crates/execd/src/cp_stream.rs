@@ -12,7 +12,7 @@ use execd_client::{pump, EnvError, TransferFormat, WriteOptions};
 use execd_protocol::fs::Metadata;
 use indicatif::{BinaryBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cp::{fs_error, keep, Kept, Side};
+use crate::cp_side::{fs_error, keep, summary, Kept, Side, PROGRESS_THRESHOLD};
 
 /// Copy `from` (whose metadata is `meta`) to `target` as one stream; `None`
 /// when a side cannot stream.
@@ -83,14 +83,14 @@ pub(crate) async fn copy(
             BinaryBytes(rate as u64)
         );
     } else if on_terminal {
-        eprintln!("{}", crate::cp::summary(1, bytes, started.elapsed()));
+        eprintln!("{}", summary(1, bytes, started.elapsed()));
     }
     Some(Ok(()))
 }
 
 /// A bar for a big file, a byte counter for a tree (its size is unknown).
 fn progress(meta: &Metadata, on_terminal: bool) -> Option<ProgressBar> {
-    if !on_terminal || (!meta.is_directory && meta.size < crate::cp::PROGRESS_THRESHOLD) {
+    if !on_terminal || (!meta.is_directory && meta.size < PROGRESS_THRESHOLD) {
         return None;
     }
     let (bar, template) = if meta.is_directory {

@@ -7,6 +7,7 @@ mod codex_limit_args;
 mod connect_args;
 mod cp;
 mod cp_operand;
+mod cp_side;
 mod cp_stream;
 mod exec_wrapper;
 mod messages;

@@ -6,7 +6,8 @@
 //! - [`filesystem`]: `LocalFileSystem`, the `FileSystem` trait over [`fs`].
 //! - [`fs`]: the filesystem operations themselves (blocking).
 //! - [`transfer`], [`tree`]: file and tar-tree streams (`open_read`,
-//!   `open_write`), written under a temporary name and renamed into place.
+//!   `open_write`), written under a temporary name ([`temp_file`]) and
+//!   renamed into place.
 //! - [`env_policy`]: the child's environment under `envPolicy`.
 //! - [`codex_sandbox`]: codex's `sandbox` profile as execd's sandbox.
 //! - [`walk_params`]: `fs/walk`'s params and result around [`walk`].
@@ -23,6 +24,7 @@ pub mod filesystem;
 pub mod fs;
 pub mod open_files;
 pub mod rename;
+pub mod temp_file;
 pub mod transfer;
 pub mod tree;
 pub mod walk;

@@ -6,13 +6,10 @@
 //! stream is finished; a stream dropped unfinished removes it. Trees are
 //! tar streams ([`crate::tree`]).
 
-use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -24,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::fs::{self, io_error, FsError};
+use crate::temp_file::TempFile;
 
 /// Pieces queued between a stream's thread and its async side.
 const QUEUED_PIECES: usize = 4;
@@ -282,7 +280,7 @@ pub async fn open_write(path: &str, options: WriteOptions) -> Result<Box<dyn Byt
             let temp = tokio::task::spawn_blocking(move || TempFile::create(&target))
                 .await
                 .map_err(|err| EnvError::Failed(format!("filesystem task failed: {err}")))??;
-            Ok(spawn_sink(move |input| temp.fill_and_rename(input, &path)))
+            Ok(spawn_sink(move |input| fill_and_rename(temp, input, &path)))
         }
         TransferFormat::Tree => {
             let target = tokio::task::spawn_blocking(move || crate::tree::prepare_root(&path))
@@ -295,88 +293,21 @@ pub async fn open_write(path: &str, options: WriteOptions) -> Result<Box<dyn Byt
     }
 }
 
-/// Temporary names are unique in this process by this counter.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A file written under a temporary name beside its final one, removed on
-/// drop unless renamed.
-pub(crate) struct TempFile {
-    pub(crate) path: PathBuf,
-    pub(crate) file: Option<File>,
-}
-
-impl TempFile {
-    /// A new empty file beside `target` (whose directory must exist).
-    pub(crate) fn create(target: &Path) -> Result<TempFile, FsError> {
-        let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
-            return Err(FsError::Refused(format!(
-                "cannot write {}: it has no file name",
-                target.display()
-            )));
-        };
-        if let Ok(meta) = std::fs::metadata(target) {
-            if meta.is_dir() {
-                return Err(FsError::IsDirectory(target.display().to_string()));
-            }
-        }
-        loop {
-            let mut temp_name = OsString::from(".");
-            temp_name.push(name);
-            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            temp_name.push(format!(".execd-{}-{n}.part", std::process::id()));
-            let path = parent.join(&temp_name);
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o666)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-            {
-                Ok(file) => {
-                    return Ok(TempFile {
-                        path,
-                        file: Some(file),
-                    })
-                }
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(err) => return Err(io_error(target)(err)),
-            }
-        }
+/// Copy `input` into `temp`, keep the mode of a file it replaces, and
+/// rename it to `target`.
+fn fill_and_rename(
+    mut temp: TempFile,
+    input: &mut PieceReader,
+    target: &Path,
+) -> Result<(), FsError> {
+    let file = temp
+        .file
+        .as_mut()
+        .ok_or_else(|| FsError::Refused("no file".into()))?;
+    io::copy(input, file).map_err(io_error(target))?;
+    if let Ok(meta) = std::fs::metadata(target) {
+        let mode = meta.permissions().mode() & fs::MODE_BITS;
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(mode));
     }
-
-    /// Copy `input` into the file, keep the mode of a file it replaces, and
-    /// rename it to `target`.
-    fn fill_and_rename(mut self, input: &mut PieceReader, target: &Path) -> Result<(), FsError> {
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| FsError::Refused("no file".into()))?;
-        io::copy(input, file).map_err(io_error(target))?;
-        if let Ok(meta) = std::fs::metadata(target) {
-            let mode = meta.permissions().mode() & fs::MODE_BITS;
-            let _ = file.set_permissions(std::fs::Permissions::from_mode(mode));
-        }
-        self.rename_to(target)
-    }
-
-    /// Put the file in place under `target`.
-    pub(crate) fn rename_to(mut self, target: &Path) -> Result<(), FsError> {
-        self.file = None;
-        std::fs::rename(&self.path, target).map_err(io_error(target))?;
-        self.path = PathBuf::new();
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.path.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// `bytes` as a path (any bytes but NUL are a Unix file name).
-pub(crate) fn path_of(bytes: &[u8]) -> PathBuf {
-    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+    temp.rename_to(target)
 }

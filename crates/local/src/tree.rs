@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tar::{Builder, EntryType, Header};
 
 use crate::fs::{io_error, FsError, MODE_BITS};
-use crate::transfer::{path_of, TempFile};
+use crate::temp_file::{path_of, TempFile};
 
 /// Permission bits kept without `preserve` (as scp): rwx for all three.
 const MODE_RWX: u32 = 0o777;
