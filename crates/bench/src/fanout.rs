@@ -32,15 +32,12 @@ pub fn row(n: usize) -> String {
 }
 
 /// Measure the row: execd and the local baseline, alternating.
-pub async fn measure(
-    env: &Environment,
-    config: &BenchConfig,
-    report: &mut Report,
-) -> Result<(), BenchError> {
+pub async fn measure(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
     let n = config.fanout;
     if n == 0 {
         return Ok(());
     }
+    let env = &crate::remote::connect(config, true).await?;
     let sh = find_program("sh")?;
     let (mut execd, mut local) = (Vec::new(), Vec::new());
     for run in 0..RUNS {

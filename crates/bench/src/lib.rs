@@ -57,6 +57,85 @@ pub struct BenchConfig {
     pub command_line: String,
     /// Write the Markdown report here as well as to stdout.
     pub markdown_out: Option<PathBuf>,
+    /// Measure only these parts (empty: every part).
+    pub only: Vec<Part>,
+}
+
+/// A part of the run that `execd bench --only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Server memory, idle and with idle processes.
+    Memory,
+    /// Connect, request round trip, spawn and PTY echo.
+    Latency,
+    /// Streaming a child's output, JSON and binary frames.
+    Stream,
+    /// Many processes started at once.
+    Fanout,
+    /// `fs/watch` latency.
+    Watch,
+    /// Streaming with an output window against without.
+    Window,
+    /// A cut connection to its first replayed byte.
+    Resume,
+    /// The local limits the other rows are compared with.
+    Local,
+    /// `cp` of a file and of a tree.
+    Files,
+    /// The OpenSSH rows.
+    Ssh,
+}
+
+impl Part {
+    pub const ALL: [Part; 10] = [
+        Part::Memory,
+        Part::Latency,
+        Part::Stream,
+        Part::Fanout,
+        Part::Watch,
+        Part::Window,
+        Part::Resume,
+        Part::Local,
+        Part::Files,
+        Part::Ssh,
+    ];
+
+    /// The name `--only` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Memory => "memory",
+            Part::Latency => "latency",
+            Part::Stream => "stream",
+            Part::Fanout => "fanout",
+            Part::Watch => "watch",
+            Part::Window => "window",
+            Part::Resume => "resume",
+            Part::Local => "local",
+            Part::Files => "files",
+            Part::Ssh => "ssh",
+        }
+    }
+}
+
+impl std::str::FromStr for Part {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        Part::ALL
+            .into_iter()
+            .find(|part| part.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Part::ALL.iter().map(|part| part.name()).collect();
+                format!("no bench part {name:?} (parts: {})", names.join(", "))
+            })
+    }
+}
+
+impl BenchConfig {
+    /// True if `part` is to be measured.
+    pub fn wants(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,22 +159,39 @@ pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -
 /// Run every measurement and return the report.
 pub async fn run(config: &BenchConfig) -> Result<Report, BenchError> {
     let mut report = Report::new(config);
-    remote::measure_memory(config, &mut report).await?;
-    let latency_config = config.clone();
-    let mut report = tokio::task::spawn_blocking(move || {
-        remote::measure_latency(&latency_config, &mut report).map(|()| report)
-    })
-    .await
-    .map_err(|err| BenchError::Check(format!("the latency measurements failed: {err}")))??;
-    remote::measure_bulk(config, &mut report).await?;
-    watch::measure(config, &mut report).await?;
-    resume::measure_window(config, &mut report).await?;
-    resume::measure_resume(config, &mut report).await?;
-    local::measure(config, &mut report).await?;
-    if config.copy_bytes > 0 || config.copy_files > 0 {
+    if config.wants(Part::Memory) {
+        remote::measure_memory(config, &mut report).await?;
+    }
+    if config.wants(Part::Latency) {
+        let latency_config = config.clone();
+        report = tokio::task::spawn_blocking(move || {
+            remote::measure_latency(&latency_config, &mut report).map(|()| report)
+        })
+        .await
+        .map_err(|err| BenchError::Check(format!("the latency measurements failed: {err}")))??;
+    }
+    if config.wants(Part::Stream) {
+        remote::measure_stream(config, &mut report).await?;
+    }
+    if config.wants(Part::Fanout) {
+        fanout::measure(config, &mut report).await?;
+    }
+    if config.wants(Part::Watch) {
+        watch::measure(config, &mut report).await?;
+    }
+    if config.wants(Part::Window) {
+        resume::measure_window(config, &mut report).await?;
+    }
+    if config.wants(Part::Resume) {
+        resume::measure_resume(config, &mut report).await?;
+    }
+    if config.wants(Part::Local) {
+        local::measure(config, &mut report).await?;
+    }
+    if config.wants(Part::Files) && (config.copy_bytes > 0 || config.copy_files > 0) {
         files::measure(config, &mut report).await?;
     }
-    if let Some(target) = &config.ssh {
+    if let (true, Some(target)) = (config.wants(Part::Ssh), &config.ssh) {
         ssh::measure(config, target, &mut report).await?;
     }
     Ok(report)

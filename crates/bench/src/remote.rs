@@ -70,9 +70,9 @@ pub async fn measure_memory(config: &BenchConfig, report: &mut Report) -> Result
     idle_memory(&env, config, report).await
 }
 
-/// Throughput and fan-out, measured the way `execd run` and `execd cp` run
-/// their client: on the caller's (multi-threaded) runtime.
-pub async fn measure_bulk(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
+/// Throughput, measured the way `execd run` and `execd cp` run their
+/// client: on the caller's (multi-threaded) runtime.
+pub async fn measure_stream(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
     let env = connect(config, true).await?;
     // The JSON/base64 baseline protocol and execd's binary output frames, in turn.
     let json = connect(config, false).await?;
@@ -92,7 +92,6 @@ pub async fn measure_bulk(config: &BenchConfig, report: &mut Report) -> Result<(
     report
         .throughput(&binary_stream_row(config.stream_bytes))
         .execd = Some(median_rate(binary_rates));
-    crate::fanout::measure(&env, config, report).await?;
     Ok(())
 }
 

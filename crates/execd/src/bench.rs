@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use clap::Args;
 use execd_bench::ssh::SshTarget;
-use execd_bench::BenchConfig;
+use execd_bench::{BenchConfig, Part};
 use execd_transport::token::{Token, TOKEN_VARIABLE};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// Also write the Markdown report to this file.
     #[arg(long)]
     markdown_out: Option<PathBuf>,
+    /// Measure only these parts, comma-separated: memory, latency, stream,
+    /// fanout, watch, window, resume, local, files, ssh.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Part>,
 }
 
 pub async fn run(args: BenchArgs) -> Result<(), String> {
@@ -113,6 +117,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         ssh,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         markdown_out: args.markdown_out.clone(),
+        only: args.only,
     };
     let report = execd_bench::run(&config)
         .await
