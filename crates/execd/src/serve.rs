@@ -161,6 +161,11 @@ pub struct ServeArgs {
     /// `fs/*`, starts with an exec policy); more are refused.
     #[arg(long, default_value_t = defaults().max_requests_in_flight as u64, value_parser = positive())]
     max_requests_in_flight: u64,
+    /// `process/start`s of one connection that spawn side by side when a
+    /// client sends them in a burst (1: one at a time); the connection
+    /// reads its next frame as one finishes.
+    #[arg(long, default_value_t = defaults().max_concurrent_spawns as u64, value_parser = positive())]
+    max_concurrent_spawns: u64,
     /// Filesystem operations running at once, over all connections.
     #[arg(long, default_value_t = defaults().max_fs_ops as u64, value_parser = positive())]
     max_fs_ops: u64,
@@ -230,6 +235,7 @@ impl ServeArgs {
         config.max_frame_bytes = size(self.max_frame_bytes);
         config.max_read_bytes = self.max_read_bytes;
         config.max_requests_in_flight = size(self.max_requests_in_flight);
+        config.max_concurrent_spawns = size(self.max_concurrent_spawns);
         config.max_fs_ops = size(self.max_fs_ops);
         config.max_fs_ops_per_connection = size(self.max_fs_ops_per_connection);
         config.detach_grace = Duration::from_secs(self.detach_grace);

@@ -20,10 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use execd_protocol::envelope::InitializeParams;
+use execd_protocol::process as pp;
 use execd_protocol::transfer::{TransferAck, TransferEnd, TRANSFER_ACK, TRANSFER_END};
 use execd_protocol::{Incoming, ReplyId, RequestId, RpcError};
 use execd_transport::outbox::{boxed, BoxSink, Link, Outbox, Wire};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -125,6 +126,8 @@ pub async fn serve_connection<I, O>(
         sessions: sessions.clone(),
     };
     let ending = connection.run(&mut incoming, &shutdown).await;
+    // Starts still spawning are in the table once they have been answered.
+    connection.session.starts.settle().await;
     // Pieces in flight died with the connection: its streams end here
     // (uploads leave nothing under their names).
     connection.session.transfers().cancel_all();
@@ -188,33 +191,46 @@ impl Connection {
         pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let pinging = Arc::new(AtomicBool::new(false));
         let mut heard = Instant::now();
+        // A frame that was already waiting when the one before was read.
+        let mut read_ahead: Option<Option<Inbound>> = None;
         loop {
-            let link = self.link.clone();
-            let attachment = self.attachment.clone();
-            let outbox = self.session.outbox();
-            tokio::select! {
-                frame = incoming.next() => {
-                    heard = Instant::now();
-                    match frame {
-                        None if self.transport.detachable => return Ending::Lost,
-                        None | Some(Inbound::Close) => return Ending::Clean,
-                        Some(Inbound::Alive) => {}
-                        Some(frame) => {
-                            if !self.handle(frame).await {
-                                return Ending::Clean;
-                            }
+            let frame = match read_ahead.take() {
+                Some(frame) => frame,
+                None => {
+                    let link = self.link.clone();
+                    let attachment = self.attachment.clone();
+                    let outbox = self.session.outbox();
+                    tokio::select! {
+                        frame = incoming.next() => frame,
+                        _ = link.lost() => return Ending::Lost,
+                        _ = attachment.taken_over() => return Ending::TakenOver,
+                        _ = outbox.closed() => return Ending::Shutdown,
+                        _ = shutdown.cancelled() => return Ending::Shutdown,
+                        _ = tokio::time::sleep_until(heard + timeout), if keepalive => {
+                            debug!(peer = %self.peer.address, "nothing heard within the keepalive timeout; connection lost");
+                            return Ending::Lost;
+                        }
+                        _ = pings.tick(), if keepalive => {
+                            ping(&outbox, &self.link, &pinging, interval);
+                            continue;
                         }
                     }
                 }
-                _ = link.lost() => return Ending::Lost,
-                _ = attachment.taken_over() => return Ending::TakenOver,
-                _ = outbox.closed() => return Ending::Shutdown,
-                _ = shutdown.cancelled() => return Ending::Shutdown,
-                _ = tokio::time::sleep_until(heard + timeout), if keepalive => {
-                    debug!(peer = %self.peer.address, "nothing heard within the keepalive timeout; connection lost");
-                    return Ending::Lost;
+            };
+            heard = Instant::now();
+            match frame {
+                None if self.transport.detachable => return Ending::Lost,
+                None | Some(Inbound::Close) => return Ending::Clean,
+                Some(Inbound::Alive) => {}
+                Some(frame) => {
+                    // Looked at, not waited for: is a burst coming in?
+                    read_ahead = incoming.next().now_or_never();
+                    let more = matches!(read_ahead, Some(Some(_)));
+                    self.session.starts.set_more_waiting(more);
+                    if !self.handle(frame).await {
+                        return Ending::Clean;
+                    }
                 }
-                _ = pings.tick(), if keepalive => ping(&outbox, &link, &pinging, interval),
             }
         }
     }
@@ -225,25 +241,22 @@ impl Connection {
     async fn handle(&mut self, frame: Inbound) -> bool {
         let text = match frame {
             Inbound::Text(text) => text,
-            Inbound::Invalid(error) => {
-                self.session
-                    .send(rpc::frame_error(&ReplyId::Unknown, error))
-                    .await;
-                return true;
+            other => {
+                self.session.starts.settle().await;
+                return self.handle_other(other).await;
             }
-            Inbound::Fatal(error) => {
-                self.session
-                    .send(rpc::frame_error(&ReplyId::Unknown, error))
-                    .await;
-                return false;
-            }
-            Inbound::Binary(frame) => {
-                self.piece(frame).await;
-                return true;
-            }
-            Inbound::Close | Inbound::Alive => return true,
         };
-        match Incoming::parse_raw(&text) {
+        let parsed = Incoming::parse_raw(&text);
+        // Starts of a burst run side by side; anything else waits for them.
+        match &parsed {
+            Ok(Incoming::Request { method, .. }) if *method == pp::START => {
+                if self.session.starts.side_by_side() {
+                    self.session.starts.room().await;
+                }
+            }
+            _ => self.session.starts.settle().await,
+        }
+        match parsed {
             Err(err) => {
                 let error = rpc::invalid_frame(err.message);
                 self.session.send(rpc::frame_error(&err.id, error)).await
@@ -297,6 +310,29 @@ impl Connection {
             }
         }
         true
+    }
+
+    /// A frame that is not text: an error to answer, or a transfer piece.
+    async fn handle_other(&mut self, frame: Inbound) -> bool {
+        match frame {
+            Inbound::Invalid(error) => {
+                self.session
+                    .send(rpc::frame_error(&ReplyId::Unknown, error))
+                    .await;
+                true
+            }
+            Inbound::Fatal(error) => {
+                self.session
+                    .send(rpc::frame_error(&ReplyId::Unknown, error))
+                    .await;
+                false
+            }
+            Inbound::Binary(frame) => {
+                self.piece(frame).await;
+                true
+            }
+            Inbound::Text(_) | Inbound::Close | Inbound::Alive => true,
+        }
     }
 
     /// A transfer piece: to its upload, or an error back.

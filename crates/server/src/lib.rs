@@ -30,6 +30,7 @@ pub mod rpc;
 pub mod session;
 pub mod sessions;
 pub mod shared;
+pub mod start_burst;
 pub mod transfers;
 pub mod transport;
 pub mod watches;
@@ -87,6 +88,10 @@ pub struct ServerConfig {
     /// Requests of one connection answered from a task (`process/read`,
     /// `fs/*`, a `process/start` with an exec policy) not yet answered.
     pub max_requests_in_flight: usize,
+    /// `process/start`s of one connection spawning side by side when they
+    /// come in a burst (1: one at a time); the connection reads on as one
+    /// finishes.
+    pub max_concurrent_spawns: usize,
     /// Filesystem operations running at once, over all connections.
     pub max_fs_ops: usize,
     /// Filesystem operations of one connection running at once.
@@ -130,6 +135,7 @@ impl Default for ServerConfig {
             max_connections: 256,
             max_handshakes: 128,
             max_requests_in_flight: 128,
+            max_concurrent_spawns: 16,
             max_fs_ops: 32,
             max_fs_ops_per_connection: 8,
             detach_grace: Duration::from_secs(120),

@@ -15,6 +15,7 @@ use execd_protocol::limits::{Limit, LimitExceeded};
 use execd_protocol::{RequestId, RpcError};
 use execd_transport::outbox::{Frame, Link, Outbox, Wire};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::access::Admission;
@@ -26,6 +27,7 @@ use crate::methods::Reply;
 use crate::metrics::{Metrics, OpenGuard};
 use crate::rpc::{self, RpcResult};
 use crate::shared::{FsSlots, Shared};
+use crate::start_burst::StartBurst;
 use crate::transfers::Transfers;
 use crate::watches::MissingWatches;
 use crate::ServerConfig;
@@ -62,6 +64,8 @@ pub struct Session {
     /// The filesystem method being routed now, counted in the metrics
     /// when its reply is made (set by the connection around dispatch).
     pub(crate) fs_method: Option<&'static str>,
+    /// Starts spawning side by side ([`StartBurst`]).
+    pub(crate) starts: StartBurst,
     /// Counts the session as open in the metrics while it lives.
     _open: OpenGuard,
 }
@@ -109,6 +113,7 @@ impl Session {
             events,
             binary_frames,
             in_flight: Arc::new(Semaphore::new(config.max_requests_in_flight)),
+            starts: StartBurst::new(config.max_concurrent_spawns),
             fs,
             shared,
             outbox,
@@ -222,7 +227,7 @@ impl Session {
         place: InFlight,
         id: &RequestId,
         work: impl Future<Output = RpcResult> + Send + 'static,
-    ) {
+    ) -> JoinHandle<()> {
         let id = id.clone();
         let counted = self.fs_method.map(|fs| (fs, self.shared.metrics.clone()));
         self.send_later(place, async move {
@@ -231,11 +236,15 @@ impl Session {
                 metrics.fs_operation(fs, result.as_ref().map(|_| ()));
             }
             rpc::response(&id, result)
-        });
+        })
     }
 
     /// Send the frame `work` builds (a whole response) from a task.
-    pub fn send_later(&self, place: InFlight, work: impl Future<Output = String> + Send + 'static) {
+    pub fn send_later(
+        &self,
+        place: InFlight,
+        work: impl Future<Output = String> + Send + 'static,
+    ) -> JoinHandle<()> {
         let outbox = self.outbox.clone();
         // The reply belongs to the connection that asked.
         let link = self.link.clone();
@@ -247,6 +256,6 @@ impl Session {
                 drop(place);
             }
             .in_current_span(),
-        );
+        )
     }
 }

@@ -191,6 +191,21 @@ impl Client {
         id
     }
 
+    /// Send requests back to back and flush once, so the server finds them
+    /// waiting together (a burst); their ids, in order.
+    pub async fn send_requests_together(&mut self, requests: &[(&str, Value)]) -> Vec<i64> {
+        let mut ids = Vec::with_capacity(requests.len());
+        for (method, params) in requests {
+            let id = self.next_id;
+            self.next_id += 1;
+            let frame = json!({"id": id, "method": method, "params": params}).to_string();
+            self.ws.feed(Message::text(frame)).await.expect("send");
+            ids.push(id);
+        }
+        self.ws.flush().await.expect("flush");
+        ids
+    }
+
     /// Wait for the response with this id.
     pub async fn response(&mut self, id: i64) -> Result<Value, Value> {
         self.response_for(&json!(id)).await

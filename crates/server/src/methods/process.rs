@@ -22,36 +22,47 @@ use crate::session::Session;
 
 /// Inline, so a following write finds the process; but a start under
 /// an exec policy may wait for a client's answer, which the connection's
-/// loop must stay free to read, so that one replies from a task.
-pub fn start(session: &Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
+/// loop must stay free to read, so that one replies from a task. A start
+/// with more frames waiting behind it spawns on the blocking pool beside
+/// the others of its burst ([`crate::start_burst`]); the connection holds
+/// every later request until it has been answered.
+pub fn start(session: &mut Session, id: &RequestId, params: &RawValue) -> Result<Reply, RpcError> {
     let (params, dialect) = dialect::start_params(params)?;
     let result = move |params: pp::StartParams| dialect::start_result(params.process_id, dialect);
-    let backend = session.backend();
-    if backend.is_retried_start(&params) {
+    if session.backend().is_retried_start(&params) {
         return Ok(Reply::Now(result(params)));
     }
     let asked = Instant::now();
-    if params.exec_policy.is_none() {
-        let started = backend.start_now(&params).map_err(RpcError::from);
-        session
-            .metrics()
-            .process_start(started.is_ok(), asked.elapsed());
-        audit_start(session.id(), backend, &params, &started);
-        return Ok(Reply::Now(started.and_then(|()| result(params))));
-    }
+    let place = match (params.exec_policy.is_some(), session.starts.side_by_side()) {
+        (true, _) => session.in_flight()?,
+        // With every place taken, it runs inline rather than fail.
+        (false, true) => match session.in_flight() {
+            Ok(place) => place,
+            Err(_) => {
+                return Ok(start_inline(session, &params)
+                    .and_then(|()| result(params))
+                    .into())
+            }
+        },
+        (false, false) => {
+            return Ok(start_inline(session, &params)
+                .and_then(|()| result(params))
+                .into())
+        }
+    };
     // Claimed now, in frame order, so a write right behind this start
-    // answers `starting`.
-    let place = session.in_flight()?;
+    // answers `starting` (and a second start of the id is a duplicate).
+    let backend = session.backend().clone();
     if let Err(err) = backend.reserve(&params) {
         let err = RpcError::from(err);
         session.metrics().process_start(false, asked.elapsed());
-        audit_start(session.id(), backend, &params, &Err(err.clone()));
+        audit_start(session.id(), &backend, &params, &Err(err.clone()));
         return Err(err);
     }
-    let backend = backend.clone();
+    let side_by_side = params.exec_policy.is_none();
     let session_id = session.id().to_string();
     let metrics = session.shared_metrics();
-    session.reply_with(place, id, async move {
+    let task = session.reply_with(place, id, async move {
         let started = backend
             .start_reserved(&params)
             .await
@@ -61,7 +72,22 @@ pub fn start(session: &Session, id: &RequestId, params: &RawValue) -> Result<Rep
         started?;
         result(params)
     });
+    if side_by_side {
+        session.starts.push(task);
+    }
     Ok(Reply::Later)
+}
+
+/// Spawn on the connection's task and answer in frame order.
+fn start_inline(session: &Session, params: &pp::StartParams) -> Result<(), RpcError> {
+    let asked = Instant::now();
+    let backend = session.backend();
+    let started = backend.start_now(params).map_err(RpcError::from);
+    session
+        .metrics()
+        .process_start(started.is_ok(), asked.elapsed());
+    audit_start(session.id(), backend, params, &started);
+    started
 }
 
 fn audit_start(
