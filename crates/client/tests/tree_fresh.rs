@@ -3,7 +3,8 @@
 //! or refused stream leaves neither the destination nor a temporary
 //! behind, errors name the destination (not the temporary), and an entry
 //! replacing an earlier symlink of the same name replaces the link
-//! instead of writing through it.
+//! instead of writing through it; a name the archive repeats keeps its
+//! last entry although small files are written by several threads.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -136,8 +137,56 @@ async fn abandoned_fresh_tree_leaves_nothing(env: Environment) {
     assert!(!destination.exists());
 }
 
+/// Small files of a fresh tree are written by several threads: a name the
+/// archive repeats still ends with its last entry's bytes.
+async fn names_repeated_in_a_fresh_tree_keep_the_last_entry(env: Environment) {
+    let dir = tempfile::tempdir().unwrap();
+    let destination = dir.path().join("destination");
+    let mut tar = Vec::new();
+    for round in 0..3u8 {
+        for i in 0..50usize {
+            let name = format!("d{}/f{i}", i % 5);
+            tar.extend(entry(
+                name.as_bytes(),
+                tar::EntryType::Regular,
+                None,
+                &vec![b'a' + round; 100 + i],
+            ));
+        }
+    }
+    send_whole(&env, &destination, tar)
+        .await
+        .expect("tree written");
+    for i in 0..50usize {
+        let path = destination.join(format!("d{}/f{i}", i % 5));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            vec![b'c'; 100 + i],
+            "{path:?}"
+        );
+    }
+    wait_only(dir.path(), &["destination"]).await;
+}
+
+/// A file named as the parent of a later entry is refused, as a symlink
+/// is, whichever thread wrote the file.
+async fn a_file_used_as_a_directory_is_refused(env: Environment) {
+    let dir = tempfile::tempdir().unwrap();
+    let destination = dir.path().join("destination");
+    let mut tar = entry(b"f", tar::EntryType::Regular, None, b"a file");
+    tar.extend(entry(b"f/g", tar::EntryType::Regular, None, b"below it"));
+    let error = send_whole(&env, &destination, tar)
+        .await
+        .expect_err("a file is no directory");
+    assert!(error.contains("not a directory"), "{error}");
+    wait_only(dir.path(), &[]).await;
+    assert!(!destination.exists());
+}
+
 both_backends!(
     #[tokio::test(flavor = "multi_thread")] Backend::run:
+    names_repeated_in_a_fresh_tree_keep_the_last_entry,
+    a_file_used_as_a_directory_is_refused,
     fresh_tree_appears_whole,
     refused_fresh_tree_leaves_nothing_and_names_the_destination,
     abandoned_fresh_tree_leaves_nothing,

@@ -7,7 +7,8 @@
 //! - [`fs`]: the filesystem operations themselves (blocking).
 //! - [`transfer`], [`tree`]: file and tar-tree streams (`open_read`,
 //!   `open_write`), written under a temporary name ([`temp_file`]) and
-//!   renamed into place.
+//!   renamed into place; a fresh tree's small files by a few threads
+//!   ([`tree_writers`]).
 //! - [`env_policy`]: the child's environment under `envPolicy`.
 //! - [`codex_sandbox`]: codex's `sandbox` profile as execd's sandbox.
 //! - [`walk_params`]: `fs/walk`'s params and result around [`walk`].
@@ -27,6 +28,7 @@ pub mod rename;
 pub mod temp_file;
 pub mod transfer;
 pub mod tree;
+pub mod tree_writers;
 pub mod walk;
 pub mod walk_params;
 pub mod watch;

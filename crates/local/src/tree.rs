@@ -19,6 +19,7 @@ use tar::{Builder, EntryType, Header};
 
 use crate::fs::{io_error, FsError, MODE_BITS};
 use crate::temp_file::{path_of, TempFile};
+use crate::tree_writers::{read_small, FileWriters, SmallFile, SMALL_FILE};
 
 /// Permission bits kept without `preserve` (as scp): rwx for all three.
 const MODE_RWX: u32 = 0o777;
@@ -276,6 +277,20 @@ struct Finished {
 /// `fresh` when it was made empty for this tree and nobody else writes in
 /// it, so files can be created under their own names).
 fn unpack(root: &Path, input: impl Read, preserve: bool, fresh: bool) -> Result<(), FsError> {
+    std::thread::scope(|scope| {
+        let mut writers = fresh.then(|| FileWriters::new(scope, write_new));
+        unpack_entries(root, input, preserve, writers.as_mut())
+    })
+}
+
+/// [`unpack`], the small files of a fresh tree handed to `writers`.
+fn unpack_entries(
+    root: &Path,
+    input: impl Read,
+    preserve: bool,
+    mut writers: Option<&mut FileWriters<'_, '_>>,
+) -> Result<(), FsError> {
+    let fresh = writers.is_some();
     let mask = if preserve { MODE_BITS } else { MODE_RWX };
     let mut archive = tar::Archive::new(input);
     let mut checked: HashSet<PathBuf> = HashSet::new();
@@ -302,6 +317,11 @@ fn unpack(root: &Path, input: impl Read, preserve: bool, fresh: bool) -> Result<
                 String::from_utf8_lossy(&name)
             )));
         };
+        if let Some(writers) = writers.as_deref_mut() {
+            if writers.touches(&relative) {
+                writers.settle()?;
+            }
+        }
         let path = root.join(&relative);
         make_parents(root, &relative, &mut checked)?;
         match kind {
@@ -310,22 +330,24 @@ fn unpack(root: &Path, input: impl Read, preserve: bool, fresh: bool) -> Result<
                 checked.insert(relative);
                 directories.push(Finished { path, mode, times });
             }
-            EntryType::Regular | EntryType::Continuous => {
-                let direct = if fresh { create_new(&path)? } else { None };
-                match direct {
-                    Some(mut file) => {
-                        fill_file(&mut file, &mut entry, &path, mode, preserve.then_some(times))?
-                    }
-                    None => {
-                        let mut temp = TempFile::create(&path)?;
-                        let file: &mut File = temp
-                            .file
-                            .as_mut()
-                            .ok_or_else(|| FsError::Refused("no file".into()))?;
-                        fill_file(file, &mut entry, &path, mode, preserve.then_some(times))?;
-                        temp.rename_to(&path)?;
-                    }
+            EntryType::Regular | EntryType::Continuous
+                if writers.is_some() && entry.size() <= SMALL_FILE =>
+            {
+                let size = entry.size();
+                let data = read_small(&mut entry, size, &path)?;
+                let times = preserve.then_some(times);
+                let file = SmallFile {
+                    path,
+                    data,
+                    mode,
+                    times,
+                };
+                if let Some(writers) = writers.as_deref_mut() {
+                    writers.write(relative, file)?;
                 }
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                write_file(&path, &mut entry, mode, preserve.then_some(times), fresh)?
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().ok_or_else(|| {
@@ -340,6 +362,9 @@ fn unpack(root: &Path, input: impl Read, preserve: bool, fresh: bool) -> Result<
                 )))
             }
         }
+    }
+    if let Some(writers) = writers {
+        writers.settle()?;
     }
     // Deepest first: a read-only directory no longer needs writing into,
     // and setting a child's times does not change its parent's.
@@ -377,6 +402,40 @@ fn create_new(path: &Path) -> Result<Option<File>, FsError> {
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(None),
         Err(err) => Err(io_error(path)(err)),
     }
+}
+
+/// A file of a fresh tree from its bytes: what a [`FileWriters`] thread does.
+fn write_new(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    times: Option<(SystemTime, SystemTime)>,
+) -> Result<(), FsError> {
+    write_file(path, &mut &data[..], mode, times, true)
+}
+
+/// The file `path` with `data`, its mode and times: created straight under
+/// its name in a `fresh` tree where the name is free, else written under a
+/// temporary name and renamed over whatever had the name.
+fn write_file(
+    path: &Path,
+    data: &mut impl Read,
+    mode: u32,
+    times: Option<(SystemTime, SystemTime)>,
+    fresh: bool,
+) -> Result<(), FsError> {
+    if fresh {
+        if let Some(mut file) = create_new(path)? {
+            return fill_file(&mut file, data, path, mode, times);
+        }
+    }
+    let mut temp = TempFile::create(path)?;
+    let file: &mut File = temp
+        .file
+        .as_mut()
+        .ok_or_else(|| FsError::Refused("no file".into()))?;
+    fill_file(file, data, path, mode, times)?;
+    temp.rename_to(path)
 }
 
 /// Copy an entry's data into `file` and give it its mode (and times).
