@@ -194,28 +194,27 @@ impl Connection {
         // A frame that was already waiting when the one before was read.
         let mut read_ahead: Option<Option<Inbound>> = None;
         loop {
-            let frame = match read_ahead.take() {
-                Some(frame) => frame,
-                None => {
-                    let link = self.link.clone();
-                    let attachment = self.attachment.clone();
-                    let outbox = self.session.outbox();
-                    tokio::select! {
-                        frame = incoming.next() => frame,
-                        _ = link.lost() => return Ending::Lost,
-                        _ = attachment.taken_over() => return Ending::TakenOver,
-                        _ = outbox.closed() => return Ending::Shutdown,
-                        _ = shutdown.cancelled() => return Ending::Shutdown,
-                        _ = tokio::time::sleep_until(heard + timeout), if keepalive => {
-                            debug!(peer = %self.peer.address, "nothing heard within the keepalive timeout; connection lost");
-                            return Ending::Lost;
-                        }
-                        _ = pings.tick(), if keepalive => {
-                            ping(&outbox, &self.link, &pinging, interval);
-                            continue;
-                        }
-                    }
+            let link = self.link.clone();
+            let attachment = self.attachment.clone();
+            let outbox = self.session.outbox();
+            // Biased: a flood of frames cannot keep an ending from being seen.
+            let frame = tokio::select! {
+                biased;
+                _ = link.lost() => return Ending::Lost,
+                _ = attachment.taken_over() => return Ending::TakenOver,
+                _ = outbox.closed() => return Ending::Shutdown,
+                _ = shutdown.cancelled() => return Ending::Shutdown,
+                _ = tokio::time::sleep_until(heard + timeout), if keepalive => {
+                    debug!(peer = %self.peer.address, "nothing heard within the keepalive timeout; connection lost");
+                    return Ending::Lost;
                 }
+                _ = pings.tick(), if keepalive => {
+                    ping(&outbox, &link, &pinging, interval);
+                    continue;
+                }
+                // Lazy: taken only when this branch is polled.
+                frame = async { read_ahead.take().flatten() }, if read_ahead.is_some() => frame,
+                frame = incoming.next() => frame,
             };
             heard = Instant::now();
             match frame {
