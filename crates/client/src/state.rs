@@ -232,10 +232,12 @@ impl Shared {
 /// Whether a request may be sent again after a resume without doing its
 /// work twice: `process/write` carries a `writeId`, `process/start` is
 /// idempotent by `processId`, reads and queries repeat harmlessly. An
-/// append, a signal or an HTTP request may not.
+/// append, a signal or an HTTP request may not, nor a file transfer's
+/// calls (a stream ends with its connection).
 pub(crate) fn resend_safe(method: &str, params: &Value) -> bool {
     match method {
         "process/signal" | "http/request" => false,
+        "fs/upload" | "fs/uploadFinish" | "fs/download" => false,
         "process/write" => params.get("writeId").is_some(),
         "fs/writeFile" => params.get("append") != Some(&Value::Bool(true)),
         _ => true,
