@@ -43,10 +43,10 @@ def test_close_while_reconnecting_ends_the_session_now(server: Server) -> None:
         async with FaultProxy(port_of(server)) as proxy:
             env = await execd.connect(proxy.url, token=server.token, reconnect=SLOW)
             pids = [await start_sleeper(env), await start_sleeper(env)]
-            waiting = asyncio.ensure_future(env.run(["true"]))
             proxy.refusing = True
             proxy.cut()
             await eventually(lambda: env.connection.state == "reconnecting", "the client reconnecting")
+            waiting = asyncio.ensure_future(env.run(["true"]))  # Waits for the resume.
             accepted = proxy.accepted
             proxy.refusing = False  # The client waits out its backoff: still reconnecting.
             await asyncio.wait_for(env.close(), 10)

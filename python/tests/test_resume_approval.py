@@ -8,10 +8,14 @@ ask would wait out its ``askTimeoutMs`` and the exec be denied."""
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 import execd
-from conftest import Server, run_async
+from conftest import Server, run_async, start_server
 from proxy import FaultProxy
 from test_resume import FAST, eventually, port_of
 
@@ -77,7 +81,16 @@ def release(fifo: Path) -> bool:
     return True
 
 
-def test_an_ask_raised_while_detached_is_answered_after_the_resume(server: Server, tmp_path: Path) -> None:
+@pytest.fixture
+def audited(execd_bin: Path, tmp_path: Path) -> Iterator[Server]:
+    """A server whose log has the audit events (JSON lines)."""
+    running = start_server(execd_bin, tmp_path / "audited", ["--log-format", "json"], token=secrets.token_hex(16))
+    yield running
+    running.kill()
+
+
+def test_an_ask_raised_while_detached_is_answered_after_the_resume(audited: Server, tmp_path: Path) -> None:
+    server = audited
     fifo = tmp_path / "go"
     os.mkfifo(fifo)
     # Builtins only until `env`: no other exec to decide while detached.

@@ -34,9 +34,10 @@ def test_a_slow_consumer_holds_at_most_the_window(server: Server) -> None:
             checks = 0
             last_acked = 0
             async for event in p:
-                most_held = max(most_held, p.buffered_bytes)
                 taken_seq = event.seq
                 if isinstance(event, execd.Output):
+                    # Held untaken just before this event was taken.
+                    most_held = max(most_held, p.buffered_bytes + len(event.data))
                     got.extend(event.data)
                     # A slow consumer: the server runs ahead as far as it may.
                     await asyncio.sleep(0.002)
