@@ -66,9 +66,12 @@ async fn dropping_a_reconnecting_client_ends_its_session_now() {
     })
     .await;
     assert!(
-        tokio::time::timeout(TIMEOUT, state.wait_for(|s| matches!(s, LinkState::Closed { .. })))
-            .await
-            .is_ok(),
+        tokio::time::timeout(
+            TIMEOUT,
+            state.wait_for(|s| matches!(s, LinkState::Closed { .. }))
+        )
+        .await
+        .is_ok(),
         "the client's session is closed"
     );
 }
