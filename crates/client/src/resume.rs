@@ -118,7 +118,7 @@ async fn reconnect(
     resume: &Resume,
     policy: &ReconnectPolicy,
     session: &str,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     dropped: &CancellationToken,
 ) -> Result<(FrameStream, Arc<ClientOutbox>), String> {
     let deadline = Instant::now() + policy.give_up_after;
@@ -159,7 +159,12 @@ async fn reconnect(
 /// the server ends the session and its processes now rather than after its
 /// detach grace. One attempt within the policy's `attempt_timeout`;
 /// failing that, the grace ends it.
-async fn end_detached(resume: &Resume, policy: &ReconnectPolicy, session: &str, shared: &Shared) {
+async fn end_detached(
+    resume: &Resume,
+    policy: &ReconnectPolicy,
+    session: &str,
+    shared: &Arc<Shared>,
+) {
     let live = CancellationToken::new();
     let timeout = policy.attempt_timeout;
     match tokio::time::timeout(timeout, attempt(resume, session, shared, &live, timeout)).await {
@@ -186,7 +191,7 @@ enum Attempt {
 async fn attempt(
     resume: &Resume,
     session: &str,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     dropped: &CancellationToken,
     timeout: Duration,
 ) -> Result<(FrameStream, Arc<ClientOutbox>), Attempt> {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use execd_environment::{EnvError, EventRouter};
@@ -226,6 +226,38 @@ impl Shared {
             .end_all(&EnvError::ConnectionLost(reason.clone()));
         self.transfers.fail_all(&reason);
         self.router.fail_all(EnvError::ConnectionLost(reason));
+    }
+
+    /// Send a reply to a server request on the connection it came on, or,
+    /// if that is lost meanwhile, on the one that resumes the session (the
+    /// server's ask waits across a detach and takes its answer from
+    /// whichever connection serves the session); dropped once the session
+    /// is over.
+    pub(crate) async fn send_reply(&self, came_on: Weak<ClientOutbox>, reply: String) {
+        let mut state = self.state.subscribe();
+        let mut outbox = came_on.upgrade();
+        loop {
+            if let Some(lost) = outbox.take() {
+                if lost.send(reply.clone()).await {
+                    return;
+                }
+                // The driver closes it once it notices the loss.
+                lost.closed().await;
+            }
+            let connected = match state
+                .wait_for(|s| !matches!(s, LinkState::Reconnecting { .. }))
+                .await
+            {
+                Ok(now) => matches!(*now, LinkState::Connected),
+                Err(_) => false,
+            };
+            if !connected {
+                return;
+            }
+            outbox = self.link().outbox.clone();
+            // Not yet marked reconnecting by the driver (another thread).
+            tokio::task::yield_now().await;
+        }
     }
 }
 
