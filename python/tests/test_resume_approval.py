@@ -28,13 +28,13 @@ def test_an_answer_decided_while_reconnecting_reaches_the_server(server: Server)
 
     async def body() -> None:
         async with FaultProxy(port_of(server)) as proxy:
-            connection: list[execd.Environment] = []
+            opened: list[execd.Environment] = []
 
             async def on_approve(request: execd.ApprovalRequest) -> execd.Answer:
                 # The connection is lost while the harness makes up its mind.
                 proxy.refusing = True
                 proxy.cut()
-                env = connection[0]
+                env = opened[0]
                 await eventually(lambda: env.connection.state == "reconnecting", "the client reconnecting")
                 proxy.refusing = False
                 states.append(env.connection.state)
@@ -43,7 +43,7 @@ def test_an_answer_decided_while_reconnecting_reaches_the_server(server: Server)
             async with execd.connect(
                 proxy.url, token=server.token, reconnect=FAST, on_approve=on_approve, on_decision=decided.append
             ) as env:
-                connection.append(env)
+                opened.append(env)
                 r = await env.run(["bash", "-c", "env true && echo ran-env; echo end"], exec_policy=ASK_ENV, timeout=50)
                 assert r.stdout == b"ran-env\nend\n", r
                 assert states == ["reconnecting"]
