@@ -4,7 +4,7 @@ that forwards each accepted connection to a target and, on command, breaks
 it the way a network does. :meth:`FaultProxy.cut` resets every current
 connection on both sides (``SO_LINGER 0``: a TCP reset, no WebSocket
 close), :meth:`FaultProxy.cut_after` does so after exactly N more bytes
-from the server (mid-frame), :meth:`FaultProxy.stall` stops forwarding on
+from the server, or to it (mid-frame), :meth:`FaultProxy.stall` stops forwarding on
 the current connections, one way or both (a half-open network), and ``refusing`` resets new
 connections as they come. New connections go through after a cut.
 """
@@ -51,7 +51,7 @@ class FaultProxy:
         """Cuts done so far."""
         self._links: set[_Link] = set()
         self._server: asyncio.Server | None = None
-        self._cut_after: int | None = None
+        self._cut_after: dict[bool, int] = {}  # by direction: down (True) or up
         self.port = 0
 
     @property
@@ -76,9 +76,10 @@ class FaultProxy:
         for link in list(self._links):
             self._drop(link)
 
-    def cut_after(self, down_bytes: int) -> None:
-        """Cut once ``down_bytes`` more bytes went from the server to the client."""
-        self._cut_after = down_bytes
+    def cut_after(self, down_bytes: int, *, up: bool = False) -> None:
+        """Cut once ``down_bytes`` more bytes went from the server to the
+        client (with ``up``: from the client to the server)."""
+        self._cut_after[not up] = down_bytes
 
     def stall(self, *, up: bool = True, down: bool = True) -> None:
         """Stop forwarding on every current connection (until cut): client →
@@ -126,14 +127,15 @@ class FaultProxy:
                     # An orderly end on one side goes on as one on the other.
                     sink.close()
                     return
-                if down and self._cut_after is not None:
-                    if len(data) >= self._cut_after:
-                        sink.write(data[: self._cut_after])
+                left = self._cut_after.get(down)
+                if left is not None:
+                    if len(data) >= left:
+                        sink.write(data[:left])
                         await sink.drain()
-                        self._cut_after = None
+                        del self._cut_after[down]
                         self.cut()
                         return
-                    self._cut_after -= len(data)
+                    self._cut_after[down] = left - len(data)
                 sink.write(data)
                 await sink.drain()
         except (ConnectionError, OSError):

@@ -100,7 +100,7 @@ pub(crate) async fn ping(outbox: Arc<ClientOutbox>, interval: Duration) {
 /// the time between two frames.
 pub(crate) async fn read_frames(
     incoming: &mut FrameStream,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     outbox: &Arc<ClientOutbox>,
     dropped: &CancellationToken,
     silence: Duration,
@@ -155,7 +155,7 @@ pub(crate) async fn read_frames(
     }
 }
 
-async fn handle_text(frame: &[u8], shared: &Shared, outbox: &Arc<ClientOutbox>) {
+async fn handle_text(frame: &[u8], shared: &Arc<Shared>, outbox: &Arc<ClientOutbox>) {
     // The bulk of the traffic: decoded without building a JSON tree.
     if let Some(event) = fast_output(frame) {
         shared.router.deliver(event);
@@ -228,15 +228,14 @@ async fn handle_text(frame: &[u8], shared: &Shared, outbox: &Arc<ClientOutbox>) 
             // must go on meanwhile.
             let gate = shared.gate();
             let outgoing = Arc::downgrade(outbox);
+            let shared = shared.clone();
             tokio::spawn(async move {
                 let result = serve_request(gate, &method, params).await;
                 let reply = match result {
                     Ok(value) => json!({"id": id, "result": value}),
                     Err(error) => json!({"id": id, "error": error}),
                 };
-                if let Some(outgoing) = outgoing.upgrade() {
-                    outgoing.send(reply.to_string()).await;
-                }
+                shared.send_reply(outgoing, reply.to_string()).await;
             });
         }
         Ok(Incoming::Response { id, .. }) => debug!(%id, "response to an id we never use"),

@@ -10,7 +10,9 @@
 //! and every process channel open at the loss catches up with `process/read
 //! afterSeq` (all retained output after the last seq it delivered, merged
 //! with the live notifications by seq in the router). Whatever ends the
-//! session ends it for every call and channel, with `ConnectionLost`.
+//! session ends it for every call and channel, with `ConnectionLost`. A
+//! client dropped while reconnecting resumes once more only to close the
+//! session cleanly, so the server ends it now (as on a clean close).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -95,7 +97,12 @@ pub(crate) async fn drive(
                     }
                 }));
             }
-            Err(reason) => break reason,
+            Err(reason) => {
+                if dropped.is_cancelled() {
+                    end_detached(resume, &policy, session, &shared).await;
+                }
+                break reason;
+            }
         }
     };
     if let Some(task) = catching_up {
@@ -111,7 +118,7 @@ async fn reconnect(
     resume: &Resume,
     policy: &ReconnectPolicy,
     session: &str,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     dropped: &CancellationToken,
 ) -> Result<(FrameStream, Arc<ClientOutbox>), String> {
     let deadline = Instant::now() + policy.give_up_after;
@@ -147,6 +154,32 @@ async fn reconnect(
     }
 }
 
+/// The client was dropped while reconnecting: take the session over on a
+/// connection of its own only to close that cleanly (a close frame), so
+/// the server ends the session and its processes now rather than after its
+/// detach grace. One attempt within the policy's `attempt_timeout`;
+/// failing that, the grace ends it.
+async fn end_detached(
+    resume: &Resume,
+    policy: &ReconnectPolicy,
+    session: &str,
+    shared: &Arc<Shared>,
+) {
+    let live = CancellationToken::new();
+    let timeout = policy.attempt_timeout;
+    match tokio::time::timeout(timeout, attempt(resume, session, shared, &live, timeout)).await {
+        Ok(Ok((incoming, outbox))) => {
+            outbox.finish().await;
+            drop(incoming);
+            info!("session {session} ended: the client closed while reconnecting");
+        }
+        Ok(Err(Attempt::Gone(reason) | Attempt::Failed(reason))) => {
+            debug!(%reason, "could not end session {session}; the server's grace will");
+        }
+        Err(_) => debug!("could not end session {session} in time; the server's grace will"),
+    }
+}
+
 enum Attempt {
     /// Try again.
     Failed(String),
@@ -158,7 +191,7 @@ enum Attempt {
 async fn attempt(
     resume: &Resume,
     session: &str,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     dropped: &CancellationToken,
     timeout: Duration,
 ) -> Result<(FrameStream, Arc<ClientOutbox>), Attempt> {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use execd_environment::{EnvError, EventRouter};
@@ -227,15 +227,49 @@ impl Shared {
         self.transfers.fail_all(&reason);
         self.router.fail_all(EnvError::ConnectionLost(reason));
     }
+
+    /// Send a reply to a server request on the connection it came on, or,
+    /// if that is lost meanwhile, on the one that resumes the session (the
+    /// server's ask waits across a detach and takes its answer from
+    /// whichever connection serves the session); dropped once the session
+    /// is over.
+    pub(crate) async fn send_reply(&self, came_on: Weak<ClientOutbox>, reply: String) {
+        let mut state = self.state.subscribe();
+        let mut outbox = came_on.upgrade();
+        loop {
+            if let Some(lost) = outbox.take() {
+                if lost.send(reply.clone()).await {
+                    return;
+                }
+                // The driver closes it once it notices the loss.
+                lost.closed().await;
+            }
+            let connected = match state
+                .wait_for(|s| !matches!(s, LinkState::Reconnecting { .. }))
+                .await
+            {
+                Ok(now) => matches!(*now, LinkState::Connected),
+                Err(_) => false,
+            };
+            if !connected {
+                return;
+            }
+            outbox = self.link().outbox.clone();
+            // Not yet marked reconnecting by the driver (another thread).
+            tokio::task::yield_now().await;
+        }
+    }
 }
 
 /// Whether a request may be sent again after a resume without doing its
 /// work twice: `process/write` carries a `writeId`, `process/start` is
 /// idempotent by `processId`, reads and queries repeat harmlessly. An
-/// append, a signal or an HTTP request may not.
+/// append, a signal or an HTTP request may not, nor a file transfer's
+/// calls (a stream ends with its connection).
 pub(crate) fn resend_safe(method: &str, params: &Value) -> bool {
     match method {
         "process/signal" | "http/request" => false,
+        "fs/upload" | "fs/uploadFinish" | "fs/download" => false,
         "process/write" => params.get("writeId").is_some(),
         "fs/writeFile" => params.get("append") != Some(&Value::Bool(true)),
         _ => true,

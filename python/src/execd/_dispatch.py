@@ -3,7 +3,11 @@ process's :class:`~execd.channel.EventChannel`, ``fs/changed`` batches to
 their watch's queue, transfer pieces (binary frames of kind 2),
 ``fs/transferAck`` and ``fs/transferEnd`` to their stream's queue,
 ``exec/decision`` and ``network/decision`` to the decision callbacks, and ``exec/approve`` and ``network/approve`` requests
-answered through the approval callbacks (refused without one). A mixin of
+answered through the approval callbacks (refused without one). A reply
+that cannot go out because the connection was lost (or is being resumed)
+is kept and sent on the connection that resumes the session: the server's
+ask waits across the detach and takes its answer from whichever
+connection serves the session. A mixin of
 :class:`~execd.connection.Connection`, which holds the state it routes to.
 """
 
@@ -20,7 +24,7 @@ from websockets.asyncio.client import ClientConnection
 from . import _decode, network
 from ._wire import KIND_PIECE, decode_binary_output, decode_piece
 from .channel import EventChannel
-from .errors import ConnectionLostError, ExecdError, ProtocolError
+from .errors import CallInterruptedError, ConnectionLostError, ExecdError, ProtocolError
 from .types import Answer, ApprovalRequest, ExecDecision, Output
 
 __all__ = ["Dispatch", "StreamItem"]
@@ -42,6 +46,8 @@ class Dispatch:
     _streams: dict[int, asyncio.Queue[StreamItem]]
     _next_stream: int
     _ended: ConnectionLostError | None
+    _socket: ClientConnection | None
+    _unsent_replies: list[str]
 
     async def _send_text(self, text: str | bytes, socket: ClientConnection | None = None) -> None:
         raise NotImplementedError
@@ -65,8 +71,17 @@ class Dispatch:
         self._streams.pop(stream_id, None)
 
     async def send_binary(self, frame: bytes) -> None:
-        """Send a binary frame (a transfer piece)."""
-        await self._send_text(frame)
+        """Send a binary frame (a transfer piece) on the current connection;
+        a transfer does not outlive it (:class:`CallInterruptedError`)."""
+        socket = self._socket
+        try:
+            if socket is None:
+                raise ConnectionLostError("no connection")
+            await self._send_text(frame, socket)
+        except ConnectionLostError:
+            if self._ended is not None:
+                raise self._ended from None
+            raise CallInterruptedError("file transfer") from None
 
     def _fail_streams(self, error: ExecdError) -> None:
         for queue in self._streams.values():
@@ -135,7 +150,29 @@ class Dispatch:
             reply = await network.reply(self.on_network_approve, request_id, params)
         else:
             reply = {"id": request_id, "error": {"code": -32601, "message": f"client does not handle {method!r}"}}
-        try:
-            await self._send_text(json.dumps(reply, separators=(",", ":")))
-        except ConnectionLostError:
-            pass
+        await self._send_reply(json.dumps(reply, separators=(",", ":")))
+
+    async def _send_reply(self, text: str) -> None:
+        """Send a reply to a server request on the connection serving the
+        session; without one (lost, being resumed) keep it for the next."""
+        while self._ended is None:
+            socket = self._socket
+            if socket is None:
+                self._unsent_replies.append(text)
+                return
+            try:
+                await self._send_text(text, socket)
+                return
+            except ConnectionLostError:
+                if self._socket is socket:
+                    # The loss is not noticed yet: the resume sends it.
+                    self._unsent_replies.append(text)
+                    return
+                # Another connection took over meanwhile: send it there.
+
+    async def _flush_replies(self) -> None:
+        """Send the replies kept while there was no connection (on the one
+        that just took over; a reply lost again is kept again)."""
+        replies, self._unsent_replies = self._unsent_replies, []
+        for text in replies:
+            await self._send_reply(text)

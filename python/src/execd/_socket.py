@@ -1,12 +1,15 @@
 """The WebSocket under a connection: opening it (bearer token, refusals
 turned into typed errors), saying why it ended and whether that was a loss
-(no close frame) or a close, and the client's keepalive (pings, and a
-connection dropped without a close frame after a silence).
+(no close frame) or a close, the client's keepalive (pings, and a
+connection dropped without a close frame after a silence), and ending a
+detached session on a connection of its own (a client closed while
+reconnecting).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import time
 from typing import Any
@@ -15,7 +18,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from .errors import ConnectError, RefusedError, UnauthorizedError
+from .errors import ConnectError, ExecdError, RefusedError, UnauthorizedError
 from .options import Keepalive
 
 MAX_FRAME = 512 * 1024 * 1024
@@ -72,6 +75,36 @@ async def open_socket(
         raise ConnectError(url, str(err) or type(err).__name__) from None
     except asyncio.TimeoutError:
         raise ConnectError(url, f"timed out after {timeout:g} s") from None
+
+
+async def end_session(
+    url: str, token: str | None, timeout: float, ca_file: str | None, session: str, client_name: str
+) -> bool:
+    """Take ``session`` over on a new connection only to close that cleanly
+    (a close frame), so the server ends the session and its processes at
+    once rather than after its detach grace. True if it was ended so; false
+    if no connection answered within ``timeout`` s (the grace ends it) or
+    the session was already gone."""
+    try:
+        socket = await asyncio.wait_for(open_socket(url, token, timeout, ca_file), timeout)
+    except (ExecdError, OSError, asyncio.TimeoutError):
+        return False
+    params = {"clientName": client_name, "binaryOutput": False, "resumeSessionId": session}
+    try:
+        async with asyncio.timeout(timeout):
+            await socket.send(json.dumps({"id": 1, "method": "initialize", "params": params}))
+            while True:  # The session's queued frames come first: skipped.
+                frame = await socket.recv()
+                message = json.loads(frame) if isinstance(frame, str) else None
+                if isinstance(message, dict) and message.get("id") == 1 and "method" not in message:
+                    break
+            result = message.get("result")
+            resumed = isinstance(result, dict) and result.get("sessionId") == session
+            await socket.close()
+            return resumed
+    except (ConnectionClosed, OSError, ValueError, TimeoutError):
+        abort(socket)
+        return False
 
 
 def was_lost(err: ConnectionClosed) -> bool:

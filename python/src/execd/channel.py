@@ -50,6 +50,10 @@ class EventChannel:
         self._ack: AckHook | None = None
         self._ack_batch = 0
         self._unacked = 0
+        self.buffered_bytes = 0
+        """Output bytes delivered but not yet taken (bounded by the output
+        window for a windowed process: the server sends no more until
+        taken output is acknowledged)."""
 
     @property
     def finished(self) -> bool:
@@ -85,6 +89,8 @@ class EventChannel:
 
     def _pass(self, event: ProcessEvent) -> None:
         self.next_seq += 1
+        if isinstance(event, Output):
+            self.buffered_bytes += len(event.data)
         self._queue.put_nowait(event)
         if isinstance(event, Exited):
             self.exit = event
@@ -125,6 +131,8 @@ class EventChannel:
             # Leave it for later readers too.
             self._queue.put_nowait(item)
             raise item
+        if isinstance(item, Output):
+            self.buffered_bytes -= len(item.data)
         if isinstance(item, Output) and self._ack is not None:
             self._unacked += len(item.data)
             if self._unacked >= self._ack_batch:

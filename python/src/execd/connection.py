@@ -161,6 +161,7 @@ class Connection(Dispatch):
         self._socket: ClientConnection | None = socket
         self._next_id = 1
         self._pending: dict[int, _Call] = {}
+        self._unsent_replies: list[str] = []
         self._channels: dict[str, EventChannel] = {}
         self._watches: dict[str, asyncio.Queue[dict[str, Any] | ConnectionLostError]] = {}
         self._streams: dict[int, asyncio.Queue[StreamItem]] = {}
@@ -348,7 +349,12 @@ class Connection(Dispatch):
     # Closing.
 
     async def close(self) -> None:
-        """Close the connection (the server then ends this session's processes)."""
+        """Close the connection (the server then ends this session's processes).
+
+        Closed while reconnecting, the session is taken over on a connection of
+        its own only to close that (one attempt within the policy's
+        ``attempt_timeout``): the server ends it now, not after its grace."""
+        detached = self.state == "reconnecting" and self.reconnect is not None and bool(self.info.session_id)
         self._closing = True
         self._end(ConnectionLostError("the client closed the connection"))
         socket = self._socket
@@ -358,6 +364,9 @@ class Connection(Dispatch):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(self._driver, *self._tasks, return_exceptions=True)
+        if detached and self.reconnect is not None:
+            session, timeout = self.info.session_id, self.reconnect.attempt_timeout
+            await _socket.end_session(self.target, self._token, timeout, self._ca_file, session, self._client_name)
 
     def _end(self, error: ConnectionLostError) -> None:
         if self._ended is not None:
@@ -430,6 +439,7 @@ class Connection(Dispatch):
         self.state = "connected"
         self._settled.set()
         self._fail_streams(CallInterruptedError("file transfer"))  # Streams die with their connection.
+        await self._flush_replies()  # Answers the server's asks wait for.
         for call in again:
             if not call.answer.done():
                 await self._transmit(call)

@@ -58,8 +58,9 @@ def resend_safe(method: str, params: Any) -> bool:
     """Whether a request may be sent again after a resume without doing its
     work twice: ``process/write`` carries a ``writeId``, ``process/start`` is
     idempotent by ``processId`` after a resume, reads and queries repeat
-    harmlessly; a signal, an HTTP request or an appending write may not."""
-    if method in ("process/signal", "http/request"):
+    harmlessly; a signal, an HTTP request or an appending write may not, nor
+    a file transfer's calls (a stream ends with its connection)."""
+    if method in ("process/signal", "http/request", "fs/upload", "fs/uploadFinish", "fs/download"):
         return False
     if not isinstance(params, dict):
         return True

@@ -90,6 +90,12 @@ class Process:
         exit = self._channel.exit
         return ExitStatus(exit.exit_code, exit.signal) if exit is not None else None
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Output bytes received but not yet taken from the events (at most
+        the output window for a windowed process)."""
+        return self._channel.buffered_bytes
+
     def __aiter__(self) -> AsyncIterator[ProcessEvent]:
         return self.events()
 
