@@ -74,7 +74,14 @@ pub(crate) async fn drive(
         };
         info!(%reason, "connection lost; resuming session {session}");
         if let Some(task) = catching_up.take() {
+            // Stopped before the channels catch up anew: a catch-up whose
+            // read was answered merges it and marks the channel caught up
+            // with no await in between, so an abort only takes effect
+            // after that. Marked after `catch_up_all` below, the channel
+            // would stop holding live events past its gap, and the first
+            // one on the next connection would read as lost output.
             task.abort();
+            let _ = task.await;
         }
         shared.link().outbox = None;
         shared.state.send_replace(LinkState::Reconnecting {

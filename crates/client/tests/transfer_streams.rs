@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use execd_client::{pump, ByteSink, Environment, LocalEnvironment, TransferFormat, WriteOptions};
-use execd_test_support::{both_backends, Backend};
+use execd_client::{pump, Environment, LocalEnvironment, TransferFormat, WriteOptions};
+use execd_test_support::{
+    both_backends, send_tree, tar_entry, through_symlink, wait_only, Backend,
+};
 use rand::{RngCore, SeedableRng};
 
 const MIB: u64 = 1024 * 1024;
@@ -244,37 +246,6 @@ async fn tree_round_trip(env: Environment) {
     }
 }
 
-/// A tar with one entry whose raw name is `name`.
-fn tar_named(name: &[u8], kind: tar::EntryType, link: Option<&[u8]>, data: &[u8]) -> Vec<u8> {
-    let mut header = tar::Header::new_old();
-    header.as_old_mut().name[..name.len()].copy_from_slice(name);
-    if let Some(link) = link {
-        header.as_old_mut().linkname[..link.len()].copy_from_slice(link);
-    }
-    header.set_entry_type(kind);
-    header.set_mode(0o644);
-    header.set_size(data.len() as u64);
-    header.set_cksum();
-    let mut out = header.as_bytes().to_vec();
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    out
-}
-
-async fn send_tar(env: &Environment, to: &Path, tar: Vec<u8>) -> Result<u64, String> {
-    let mut sink: Box<dyn ByteSink> = env
-        .fs
-        .open_write(&text(to), WriteOptions::tree(false))
-        .await
-        .map_err(|err| err.to_string())?;
-    let mut tar = tar;
-    tar.extend_from_slice(&[0u8; 1024]);
-    sink.write_piece(Bytes::from(tar))
-        .await
-        .map_err(|err| err.to_string())?;
-    sink.finish().await.map_err(|err| err.to_string())
-}
-
 async fn hostile_tar_refused(env: Environment) {
     let dir = tempfile::tempdir().unwrap();
     let outside = dir.path().join("outside");
@@ -283,40 +254,26 @@ async fn hostile_tar_refused(env: Environment) {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "`..`",
-            tar_named(b"../outside/dotdot", tar::EntryType::Regular, None, b"x"),
+            tar_entry(b"../outside/dotdot", tar::EntryType::Regular, None, b"x"),
         ),
         (
             "absolute",
-            tar_named(
+            tar_entry(
                 absolute.as_os_str().as_bytes(),
                 tar::EntryType::Regular,
                 None,
                 b"x",
             ),
         ),
-        ("not a directory", {
-            let mut tar = tar_named(
-                b"link",
-                tar::EntryType::Symlink,
-                Some(outside.as_os_str().as_bytes()),
-                b"",
-            );
-            tar.extend(tar_named(
-                b"link/through",
-                tar::EntryType::Regular,
-                None,
-                b"x",
-            ));
-            tar
-        }),
+        ("not a directory", through_symlink(&outside)),
         (
             "only directories, regular files and symbolic links",
-            tar_named(b"hard", tar::EntryType::Link, Some(b"/etc/passwd"), b""),
+            tar_entry(b"hard", tar::EntryType::Link, Some(b"/etc/passwd"), b""),
         ),
     ];
     for (n, (why, tar)) in cases.into_iter().enumerate() {
         let destination = dir.path().join(format!("destination-{n}"));
-        let error = send_tar(&env, &destination, tar)
+        let error = send_tree(&env, &destination, tar)
             .await
             .expect_err("hostile tar refused");
         assert!(error.contains(why), "{why}: {error}");
@@ -324,27 +281,6 @@ async fn hostile_tar_refused(env: Environment) {
     let left: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
     assert!(left.is_empty(), "written outside: {left:?}");
     assert!(!dir.path().join("through").exists());
-}
-
-/// No file and no temporary is left in `dir` but `keep`, within 10 s
-/// (a server removes an abandoned upload's temporary from its own task).
-async fn wait_only(dir: &Path, keep: &[&str]) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| !keep.contains(&name.as_str()))
-            .collect();
-        if names.is_empty() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "left behind: {names:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn abandoned_upload_leaves_nothing(env: Environment) {

@@ -8,31 +8,15 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::time::Duration;
 
 use bytes::Bytes;
 use execd_client::{ByteSink, Environment, WriteOptions};
-use execd_test_support::{both_backends, Backend};
+use execd_test_support::{
+    both_backends, send_tree, tar_entry, through_symlink, wait_only, Backend,
+};
 
 fn text(path: &Path) -> String {
     path.to_str().expect("test paths are UTF-8").to_string()
-}
-
-/// A tar entry (header and padded data) named `name`.
-fn entry(name: &[u8], kind: tar::EntryType, link: Option<&[u8]>, data: &[u8]) -> Vec<u8> {
-    let mut header = tar::Header::new_old();
-    header.as_old_mut().name[..name.len()].copy_from_slice(name);
-    if let Some(link) = link {
-        header.as_old_mut().linkname[..link.len()].copy_from_slice(link);
-    }
-    header.set_entry_type(kind);
-    header.set_mode(0o644);
-    header.set_size(data.len() as u64);
-    header.set_cksum();
-    let mut out = header.as_bytes().to_vec();
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    out
 }
 
 async fn open_tree(env: &Environment, to: &Path) -> Box<dyn ByteSink> {
@@ -42,50 +26,25 @@ async fn open_tree(env: &Environment, to: &Path) -> Box<dyn ByteSink> {
         .expect("open a tree sink")
 }
 
-/// `tar` (and the end-of-archive blocks) written to a fresh tree at `to`.
-async fn send_whole(env: &Environment, to: &Path, mut tar: Vec<u8>) -> Result<u64, String> {
-    let mut sink = open_tree(env, to).await;
-    tar.extend_from_slice(&[0u8; 1024]);
-    sink.write_piece(Bytes::from(tar))
-        .await
-        .map_err(|err| err.to_string())?;
-    sink.finish().await.map_err(|err| err.to_string())
-}
-
-/// Nothing but `keep` in `dir`, within 10 s.
-async fn wait_only(dir: &Path, keep: &[&str]) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| !keep.contains(&name.as_str()))
-            .collect();
-        if names.is_empty() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "left behind: {names:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn fresh_tree_appears_whole(env: Environment) {
     let dir = tempfile::tempdir().unwrap();
     let outside = dir.path().join("outside");
     std::fs::write(&outside, b"untouched").unwrap();
     let destination = dir.path().join("destination");
-    let mut tar = entry(b"d/a", tar::EntryType::Regular, None, b"first");
-    tar.extend(entry(
+    let mut tar = tar_entry(b"d/a", tar::EntryType::Regular, None, b"first");
+    tar.extend(tar_entry(
         b"link",
         tar::EntryType::Symlink,
         Some(outside.as_os_str().as_bytes()),
         b"",
     ));
-    tar.extend(entry(b"link", tar::EntryType::Regular, None, b"replaced"));
-    send_whole(&env, &destination, tar)
+    tar.extend(tar_entry(
+        b"link",
+        tar::EntryType::Regular,
+        None,
+        b"replaced",
+    ));
+    send_tree(&env, &destination, tar)
         .await
         .expect("tree written");
     assert_eq!(std::fs::read(destination.join("d/a")).unwrap(), b"first");
@@ -101,15 +60,9 @@ async fn refused_fresh_tree_leaves_nothing_and_names_the_destination(env: Enviro
     let outside = dir.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
     let destination = dir.path().join("destination");
-    let mut tar = entry(b"kept", tar::EntryType::Regular, None, b"x");
-    tar.extend(entry(
-        b"link",
-        tar::EntryType::Symlink,
-        Some(outside.as_os_str().as_bytes()),
-        b"",
-    ));
-    tar.extend(entry(b"link/through", tar::EntryType::Regular, None, b"x"));
-    let error = send_whole(&env, &destination, tar)
+    let mut tar = tar_entry(b"kept", tar::EntryType::Regular, None, b"x");
+    tar.extend(through_symlink(&outside));
+    let error = send_tree(&env, &destination, tar)
         .await
         .expect_err("writing through a symlink is refused");
     assert!(error.contains("not a directory"), "{error}");
@@ -128,8 +81,8 @@ async fn abandoned_fresh_tree_leaves_nothing(env: Environment) {
     let destination = dir.path().join("destination");
     let mut sink = open_tree(&env, &destination).await;
     // One whole entry and the start of a second, then the stream is dropped.
-    let mut tar = entry(b"whole", tar::EntryType::Regular, None, &[1u8; 4096]);
-    let second = entry(b"cut", tar::EntryType::Regular, None, &[2u8; 65536]);
+    let mut tar = tar_entry(b"whole", tar::EntryType::Regular, None, &[1u8; 4096]);
+    let second = tar_entry(b"cut", tar::EntryType::Regular, None, &[2u8; 65536]);
     tar.extend_from_slice(&second[..8192]);
     sink.write_piece(Bytes::from(tar)).await.unwrap();
     drop(sink);

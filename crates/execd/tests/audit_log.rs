@@ -5,20 +5,16 @@
 //! paths, all tied together by the session id.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use execd_client::{ConnectOptions, RemoteEnvironment, Token};
 use execd_environment::collect;
 use execd_protocol::policy::{ExecPolicy, Verdict};
 use execd_protocol::process::StartParams;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use execd_test_support::Execd;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
 
-const EXECD: &str = env!("CARGO_BIN_EXE_execd");
+const EXECD: Execd = Execd(env!("CARGO_BIN_EXE_execd"));
 const TIMEOUT: Duration = Duration::from_secs(60);
 const TOKEN: &str = "audit-secret";
 
@@ -39,19 +35,6 @@ fn start_params(id: &str, script: &str, policy: Option<ExecPolicy>) -> StartPara
     }
 }
 
-/// The audit events among `lines` (each must be JSON), by `event` name.
-fn audit_events(lines: &str) -> Vec<Value> {
-    lines
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            serde_json::from_str::<Value>(line)
-                .unwrap_or_else(|err| panic!("stderr line is not JSON ({err}): {line}"))
-        })
-        .filter(|event| event["target"] == "execd::audit")
-        .collect()
-}
-
 fn find<'a>(events: &'a [Value], name: &str, what: impl Fn(&Value) -> bool) -> &'a Value {
     events
         .iter()
@@ -61,37 +44,9 @@ fn find<'a>(events: &'a [Value], name: &str, what: impl Fn(&Value) -> bool) -> &
 
 #[tokio::test]
 async fn json_audit_log_records_connections_starts_decisions_and_file_changes() {
-    let home = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let mut child = Command::new(EXECD)
-        .args([
-            "serve",
-            "--listen",
-            "ws://127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .env("HOME", home.path())
-        .env("EXECD_TOKEN", TOKEN)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn execd serve");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(TIMEOUT, stdout.next_line())
-        .await
-        .expect("no URL in time")
-        .unwrap()
-        .expect("execd serve printed no URL");
-    // Read stderr all along, so the server never blocks on it.
-    let mut stderr = child.stderr.take().unwrap();
-    let reading = tokio::spawn(async move {
-        let mut text = String::new();
-        stderr.read_to_string(&mut text).await.map(|_| text)
-    });
+    let server = EXECD.serve_json_logs(Some(TOKEN), &[]).await;
+    let url = server.url().to_string();
 
     // A refused attempt.
     let wrong = ConnectOptions {
@@ -144,18 +99,8 @@ async fn json_audit_log_records_connections_starts_decisions_and_file_changes() 
     drop(policied);
     drop(env);
 
-    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(TIMEOUT, child.wait())
-        .await
-        .expect("execd serve did not stop")
-        .unwrap();
-    assert!(status.success(), "{status}");
-    let log = tokio::time::timeout(TIMEOUT, reading)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let events = audit_events(&log);
+    let log = server.stop_and_logs().await;
+    let events = log.audit();
 
     let refused = find(&events, "connection.refused", |_| true);
     assert_eq!(refused["status"], 401, "{refused}");
@@ -166,7 +111,7 @@ async fn json_audit_log_records_connections_starts_decisions_and_file_changes() 
         "{refused}"
     );
     assert!(
-        !log.contains("not-the-token") && !log.contains(TOKEN),
+        !log.text.contains("not-the-token") && !log.text.contains(TOKEN),
         "a token was logged"
     );
 

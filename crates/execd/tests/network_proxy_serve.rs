@@ -7,7 +7,6 @@
 //! loudly, where the kernel cannot give a tree a network namespace.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use execd_client::{ConnectOptions, RemoteEnvironment, Token};
@@ -15,13 +14,11 @@ use execd_environment::collect;
 use execd_protocol::network::{NetworkPolicy, NetworkRule, NetworkVerdict};
 use execd_protocol::process::StartParams;
 use execd_protocol::sandbox::SandboxSpec;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use execd_test_support::Execd;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const EXECD: &str = env!("CARGO_BIN_EXE_execd");
+const EXECD: Execd = Execd(env!("CARGO_BIN_EXE_execd"));
 const TIMEOUT: Duration = Duration::from_secs(60);
 const TOKEN: &str = "proxy-secret";
 /// What the host server sends: far more than the byte cap.
@@ -77,47 +74,24 @@ async fn serve_flags_bound_the_proxy_and_each_connection_is_audited() {
         eprintln!("\n\n!!! SKIPPED: no network namespaces here, which a network policy needs\n");
         return;
     }
-    let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(EXECD)
-        .args([
-            "serve",
-            "--listen",
-            "ws://127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .args([
-            "--max-proxy-connections",
-            "1",
-            "--proxy-idle-timeout-ms",
-            "500",
-        ])
-        .args(["--max-proxy-bytes", "4000"])
-        .env("HOME", home.path())
-        .env("EXECD_TOKEN", TOKEN)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn execd serve");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(TIMEOUT, stdout.next_line())
-        .await
-        .expect("no URL in time")
-        .unwrap()
-        .expect("execd serve printed no URL");
-    let mut stderr = child.stderr.take().unwrap();
-    let reading = tokio::spawn(async move {
-        let mut text = String::new();
-        stderr.read_to_string(&mut text).await.map(|_| text)
-    });
+    let server = EXECD
+        .serve_json_logs(
+            Some(TOKEN),
+            &[
+                "--max-proxy-connections",
+                "1",
+                "--proxy-idle-timeout-ms",
+                "500",
+                "--max-proxy-bytes",
+                "4000",
+            ],
+        )
+        .await;
     let options = ConnectOptions {
         token: Some(Token::new(TOKEN, "test").unwrap()),
         ..ConnectOptions::default()
     };
-    let env = RemoteEnvironment::connect_with(&url, options)
+    let env = RemoteEnvironment::connect_with(server.url(), options)
         .await
         .expect("connect");
     let port = big_server().await;
@@ -154,21 +128,12 @@ async fn serve_flags_bound_the_proxy_and_each_connection_is_audited() {
     drop(started);
     drop(env);
 
-    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(TIMEOUT, child.wait())
+    let events: Vec<Value> = server
+        .stop_and_logs()
         .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status}");
-    let log = tokio::time::timeout(TIMEOUT, reading)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let events: Vec<Value> = log
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|e| e["target"] == "execd::audit" && e["event"] == "network.connection")
+        .audit()
+        .into_iter()
+        .filter(|e| e["event"] == "network.connection")
         .collect();
     assert_eq!(events.len(), 3, "{events:#?}");
     let ends: Vec<&str> = events

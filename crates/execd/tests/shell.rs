@@ -10,7 +10,7 @@ use execd_local::LocalEnvironment;
 use execd_protocol::event::EventKind;
 use execd_protocol::process::{StartParams, TerminalSize};
 use execd_server::ServerConfig;
-use execd_test_support::{bind_server, process_params, RUN_TIMEOUT};
+use execd_test_support::{bind_server, eventually, process_params, RUN_TIMEOUT};
 
 const EXECD: &str = env!("CARGO_BIN_EXE_execd");
 
@@ -100,6 +100,23 @@ impl Terminal {
     }
 }
 
+/// A process whose command line is `cmdline` (NUL-separated, as in
+/// `/proc/PID/cmdline`) that is the foreground process group of its
+/// terminal (`pgrp` = `tpgid` in `/proc/PID/stat`).
+fn foreground_job(cmdline: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        if std::fs::read(format!("/proc/{pid}/cmdline")).ok()? != cmdline.as_bytes() {
+            return None;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ppid pgrp session tty_nr tpgid ...`
+        let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+        let (pgrp, tpgid) = (fields.get(2)?, fields.get(5)?);
+        (pgrp == tpgid).then_some(pid)
+    })
+}
+
 #[tokio::test]
 async fn shell_runs_commands_follows_resizes_and_restores_the_terminal() {
     let server = bind_server(ServerConfig::default()).await;
@@ -143,10 +160,20 @@ async fn shell_runs_commands_follows_resizes_and_restores_the_terminal() {
 
     // Ctrl-C interrupts the remote program, not execd.
     terminal.clear();
+    // A duration of this test's own, to tell its `sleep` from others.
+    let nap = format!("999.{}", std::process::id());
     terminal
-        .type_text("sleep 1000; echo not-interrupted\r")
+        .type_text(&format!("sleep {nap}; echo not-interrupted\r"))
         .await;
-    terminal.wait_for("sleep 1000").await;
+    terminal.wait_for(&format!("sleep {nap}")).await;
+    // The echo of the line is not the program running: a ^C before `sleep`
+    // is the terminal's foreground job goes to the shell instead (and the
+    // terminal drops the input not read yet), as on any terminal.
+    let cmdline = format!("sleep\0{nap}\0");
+    eventually("sleep to be the remote terminal's foreground job", || {
+        foreground_job(&cmdline).is_some()
+    })
+    .await;
     terminal.type_text("\x03").await;
     terminal.type_text("echo still-$((1+1))\r").await;
     terminal.wait_for("still-2").await;

@@ -5,19 +5,12 @@
 //! written by the task that answers it later (`fs/writeFile`'s); a request
 //! without trace context, or with a malformed one, gets none and still works.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use execd_test_support::wire::start_params;
 use execd_test_support::ws_client::Client;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use execd_test_support::Execd;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
 
-const EXECD: &str = env!("CARGO_BIN_EXE_execd");
-const TIMEOUT: Duration = Duration::from_secs(60);
+const EXECD: Execd = Execd(env!("CARGO_BIN_EXE_execd"));
 const START_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const WRITE_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 
@@ -31,38 +24,10 @@ fn event<'a>(events: &'a [Value], name: &str, field: &str, value: &str) -> &'a V
 
 #[tokio::test]
 async fn a_requests_trace_id_is_on_its_log_lines() {
-    let home = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let mut child = Command::new(EXECD)
-        .args([
-            "serve",
-            "--listen",
-            "ws://127.0.0.1:0",
-            "--no-auth",
-            "--log-format",
-            "json",
-        ])
-        .env("HOME", home.path())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn execd serve");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(TIMEOUT, stdout.next_line())
-        .await
-        .expect("no URL in time")
-        .unwrap()
-        .expect("execd serve printed no URL");
-    let mut stderr = child.stderr.take().unwrap();
-    let reading = tokio::spawn(async move {
-        let mut text = String::new();
-        stderr.read_to_string(&mut text).await.map(|_| text)
-    });
+    let server = EXECD.serve_json_logs(None, &[]).await;
 
-    let mut client = Client::connect_initialized(&url).await;
+    let mut client = Client::connect_initialized(server.url()).await;
     let traced = |id: i64, method: &str, params: Value, trace_id: &str| {
         json!({
             "id": id, "method": method, "params": params,
@@ -105,21 +70,7 @@ async fn a_requests_trace_id_is_on_its_log_lines() {
     client.response(902).await.expect("a bad trace is ignored");
     drop(client);
 
-    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-    tokio::time::timeout(TIMEOUT, child.wait())
-        .await
-        .expect("execd serve exits on SIGTERM")
-        .unwrap();
-    let text = tokio::time::timeout(TIMEOUT, reading)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let events: Vec<Value> = text
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect();
+    let events = server.stop_and_logs().await.lines;
 
     let start = event(&events, "process.started", "process_id", "traced");
     assert_eq!(start["span"]["trace_id"], START_TRACE, "{start}");

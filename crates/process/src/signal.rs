@@ -1,4 +1,8 @@
-//! Signal names as they appear on the wire (`SIGTERM`; `TERM` is accepted too).
+//! Signal names as they appear on the wire (`SIGTERM`; `TERM` is accepted
+//! too), and the dispositions a child must not inherit: a signal the server
+//! ignores (`SIG_IGN`, e.g. SIGQUIT or SIGINT ignored by whoever started it)
+//! would stay ignored through exec, and `process/signal` would be accepted
+//! and then have no effect on the program.
 
 use nix::sys::signal::Signal;
 
@@ -30,6 +34,39 @@ pub fn parse(name: &str) -> Option<Signal> {
         .iter()
         .copied()
         .find(|s| s.as_str().strip_prefix("SIG") == Some(bare))
+}
+
+/// The sendable signals this process ignores (`SIG_IGN`), which a child
+/// would inherit through exec. Read now: the server's own dispositions may
+/// change (a signal handler installed later).
+pub fn ignored_sendable() -> Vec<libc::c_int> {
+    SENDABLE
+        .iter()
+        .map(|signal| *signal as libc::c_int)
+        .filter(|&signo| {
+            // SAFETY: with a null new action, sigaction only reads the
+            // current one into `current`, which is a valid, writable struct.
+            let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+            let rc = unsafe { libc::sigaction(signo, std::ptr::null(), &mut current) };
+            rc == 0 && current.sa_sigaction == libc::SIG_IGN
+        })
+        .collect()
+}
+
+/// In a child between fork and exec: give `signals` their default
+/// disposition, so that the program can be interrupted, terminated and so on
+/// as a client asks. Only `sigaction` runs (async-signal-safe); SIGKILL
+/// cannot be ignored, and resetting to the default never fails for the rest.
+pub fn restore_defaults(signals: &[libc::c_int]) -> std::io::Result<()> {
+    for &signo in signals {
+        // SAFETY: SIG_DFL installs no handler; the struct is fully initialised.
+        let mut default: libc::sigaction = unsafe { std::mem::zeroed() };
+        default.sa_sigaction = libc::SIG_DFL;
+        if unsafe { libc::sigaction(signo, &default, std::ptr::null_mut()) } == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

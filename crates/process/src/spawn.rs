@@ -6,7 +6,9 @@
 //! from birth, so no other child inherits them and EOF arrives on time.
 //! A child on pipes with neither sandbox nor exec guard needs no step of
 //! ours between fork and exec, and is started with posix_spawn (a vfork,
-//! not a copy of the server's memory map); the others are forked.
+//! not a copy of the server's memory map); the others are forked, and so
+//! are all children of a server that ignores a signal a client may send
+//! (the child restores its default before exec; see [`crate::signal`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -237,6 +239,17 @@ pub fn spawn(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, Spaw
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(&spec.env);
+    // Signals the server ignores would stay ignored in the program (posix_spawn
+    // and exec keep SIG_IGN), and a client's `process/signal` would do
+    // nothing; the child puts them back to the default. Usually there are
+    // none, and the child is still started with posix_spawn.
+    let ignored = crate::signal::ignored_sendable();
+    if !ignored.is_empty() {
+        // SAFETY: `restore_defaults` calls only sigaction.
+        unsafe {
+            command.pre_exec(move || crate::signal::restore_defaults(&ignored));
+        }
+    }
 
     let stdin;
     let mut outputs = Vec::new();

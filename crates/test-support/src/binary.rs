@@ -2,13 +2,20 @@
 //! binary (`CARGO_BIN_EXE_execd` exists only for the binary's own tests), so
 //! the test file passes it in: `const EXECD: Execd =
 //! Execd(env!("CARGO_BIN_EXE_execd"));`. Every child is killed when its
-//! handle is dropped, and every wait on one is bounded.
+//! handle is dropped, and every wait on one is bounded. A server started
+//! with [`Execd::serve_json_logs`] keeps its stderr: stopping it hands back
+//! every log line, parsed.
 
 use std::process::{ExitStatus, Output, Stdio};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
+use tokio::task::JoinHandle;
 
+use crate::files::TempDir;
 use crate::procs::first_pid;
 use crate::{RUN_TIMEOUT, TIMEOUT};
 
@@ -49,26 +56,71 @@ impl Execd {
 
     /// [`Execd::serve`] with more `execd serve` arguments.
     pub async fn serve_with(&self, extra: &[&str]) -> ExecdServer {
+        serving(self.serve_command(extra)).await
+    }
+
+    /// `execd serve --log-format json` with `extra` arguments and its stderr
+    /// captured; clients must present `token` (`$EXECD_TOKEN`), or with
+    /// `None` it runs `--no-auth`. `$HOME` is a fresh directory (so no token
+    /// file of the user's is read or made) and `$RUST_LOG` is unset.
+    pub async fn serve_json_logs(&self, token: Option<&str>, extra: &[&str]) -> JsonLogServer {
+        let home = TempDir::new("home");
+        let mut args = extra.to_vec();
+        args.extend(["--log-format", "json"]);
+        if token.is_none() {
+            args.push("--no-auth");
+        }
+        let mut command = self.serve_command(&args);
+        command
+            .env("HOME", home.path())
+            .env_remove("EXECD_TOKEN")
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped());
+        if let Some(token) = token {
+            command.env("EXECD_TOKEN", token);
+        }
+        let mut server = serving(command).await;
+        // Read stderr all along, so the server never blocks on it.
+        let mut stderr = server.child.stderr.take().expect("stderr is piped");
+        let reading = tokio::spawn(async move {
+            let mut text = String::new();
+            stderr.read_to_string(&mut text).await.map(|_| text)
+        });
+        JsonLogServer {
+            server,
+            reading,
+            _home: home,
+        }
+    }
+
+    /// `execd serve` on a free loopback port with `extra` arguments; a
+    /// connection's processes end with it unless `extra` says otherwise.
+    fn serve_command(&self, extra: &[&str]) -> Command {
         let mut args = vec!["serve", "--listen", "ws://127.0.0.1:0"];
         if !extra.contains(&"--detach-grace") {
             args.extend(["--detach-grace", "0"]);
         }
         args.extend_from_slice(extra);
-        let mut child = self.command(&args).spawn().expect("spawn execd serve");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let url = next_line(&mut stdout)
-            .await
-            .expect("execd serve closed stdout without printing its URL");
-        let port = url
-            .strip_prefix("ws://127.0.0.1:")
-            .and_then(|port| port.parse::<u16>().ok())
-            .unwrap_or_else(|| panic!("first stdout line is not ws://127.0.0.1:PORT: {url:?}"));
-        assert_ne!(port, 0, "execd printed port 0: {url}");
-        ExecdServer {
-            child,
-            url,
-            _stdout: stdout,
-        }
+        self.command(&args)
+    }
+}
+
+/// Spawn `command` (an `execd serve`) and wait (bounded) for its URL.
+async fn serving(mut command: Command) -> ExecdServer {
+    let mut child = command.spawn().expect("spawn execd serve");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = next_line(&mut stdout)
+        .await
+        .expect("execd serve closed stdout without printing its URL");
+    let port = url
+        .strip_prefix("ws://127.0.0.1:")
+        .and_then(|port| port.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("first stdout line is not ws://127.0.0.1:PORT: {url:?}"));
+    assert_ne!(port, 0, "execd printed port 0: {url}");
+    ExecdServer {
+        child,
+        url,
+        _stdout: stdout,
     }
 }
 
@@ -77,6 +129,66 @@ pub struct ExecdServer {
     pub child: Child,
     pub url: String,
     _stdout: Lines<BufReader<ChildStdout>>,
+}
+
+/// A running `execd serve --log-format json` ([`Execd::serve_json_logs`])
+/// whose stderr is read all along; [`JsonLogServer::stop_and_logs`] ends it.
+pub struct JsonLogServer {
+    server: ExecdServer,
+    reading: JoinHandle<std::io::Result<String>>,
+    _home: TempDir,
+}
+
+impl JsonLogServer {
+    pub fn url(&self) -> &str {
+        &self.server.url
+    }
+
+    /// SIGTERM the server, wait (bounded) for it to exit with success, and
+    /// hand back what it wrote to stderr, each line a JSON object.
+    pub async fn stop_and_logs(mut self) -> JsonLog {
+        let pid = self
+            .server
+            .child
+            .id()
+            .expect("execd serve is still running");
+        let pid = Pid::from_raw(i32::try_from(pid).expect("a pid fits an i32"));
+        kill(pid, Signal::SIGTERM).expect("SIGTERM execd serve");
+        let status = wait_exit(&mut self.server.child, "SIGTERM").await;
+        assert!(status.success(), "execd serve after SIGTERM: {status}");
+        let text = tokio::time::timeout(TIMEOUT, self.reading)
+            .await
+            .unwrap_or_else(|_| panic!("execd serve's stderr did not end within {TIMEOUT:?}"))
+            .expect("the stderr reader")
+            .expect("read execd serve's stderr");
+        let lines = text
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|err| panic!("stderr line is not JSON ({err}): {line}"))
+            })
+            .collect();
+        JsonLog { text, lines }
+    }
+}
+
+/// What an `execd serve --log-format json` wrote to stderr: the text as it
+/// was, and each of its lines parsed.
+pub struct JsonLog {
+    pub text: String,
+    pub lines: Vec<Value>,
+}
+
+impl JsonLog {
+    /// The audit events (target `execd::audit`), in the order written.
+    pub fn audit(&self) -> Vec<Value> {
+        self.lines
+            .iter()
+            .filter(|line| line["target"] == "execd::audit")
+            .cloned()
+            .collect()
+    }
 }
 
 /// Run `command` to its end (bounded by [`RUN_TIMEOUT`]) with stdout and

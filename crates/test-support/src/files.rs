@@ -1,9 +1,13 @@
 //! Test data and scratch space: deterministic binary noise, names unique to
-//! this test process, and a temporary directory removed (with its contents)
-//! when dropped, also when the test panics.
+//! this test process, a temporary directory removed (with its contents)
+//! when dropped, also when the test panics, and a bounded wait for a
+//! directory to hold nothing but what a test keeps there.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::TIMEOUT;
 
 /// Deterministic pseudo-random bytes (xorshift64*), different per `seed`;
 /// they hold NUL and are not UTF-8 once there are more than a few.
@@ -63,5 +67,29 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Wait (bounded by [`TIMEOUT`]) until `dir` holds nothing but the names
+/// in `keep`: no file and no temporary left behind by a stream that failed
+/// or was abandoned (a server removes those from a task of its own, later).
+pub async fn wait_only(dir: &Path, keep: &[&str]) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let left: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|err| panic!("read {}: {err}", dir.display()))
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| !keep.contains(&name.as_str()))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left behind in {} after {TIMEOUT:?}: {left:?}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

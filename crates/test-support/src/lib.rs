@@ -5,7 +5,9 @@
 //! environment backends and the [`both_backends!`] macro ([`backends`]);
 //! exec-policy gates and runs ([`policy`]); a fault-injecting TCP proxy that
 //! cuts and stalls connections ([`proxy`]); process, zombie and descriptor
-//! checks ([`procs`]); and scratch files and noise ([`files`]). Dev-only: only `[dev-dependencies]` may name this crate.
+//! checks ([`procs`]); scratch files and noise ([`files`]); and hand-built
+//! tar streams ([`tar_entries`]). Dev-only: only `[dev-dependencies]` may
+//! name this crate.
 //! No mocks, no sleeps standing in for events, and every wait is bounded by
 //! [`TIMEOUT`] or [`RUN_TIMEOUT`].
 
@@ -16,6 +18,7 @@ pub mod policy;
 pub mod procs;
 pub mod proxy;
 pub mod server;
+pub mod tar_entries;
 pub mod tls;
 pub mod wire;
 pub mod ws_client;
@@ -23,11 +26,12 @@ pub mod ws_client;
 use std::time::Duration;
 
 pub use backends::{collect_in_time, process_params, write_stdin, Backend, BackendGuard};
-pub use binary::{output_of, stderr_of, Execd, ExecdServer};
-pub use files::{noise, unique_name, TempDir};
+pub use binary::{output_of, stderr_of, Execd, ExecdServer, JsonLog, JsonLogServer};
+pub use files::{noise, unique_name, wait_only, TempDir};
 pub use procs::{eventually, is_alive, pids_in, wait_dead, Watched};
 pub use proxy::{Direction, FaultProxy};
 pub use server::{bind_server, connected, fast_table, start_server, start_server_with};
+pub use tar_entries::{send_tree, tar_entry, through_symlink};
 pub use wire::{b64, bash, basic_env, pty_params, start_params, stdin_params, unb64};
 pub use ws_client::{Client, Collected};
 
