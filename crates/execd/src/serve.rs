@@ -405,6 +405,10 @@ fn refuse_websocket_flags_on_stdio(args: &ServeArgs) -> Result<(), String> {
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
+    // Signals ignored by whoever started the server (a background job
+    // ignores SIGINT and SIGQUIT) stay ignored, through a handler that exec
+    // resets: programs start with the default, by posix_spawn.
+    execd_process::signal::catch_ignored_sendable();
     let mut config = args.config(raise_open_file_limit())?;
     let shutdown = shutdown_on_signal().map_err(|err| format!("cannot watch signals: {err}"))?;
 

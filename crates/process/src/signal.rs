@@ -53,6 +53,24 @@ pub fn ignored_sendable() -> Vec<libc::c_int> {
         .collect()
 }
 
+/// Go on ignoring the sendable signals this process ignores, through a
+/// handler that does nothing instead of `SIG_IGN`: exec resets a handler to
+/// the default, so children start with the default disposition without a
+/// step of ours between fork and exec, and are still started with
+/// posix_spawn (see [`crate::spawn`]). For a server's start-up, before
+/// anything is spawned.
+pub fn catch_ignored_sendable() {
+    extern "C" fn nothing(_: libc::c_int) {}
+    for signo in ignored_sendable() {
+        // SAFETY: the handler does nothing (async-signal-safe); SA_RESTART
+        // keeps system calls it interrupts from failing with EINTR.
+        let mut quiet: libc::sigaction = unsafe { std::mem::zeroed() };
+        quiet.sa_sigaction = nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        quiet.sa_flags = libc::SA_RESTART;
+        unsafe { libc::sigaction(signo, &quiet, std::ptr::null_mut()) };
+    }
+}
+
 /// In a child between fork and exec: give `signals` their default
 /// disposition, so that the program can be interrupted, terminated and so on
 /// as a client asks. Only `sigaction` runs (async-signal-safe); SIGKILL
@@ -72,6 +90,19 @@ pub fn restore_defaults(signals: &[libc::c_int]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ignored_signals_are_caught_by_a_handler_that_does_nothing() {
+        let usr2 = Signal::SIGUSR2 as libc::c_int;
+        // SAFETY: SIG_IGN for SIGUSR2, which nothing else in this test
+        // binary uses.
+        unsafe { libc::signal(usr2, libc::SIG_IGN) };
+        assert!(ignored_sendable().contains(&usr2));
+        catch_ignored_sendable();
+        assert!(!ignored_sendable().contains(&usr2));
+        // Still ignored in effect: the process lives on.
+        nix::sys::signal::raise(Signal::SIGUSR2).expect("raise");
+    }
 
     #[test]
     fn names_round_trip() {

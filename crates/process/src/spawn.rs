@@ -7,8 +7,9 @@
 //! A child on pipes with neither sandbox nor exec guard needs no step of
 //! ours between fork and exec, and is started with posix_spawn (a vfork,
 //! not a copy of the server's memory map); the others are forked, and so
-//! are all children of a server that ignores a signal a client may send
-//! (the child restores its default before exec; see [`crate::signal`]).
+//! are all children of a process that ignores a signal a client may send
+//! (the child restores its default before exec; `execd serve` avoids this
+//! by catching such signals instead, see [`crate::signal`]).
 
 use std::collections::HashMap;
 use std::io;
