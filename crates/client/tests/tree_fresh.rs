@@ -99,7 +99,7 @@ async fn names_repeated_in_a_fresh_tree_keep_the_last_entry(env: Environment) {
     for round in 0..3u8 {
         for i in 0..50usize {
             let name = format!("d{}/f{i}", i % 5);
-            tar.extend(entry(
+            tar.extend(tar_entry(
                 name.as_bytes(),
                 tar::EntryType::Regular,
                 None,
@@ -107,7 +107,7 @@ async fn names_repeated_in_a_fresh_tree_keep_the_last_entry(env: Environment) {
             ));
         }
     }
-    send_whole(&env, &destination, tar)
+    send_tree(&env, &destination, tar)
         .await
         .expect("tree written");
     for i in 0..50usize {
@@ -126,9 +126,14 @@ async fn names_repeated_in_a_fresh_tree_keep_the_last_entry(env: Environment) {
 async fn a_file_used_as_a_directory_is_refused(env: Environment) {
     let dir = tempfile::tempdir().unwrap();
     let destination = dir.path().join("destination");
-    let mut tar = entry(b"f", tar::EntryType::Regular, None, b"a file");
-    tar.extend(entry(b"f/g", tar::EntryType::Regular, None, b"below it"));
-    let error = send_whole(&env, &destination, tar)
+    let mut tar = tar_entry(b"f", tar::EntryType::Regular, None, b"a file");
+    tar.extend(tar_entry(
+        b"f/g",
+        tar::EntryType::Regular,
+        None,
+        b"below it",
+    ));
+    let error = send_tree(&env, &destination, tar)
         .await
         .expect_err("a file is no directory");
     assert!(error.contains("not a directory"), "{error}");
