@@ -11,10 +11,12 @@
 //! frames faulted them back in zeroed (`clear_page_erms`): the larger the
 //! window, the more per ack (a 32 MiB window streamed at ~70 % of the
 //! unwindowed rate). Fixed thresholds, the largest glibc's own adaptive
-//! policy reaches (32 MiB mmap, 64 MiB trim), keep that memory for reuse;
-//! what is kept is memory the server already used (bounded by its
-//! retention limits), and whole idle arena heaps are still released. An
-//! operator's own `MALLOC_*_` or `GLIBC_TUNABLES` settings win.
+//! policy reaches (32 MiB mmap, 64 MiB trim), keep that memory for reuse.
+//! The server's resident size still follows its output budget down: the
+//! budget's explicit `malloc_trim` (after every 32 MiB evicted and at the
+//! end of each connection, `execd_process::budget`) ignores the threshold,
+//! and whole idle arena heaps are still released. An operator's own
+//! `MALLOC_*_` or `GLIBC_TUNABLES` settings win.
 
 /// Allocations below this come from the heap (glibc's adaptive maximum).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
