@@ -1,6 +1,7 @@
 //! The `execd` binary: a thin command line over the server crate (`serve`)
 //! and the client library (`run`, `shell`, `cp`, `bench`).
 
+mod allocator;
 mod bench;
 mod cgroup;
 mod codex_limit_args;
@@ -77,6 +78,8 @@ fn main() -> ExitCode {
         if let supervisor::Role::Exited(code) = supervisor::split(args.terminate_grace()) {
             return code;
         }
+        // Output held for acknowledgement is freed in bulk: keep it for reuse.
+        allocator::keep_freed_memory();
     }
     // The interactive shell drives one connection whose latency is what a
     // person feels: on one thread, a frame read by the connection's reader
