@@ -221,7 +221,8 @@ impl Session {
         Ok(Reply::Later)
     }
 
-    /// [`Session::reply_later`] with a place taken already.
+    /// [`Session::reply_later`] with a place taken already; the handle of
+    /// the task that replies.
     pub fn reply_with(
         &self,
         place: InFlight,
@@ -239,7 +240,8 @@ impl Session {
         })
     }
 
-    /// Send the frame `work` builds (a whole response) from a task.
+    /// Send the frame `work` builds (a whole response) from a task; its
+    /// handle resolves once the frame went out.
     pub fn send_later(
         &self,
         place: InFlight,

@@ -33,21 +33,20 @@ pub fn start(session: &mut Session, id: &RequestId, params: &RawValue) -> Result
         return Ok(Reply::Now(result(params)));
     }
     let asked = Instant::now();
-    let place = match (params.exec_policy.is_some(), session.starts.side_by_side()) {
-        (true, _) => session.in_flight()?,
-        // With every place taken, it runs inline rather than fail.
-        (false, true) => match session.in_flight() {
-            Ok(place) => place,
-            Err(_) => {
-                return Ok(start_inline(session, &params)
-                    .and_then(|()| result(params))
-                    .into())
+    let place = if params.exec_policy.is_some() {
+        session.in_flight()?
+    } else {
+        // Alone, or with every place taken: spawned inline.
+        let place = session
+            .starts
+            .side_by_side()
+            .then(|| session.in_flight().ok());
+        match place.flatten() {
+            Some(place) => place,
+            None => {
+                let started = start_inline(session, &params);
+                return Ok(started.and_then(|()| result(params)).into());
             }
-        },
-        (false, false) => {
-            return Ok(start_inline(session, &params)
-                .and_then(|()| result(params))
-                .into())
         }
     };
     // Claimed now, in frame order, so a write right behind this start
