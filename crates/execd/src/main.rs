@@ -124,7 +124,11 @@ fn init_logging(format: serve::LogFormat, default_filter: &str) {
         tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
     };
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    // A write that fails (stderr closed by whoever started us) is dropped:
+    // tracing's fallback report of it would `eprintln!`, and panic.
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         serve::LogFormat::Human => builder
             .with_env_filter(filter(default_filter.into()))

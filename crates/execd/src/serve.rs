@@ -317,8 +317,9 @@ fn shutdown_on_signal() -> std::io::Result<CancellationToken> {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
         };
-        info!("execd serve: {signal} received, shutting down: closing every connection (with a close reason) and terminating every process");
+        // Shut down first: saying so must not be able to stop it.
         fire.cancel();
+        info!("execd serve: {signal} received, shutting down: closing every connection (with a close reason) and terminating every process");
     });
     Ok(token)
 }

@@ -4,7 +4,9 @@
 //! output) is gone within the terminate grace period plus a bound, reaped,
 //! and `execd serve` exits with the server's status (128+9). A `kill -9` of
 //! `execd serve` itself (the supervisor) shuts the server down as SIGTERM
-//! would. Real server, real processes; every wait is bounded.
+//! would, also when whoever started it has closed its stdout and stderr
+//! (the shutdown's log line cannot be written). Real server, real
+//! processes; every wait is bounded.
 
 use std::time::{Duration, Instant};
 
@@ -195,5 +197,38 @@ async fn after_kill_9_of_execd_serve_the_server_shuts_down() {
     let killed = Instant::now();
     kill(Pid::from_raw(pid_of(&serve)), Signal::SIGKILL).expect("kill -9 execd serve");
     wait_exit(&mut serve.child, "kill -9").await;
+    assert_all_gone(&watched, killed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_kill_9_of_execd_serve_with_its_output_closed_the_server_shuts_down() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let home = tempfile::tempdir().unwrap();
+    let mut serve = tokio::process::Command::new(EXECD.0)
+        .args(["serve", "--listen", "ws://127.0.0.1:0"])
+        .env("HOME", home.path())
+        .env_remove("EXECD_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn execd serve");
+    let mut lines = BufReader::new(serve.stdout.take().expect("stdout")).lines();
+    let url = tokio::time::timeout(TIMEOUT, lines.next_line())
+        .await
+        .expect("a URL in time")
+        .expect("read stdout");
+    assert!(url.is_some_and(|url| url.starts_with("ws://")));
+    let supervisor = serve.id().expect("running") as i32;
+    let server = child_of(supervisor).expect("execd serve forked the server");
+    let watched = vec![("the server".to_string(), Watched::new(server))];
+    // Whoever started it is done reading: both pipes closed.
+    drop(lines);
+    drop(serve.stderr.take());
+
+    let killed = Instant::now();
+    kill(Pid::from_raw(supervisor), Signal::SIGKILL).expect("kill -9 execd serve");
+    wait_exit(&mut serve, "kill -9").await;
     assert_all_gone(&watched, killed);
 }
