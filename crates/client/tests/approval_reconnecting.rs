@@ -9,14 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use execd_client::{
-    ConnectOptions, ExecServerClient, LinkState, ReconnectPolicy, RemoteEnvironment,
-};
+use execd_client::{ExecServerClient, LinkState, RemoteEnvironment};
 use execd_policy::decision::ExecGate;
 use execd_protocol::policy::{Answer, ApproveParams, DecisionParams, Verdict};
 use execd_server::ServerConfig;
 use execd_test_support::policy::{params, rule, run};
-use execd_test_support::{start_server_with, FaultProxy, TIMEOUT};
+use execd_test_support::{quick_reconnect, start_server_with, FaultProxy, TIMEOUT};
 use tokio::sync::watch;
 
 /// A gate whose every ask first loses the connection, then answers `Run`
@@ -61,15 +59,7 @@ impl ExecGate for CuttingGate {
 async fn an_answer_decided_while_reconnecting_reaches_the_server() {
     let server = start_server_with(ServerConfig::default()).await;
     let proxy = Arc::new(FaultProxy::in_front_of(&server.url()).await);
-    let options = ConnectOptions {
-        reconnect: Some(ReconnectPolicy {
-            first_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-            give_up_after: Duration::from_secs(60),
-            attempt_timeout: Duration::from_secs(5),
-        }),
-        ..ConnectOptions::default()
-    };
+    let options = quick_reconnect(Duration::from_secs(60));
     let client = ExecServerClient::connect_with(&proxy.url(), options)
         .await
         .expect("connect through the proxy");

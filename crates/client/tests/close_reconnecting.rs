@@ -7,28 +7,18 @@
 
 use std::time::Duration;
 
-use execd_client::{
-    ConnectOptions, ExecServerClient, LinkState, ReconnectPolicy, RemoteEnvironment,
-};
+use execd_client::{ExecServerClient, LinkState, RemoteEnvironment};
 use execd_server::ServerConfig;
 use execd_test_support::{
-    eventually, is_alive, process_params, start_server_with, unique_name, FaultProxy, TempDir,
-    TIMEOUT,
+    eventually, is_alive, pid_in_file, process_params, quick_reconnect, start_server_with,
+    unique_name, FaultProxy, TempDir, TIMEOUT,
 };
 
 #[tokio::test]
 async fn dropping_a_reconnecting_client_ends_its_session_now() {
     let server = start_server_with(ServerConfig::default()).await;
     let proxy = FaultProxy::in_front_of(&server.url()).await;
-    let options = ConnectOptions {
-        reconnect: Some(ReconnectPolicy {
-            first_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-            give_up_after: Duration::from_secs(60),
-            attempt_timeout: Duration::from_secs(5),
-        }),
-        ..ConnectOptions::default()
-    };
+    let options = quick_reconnect(Duration::from_secs(60));
     let client = ExecServerClient::connect_with(&proxy.url(), options)
         .await
         .expect("connect through the proxy");
@@ -38,15 +28,7 @@ async fn dropping_a_reconnecting_client_ends_its_session_now() {
     let script = format!("echo $$ > {}; exec sleep 1000", pid_file.display());
     let params = process_params(&unique_name("p"), &["bash", "-c", &script]);
     let started = env.exec.start(params).await.expect("start");
-    eventually("the pid file", || {
-        std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
-    })
-    .await;
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .expect("pid file")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let pid = pid_in_file(&pid_file).await;
 
     // Lost, and every attempt to resume stalls: the client is reconnecting.
     proxy.stall(None);

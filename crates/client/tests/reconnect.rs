@@ -15,8 +15,8 @@ use execd_protocol::event::EventKind;
 use execd_protocol::process::StartParams;
 use execd_server::ServerConfig;
 use execd_test_support::{
-    eventually, is_alive, process_params, start_server_with, unique_name, Direction, FaultProxy,
-    TempDir, RUN_TIMEOUT, TIMEOUT,
+    eventually, is_alive, pid_in_file, process_params, start_server_with, unique_name, Direction,
+    FaultProxy, TempDir, RUN_TIMEOUT, TIMEOUT,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -243,15 +243,7 @@ async fn a_session_not_resumed_within_the_grace_ends() {
     let script = format!("echo $$ > {}; exec sleep 1000", pid_file.display());
     let started = env.exec.start(bash(&script)).await.expect("start");
     let mut events = started.events;
-    eventually("the pid file", || {
-        std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
-    })
-    .await;
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .expect("pid file")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let pid = pid_in_file(&pid_file).await;
     // Away for longer than the grace: every reconnect stalls.
     proxy.stall(None);
     proxy.cut();

@@ -54,6 +54,20 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// The pid a script wrote to `path` (`echo $$ > path`), once the line is
+/// complete (bounded).
+pub async fn pid_in_file(path: &std::path::Path) -> i32 {
+    eventually("the pid file", || {
+        std::fs::read_to_string(path).is_ok_and(|s| s.ends_with('\n'))
+    })
+    .await;
+    std::fs::read_to_string(path)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
 /// Wait (bounded) until none of `pids` is alive.
 pub async fn wait_dead(pids: &[i32]) {
     let what = format!("processes {pids:?} to die");

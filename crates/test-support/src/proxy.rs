@@ -23,6 +23,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::TIMEOUT;
 
+/// Client options that reconnect quickly (20 ms first, at most 200 ms
+/// apart, 5 s per attempt), giving up after `give_up_after`: for tests
+/// that cut the connection through a [`FaultProxy`].
+pub fn quick_reconnect(give_up_after: std::time::Duration) -> execd_client::ConnectOptions {
+    use std::time::Duration;
+    execd_client::ConnectOptions {
+        reconnect: Some(execd_client::ReconnectPolicy {
+            first_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            give_up_after,
+            attempt_timeout: Duration::from_secs(5),
+        }),
+        ..execd_client::ConnectOptions::default()
+    }
+}
+
 /// Which way bytes flow through the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
