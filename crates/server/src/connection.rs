@@ -152,6 +152,9 @@ pub async fn serve_connection<I, O>(
         });
     }
     audit::connection_closed(&peer.address, session.id());
+    // The transport's buffers go before the sessions end, so the memory
+    // handed back then includes them.
+    drop(incoming);
     for session in sessions.leave(&attachment, session, ending, &peer.address) {
         sessions::end(session).await;
     }

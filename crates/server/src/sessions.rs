@@ -320,6 +320,12 @@ pub async fn end(session: Session) {
     session.backend().shutdown().await;
     drop(session);
     // What the session's processes retained is freed now: hand it back
-    // to the kernel rather than keep it for reuse.
+    // to the kernel rather than keep it for reuse (the server keeps freed
+    // memory otherwise, see execd's allocator settings) — and once more a
+    // moment later, for what its connection's tasks free as they finish.
     execd_process::budget::release_freed_memory();
+    tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        execd_process::budget::release_freed_memory();
+    });
 }
