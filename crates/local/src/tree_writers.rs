@@ -94,9 +94,14 @@ impl<'scope, 'env> FileWriters<'scope, 'env> {
                 .collect();
             Running { jobs, writers }
         });
-        if running.jobs.send(file).is_err() {
-            // Every writer stopped: one failed.
+        if let Err(unsent) = running.jobs.send(file) {
+            // Every writer stopped: one failed, and its error is the answer;
+            // this file was never written, so it is never an `Ok`.
             self.settle()?;
+            return Err(FsError::Refused(format!(
+                "{} was not written: the tree's writers stopped",
+                unsent.0.path.display()
+            )));
         }
         Ok(())
     }
