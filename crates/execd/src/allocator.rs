@@ -1,6 +1,13 @@
-//! The server's malloc settings (glibc): memory freed in bulk stays with
-//! the process for the next allocations instead of going back to the
-//! kernel at once.
+//! The `execd` binary's malloc settings (glibc), for every command: memory
+//! freed in bulk stays with the process for the next allocations instead
+//! of going back to the kernel at once.
+//!
+//! A client receiving a file (`execd cp` down) gets it in WebSocket frames
+//! of up to 4 MiB; each frame's payload is a fresh allocation that lives
+//! until the file's writer has written it. With glibc's defaults those
+//! allocations were handed back and faulted in again, zeroed, frame after
+//! frame: 512 MiB down cost the client ~0.45 s of system time, and
+//! ~0.28 s with the thresholds below.
 //!
 //! A streamed process's output chunks (up to 1 MiB each) stay allocated
 //! until the client acknowledges them when it has an output window; an ack

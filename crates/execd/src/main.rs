@@ -78,9 +78,10 @@ fn main() -> ExitCode {
         if let supervisor::Role::Exited(code) = supervisor::split(args.terminate_grace()) {
             return code;
         }
-        // Output held for acknowledgement is freed in bulk: keep it for reuse.
-        allocator::keep_freed_memory();
     }
+    // Output held for acknowledgement, and file pieces, are freed in bulk:
+    // keep that memory for reuse.
+    allocator::keep_freed_memory();
     // The interactive shell drives one connection whose latency is what a
     // person feels: on one thread, a frame read by the connection's reader
     // wakes its consumer without a cross-core wakeup (PTY echo ~0.17 → ~0.12

@@ -134,11 +134,15 @@ pub(crate) struct PieceReader {
     finished: bool,
 }
 
-impl Read for PieceReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+impl PieceReader {
+    /// The rest of the current piece, or the next one; empty at the end.
+    /// A file is written a whole piece at a time from here: no copy
+    /// through a small buffer, and large writes let the page cache use
+    /// large folios.
+    fn next_piece(&mut self) -> io::Result<Bytes> {
         while self.current.is_empty() {
             if self.finished {
-                return Ok(0);
+                return Ok(Bytes::new());
             }
             match self.pieces.blocking_recv() {
                 Some(Taken::Piece(piece)) => self.current = piece,
@@ -150,6 +154,23 @@ impl Read for PieceReader {
                     ))
                 }
             }
+        }
+        Ok(std::mem::take(&mut self.current))
+    }
+
+    /// Wait until the current piece has data (false at the end).
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.current.is_empty() {
+            self.current = self.next_piece()?;
+        }
+        Ok(!self.current.is_empty())
+    }
+}
+
+impl Read for PieceReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if !self.fill()? {
+            return Ok(0);
         }
         let n = out.len().min(self.current.len());
         out[..n].copy_from_slice(&self.current[..n]);
@@ -246,24 +267,21 @@ pub async fn open_read(
     }
 }
 
-fn read_file_into(mut file: File, path: &Path, out: &mut PieceWriter) -> Result<(), FsError> {
+fn read_file_into(file: File, path: &Path, out: &mut PieceWriter) -> Result<(), FsError> {
     loop {
-        let mut piece = BytesMut::zeroed(PIECE_BYTES);
-        let mut filled = 0;
-        while filled < PIECE_BYTES {
-            match file.read(&mut piece[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(io_error(path)(err)),
-            }
-        }
+        // `read_to_end` reads into the piece's spare capacity: no zeroing
+        // of 4 MiB before every read.
+        let mut piece = Vec::with_capacity(PIECE_BYTES);
+        (&file)
+            .take(PIECE_BYTES as u64)
+            .read_to_end(&mut piece)
+            .map_err(io_error(path))?;
+        let filled = piece.len();
         if filled == 0 {
             return Ok(());
         }
-        piece.truncate(filled);
         out.pieces
-            .blocking_send(Produced::Piece(piece.freeze()))
+            .blocking_send(Produced::Piece(Bytes::from(piece)))
             .map_err(|_| io_error(path)(io::Error::other("the stream was dropped")))?;
         if filled < PIECE_BYTES {
             return Ok(());
@@ -304,7 +322,13 @@ fn fill_and_rename(
         .file
         .as_mut()
         .ok_or_else(|| FsError::Refused("no file".into()))?;
-    io::copy(input, file).map_err(io_error(target))?;
+    loop {
+        let piece = input.next_piece().map_err(io_error(target))?;
+        if piece.is_empty() {
+            break;
+        }
+        file.write_all(&piece).map_err(io_error(target))?;
+    }
     if let Ok(meta) = std::fs::metadata(target) {
         let mode = meta.permissions().mode() & fs::MODE_BITS;
         let _ = file.set_permissions(std::fs::Permissions::from_mode(mode));
