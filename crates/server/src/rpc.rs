@@ -44,6 +44,11 @@ pub fn parse_params<'a, T: Deserialize<'a>>(
             ),
         ));
     }
+    // Well-formed params (nearly all) take the plain decoder; only a
+    // failure is decoded again, tracking the path, to name the bad field.
+    if let Ok(value) = serde_json::from_str(params.get()) {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_str(params.get());
     serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();

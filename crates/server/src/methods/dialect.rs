@@ -59,6 +59,10 @@ fn codex_sandbox(method: &str, value: Value, cwd: &Path) -> Result<Option<Sandbo
 /// Decode `value` as `method`'s params (errors name the field, as for a
 /// frame's params).
 fn reparse<T: DeserializeOwned>(method: &str, value: &Value) -> Result<T, RpcError> {
+    // Straight from the tree; through text only to name a bad field.
+    if let Ok(parsed) = T::deserialize(value) {
+        return Ok(parsed);
+    }
     let raw = serde_json::value::to_raw_value(value)
         .map_err(|err| RpcError::new(ErrorCode::Internal, err.to_string()))?;
     parse_params(method, &raw)
@@ -141,8 +145,8 @@ pub struct StartDialect {
 /// replaced by the environment `envPolicy` builds (when sent).
 pub fn start_params(raw: &RawValue) -> Result<(StartParams, StartDialect), RpcError> {
     let method = pp::START;
-    let extras: StartExtras = parse_params(method, raw)?;
     let mut params: Value = parse_params(method, raw)?;
+    let extras: StartExtras = reparse(method, &params)?;
     let mut form = PathForm::Plain;
     let mut codex_sandbox_value = None;
     if let Value::Object(map) = &mut params {
