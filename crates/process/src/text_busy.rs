@@ -82,7 +82,10 @@ mod tests {
             calls += 1;
             Err(io::Error::from_raw_os_error(libc::ENOENT))
         });
-        assert_eq!(result.expect_err("enoent").raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(
+            result.expect_err("enoent").raw_os_error(),
+            Some(libc::ENOENT)
+        );
         assert_eq!(calls, 1);
     }
 
@@ -95,8 +98,10 @@ mod tests {
         let script = dir.path().join("busy.sh");
         let mut writer = Some(File::create(&script).expect("create script"));
         if let Some(file) = writer.as_mut() {
-            file.write_all(b"#!/bin/sh\nexit 7\n").expect("write script");
-            file.set_permissions(std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            file.write_all(b"#!/bin/sh\nexit 7\n")
+                .expect("write script");
+            file.set_permissions(std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
         }
         let mut refusals = Vec::new();
         let status = retry_text_busy(|| {
@@ -113,7 +118,10 @@ mod tests {
         // The first try is refused for sure; a child that another test
         // forked meanwhile may cause one more refusal, never another error.
         assert!(!refusals.is_empty(), "the first try is refused");
-        assert!(refusals.iter().all(|errno| *errno == Some(libc::ETXTBSY)), "{refusals:?}");
+        assert!(
+            refusals.iter().all(|errno| *errno == Some(libc::ETXTBSY)),
+            "{refusals:?}"
+        );
         assert_eq!(status.code(), Some(7));
     }
 }
