@@ -8,7 +8,6 @@
 //! to them) need a rule naming them. Skipped, loudly, where the kernel
 //! cannot give a tree a network namespace of its own.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -22,8 +21,7 @@ use execd_protocol::policy::{Answer, ApproveParams, DecisionParams};
 use execd_protocol::process::StartParams;
 use execd_protocol::sandbox::SandboxSpec;
 use execd_test_support::policy::run;
-use execd_test_support::{both_backends, process_params, Backend};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use execd_test_support::{both_backends, closing_reply, process_params, Backend, HttpHost};
 
 /// How the gate answers `network/approve` (`None`: never).
 type NetAnswer = dyn Fn(&NetworkApproveParams) -> Option<NetworkApproveResult> + Send + Sync;
@@ -76,49 +74,8 @@ impl ExecGate for NetGate {
     }
 }
 
-/// A plain HTTP server on the host's loopback that counts connections.
-struct HostServer {
-    port: u16,
-    connections: Arc<AtomicUsize>,
-}
-
+/// What the host's loopback HTTP server answers every request with.
 const GREETING: &str = "hello from the host";
-
-impl HostServer {
-    async fn start() -> HostServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counted = connections.clone();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buffer = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buffer[..n]),
-                        }
-                    }
-                    let reply = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{GREETING}",
-                        GREETING.len()
-                    );
-                    let _ = stream.write_all(reply.as_bytes()).await;
-                });
-            }
-        });
-        HostServer { port, connections }
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-}
 
 fn allow(host: &str, port: Option<u16>) -> NetworkRule {
     NetworkRule {
@@ -144,7 +101,7 @@ fn policied(id: &str, script: &str, policy: NetworkPolicy) -> StartParams {
 /// tree a network namespace (then say so, loudly, and pass).
 async fn with_net_gate<F, Fut>(backend: Backend, test: F)
 where
-    F: FnOnce(Environment, Arc<NetGate>, HostServer) -> Fut,
+    F: FnOnce(Environment, Arc<NetGate>, HttpHost) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     if !execd_policy::sandbox::features().network_namespace {
@@ -160,7 +117,7 @@ where
         decisions: Mutex::new(Vec::new()),
     });
     let (env, guard) = backend.start_with_gate(gate.clone()).await;
-    test(env, gate, HostServer::start().await).await;
+    test(env, gate, HttpHost::start(closing_reply(GREETING)).await).await;
     guard.finish().await;
 }
 
@@ -172,7 +129,7 @@ fn curl(args: &str) -> String {
 async fn allowed_hosts_are_reached_through_the_proxy(
     env: Environment,
     gate: Arc<NetGate>,
-    host: HostServer,
+    host: HttpHost,
 ) {
     let port = host.port;
     let script = format!(
@@ -208,7 +165,7 @@ async fn allowed_hosts_are_reached_through_the_proxy(
 async fn denied_hosts_get_a_clear_error_and_no_connection(
     env: Environment,
     gate: Arc<NetGate>,
-    host: HostServer,
+    host: HttpHost,
 ) {
     let port = host.port;
     // Allowed on another port only; the default denies.
@@ -243,7 +200,7 @@ async fn denied_hosts_get_a_clear_error_and_no_connection(
         .all(|d| d.decision == NetworkAnswer::Deny && d.decided_by == NetworkDecidedBy::Default));
 }
 
-async fn direct_connections_fail(env: Environment, gate: Arc<NetGate>, host: HostServer) {
+async fn direct_connections_fail(env: Environment, gate: Arc<NetGate>, host: HttpHost) {
     let port = host.port;
     let policy = NetworkPolicy::new(vec![allow("*", None), allow("127.0.0.1", None)]);
     let script = curl(&format!(
@@ -262,7 +219,7 @@ async fn direct_connections_fail(env: Environment, gate: Arc<NetGate>, host: Hos
 async fn literal_private_addresses_need_a_rule_naming_them(
     env: Environment,
     gate: Arc<NetGate>,
-    host: HostServer,
+    host: HttpHost,
 ) {
     let port = host.port;
     // Everything allowed by wildcard and default: private places still not.
@@ -304,7 +261,7 @@ async fn literal_private_addresses_need_a_rule_naming_them(
             && d.decided_by == NetworkDecidedBy::PrivateAddress));
 }
 
-async fn ask_round_trips_both_ways(env: Environment, gate: Arc<NetGate>, host: HostServer) {
+async fn ask_round_trips_both_ways(env: Environment, gate: Arc<NetGate>, host: HttpHost) {
     let port = host.port;
     // 127.0.0.1 allowed, localhost denied; the second asks each remembered.
     gate.answer_with(|ask| {
@@ -356,7 +313,7 @@ async fn ask_round_trips_both_ways(env: Environment, gate: Arc<NetGate>, host: H
     assert_eq!(by, [Client, Client, Client, Remembered]);
 }
 
-async fn ask_times_out_to_deny(env: Environment, gate: Arc<NetGate>, host: HostServer) {
+async fn ask_times_out_to_deny(env: Environment, gate: Arc<NetGate>, host: HttpHost) {
     let port = host.port;
     let mut policy = NetworkPolicy::new(vec![NetworkRule {
         host: "localhost".into(),
@@ -393,7 +350,7 @@ async fn ask_times_out_to_deny(env: Environment, gate: Arc<NetGate>, host: HostS
 async fn a_policy_without_its_own_network_is_refused(
     env: Environment,
     _gate: Arc<NetGate>,
-    _host: HostServer,
+    _host: HttpHost,
 ) {
     let mut params = policied("shared", "true", NetworkPolicy::new(vec![]));
     params.sandbox.as_mut().expect("sandbox").network = true;

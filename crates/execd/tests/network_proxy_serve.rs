@@ -14,9 +14,8 @@ use execd_environment::collect;
 use execd_protocol::network::{NetworkPolicy, NetworkRule, NetworkVerdict};
 use execd_protocol::process::StartParams;
 use execd_protocol::sandbox::SandboxSpec;
-use execd_test_support::Execd;
+use execd_test_support::{Execd, HttpHost};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const EXECD: Execd = Execd(env!("CARGO_BIN_EXE_execd"));
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,30 +23,11 @@ const TOKEN: &str = "proxy-secret";
 /// What the host server sends: far more than the byte cap.
 const BIG: usize = 200_000;
 
-/// A loopback server answering every request with [`BIG`] bytes.
+/// A loopback host answering every request with [`BIG`] bytes.
 async fn big_server() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buffer[..n]),
-                    }
-                }
-                let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n");
-                let _ = stream.write_all(reply.as_bytes()).await;
-                let _ = stream.write_all(&vec![b'x'; BIG]).await;
-            });
-        }
-    });
-    port
+    let mut reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").into_bytes();
+    reply.resize(reply.len() + BIG, b'x');
+    HttpHost::start(reply).await.port
 }
 
 fn policied(script: &str, port: u16) -> StartParams {

@@ -12,6 +12,7 @@
 //! - [`program`]: finding a program in the child's `PATH` as `execvp` would.
 //! - [`procfs`]: other processes as `/proc` shows them (session members, output holders).
 //! - [`signal`]: signal names.
+//! - [`text_busy`]: retrying a start refused with `ETXTBSY` (a fork/exec race).
 //! - [`write_ids`]: the `writeId`s of a process's recent writes (retries apply once).
 
 pub mod budget;
@@ -23,6 +24,7 @@ pub mod signal;
 pub mod spawn;
 pub mod stdin;
 pub mod table;
+pub mod text_busy;
 pub mod write_ids;
 
 pub use budget::SharedBudget;

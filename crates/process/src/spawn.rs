@@ -30,6 +30,7 @@ use execd_policy::tree::{Escalated, TreeGuard};
 use execd_protocol::network::PROXY_URL;
 
 use crate::program::Lookup;
+use crate::text_busy::retry_text_busy;
 
 /// Requested capacity of a child's stdout pipe.
 const STDOUT_PIPE_BYTES: libc::c_int = 1024 * 1024;
@@ -375,7 +376,11 @@ fn spawn_checked(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, 
         }
         held_sockets = setup.sockets;
     }
-    let mut spawned = command.spawn();
+    // A program written a moment ago may be busy for a moment (see
+    // [`crate::text_busy`]): tried again, unless the child hands something
+    // to a one-shot receiver (the exec guard's filter, the proxy's listener).
+    let retry_busy = escalated.is_none() && proxy_channel.is_none();
+    let mut spawned = start(&mut command, retry_busy);
     if direct && matches!(&spawned, Err(err) if err.raw_os_error() == Some(libc::ENOEXEC)) {
         // A script without `#!`: posix_spawn refuses it, while execvp (the
         // fork path, which any pre_exec step selects) runs it with /bin/sh.
@@ -383,7 +388,7 @@ fn spawn_checked(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, 
         unsafe {
             command.pre_exec(|| Ok(()));
         }
-        spawned = command.spawn();
+        spawned = start(&mut command, retry_busy);
     }
     drop(held_sockets);
     // The child made the listener in its namespace and sent it before it
@@ -439,6 +444,15 @@ fn spawn_checked(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, 
         escalated,
         proxy_listener,
     })
+}
+
+/// One start of `command`, tried again while the program is busy when `retry_busy`.
+fn start(command: &mut Command, retry_busy: bool) -> io::Result<Child> {
+    if retry_busy {
+        retry_text_busy(|| command.spawn())
+    } else {
+        command.spawn()
+    }
 }
 
 /// The variables that point a tree under a network policy at its proxy.

@@ -7,44 +7,12 @@
 //! `network/policyDecision`. Skipped, loudly, where the kernel cannot give
 //! a tree a network namespace of its own.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use execd_test_support::{start_server, unb64, Client};
+use execd_test_support::{closing_reply, start_server, unb64, Client, HttpHost};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const GREETING: &str = "hello from the host";
-
-/// A loopback HTTP server counting its connections; its port.
-async fn host_server(connections: Arc<AtomicUsize>) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            connections.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buffer[..n]),
-                    }
-                }
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{GREETING}",
-                    GREETING.len()
-                );
-                let _ = stream.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    port
-}
 
 /// What a run left: stdout, the policy requests asked, the decisions.
 struct Run {
@@ -136,8 +104,8 @@ async fn codexs_messages_drive_the_proxy() {
         eprintln!("\n\n!!! SKIPPED: no network namespaces here, which networkProxy needs\n");
         return;
     }
-    let connections = Arc::new(AtomicUsize::new(0));
-    let port = host_server(connections.clone()).await;
+    let host = HttpHost::start(closing_reply(GREETING)).await;
+    let port = host.port;
     let script = [
         curl(&format!("http://127.0.0.1:{port}/listed")),
         curl(&format!("http://deny.test:{port}/denied")),
@@ -165,7 +133,7 @@ async fn codexs_messages_drive_the_proxy() {
         "{}",
         run.stdout
     );
-    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    assert_eq!(host.connections(), 2);
     assert_eq!(run.requests.len(), 3, "{:?}", run.requests);
     assert_eq!(
         run.requests[0],

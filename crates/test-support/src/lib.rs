@@ -4,7 +4,8 @@
 //! checks every process event it sees ([`ws_client`], [`wire`]); both
 //! environment backends and the [`both_backends!`] macro ([`backends`]);
 //! exec-policy gates and runs ([`policy`]); a fault-injecting TCP proxy that
-//! cuts and stalls connections ([`proxy`]); process, zombie and descriptor
+//! cuts and stalls connections ([`proxy`]); a loopback HTTP host for
+//! network-policy trees to reach ([`http_host`]); process, zombie and descriptor
 //! checks ([`procs`]); scratch files and noise ([`files`]); and hand-built
 //! tar streams ([`tar_entries`]). Dev-only: only `[dev-dependencies]` may
 //! name this crate.
@@ -14,6 +15,7 @@
 pub mod backends;
 pub mod binary;
 pub mod files;
+pub mod http_host;
 pub mod policy;
 pub mod procs;
 pub mod proxy;
@@ -28,6 +30,7 @@ use std::time::Duration;
 pub use backends::{collect_in_time, process_params, write_stdin, Backend, BackendGuard};
 pub use binary::{output_of, stderr_of, Execd, ExecdServer, JsonLog, JsonLogServer};
 pub use files::{noise, unique_name, wait_only, TempDir};
+pub use http_host::{closing_reply, HttpHost};
 pub use procs::{eventually, is_alive, pid_in_file, pids_in, wait_dead, Watched};
 pub use proxy::{quick_reconnect, Direction, FaultProxy};
 pub use server::{bind_server, connected, fast_table, start_server, start_server_with};
