@@ -141,7 +141,9 @@ impl SharedBudget {
         self.retained_bytes.fetch_sub(bytes, Ordering::SeqCst);
     }
 
-    /// `bytes` of retained output were dropped to make room.
+    /// `bytes` of retained output were freed (dropped to make room, or
+    /// with their process): past [`TRIM_EVERY`] since the last time, the
+    /// allocator hands its free memory back to the kernel.
     pub(crate) fn released_for_room(&self, bytes: usize) {
         let total = self.released_since_trim.fetch_add(bytes, Ordering::SeqCst) + bytes;
         if total >= TRIM_EVERY && self.released_since_trim.swap(0, Ordering::SeqCst) > 0 {

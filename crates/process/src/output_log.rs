@@ -378,8 +378,14 @@ impl OutputLog {
 
 impl Drop for OutputLog {
     fn drop(&mut self) {
-        let retained = self.lock().retained_bytes;
+        let mut state = self.lock();
+        let retained = std::mem::take(&mut state.retained_bytes);
+        // Freed here, before the release is counted, so that a trim the
+        // count triggers hands these chunks back too.
+        state.chunks = VecDeque::new();
+        drop(state);
         self.budget.release_retained(retained);
+        self.budget.released_for_room(retained);
     }
 }
 

@@ -322,10 +322,13 @@ pub async fn end(session: Session) {
     // What the session's processes retained is freed now: hand it back
     // to the kernel rather than keep it for reuse (the server keeps freed
     // memory otherwise, see execd's allocator settings) — and once more a
-    // moment later, for what its connection's tasks free as they finish.
+    // moment later and again a few seconds on, for what its connection's
+    // tasks free as they finish (later on a loaded machine).
     execd_process::budget::release_freed_memory();
     tokio::spawn(async {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        execd_process::budget::release_freed_memory();
+        for wait in [1, 4] {
+            tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+            execd_process::budget::release_freed_memory();
+        }
     });
 }
