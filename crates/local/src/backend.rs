@@ -145,10 +145,12 @@ impl LocalBackend {
     /// process of this owner exactly (same id, identical params): a retry
     /// whose first reply may have been lost, not a duplicate.
     pub fn is_retried_start(&self, params: &StartParams) -> bool {
+        // Hashed only when the id is known: every start asks.
+        let Some((known, started)) = self.table.fingerprint(&params.process_id) else {
+            return false;
+        };
         let (hash, epoch) = self.stamp(params);
-        self.table
-            .fingerprint(&params.process_id)
-            .is_some_and(|(known, started)| known == hash && started < epoch)
+        known == hash && started < epoch
     }
 
     /// Start a process and return once its program runs. With an exec
