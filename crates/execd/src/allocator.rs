@@ -3,7 +3,7 @@
 //! of going back to the kernel at once.
 //!
 //! A client receiving a file (`execd cp` down) gets it in WebSocket frames
-//! of up to 4 MiB; each frame's payload is a fresh allocation that lives
+//! of up to 1 MiB; each frame's payload is a fresh allocation that lives
 //! until the file's writer has written it. With glibc's defaults those
 //! allocations were handed back and faulted in again, zeroed, frame after
 //! frame: 512 MiB down cost the client ~0.45 s of system time, and

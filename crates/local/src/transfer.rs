@@ -270,7 +270,7 @@ pub async fn open_read(
 fn read_file_into(file: File, path: &Path, out: &mut PieceWriter) -> Result<(), FsError> {
     loop {
         // `read_to_end` reads into the piece's spare capacity: no zeroing
-        // of 4 MiB before every read.
+        // of a whole piece before every read.
         let mut piece = Vec::with_capacity(PIECE_BYTES);
         (&file)
             .take(PIECE_BYTES as u64)
