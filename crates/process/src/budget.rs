@@ -144,7 +144,7 @@ impl SharedBudget {
     /// `bytes` of retained output were freed (dropped to make room, or
     /// with their process): past [`TRIM_EVERY`] since the last time, the
     /// allocator hands its free memory back to the kernel.
-    pub(crate) fn released_for_room(&self, bytes: usize) {
+    pub(crate) fn count_freed(&self, bytes: usize) {
         let total = self.released_since_trim.fetch_add(bytes, Ordering::SeqCst) + bytes;
         if total >= TRIM_EVERY && self.released_since_trim.swap(0, Ordering::SeqCst) > 0 {
             release_freed_memory();
@@ -179,7 +179,7 @@ impl SharedBudget {
             }
         }
         if released > 0 {
-            self.released_for_room(released);
+            self.count_freed(released);
         }
         released
     }

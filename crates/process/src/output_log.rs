@@ -279,7 +279,7 @@ impl OutputLog {
                 before - state.retained_bytes
             };
             if released > 0 {
-                self.budget.released_for_room(released);
+                self.budget.count_freed(released);
             }
         }
         event
@@ -385,7 +385,7 @@ impl Drop for OutputLog {
         state.chunks = VecDeque::new();
         drop(state);
         self.budget.release_retained(retained);
-        self.budget.released_for_room(retained);
+        self.budget.count_freed(retained);
     }
 }
 
