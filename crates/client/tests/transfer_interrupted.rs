@@ -7,13 +7,13 @@
 use std::time::Duration;
 
 use execd_client::{
-    pump, Environment, ExecServerClient, LocalEnvironment, RemoteEnvironment, TransferFormat,
-    WriteOptions,
+    pump, Environment, ExecServerClient, LinkState, LocalEnvironment, RemoteEnvironment,
+    TransferFormat, WriteOptions,
 };
 use execd_server::ServerConfig;
 use execd_test_support::proxy::{Direction, FaultProxy};
 use execd_test_support::server::start_server_with;
-use execd_test_support::wait_only;
+use execd_test_support::{wait_only, TIMEOUT};
 
 const MIB: usize = 1024 * 1024;
 
@@ -48,6 +48,8 @@ async fn a_cut_upload_and_download_leave_no_file_under_the_final_name() {
     let client = ExecServerClient::connect(&proxy.url())
         .await
         .expect("connect");
+    // Seen from here on: the cut's way through `Reconnecting` back to `Connected`.
+    let mut link = client.link_state();
     let remote = RemoteEnvironment::new(client).into_environment();
     let local = LocalEnvironment::environment();
     let dir = tempfile::tempdir().unwrap();
@@ -66,6 +68,17 @@ async fn a_cut_upload_and_download_leave_no_file_under_the_final_name() {
     assert!(outcome.is_err(), "a cut upload fails: {outcome:?}");
     assert_eq!(proxy.cuts(), 1);
     wait_only(dir.path(), &["source"]).await;
+    // The upload can fail before the client has noticed the lost link; an
+    // `fs/upload` sent before the session is resumed would be interrupted
+    // (it is not safe to repeat), so wait for the resume.
+    tokio::time::timeout(TIMEOUT, async {
+        link.changed().await.expect("the client runs");
+        link.wait_for(|state| matches!(state, LinkState::Connected))
+            .await
+            .expect("the client runs");
+    })
+    .await
+    .expect("the session is resumed in time");
 
     // A whole upload on the resumed session, then a download cut midway.
     let bytes = copy(&local, &source, &remote, &there)
