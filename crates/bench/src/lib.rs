@@ -68,6 +68,8 @@ pub enum Part {
     Memory,
     /// Connect, request round trip, spawn and PTY echo.
     Latency,
+    /// The spawn row alone (also measured by `latency`).
+    Spawn,
     /// Streaming a child's output, JSON and binary frames.
     Stream,
     /// Many processes started at once.
@@ -87,9 +89,10 @@ pub enum Part {
 }
 
 impl Part {
-    pub const ALL: [Part; 10] = [
+    pub const ALL: [Part; 11] = [
         Part::Memory,
         Part::Latency,
+        Part::Spawn,
         Part::Stream,
         Part::Fanout,
         Part::Watch,
@@ -105,6 +108,7 @@ impl Part {
         match self {
             Part::Memory => "memory",
             Part::Latency => "latency",
+            Part::Spawn => "spawn",
             Part::Stream => "stream",
             Part::Fanout => "fanout",
             Part::Watch => "watch",
@@ -162,10 +166,11 @@ pub async fn run(config: &BenchConfig) -> Result<Report, BenchError> {
     if config.wants(Part::Memory) {
         remote::measure_memory(config, &mut report).await?;
     }
-    if config.wants(Part::Latency) {
+    let spawn_only = !config.wants(Part::Latency) && config.wants(Part::Spawn);
+    if config.wants(Part::Latency) || spawn_only {
         let latency_config = config.clone();
         report = tokio::task::spawn_blocking(move || {
-            remote::measure_latency(&latency_config, &mut report).map(|()| report)
+            remote::measure_latency(&latency_config, spawn_only, &mut report).map(|()| report)
         })
         .await
         .map_err(|err| BenchError::Check(format!("the latency measurements failed: {err}")))??;

@@ -28,13 +28,25 @@ fn mib(bytes: u64) -> String {
 /// The latency rows, measured the way `execd shell` runs its client: on a
 /// current-thread runtime of their own (a frame read by the connection's
 /// reader wakes the waiting measurement on the same thread, with no
-/// cross-core wakeup in between). Blocks the calling thread.
-pub fn measure_latency(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
+/// cross-core wakeup in between). With `spawn_only`, only the spawn row.
+/// Blocks the calling thread.
+pub fn measure_latency(
+    config: &BenchConfig,
+    spawn_only: bool,
+    report: &mut Report,
+) -> Result<(), BenchError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(crate::io_error("starting a runtime for the latency rows"))?;
-    runtime.block_on(latency(config, report))
+    runtime.block_on(async {
+        if spawn_only {
+            let env = connect(config, true).await?;
+            spawn_row(&env, config.reps, report).await
+        } else {
+            latency(config, report).await
+        }
+    })
 }
 
 async fn latency(config: &BenchConfig, report: &mut Report) -> Result<(), BenchError> {
@@ -52,11 +64,16 @@ async fn latency(config: &BenchConfig, report: &mut Report) -> Result<(), BenchE
     let env = connect(config, true).await?;
     report.latency(crate::report::ROUND_TRIP).execd =
         summarize(&request_round_trip(&env, config.reps).await?);
-    let (execd, local) = spawn(&env, config.reps).await?;
+    spawn_row(&env, config.reps, report).await?;
+    crate::echo::measure(&env, config.ssh.as_ref(), config.reps, report).await?;
+    Ok(())
+}
+
+async fn spawn_row(env: &Environment, reps: usize, report: &mut Report) -> Result<(), BenchError> {
+    let (execd, local) = spawn(env, reps).await?;
     let row = report.latency(crate::report::SPAWN_ROW);
     row.execd = summarize(&execd);
     row.local = summarize(&local);
-    crate::echo::measure(&env, config.ssh.as_ref(), config.reps, report).await?;
     Ok(())
 }
 

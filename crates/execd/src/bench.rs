@@ -56,7 +56,7 @@ pub struct BenchArgs {
     /// Also write the Markdown report to this file.
     #[arg(long)]
     markdown_out: Option<PathBuf>,
-    /// Measure only these parts, comma-separated: memory, latency, stream,
+    /// Measure only these parts, comma-separated: memory, latency, spawn, stream,
     /// fanout, watch, window, resume, local, files, ssh.
     #[arg(long, value_delimiter = ',')]
     only: Vec<Part>,
