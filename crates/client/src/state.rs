@@ -151,6 +151,7 @@ impl Shared {
             );
             link.outbox.clone()
         };
+        let _waiting = Waiting { shared: self, id };
         // A failed send leaves the call pending: a resume sends it again,
         // or the end of the session fails it.
         if let Some(outbox) = outbox {
@@ -171,7 +172,6 @@ impl Shared {
                         .await;
                 }
                 Err(_) => {
-                    self.link().pending.remove(&id);
                     return Err(ClientError::Timeout {
                         method: method.to_string(),
                         after: timeout,
@@ -258,6 +258,21 @@ impl Shared {
             // Not yet marked reconnecting by the driver (another thread).
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// A call's place in the pending list while its caller waits. Dropped —
+/// answered, timed out, or given up by the caller (its future dropped) —
+/// it takes the call off the list: a call nobody waits for any more is
+/// not sent again after a resume, and a late answer to it is dropped.
+struct Waiting<'a> {
+    shared: &'a Shared,
+    id: i64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.shared.link().pending.remove(&self.id);
     }
 }
 
