@@ -202,6 +202,7 @@ impl ExecServerClient {
             watches: Default::default(),
             state: watch::Sender::new(LinkState::Connected),
             transfers: Default::default(),
+            asks: Default::default(),
         });
         let dropped = CancellationToken::new();
         let session = Arc::new(OnceLock::new());

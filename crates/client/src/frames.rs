@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::asks::Seen;
 use crate::state::{ClientOutbox, Shared};
 use crate::websocket::{ended, Socket};
 
@@ -226,16 +227,29 @@ async fn handle_text(frame: &[u8], shared: &Arc<Shared>, outbox: &Arc<ClientOutb
         Ok(Incoming::Request { id, method, params }) => {
             // Answered from a task: the gate may take its time, and reading
             // must go on meanwhile.
-            let gate = shared.gate();
             let outgoing = Arc::downgrade(outbox);
+            let gate = match shared.asks.arrived(&id) {
+                Seen::New => shared.gate(),
+                Seen::Deciding => {
+                    debug!(%id, "asked again while deciding");
+                    return;
+                }
+                Seen::Answered(reply) => {
+                    let shared = shared.clone();
+                    tokio::spawn(async move { shared.send_reply(outgoing, reply).await });
+                    return;
+                }
+            };
             let shared = shared.clone();
             tokio::spawn(async move {
                 let result = serve_request(gate, &method, params).await;
                 let reply = match result {
                     Ok(value) => json!({"id": id, "result": value}),
                     Err(error) => json!({"id": id, "error": error}),
-                };
-                shared.send_reply(outgoing, reply.to_string()).await;
+                }
+                .to_string();
+                shared.asks.answered(&id, &reply);
+                shared.send_reply(outgoing, reply).await;
             });
         }
         Ok(Incoming::Response { id, .. }) => debug!(%id, "response to an id we never use"),

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod asks;
 pub mod client;
 pub mod environments_file;
 pub mod error;

@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) state: watch::Sender<LinkState>,
     /// `fs/upload` / `fs/download` streams.
     pub(crate) transfers: crate::transfer_routes::ClientTransfers,
+    /// The server's requests, by id (asked again after a resume).
+    pub(crate) asks: crate::asks::Asks,
 }
 
 impl Shared {

@@ -264,10 +264,14 @@ impl Connection {
                 self.session.send(rpc::frame_error(&err.id, error)).await
             }
             Ok(Incoming::Request { id, method, params }) => {
+                let mut resumed = false;
                 if method == INITIALIZE {
-                    if let Err(error) = self.resume_if_asked(params).await {
-                        self.session.send(rpc::response(&id, Err(error))).await;
-                        return true;
+                    match self.resume_if_asked(params).await {
+                        Ok(took_over) => resumed = took_over,
+                        Err(error) => {
+                            self.session.send(rpc::response(&id, Err(error))).await;
+                            return true;
+                        }
                     }
                 }
                 let request = Request {
@@ -288,6 +292,11 @@ impl Connection {
                             .fs_operation(fs, result.as_ref().map(|_| ()));
                     }
                     self.session.send(rpc::response(&id, result)).await;
+                }
+                if resumed {
+                    // After `initialize`'s answer: asks the lost connection
+                    // may have swallowed reach the client again.
+                    self.session.gate().ask_again().await;
                 }
             }
             Ok(Incoming::Notification { method, params }) if method == TRANSFER_ACK => {
@@ -363,20 +372,21 @@ impl Connection {
     }
 
     /// `initialize {resumeSessionId}`: take that session over and serve it
-    /// from now on (the `initialize` itself is then answered by it).
+    /// from now on (the `initialize` itself is then answered by it). True
+    /// if a session was taken over.
     async fn resume_if_asked(
         &mut self,
         params: &serde_json::value::RawValue,
-    ) -> Result<(), RpcError> {
+    ) -> Result<bool, RpcError> {
         // Bad params are answered by `initialize` itself.
         let Ok(params) = rpc::parse_params::<InitializeParams>(INITIALIZE, params) else {
-            return Ok(());
+            return Ok(false);
         };
         let Some(wanted) = params.resume_session_id else {
-            return Ok(());
+            return Ok(false);
         };
         if wanted == self.session.id() {
-            return Ok(());
+            return Ok(false);
         }
         if self.session.initialized {
             return Err(ResumeError::AlreadyInitialized(wanted).into());
@@ -401,7 +411,7 @@ impl Connection {
         // It never served: no process, nothing to wait for.
         fresh.outbox().close();
         drop(fresh);
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -31,9 +31,15 @@ use tracing::debug;
 
 use crate::{codex_network, rpc};
 
-/// Each pending request and where its result goes (`None`: an error
-/// reply, which denies); each asker decodes its own result type.
-type Waiters = HashMap<i64, oneshot::Sender<Option<Box<RawValue>>>>;
+/// A pending request: its frame (sent again after a resume) and where its
+/// result goes (`None`: an error reply, which denies); each asker decodes
+/// its own result type.
+struct Waiter {
+    frame: Arc<str>,
+    answer: oneshot::Sender<Option<Box<RawValue>>>,
+}
+
+type Waiters = HashMap<i64, Waiter>;
 
 /// `exec/approve` requests of one connection waiting for an answer.
 pub const MAX_PENDING_ASKS: usize = 256;
@@ -86,8 +92,27 @@ impl ConnectionGate {
             return false;
         };
         // An error reply means no.
-        let _ = waiter.send(result.ok().map(|raw| raw.to_owned()));
+        let _ = waiter.answer.send(result.ok().map(|raw| raw.to_owned()));
         true
+    }
+
+    /// Send every request still waiting for its answer again, oldest first,
+    /// with its original id: the session was just resumed, and a request
+    /// written to the lost connection may never have reached the client.
+    /// A client answers a repeated id once (see docs/PROTOCOL.md).
+    pub async fn ask_again(&self) {
+        let mut waiting: Vec<(i64, Arc<str>)> = self
+            .waiting()
+            .iter()
+            .map(|(id, waiter)| (*id, waiter.frame.clone()))
+            .collect();
+        waiting.sort_unstable_by_key(|(id, _)| *id);
+        for (id, frame) in waiting {
+            debug!(id, "asking again after a resume");
+            if !self.outbox.send(frame.to_string()).await {
+                return;
+            }
+        }
     }
 
     /// Send `method` with `params` to the client and wait for its result,
@@ -100,17 +125,25 @@ impl ConnectionGate {
     ) -> Option<T> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
+        let frame: Arc<str> = json!({"id": id, "method": method, "params": params})
+            .to_string()
+            .into();
         {
             let mut waiting = self.waiting();
             if waiting.len() >= MAX_PENDING_ASKS {
                 debug!(method, "too many requests to the client waiting; denying");
                 return None;
             }
-            waiting.insert(id, tx);
+            waiting.insert(
+                id,
+                Waiter {
+                    frame: frame.clone(),
+                    answer: tx,
+                },
+            );
         }
         let _entry = Waiting { gate: self, id };
-        let frame = json!({"id": id, "method": method, "params": params}).to_string();
-        if !self.outbox.send(frame).await {
+        if !self.outbox.send(frame.to_string()).await {
             return None;
         }
         // The connection closing, or no usable answer, both mean no.
