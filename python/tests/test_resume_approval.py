@@ -1,9 +1,12 @@
 """Exec approvals across a lost connection, through the fault-injecting
 proxy (tests/proxy.py) to a real server: an answer decided while the
-client is reconnecting reaches the server on the resumed connection (the
-server's ask waits across the detach), and an ask the server raised while
-the session was detached is answered once it is resumed. Without that the
-ask would wait out its ``askTimeoutMs`` and the exec be denied."""
+client is reconnecting (or once it is connected again) reaches the server
+on the resumed connection (the server's ask waits across the detach, and
+its asking again after the resume does not reach the callback a second
+time); an ask the server raised while the session was detached is
+answered once it is resumed; and an ask the lost connection swallowed is
+asked again after the resume. Without that the ask would wait out its
+``askTimeoutMs`` and the exec be denied."""
 
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from test_resume import FAST, eventually, port_of
 ASK_ENV = execd.ExecPolicy(rules=[execd.Rule(["env"], "ask")], ask_timeout_ms=25_000)
 
 
-def test_an_answer_decided_while_reconnecting_reaches_the_server(server: Server) -> None:
+@pytest.mark.parametrize("answer_when", ["reconnecting", "connected"])
+def test_an_answer_decided_across_the_resume_reaches_the_server(server: Server, answer_when: str) -> None:
     decided: list[execd.ExecDecision] = []
     states: list[str] = []
 
@@ -37,6 +41,9 @@ def test_an_answer_decided_while_reconnecting_reaches_the_server(server: Server)
                 env = opened[0]
                 await eventually(lambda: env.connection.state == "reconnecting", "the client reconnecting")
                 proxy.refusing = False
+                if answer_when == "connected":
+                    # By then the server has asked again.
+                    await eventually(lambda: env.connection.state == "connected", "the client connected again")
                 states.append(env.connection.state)
                 return "run"
 
@@ -46,7 +53,8 @@ def test_an_answer_decided_while_reconnecting_reaches_the_server(server: Server)
                 opened.append(env)
                 r = await env.run(["bash", "-c", "env true && echo ran-env; echo end"], exec_policy=ASK_ENV, timeout=50)
                 assert r.stdout == b"ran-env\nend\n", r
-                assert states == ["reconnecting"]
+                assert states == [answer_when]  # Asked once.
+                assert proxy.cuts == 1
                 assert env.connection.resumes == 1
                 [env_decision] = [d for d in decided if d.argv[0] == "env"]
                 assert (env_decision.decision, env_decision.decided_by) == ("allow", "client")
@@ -124,6 +132,38 @@ def test_an_ask_raised_while_detached_is_answered_after_the_resume(audited: Serv
                         out.extend(event.data)
                 assert bytes(out) == b"ran-env\nend\n"
                 assert asked == ["env"]
+                assert env.connection.resumes == 1
+
+    run_async(body())
+
+
+def test_an_ask_the_lost_connection_swallowed_is_asked_again(server: Server, tmp_path: Path) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    # Builtins only until `env`: its exec is the first to ask.
+    script = f"read -r line < {fifo}; env true && echo ran-env; echo end"
+    asked: list[str] = []
+
+    def on_approve(request: execd.ApprovalRequest) -> execd.Answer:
+        asked.append(request.argv[0])
+        return "run"
+
+    async def body() -> None:
+        async with FaultProxy(port_of(server)) as proxy:
+            async with execd.connect(proxy.url, token=server.token, reconnect=FAST, on_approve=on_approve) as env:
+                p = await env.start(["bash", "-c", script], exec_policy=ASK_ENV)
+                events = p.events()
+                # The next bytes from the server (the ask for `env`) are
+                # dropped, and the connection cut there.
+                proxy.cut_after(0)
+                await eventually(lambda: release(fifo), "the script waiting on its fifo")
+                out = bytearray()
+                async for event in events:
+                    if isinstance(event, execd.Output):
+                        out.extend(event.data)
+                assert bytes(out) == b"ran-env\nend\n"
+                assert asked == ["env"]
+                assert proxy.cuts == 1
                 assert env.connection.resumes == 1
 
     run_async(body())

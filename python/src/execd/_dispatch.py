@@ -7,7 +7,10 @@ answered through the approval callbacks (refused without one). A reply
 that cannot go out because the connection was lost (or is being resumed)
 is kept and sent on the connection that resumes the session: the server's
 ask waits across the detach and takes its answer from whichever
-connection serves the session. A mixin of
+connection serves the session. After a resume the server sends its
+requests still waiting again (the lost connection may have swallowed
+them): a request being decided is not decided twice, and one already
+answered gets the same reply again. A mixin of
 :class:`~execd.connection.Connection`, which holds the state it routes to.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Union, cast
 
@@ -28,6 +32,10 @@ from .errors import CallInterruptedError, ConnectionLostError, ExecdError, Proto
 from .types import Answer, ApprovalRequest, ExecDecision, Output
 
 __all__ = ["Dispatch", "StreamItem"]
+
+REMEMBERED_REPLIES = 256
+"""Replies to the server's requests kept for a repeat after a resume (the
+server keeps at most 256 waiting per session)."""
 
 StreamItem = Union[tuple[str, int, Any], ExecdError]
 """What a transfer stream's queue holds: ``("piece", seq, bytes)``,
@@ -48,6 +56,8 @@ class Dispatch:
     _ended: ConnectionLostError | None
     _socket: ClientConnection | None
     _unsent_replies: list[str]
+    _deciding: set[str]
+    _answered: OrderedDict[str, str]
 
     async def _send_text(self, text: str | bytes, socket: ClientConnection | None = None) -> None:
         raise NotImplementedError
@@ -144,13 +154,28 @@ class Dispatch:
             channel.deliver(event)
 
     async def _answer_request(self, request_id: Any, method: str, params: dict[str, Any]) -> None:
-        if method == "exec/approve" and self.on_approve is not None:
-            reply = await _decode.approval_reply(self.on_approve, request_id, params)
-        elif method == "network/approve" and self.on_network_approve is not None:
-            reply = await network.reply(self.on_network_approve, request_id, params)
-        else:
-            reply = {"id": request_id, "error": {"code": -32601, "message": f"client does not handle {method!r}"}}
-        await self._send_reply(json.dumps(reply, separators=(",", ":")))
+        key = json.dumps(request_id)
+        if key in self._deciding:
+            return  # Asked again after a resume; the reply goes out when decided.
+        known = self._answered.get(key)
+        if known is not None:
+            await self._send_reply(known)
+            return
+        self._deciding.add(key)
+        try:
+            if method == "exec/approve" and self.on_approve is not None:
+                reply = await _decode.approval_reply(self.on_approve, request_id, params)
+            elif method == "network/approve" and self.on_network_approve is not None:
+                reply = await network.reply(self.on_network_approve, request_id, params)
+            else:
+                reply = {"id": request_id, "error": {"code": -32601, "message": f"client does not handle {method!r}"}}
+        finally:
+            self._deciding.discard(key)
+        text = json.dumps(reply, separators=(",", ":"))
+        self._answered[key] = text
+        if len(self._answered) > REMEMBERED_REPLIES:
+            self._answered.popitem(last=False)
+        await self._send_reply(text)
 
     async def _send_reply(self, text: str) -> None:
         """Send a reply to a server request on the connection serving the

@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Union
@@ -162,6 +163,8 @@ class Connection(Dispatch):
         self._next_id = 1
         self._pending: dict[int, _Call] = {}
         self._unsent_replies: list[str] = []
+        self._deciding: set[str] = set()
+        self._answered: OrderedDict[str, str] = OrderedDict()
         self._channels: dict[str, EventChannel] = {}
         self._watches: dict[str, asyncio.Queue[dict[str, Any] | ConnectionLostError]] = {}
         self._streams: dict[int, asyncio.Queue[StreamItem]] = {}
