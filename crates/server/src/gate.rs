@@ -6,7 +6,9 @@
 //! `network/policyDecision`) notification and an audit event. A client that
 //! is gone answers nothing, which denies at once; an ask that times out
 //! leaves nothing behind; at most [`MAX_PENDING_ASKS`] wait at a time (more
-//! are denied).
+//! are denied). A resumed session sends the waiting ones again
+//! ([`ConnectionGate::ask_again`]): the lost connection may have swallowed
+//! them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
