@@ -18,6 +18,7 @@ mod remote_command;
 mod run;
 mod serve;
 mod shell;
+mod socket_activation;
 mod supervisor;
 mod watch_limit_args;
 
@@ -74,7 +75,16 @@ fn main() -> ExitCode {
     };
     // A minimal supervisor stays in front of the server (and is the init
     // as a container's PID 1), so nothing the server started outlives it.
+    let mut activated = None;
     if let Command::Serve(args) = &command {
+        // Before the fork: systemd named this process (the supervisor).
+        activated = match socket_activation::take() {
+            Ok(listener) => listener,
+            Err(err) => {
+                eprintln!("execd serve: {err}");
+                return ExitCode::from(2);
+            }
+        };
         if let supervisor::Role::Exited(code) = supervisor::split(args.terminate_grace()) {
             return code;
         }
@@ -102,7 +112,7 @@ fn main() -> ExitCode {
     };
     match command {
         Command::Serve(args) => {
-            let result = runtime.block_on(serve::run(*args));
+            let result = runtime.block_on(serve::run(*args, activated));
             // Whatever a blocking task may still be doing, exit now.
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             report("execd", result)

@@ -9,10 +9,12 @@
 //! `EXECD_TOKEN`, else (loopback listeners only) the per-user default token
 //! file, created on first use. `--no-auth` is accepted on loopback only, and
 //! a non-loopback listener without a token is refused. `--listen stdio`
-//! needs no token: whoever started the process owns its pipes.
+//! needs no token: whoever started the process owns its pipes. Started by
+//! systemd's socket activation, it serves the socket systemd passed
+//! (`socket_activation.rs`) instead of binding `--listen`'s address.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,6 +61,12 @@ Environment:
   EXECD_TOKEN          the token clients must present (unless --token-file)
   XDG_STATE_HOME       where the default token file lives (execd/token)
   RUST_LOG             log filter (default: warn, execd::serve=info)
+  LISTEN_PID, LISTEN_FDS
+                       systemd socket activation: with LISTEN_PID this
+                       process and LISTEN_FDS=1, the listening socket on
+                       descriptor 3 is served instead of binding --listen's
+                       address (whose ws:// or wss:// still applies); see
+                       deploy/systemd/execd.socket
   The processes it starts get the environment their client sends (execd run
   sends the account's HOME, USER, LOGNAME, SHELL, PATH, LANG, LC_*).
 
@@ -324,17 +332,22 @@ fn shutdown_on_signal() -> std::io::Result<CancellationToken> {
     Ok(token)
 }
 
+/// `HOST:PORT` of `ws://HOST:PORT` or `wss://HOST:PORT`, and whether it said `wss`.
+fn scheme(listen: &str) -> Result<(&str, bool), String> {
+    if let Some(rest) = listen.strip_prefix("ws://") {
+        Ok((rest, false))
+    } else if let Some(rest) = listen.strip_prefix("wss://") {
+        Ok((rest, true))
+    } else {
+        Err(format!(
+            "--listen must be ws://HOST:PORT, wss://HOST:PORT or stdio, got {listen:?}"
+        ))
+    }
+}
+
 /// The address of `ws://HOST:PORT` or `wss://HOST:PORT`, and whether it said `wss`.
 async fn resolve(listen: &str) -> Result<(SocketAddr, bool), String> {
-    let (authority, wss) = if let Some(rest) = listen.strip_prefix("ws://") {
-        (rest, false)
-    } else if let Some(rest) = listen.strip_prefix("wss://") {
-        (rest, true)
-    } else {
-        return Err(format!(
-            "--listen must be ws://HOST:PORT, wss://HOST:PORT or stdio, got {listen:?}"
-        ));
-    };
+    let (authority, wss) = scheme(listen)?;
     let authority = authority.trim_end_matches('/');
     let addr = tokio::net::lookup_host(authority)
         .await
@@ -405,7 +418,8 @@ fn refuse_websocket_flags_on_stdio(args: &ServeArgs) -> Result<(), String> {
     }
 }
 
-pub async fn run(args: ServeArgs) -> Result<(), String> {
+/// Serve `args`; on `activated`, the socket systemd passed, when it did.
+pub async fn run(args: ServeArgs, activated: Option<TcpListener>) -> Result<(), String> {
     // Signals ignored by whoever started the server (a background job
     // ignores SIGINT and SIGQUIT) stay ignored, through a handler that exec
     // resets: programs start with the default, by posix_spawn.
@@ -415,12 +429,23 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     let version = env!("CARGO_PKG_VERSION");
     if args.listen == "stdio" {
+        if activated.is_some() {
+            return Err("--listen stdio cannot serve the socket systemd passed (LISTEN_FDS); use ws:// or wss://".into());
+        }
         refuse_websocket_flags_on_stdio(&args)?;
         info!("execd {version} serving one connection on stdio (auth: none, whoever started it owns its pipes)");
         execd_server::serve_stdio(config, shutdown).await;
         return Ok(());
     }
-    let (addr, wss) = resolve(&args.listen).await?;
+    let (addr, wss) = match &activated {
+        Some(listener) => {
+            let addr = listener
+                .local_addr()
+                .map_err(|err| format!("the socket systemd passed has no address: {err}"))?;
+            (addr, scheme(&args.listen)?.1)
+        }
+        None => resolve(&args.listen).await?,
+    };
     config.tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             Some(execd_transport::tls::server_config(cert, key).map_err(|err| err.to_string())?)
@@ -440,9 +465,17 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         allowed_origins: args.allow_origin.clone(),
         ..AccessConfig::default()
     };
-    let server = execd_server::bind(addr, config)
-        .await
-        .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
+    let server = match activated {
+        Some(listener) => {
+            info!("serving the socket systemd passed ({addr}), not --listen's address");
+            execd_server::serve_listener(listener, config)
+                .await
+                .map_err(|err| format!("cannot serve the socket systemd passed ({addr}): {err}"))?
+        }
+        None => execd_server::bind(addr, config)
+            .await
+            .map_err(|err| format!("cannot listen on {addr}: {err}"))?,
+    };
     info!(
         "execd {version} listening on {} (auth: {auth}; TLS: {tls})",
         server.url()

@@ -42,7 +42,7 @@ use execd_local::TableConfig;
 
 pub use access::AccessConfig;
 pub use transport::stdio::serve_stdio;
-pub use transport::ws::{bind, WsServer};
+pub use transport::ws::{bind, serve_listener, WsServer};
 
 const MIB: usize = 1024 * 1024;
 

@@ -64,7 +64,20 @@ pub struct WsServer {
 
 /// Bind `addr` and start accepting connections in the background.
 pub async fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<WsServer> {
-    let listener = TcpListener::bind(addr).await?;
+    serve(TcpListener::bind(addr).await?, config).await
+}
+
+/// Accept connections on a socket already listening (one passed by
+/// systemd's socket activation), in the background.
+pub async fn serve_listener(
+    listener: std::net::TcpListener,
+    config: ServerConfig,
+) -> io::Result<WsServer> {
+    listener.set_nonblocking(true)?;
+    serve(TcpListener::from_std(listener)?, config).await
+}
+
+async fn serve(listener: TcpListener, config: ServerConfig) -> io::Result<WsServer> {
     let local_addr = listener.local_addr()?;
     let tls = config.tls.is_some();
     let loopback = local_addr.ip().is_loopback();
