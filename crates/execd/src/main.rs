@@ -82,7 +82,7 @@ fn main() -> ExitCode {
             Ok(listener) => listener,
             Err(err) => {
                 eprintln!("execd serve: {err}");
-                return ExitCode::from(2);
+                return ExitCode::FAILURE;
             }
         };
         if let supervisor::Role::Exited(code) = supervisor::split(args.terminate_grace()) {
