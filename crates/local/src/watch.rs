@@ -18,7 +18,9 @@
 //! session's watches, new directories of a recursive watch too: one that
 //! would take it past its bound is unwatched again at once (with what is
 //! below it) and reported as created plus an `overflow` change naming
-//! `maxFsWatchPaths`. A removed directory gives its watch back; the watches
+//! `maxFsWatchPaths`. A directory moved in from outside counts the same
+//! (with everything below it), and is unwatched again past the bound with
+//! an `overflow`. A removed directory gives its watch back; the watches
 //! of a directory moved out stay counted until the watch ends. (notify
 //! sets a new directory's watches before we count them, so for that moment
 //! a watch can hold more; the kernel's own limit still applies.)
@@ -233,8 +235,12 @@ pub fn watch(
     let root_shown_for_dirs = root_shown.clone();
     let events = queue.clone();
     let handler_held = held.clone();
-    // New directories of a recursive watch, for the helper to watch first.
-    let (new_dirs, new_dirs_rx) = mpsc::channel::<PathBuf>();
+    // New directories of a recursive watch, for the helper to count (and
+    // watch first, when created here).
+    let (new_dirs, new_dirs_rx) = mpsc::channel::<(PathBuf, Arrival)>();
+    // The cookie of the last move out of a place in the watch: a move in
+    // with another one came from outside.
+    let mut moved_from = None;
     let handler = move |event: notify::Result<Event>| match event {
         Ok(event) => {
             if recursive && event.kind == EventKind::Remove(RemoveKind::Folder) {
@@ -244,8 +250,24 @@ pub fn watch(
             }
             if recursive && event.kind == EventKind::Create(CreateKind::Folder) {
                 if let Some(dir) = event.paths.first() {
-                    let _ = new_dirs.send(dir.clone());
+                    let _ = new_dirs.send((dir.clone(), Arrival::Created));
                     return;
+                }
+            }
+            if recursive {
+                match event.kind {
+                    EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                        moved_from = event.tracker();
+                    }
+                    EventKind::Modify(ModifyKind::Name(RenameMode::To))
+                        if event.tracker().is_none() || event.tracker() != moved_from =>
+                    {
+                        // notify watches a directory moved in, and all below it.
+                        if let Some(dir) = event.paths.first().filter(|p| is_real_dir(p)) {
+                            let _ = new_dirs.send((dir.clone(), Arrival::MovedIn));
+                        }
+                    }
+                    _ => {}
                 }
             }
             for mut change in changes(event) {
@@ -296,19 +318,20 @@ pub fn watch(
 /// created in it. Ends when the watch does (its handler, holding the
 /// sender, is dropped).
 fn announce_new_dirs(
-    new_dirs: mpsc::Receiver<PathBuf>,
+    new_dirs: mpsc::Receiver<(PathBuf, Arrival)>,
     watcher: Weak<Mutex<notify::INotifyWatcher>>,
     queue: Arc<ChangeQueue>,
     held: Arc<HeldPaths>,
     root_shown: String,
 ) {
-    while let Ok(dir) = new_dirs.recv() {
+    while let Ok((dir, arrival)) = new_dirs.recv() {
         let Some(watcher) = watcher.upgrade() else {
             return;
         };
         let Ok(mut locked) = watcher.lock() else {
             return;
         };
+        let created = arrival == Arrival::Created;
         let watched = locked.watch(&dir, RecursiveMode::Recursive).is_ok();
         if watched {
             let free = held.budget.free();
@@ -321,18 +344,37 @@ fn announce_new_dirs(
                     .insert(dir.clone());
                 let mut overflow = FsChange::new(ChangeKind::Overflow, root_shown.clone());
                 overflow.limit = Some(Limit::FsWatchPaths.name().to_string());
-                queue.push(FsChange::new(ChangeKind::Created, shown(&dir)));
+                if created {
+                    queue.push(FsChange::new(ChangeKind::Created, shown(&dir)));
+                }
                 queue.push(overflow);
                 continue;
             }
         }
         drop(locked);
         drop(watcher);
-        queue.push(FsChange::new(ChangeKind::Created, shown(&dir)));
-        if watched {
-            report_contents(&dir, &queue);
+        // A directory moved in was reported as renamed, with its contents.
+        if created {
+            queue.push(FsChange::new(ChangeKind::Created, shown(&dir)));
+            if watched {
+                report_contents(&dir, &queue);
+            }
         }
     }
+}
+
+/// How a directory came to be in a recursive watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// Made there: reported as created (with what it holds) once watched.
+    Created,
+    /// Moved in from outside the watch: reported as renamed at once.
+    MovedIn,
+}
+
+/// A directory, not a symlink to one.
+fn is_real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir())
 }
 
 /// Report everything below `dir` as created.
