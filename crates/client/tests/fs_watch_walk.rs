@@ -84,6 +84,36 @@ async fn recursive_watch_sees_a_file_in_a_new_subdirectory(env: Environment) {
     wait_for(&mut watch, |c| c.path == path(&inner)).await;
 }
 
+async fn a_directory_moved_inside_a_recursive_watch_reports_under_its_new_name(env: Environment) {
+    let dir = TempDir::new("watch-moved-dir");
+    std::fs::create_dir_all(dir.join("u/v")).unwrap();
+    let mut watch = env.fs.watch(&path(dir.path()), true).await.expect("watch");
+    let (from, to) = (dir.join("u"), dir.join("w"));
+    std::fs::rename(&from, &to).unwrap();
+    let seen = wait_for(&mut watch, |c| {
+        c.kind == ChangeKind::Renamed && c.to.as_deref() == Some(path(&to).as_str())
+    })
+    .await;
+    let renamed = seen.iter().rev().find(|c| c.to.is_some()).unwrap();
+    assert_eq!(
+        renamed.from.as_deref(),
+        Some(path(&from).as_str()),
+        "{seen:?}"
+    );
+    // Seen the rename: what happens below the directory now is reported
+    // under its new name, at every depth.
+    let (top, deep) = (to.join("top"), to.join("v/deep"));
+    std::fs::write(&top, "x").unwrap();
+    std::fs::write(&deep, "x").unwrap();
+    let seen = wait_for(&mut watch, |c| c.path == path(&deep)).await;
+    assert!(seen.iter().any(|c| c.path == path(&top)), "{seen:?}");
+    let old = path(&from);
+    assert!(
+        !seen.iter().any(|c| c.path.starts_with(&format!("{old}/"))),
+        "a change under the old name: {seen:?}"
+    );
+}
+
 async fn watch_errors_name_the_path(env: Environment) {
     let dir = TempDir::new("watch-missing");
     let missing = path(&dir.join("nope"));
@@ -294,6 +324,7 @@ both_backends!(
     Backend::run:
     watch_sees_create_modify_rename_remove,
     recursive_watch_sees_a_file_in_a_new_subdirectory,
+    a_directory_moved_inside_a_recursive_watch_reports_under_its_new_name,
     watch_errors_name_the_path,
     rename_moves_across_directories,
     rename_across_filesystems_is_refused_clearly,
