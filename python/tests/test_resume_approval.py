@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,6 +62,25 @@ def test_an_answer_decided_across_the_resume_reaches_the_server(server: Server, 
     run_async(body())
 
 
+def approving(asked: list[str]) -> Callable[[execd.ApprovalRequest], execd.Answer]:
+    """An approval callback answering ``run``, recording each exec's ``argv[0]``."""
+
+    def on_approve(request: execd.ApprovalRequest) -> execd.Answer:
+        asked.append(request.argv[0])
+        return "run"
+
+    return on_approve
+
+
+async def output_of(events: AsyncIterator[execd.ProcessEvent]) -> bytes:
+    """Every output byte of a process's remaining events."""
+    out = bytearray()
+    async for event in events:
+        if isinstance(event, execd.Output):
+            out.extend(event.data)
+    return bytes(out)
+
+
 def children_of(pid: int) -> list[int]:
     """The pids of a process's children (Linux ``/proc``)."""
     try:
@@ -104,10 +123,7 @@ def test_an_ask_raised_while_detached_is_answered_after_the_resume(audited: Serv
     # Builtins only until `env`: no other exec to decide while detached.
     script = f"echo $$; read -r line < {fifo}; env true && echo ran-env; echo end"
     asked: list[str] = []
-
-    def on_approve(request: execd.ApprovalRequest) -> execd.Answer:
-        asked.append(request.argv[0])
-        return "run"
+    on_approve = approving(asked)
 
     async def body() -> None:
         async with FaultProxy(port_of(server)) as proxy:
@@ -126,11 +142,7 @@ def test_an_ask_raised_while_detached_is_answered_after_the_resume(audited: Serv
                 await eventually(lambda: children_of(shell) != [], "the exec of env held for approval")
                 assert asked == []  # Nobody to ask while detached.
                 proxy.refusing = False
-                out = bytearray()
-                async for event in events:
-                    if isinstance(event, execd.Output):
-                        out.extend(event.data)
-                assert bytes(out) == b"ran-env\nend\n"
+                assert await output_of(events) == b"ran-env\nend\n"
                 assert asked == ["env"]
                 assert env.connection.resumes == 1
 
@@ -143,10 +155,7 @@ def test_an_ask_the_lost_connection_swallowed_is_asked_again(server: Server, tmp
     # Builtins only until `env`: its exec is the first to ask.
     script = f"read -r line < {fifo}; env true && echo ran-env; echo end"
     asked: list[str] = []
-
-    def on_approve(request: execd.ApprovalRequest) -> execd.Answer:
-        asked.append(request.argv[0])
-        return "run"
+    on_approve = approving(asked)
 
     async def body() -> None:
         async with FaultProxy(port_of(server)) as proxy:
@@ -157,11 +166,7 @@ def test_an_ask_the_lost_connection_swallowed_is_asked_again(server: Server, tmp
                 # dropped, and the connection cut there.
                 proxy.cut_after(0)
                 await eventually(lambda: release(fifo), "the script waiting on its fifo")
-                out = bytearray()
-                async for event in events:
-                    if isinstance(event, execd.Output):
-                        out.extend(event.data)
-                assert bytes(out) == b"ran-env\nend\n"
+                assert await output_of(events) == b"ran-env\nend\n"
                 assert asked == ["env"]
                 assert proxy.cuts == 1
                 assert env.connection.resumes == 1
