@@ -9,10 +9,7 @@
 use std::time::Duration;
 
 use execd_client::{ExecServerClient, LinkState};
-use execd_server::ServerConfig;
-use execd_test_support::{
-    process_params, quick_reconnect, start_server_with, unique_name, FaultProxy, TIMEOUT,
-};
+use execd_test_support::{process_params, unique_name, Proxied, TIMEOUT};
 use serde_json::Value;
 
 async fn wait_state(client: &ExecServerClient, wanted: fn(&LinkState) -> bool, what: &str) {
@@ -25,11 +22,11 @@ async fn wait_state(client: &ExecServerClient, wanted: fn(&LinkState) -> bool, w
 
 #[tokio::test]
 async fn a_call_given_up_while_reconnecting_is_not_sent_after_the_resume() {
-    let server = start_server_with(ServerConfig::default()).await;
-    let proxy = FaultProxy::in_front_of(&server.url()).await;
-    let client = ExecServerClient::connect_with(&proxy.url(), quick_reconnect(TIMEOUT))
-        .await
-        .expect("connect through the proxy");
+    let Proxied {
+        server: _server,
+        proxy,
+        client,
+    } = Proxied::start().await;
 
     // Lost, and every attempt to resume stalls: calls wait for the resume.
     proxy.stall(None);

@@ -9,17 +9,13 @@
 //! and deny.)
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use execd_client::{ExecServerClient, LinkState, RemoteEnvironment};
+use execd_client::{LinkState, RemoteEnvironment};
 use execd_policy::decision::ExecGate;
 use execd_protocol::policy::{Answer, ApproveParams, DecisionParams, Verdict};
-use execd_server::ServerConfig;
 use execd_test_support::policy::{params, rule, run, TestGate};
-use execd_test_support::{
-    collect_in_time, quick_reconnect, start_server_with, Direction, FaultProxy, TempDir, TIMEOUT,
-};
+use execd_test_support::{collect_in_time, Direction, FaultProxy, Proxied, TempDir, TIMEOUT};
 use tokio::sync::watch;
 
 /// A gate whose every ask first loses the connection, then answers `Run`
@@ -72,12 +68,11 @@ impl ExecGate for CuttingGate {
 /// Run a command whose `env` asks, through a [`CuttingGate`]: the exec
 /// runs, the gate was asked once, and the state it answered in.
 async fn ask_across_a_cut(after_resume: bool) -> Vec<LinkState> {
-    let server = start_server_with(ServerConfig::default()).await;
-    let proxy = Arc::new(FaultProxy::in_front_of(&server.url()).await);
-    let options = quick_reconnect(Duration::from_secs(60));
-    let client = ExecServerClient::connect_with(&proxy.url(), options)
-        .await
-        .expect("connect through the proxy");
+    let Proxied {
+        server: _server,
+        proxy,
+        client,
+    } = Proxied::start().await;
     let gate = Arc::new(CuttingGate {
         proxy: proxy.clone(),
         after_resume,
@@ -129,12 +124,11 @@ async fn an_ask_still_being_decided_at_the_resume_is_not_asked_again() {
 
 #[tokio::test]
 async fn an_ask_the_lost_connection_swallowed_is_asked_again_after_the_resume() {
-    let server = start_server_with(ServerConfig::default()).await;
-    let proxy = FaultProxy::in_front_of(&server.url()).await;
-    let options = quick_reconnect(Duration::from_secs(60));
-    let client = ExecServerClient::connect_with(&proxy.url(), options)
-        .await
-        .expect("connect through the proxy");
+    let Proxied {
+        server: _server,
+        proxy,
+        client,
+    } = Proxied::start().await;
     let gate = TestGate::new(|_| Some(Answer::Run));
     client.set_exec_gate(gate.clone());
     let env = RemoteEnvironment::new(client.clone()).into_environment();

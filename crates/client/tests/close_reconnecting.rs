@@ -5,23 +5,18 @@
 //! session's processes now. Checked by the processes' pids (sessions are
 //! private: no other connection could list them).
 
-use std::time::Duration;
-
-use execd_client::{ExecServerClient, LinkState, RemoteEnvironment};
-use execd_server::ServerConfig;
+use execd_client::{LinkState, RemoteEnvironment};
 use execd_test_support::{
-    eventually, is_alive, pid_in_file, process_params, quick_reconnect, start_server_with,
-    unique_name, FaultProxy, TempDir, TIMEOUT,
+    eventually, is_alive, pid_in_file, process_params, unique_name, Proxied, TempDir, TIMEOUT,
 };
 
 #[tokio::test]
 async fn dropping_a_reconnecting_client_ends_its_session_now() {
-    let server = start_server_with(ServerConfig::default()).await;
-    let proxy = FaultProxy::in_front_of(&server.url()).await;
-    let options = quick_reconnect(Duration::from_secs(60));
-    let client = ExecServerClient::connect_with(&proxy.url(), options)
-        .await
-        .expect("connect through the proxy");
+    let Proxied {
+        server: _server,
+        proxy,
+        client,
+    } = Proxied::start().await;
     let env = RemoteEnvironment::new(client.clone()).into_environment();
     let dir = TempDir::new("close-reconnecting");
     let pid_file = dir.path().join("pid");

@@ -32,7 +32,7 @@ pub use binary::{output_of, stderr_of, Execd, ExecdServer, JsonLog, JsonLogServe
 pub use files::{noise, unique_name, wait_only, TempDir};
 pub use http_host::{closing_reply, HttpHost};
 pub use procs::{eventually, is_alive, pid_in_file, pids_in, wait_dead, Watched};
-pub use proxy::{quick_reconnect, Direction, FaultProxy};
+pub use proxy::{quick_reconnect, Direction, FaultProxy, Proxied};
 pub use server::{bind_server, connected, fast_table, start_server, start_server_with};
 pub use tar_entries::{send_tree, tar_entry, through_symlink};
 pub use wire::{b64, bash, basic_env, pty_params, start_params, stdin_params, unb64};

@@ -39,6 +39,31 @@ pub fn quick_reconnect(give_up_after: std::time::Duration) -> execd_client::Conn
     }
 }
 
+/// A server (default config) behind a [`FaultProxy`], and a client
+/// connected through the proxy that reconnects quickly
+/// ([`quick_reconnect`], giving up after 60 s).
+pub struct Proxied {
+    pub server: execd_server::WsServer,
+    pub proxy: Arc<FaultProxy>,
+    pub client: execd_client::ExecServerClient,
+}
+
+impl Proxied {
+    pub async fn start() -> Proxied {
+        let server = crate::start_server_with(execd_server::ServerConfig::default()).await;
+        let proxy = Arc::new(FaultProxy::in_front_of(&server.url()).await);
+        let options = quick_reconnect(std::time::Duration::from_secs(60));
+        let client = execd_client::ExecServerClient::connect_with(&proxy.url(), options)
+            .await
+            .expect("connect through the proxy");
+        Proxied {
+            server,
+            proxy,
+            client,
+        }
+    }
+}
+
 /// Which way bytes flow through the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
