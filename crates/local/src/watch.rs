@@ -314,9 +314,10 @@ pub fn watch(
 /// For each new directory: make sure it is watched (the reader thread
 /// answers after it has set the watches of the event that announced it)
 /// and counted against the budget (else unwatched again, and an
-/// `overflow` naming the limit), then report it, and what was already
-/// created in it. Ends when the watch does (its handler, holding the
-/// sender, is dropped).
+/// `overflow` naming the limit), then, if it was created here, report it
+/// and what was already created in it (one moved in was reported as
+/// renamed). Ends when the watch does (its handler, holding the sender, is
+/// dropped).
 fn announce_new_dirs(
     new_dirs: mpsc::Receiver<(PathBuf, Arrival)>,
     watcher: Weak<Mutex<notify::INotifyWatcher>>,
