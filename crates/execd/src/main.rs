@@ -11,6 +11,7 @@ mod cp_operand;
 mod cp_side;
 mod cp_stream;
 mod exec_wrapper;
+mod inherited_fds;
 mod messages;
 mod proxy_args;
 mod reconnect_notice;
@@ -85,6 +86,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Nothing the server's parent left open reaches its programs.
+        inherited_fds::close_on_exec();
         if let supervisor::Role::Exited(code) = supervisor::split(args.terminate_grace()) {
             return code;
         }

@@ -12,7 +12,9 @@
 //! is watched itself (a helper thread asks for its watch, which the
 //! reader thread sets after the event that announced it), and what was
 //! created in it before then is reported as created: so a client that
-//! sees a new directory and writes into it is sure to see that write.
+//! sees a new directory and writes into it is sure to see that write. In
+//! the same way a directory moved inside the watch is reported as renamed
+//! only once its watches carry its new path.
 //!
 //! Every inotify watch held counts against a [`PathBudget`] shared by a
 //! session's watches, new directories of a recursive watch too: one that
@@ -267,6 +269,21 @@ pub fn watch(
                             let _ = new_dirs.send((dir.clone(), Arrival::MovedIn));
                         }
                     }
+                    // A directory moved inside the watch: its `Both` (next)
+                    // is reported by the helper once the directory's
+                    // watches have their new paths.
+                    EventKind::Modify(ModifyKind::Name(RenameMode::To))
+                        if event.paths.first().is_some_and(|p| is_real_dir(p)) =>
+                    {
+                        return;
+                    }
+                    EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+                        if let Some(to) = event.paths.get(1).filter(|p| is_real_dir(p)) {
+                            let moved = Arrival::MovedWithin(changes(event.clone()));
+                            let _ = new_dirs.send((to.clone(), moved));
+                            return;
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -332,7 +349,23 @@ fn announce_new_dirs(
         let Ok(mut locked) = watcher.lock() else {
             return;
         };
-        let created = arrival == Arrival::Created;
+        let created = match arrival {
+            Arrival::Created => true,
+            Arrival::MovedIn => false,
+            Arrival::MovedWithin(renamed) => {
+                // Watched and counted already. Watching it again under its
+                // new name gives its watches (and those below it) that
+                // path: notify names changes by the path a watch was set
+                // with. Only then the rename is reported, so a change a
+                // client makes there after seeing it carries the new name.
+                let _ = locked.watch(&dir, RecursiveMode::Recursive);
+                drop(locked);
+                for change in renamed {
+                    queue.push(change);
+                }
+                continue;
+            }
+        };
         let watched = locked.watch(&dir, RecursiveMode::Recursive).is_ok();
         if watched {
             let free = held.budget.free();
@@ -364,13 +397,16 @@ fn announce_new_dirs(
     }
 }
 
-/// How a directory came to be in a recursive watch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a directory came to be where it is in a recursive watch.
+#[derive(Debug)]
 enum Arrival {
     /// Made there: reported as created (with what it holds) once watched.
     Created,
     /// Moved in from outside the watch: reported as renamed at once.
     MovedIn,
+    /// Moved from elsewhere in the watch: these changes (the rename)
+    /// reported once its watches have their new paths.
+    MovedWithin(Vec<FsChange>),
 }
 
 /// A directory, not a symlink to one.
