@@ -274,7 +274,7 @@ struct Waiting<'a> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.shared.link().pending.remove(&self.id);
+        self.shared.forget_answer(self.id);
     }
 }
 

@@ -21,12 +21,10 @@ pub fn close_on_exec() {
         .filter(|&fd| fd > 2)
         .collect();
     for fd in fds {
+        // FD_CLOEXEC is the only descriptor flag: set, not merged.
         // SAFETY: borrowed only for the fcntl; a descriptor closed since
         // the listing (the listing's own) fails with EBADF, ignored.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        if let Ok(flags) = fcntl(borrowed, FcntlArg::F_GETFD) {
-            let flags = FdFlag::from_bits_truncate(flags) | FdFlag::FD_CLOEXEC;
-            let _ = fcntl(borrowed, FcntlArg::F_SETFD(flags));
-        }
+        let _ = fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     }
 }

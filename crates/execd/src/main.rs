@@ -86,7 +86,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        // Nothing the server's parent left open reaches its programs.
+        // Nothing the server's parent left open (systemd's socket too)
+        // reaches its programs.
         inherited_fds::close_on_exec();
         if let supervisor::Role::Exited(code) = supervisor::split(args.terminate_grace()) {
             return code;

@@ -3,13 +3,13 @@
 //! `LISTEN_FDS=1` and `LISTEN_PID` naming this process. The socket is taken
 //! before the supervisor forks (`LISTEN_PID` is the supervisor's pid; the
 //! server, its forked child, serves the copy it inherits). Once taken, the
-//! variables are removed and the descriptor is made close-on-exec, so the
-//! programs the server starts do not take the socket for theirs.
+//! variables are removed, so the programs the server starts do not take
+//! the socket for theirs (nor do they get it: `inherited_fds` makes every
+//! inherited descriptor close-on-exec).
 
 use std::net::TcpListener;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::socket::{getsockopt, sockopt, SockType};
 
 /// The first descriptor systemd passes.
@@ -55,7 +55,6 @@ pub fn take() -> Result<Option<TcpListener>, ActivationError> {
     if !getsockopt(&fd, sockopt::AcceptConn)? {
         return Err(ActivationError::NotListening("is not listening"));
     }
-    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
     // SAFETY: a listening stream socket, handed to this process to own;
     // nothing else in it uses descriptor 3.
     let owned = unsafe { OwnedFd::from_raw_fd(FIRST_FD) };

@@ -243,6 +243,9 @@ pub fn watch(
     // The cookie of the last move out of a place in the watch: a move in
     // with another one came from outside.
     let mut moved_from = None;
+    // A directory's move inside the watch has had its `To` half: its
+    // `Both`, next, goes through the helper.
+    let mut moving_dir = false;
     let handler = move |event: notify::Result<Event>| match event {
         Ok(event) => {
             if recursive && event.kind == EventKind::Remove(RemoveKind::Folder) {
@@ -275,12 +278,14 @@ pub fn watch(
                     EventKind::Modify(ModifyKind::Name(RenameMode::To))
                         if event.paths.first().is_some_and(|p| is_real_dir(p)) =>
                     {
+                        moving_dir = true;
                         return;
                     }
-                    EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
-                        if let Some(to) = event.paths.get(1).filter(|p| is_real_dir(p)) {
-                            let moved = Arrival::MovedWithin(changes(event.clone()));
-                            let _ = new_dirs.send((to.clone(), moved));
+                    EventKind::Modify(ModifyKind::Name(RenameMode::Both))
+                        if std::mem::take(&mut moving_dir) =>
+                    {
+                        if let Some(to) = event.paths.get(1).cloned() {
+                            let _ = new_dirs.send((to, Arrival::MovedWithin(changes(event))));
                             return;
                         }
                     }
@@ -387,7 +392,7 @@ fn announce_new_dirs(
         }
         drop(locked);
         drop(watcher);
-        // A directory moved in was reported as renamed, with its contents.
+        // A directory moved in was reported as renamed, by the handler.
         if created {
             queue.push(FsChange::new(ChangeKind::Created, shown(&dir)));
             if watched {

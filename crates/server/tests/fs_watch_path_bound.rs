@@ -6,7 +6,7 @@
 //! can set no more watches until a removed directory gives its watch back.
 //! A tree moved into the watch counts the same, every directory of it.
 
-use execd_server::ServerConfig;
+use execd_server::{ServerConfig, WsServer};
 use execd_test_support::{start_server_with, Client, TempDir, RUN_TIMEOUT};
 use serde_json::{json, Value};
 
@@ -40,12 +40,19 @@ async fn changes_until(
     }
 }
 
+/// A server whose sessions may hold `max_watch_paths` inotify watches, and
+/// a client that has done the handshake.
+async fn bounded(max_watch_paths: u64) -> (WsServer, Client) {
+    let mut config = ServerConfig::default();
+    config.watch.max_watch_paths = max_watch_paths;
+    let server = start_server_with(config).await;
+    let client = Client::connect_initialized(&server.url()).await;
+    (server, client)
+}
+
 #[tokio::test]
 async fn directories_created_later_count_against_the_bound() {
-    let mut config = ServerConfig::default();
-    config.watch.max_watch_paths = 2;
-    let server = start_server_with(config).await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let (server, mut client) = bounded(2).await;
     let dir = TempDir::new("watch-bound");
     let other = TempDir::new("watch-bound-other");
     let shown = |name: &str| dir.join(name).display().to_string();
@@ -124,10 +131,7 @@ fn inotify_watches() -> usize {
 
 #[tokio::test]
 async fn a_tree_moved_into_a_recursive_watch_counts_against_the_bound() {
-    let mut config = ServerConfig::default();
-    config.watch.max_watch_paths = 3;
-    let server = start_server_with(config).await;
-    let mut client = Client::connect_initialized(&server.url()).await;
+    let (server, mut client) = bounded(3).await;
     let dir = TempDir::new("watch-moved-in");
     let outside = TempDir::new("watch-moved-in-src");
     let shown = |name: &str| dir.join(name).display().to_string();
