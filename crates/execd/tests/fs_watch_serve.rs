@@ -1,6 +1,8 @@
 //! `fs/watch` against a real `execd serve` child, through its flags: the
 //! queue bound reported as an `overflow` change, watches and inotify
-//! watches refused by name, `fs/unwatch` stopping changes, watches ending
+//! watches refused by name, a directory tree moved into a recursive watch
+//! counted against `--max-fs-watch-paths` (the server's inotify watches
+//! read from `/proc/PID/fdinfo`), `fs/unwatch` stopping changes, watches ending
 //! with their connection (the server's inotify fds counted in
 //! `/proc/PID/fd`), and `fs/rename` both ends checked against codex's
 //! `sandbox`.
@@ -277,4 +279,88 @@ async fn rename_checks_both_ends_against_the_sandbox() {
         .await
         .expect("rename inside the writable root");
     assert!(writable.join("h").exists());
+}
+
+/// inotify watches `pid` holds (every inotify descriptor's
+/// `/proc/PID/fdinfo` lists one `inotify wd:` line per watch).
+fn inotify_watches(pid: i32) -> usize {
+    let mut total = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("fdinfo") {
+        let Ok(entry) = entry else { continue };
+        if let Ok(info) = std::fs::read_to_string(entry.path()) {
+            total += info
+                .lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count();
+        }
+    }
+    total
+}
+
+#[tokio::test]
+async fn a_tree_moved_into_a_recursive_watch_counts_against_the_bound() {
+    let serve = serve(&["--max-fs-watch-paths", "3"]).await;
+    let pid = server_pid(&serve).await;
+    let mut client = Client::connect_initialized(&serve.url).await;
+    let dir = TempDir::new("watch-moved-in");
+    let outside = TempDir::new("watch-moved-in-src");
+    let shown = |name: &str| dir.join(name).display().to_string();
+    client
+        .call(
+            "fs/watch",
+            json!({"watchId": "w", "path": dir.path().display().to_string(), "recursive": true}),
+        )
+        .await
+        .expect("watch");
+    assert_eq!(inotify_watches(pid), 1);
+
+    // Ten directories moved in at once: past the bound of 3. Reported as
+    // renamed, then an overflow naming the bound; not watched.
+    let tree = outside.join("t");
+    std::fs::create_dir_all(tree.join("a/b/c/d/e/f/g/h/i")).unwrap();
+    std::fs::rename(&tree, dir.join("t")).unwrap();
+    let seen = changes_until(&mut client, "w", |c| c["kind"] == "overflow").await;
+    let overflow = seen.iter().find(|c| c["kind"] == "overflow").unwrap();
+    assert_eq!(overflow["limit"], "maxFsWatchPaths", "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|c| c["kind"] == "renamed" && c["to"] == shown("t").as_str()),
+        "{seen:?}"
+    );
+    assert_eq!(inotify_watches(pid), 1, "the moved-in tree is not watched");
+
+    // One that fits is watched, and counted: a write in it is seen, and
+    // the bound is then full.
+    let fits = outside.join("u");
+    std::fs::create_dir_all(fits.join("v")).unwrap();
+    std::fs::rename(&fits, dir.join("u")).unwrap();
+    changes_until(&mut client, "w", |c| {
+        c["kind"] == "renamed" && c["to"] == shown("u").as_str()
+    })
+    .await;
+    std::fs::write(dir.join("u/v/f"), "x").unwrap();
+    changes_until(&mut client, "w", |c| c["path"] == shown("u/v/f").as_str()).await;
+    assert_eq!(inotify_watches(pid), 3);
+    let err = client
+        .call_expect_error(
+            "fs/watch",
+            json!({"watchId": "o", "path": outside.path().display().to_string()}),
+        )
+        .await;
+    assert_eq!(err["data"]["limit"], "maxFsWatchPaths", "{err}");
+
+    // A move inside the watch is no arrival: not counted again (no
+    // overflow, still watched). New directories are handled in order, so
+    // the overflow of one made next comes after anything the move caused.
+    std::fs::rename(dir.join("u"), dir.join("w")).unwrap();
+    std::fs::create_dir(dir.join("x")).unwrap();
+    let seen = changes_until(&mut client, "w", |c| c["kind"] == "overflow").await;
+    let overflows = seen.iter().filter(|c| c["kind"] == "overflow").count();
+    assert_eq!(overflows, 1, "only the new directory's: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|c| c["kind"] == "created" && c["path"] == shown("x").as_str()),
+        "{seen:?}"
+    );
+    assert_eq!(inotify_watches(pid), 3);
 }
