@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use execd_test_support::procs::child_of;
-use execd_test_support::{eventually, Client, Execd, ExecdServer, TempDir, RUN_TIMEOUT};
+use execd_test_support::{eventually, Client, Execd, ExecdServer, TempDir};
 use serde_json::{json, Value};
 
 const EXECD: Execd = Execd(env!("CARGO_BIN_EXE_execd"));
@@ -48,35 +48,6 @@ fn inotify_fds(pid: i32) -> usize {
         .unwrap_or(0)
 }
 
-/// Every `fs/changed` change for `watch_id` until one satisfies `done`.
-async fn changes_until(
-    client: &mut Client,
-    watch_id: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Vec<Value> {
-    let mut seen: Vec<Value> = Vec::new();
-    let mut frames: Vec<Value> = client.take_notifications();
-    loop {
-        for frame in frames.drain(..) {
-            if frame["method"] == "fs/changed" && frame["params"]["watchId"] == watch_id {
-                let changes = frame["params"]["changes"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                let finished = changes.iter().any(&done);
-                seen.extend(changes);
-                if finished {
-                    return seen;
-                }
-            }
-        }
-        let frame = tokio::time::timeout(RUN_TIMEOUT, client.recv_frame())
-            .await
-            .unwrap_or_else(|_| panic!("no wanted change; saw {seen:?}"));
-        frames.push(frame);
-    }
-}
-
 fn watch_params(id: &str, dir: &TempDir, recursive: bool) -> Value {
     json!({"watchId": id, "path": dir.path().display().to_string(), "recursive": recursive})
 }
@@ -100,7 +71,7 @@ async fn a_full_queue_is_reported_as_overflow() {
     for i in 0..50 {
         std::fs::write(dir.join(&format!("f{i}")), "x").unwrap();
     }
-    let seen = changes_until(&mut client, "w", |c| c["kind"] == "overflow").await;
+    let seen = client.changes_until("w", |c| c["kind"] == "overflow").await;
     let overflow = seen.iter().find(|c| c["kind"] == "overflow").unwrap();
     assert_eq!(overflow["limit"], "maxFsWatchEvents", "{seen:?}");
     assert_eq!(overflow["path"], dir.path().display().to_string());
@@ -109,7 +80,9 @@ async fn a_full_queue_is_reported_as_overflow() {
     // The watch goes on after an overflow.
     std::fs::write(dir.join("after"), "x").unwrap();
     let after = dir.join("after").display().to_string();
-    changes_until(&mut client, "w", |c| c["path"] == after.as_str()).await;
+    client
+        .changes_until("w", |c| c["path"] == after.as_str())
+        .await;
 }
 
 #[tokio::test]
@@ -176,7 +149,9 @@ async fn unwatch_stops_changes() {
         .await
         .expect("watch");
     std::fs::write(dir.join("first"), "x").unwrap();
-    changes_until(&mut client, "old", |c| c["kind"] == "created").await;
+    client
+        .changes_until("old", |c| c["kind"] == "created")
+        .await;
     let removed = client
         .call("fs/unwatch", json!({"watchId": "old"}))
         .await
@@ -194,7 +169,9 @@ async fn unwatch_stops_changes() {
         .expect("watch");
     std::fs::write(dir.join("second"), "x").unwrap();
     let second = dir.join("second").display().to_string();
-    changes_until(&mut client, "new", |c| c["path"] == second.as_str()).await;
+    client
+        .changes_until("new", |c| c["path"] == second.as_str())
+        .await;
     let late: Vec<Value> = client
         .take_notifications()
         .into_iter()
@@ -232,7 +209,7 @@ async fn watches_end_with_their_connection() {
         .expect("watch");
     tokio::time::timeout(Duration::from_secs(5), async {
         std::fs::write(dir.join("sub/x"), "x").unwrap();
-        changes_until(&mut client, "w0", |c| c["kind"] == "created").await
+        client.changes_until("w0", |c| c["kind"] == "created").await
     })
     .await
     .expect("changes on a new connection");
@@ -319,7 +296,7 @@ async fn a_tree_moved_into_a_recursive_watch_counts_against_the_bound() {
     let tree = outside.join("t");
     std::fs::create_dir_all(tree.join("a/b/c/d/e/f/g/h/i")).unwrap();
     std::fs::rename(&tree, dir.join("t")).unwrap();
-    let seen = changes_until(&mut client, "w", |c| c["kind"] == "overflow").await;
+    let seen = client.changes_until("w", |c| c["kind"] == "overflow").await;
     let overflow = seen.iter().find(|c| c["kind"] == "overflow").unwrap();
     assert_eq!(overflow["limit"], "maxFsWatchPaths", "{seen:?}");
     assert!(
@@ -334,12 +311,15 @@ async fn a_tree_moved_into_a_recursive_watch_counts_against_the_bound() {
     let fits = outside.join("u");
     std::fs::create_dir_all(fits.join("v")).unwrap();
     std::fs::rename(&fits, dir.join("u")).unwrap();
-    changes_until(&mut client, "w", |c| {
-        c["kind"] == "renamed" && c["to"] == shown("u").as_str()
-    })
-    .await;
+    client
+        .changes_until("w", |c| {
+            c["kind"] == "renamed" && c["to"] == shown("u").as_str()
+        })
+        .await;
     std::fs::write(dir.join("u/v/f"), "x").unwrap();
-    changes_until(&mut client, "w", |c| c["path"] == shown("u/v/f").as_str()).await;
+    client
+        .changes_until("w", |c| c["path"] == shown("u/v/f").as_str())
+        .await;
     assert_eq!(inotify_watches(pid), 3);
     let err = client
         .call_expect_error(
@@ -354,7 +334,7 @@ async fn a_tree_moved_into_a_recursive_watch_counts_against_the_bound() {
     // the overflow of one made next comes after anything the move caused.
     std::fs::rename(dir.join("u"), dir.join("w")).unwrap();
     std::fs::create_dir(dir.join("x")).unwrap();
-    let seen = changes_until(&mut client, "w", |c| c["kind"] == "overflow").await;
+    let seen = client.changes_until("w", |c| c["kind"] == "overflow").await;
     let overflows = seen.iter().filter(|c| c["kind"] == "overflow").count();
     assert_eq!(overflows, 1, "only the new directory's: {seen:?}");
     assert!(

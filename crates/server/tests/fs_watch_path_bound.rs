@@ -6,38 +6,8 @@
 //! can set no more watches until a removed directory gives its watch back.
 
 use execd_server::ServerConfig;
-use execd_test_support::{start_server_with, Client, TempDir, RUN_TIMEOUT};
-use serde_json::{json, Value};
-
-/// Every `fs/changed` change for `watch_id` until one satisfies `done`.
-async fn changes_until(
-    client: &mut Client,
-    watch_id: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Vec<Value> {
-    let mut seen = Vec::new();
-    let mut frames = client.take_notifications();
-    loop {
-        for frame in frames.drain(..) {
-            if frame["method"] != "fs/changed" || frame["params"]["watchId"] != watch_id {
-                continue;
-            }
-            let changes = frame["params"]["changes"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let finished = changes.iter().any(&done);
-            seen.extend(changes);
-            if finished {
-                return seen;
-            }
-        }
-        let frame = tokio::time::timeout(RUN_TIMEOUT, client.recv_frame())
-            .await
-            .unwrap_or_else(|_| panic!("no wanted change; saw {seen:?}"));
-        frames.push(frame);
-    }
-}
+use execd_test_support::{start_server_with, Client, TempDir};
+use serde_json::json;
 
 #[tokio::test]
 async fn directories_created_later_count_against_the_bound() {
@@ -59,16 +29,19 @@ async fn directories_created_later_count_against_the_bound() {
 
     // The second watch: fits, and is watched (a write in it is seen).
     std::fs::create_dir(dir.join("a")).unwrap();
-    changes_until(&mut client, "w", |c| {
-        c["kind"] == "created" && c["path"] == shown("a").as_str()
-    })
-    .await;
+    client
+        .changes_until("w", |c| {
+            c["kind"] == "created" && c["path"] == shown("a").as_str()
+        })
+        .await;
     std::fs::write(dir.join("a/f"), "x").unwrap();
-    changes_until(&mut client, "w", |c| c["path"] == shown("a/f").as_str()).await;
+    client
+        .changes_until("w", |c| c["path"] == shown("a/f").as_str())
+        .await;
 
     // The third would pass the bound: created, then an overflow naming it.
     std::fs::create_dir(dir.join("b")).unwrap();
-    let seen = changes_until(&mut client, "w", |c| c["kind"] == "overflow").await;
+    let seen = client.changes_until("w", |c| c["kind"] == "overflow").await;
     let overflow = seen.iter().find(|c| c["kind"] == "overflow").unwrap();
     assert_eq!(overflow["limit"], "maxFsWatchPaths", "{seen:?}");
     assert_eq!(
@@ -92,10 +65,11 @@ async fn directories_created_later_count_against_the_bound() {
     // Removing the watched directory gives its watch back.
     std::fs::remove_file(dir.join("a/f")).unwrap();
     std::fs::remove_dir(dir.join("a")).unwrap();
-    changes_until(&mut client, "w", |c| {
-        c["kind"] == "removed" && c["path"] == shown("a").as_str()
-    })
-    .await;
+    client
+        .changes_until("w", |c| {
+            c["kind"] == "removed" && c["path"] == shown("a").as_str()
+        })
+        .await;
     client
         .call("fs/watch", other_params)
         .await

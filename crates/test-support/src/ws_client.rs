@@ -324,6 +324,38 @@ impl Client {
         self.notifications.drain(..).collect()
     }
 
+    /// Every `fs/changed` change for `watch_id` until one satisfies `done`
+    /// (bounded by [`crate::RUN_TIMEOUT`]); notifications of other kinds
+    /// and other watches are dropped.
+    pub async fn changes_until(
+        &mut self,
+        watch_id: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let mut seen = Vec::new();
+        let mut frames = self.take_notifications();
+        loop {
+            for frame in frames.drain(..) {
+                if frame["method"] != "fs/changed" || frame["params"]["watchId"] != watch_id {
+                    continue;
+                }
+                let changes = frame["params"]["changes"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let finished = changes.iter().any(&done);
+                seen.extend(changes);
+                if finished {
+                    return seen;
+                }
+            }
+            let frame = tokio::time::timeout(crate::RUN_TIMEOUT, self.recv_frame())
+                .await
+                .unwrap_or_else(|_| panic!("no wanted change; saw {seen:?}"));
+            frames.push(frame);
+        }
+    }
+
     pub fn into_inner(self) -> Ws {
         self.ws
     }
