@@ -4,18 +4,34 @@
 
 use std::os::fd::AsRawFd;
 
+use execd_test_support::binary::ExecdServer;
 use execd_test_support::wire::{bash, start_params};
 use execd_test_support::ws_client::Client;
 use execd_test_support::Execd;
+use nix::fcntl::OFlag;
 
 const EXECD: Execd = Execd(env!("CARGO_BIN_EXE_execd"));
 
 #[tokio::test]
 async fn programs_get_no_descriptor_the_server_inherited() {
-    // A pipe without close-on-exec: execd serve inherits both ends.
-    let (read, write) = nix::unistd::pipe().expect("pipe");
+    // A pipe execd serve inherits both ends of, without close-on-exec.
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
     let inherited = [read.as_raw_fd(), write.as_raw_fd()];
-    let serve = EXECD.serve_with(&["--no-auth"]).await;
+    let mut command = EXECD.serve_command(&["--no-auth"]);
+    // Cleared in the child only: programs other tests of this binary start
+    // meanwhile must not inherit the pipe.
+    // SAFETY: fcntl is async-signal-safe, and nothing else runs in the child.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in inherited {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let serve = ExecdServer::start(command).await;
     drop((read, write));
     let mut client = Client::connect_initialized(&serve.url).await;
     // bash execs ls as its last command: $$ is ls, whose own directory

@@ -11,18 +11,14 @@ use execd_test_support::binary::{next_line, wait_exit};
 use execd_test_support::wire::{bash, start_params};
 use execd_test_support::ws_client::Client;
 use execd_test_support::{Execd, TIMEOUT};
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const EXECD: Execd = Execd(env!("CARGO_BIN_EXE_execd"));
 
-/// A listening socket on a free loopback port, inherited by children.
-fn inheritable_listener() -> TcpListener {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    fcntl(&listener, FcntlArg::F_SETFD(FdFlag::empty())).expect("clear close-on-exec");
-    assert_ne!(listener.as_raw_fd(), 3, "the test's own descriptor 3");
-    listener
+/// A listening socket on a free loopback port.
+fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("bind")
 }
 
 /// `execd serve ARGS` with `listener` as descriptor 3 and `LISTEN_FDS=fds`;
@@ -30,10 +26,19 @@ fn inheritable_listener() -> TcpListener {
 fn activated(listener: &TcpListener, fds: &str, pid: Option<u32>, args: &[&str]) -> Command {
     let fd = listener.as_raw_fd();
     let pid = pid.map_or("$$".to_string(), |pid| pid.to_string());
-    // bash moves the socket to 3 and execs execd, which keeps its pid.
-    let script =
-        format!("exec 3<&{fd} {fd}<&-; LISTEN_PID={pid} LISTEN_FDS={fds} exec \"$0\" serve \"$@\"");
+    // bash execs execd, which keeps its pid.
+    let script = format!("LISTEN_PID={pid} LISTEN_FDS={fds} exec \"$0\" serve \"$@\"");
     let mut command = Command::new("bash");
+    // The socket is descriptor 3 in the child only (dup2 leaves the copy
+    // without close-on-exec): programs other tests of this binary start
+    // meanwhile must not inherit it.
+    // SAFETY: dup2 is async-signal-safe, and nothing else runs in the child.
+    unsafe {
+        command.pre_exec(move || match libc::dup2(fd, 3) {
+            3 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        });
+    }
     command
         .arg("-c")
         .arg(script)
@@ -58,7 +63,7 @@ async fn printed_url(child: &mut Child) -> String {
 
 #[tokio::test]
 async fn serves_the_socket_systemd_passed_and_keeps_it_from_its_programs() {
-    let listener = inheritable_listener();
+    let listener = listener();
     let port = listener.local_addr().expect("address").port();
     // Binding --listen's address would fail: the socket holds it.
     let listen = format!("ws://127.0.0.1:{port}");
@@ -88,7 +93,7 @@ async fn serves_the_socket_systemd_passed_and_keeps_it_from_its_programs() {
 
 #[tokio::test]
 async fn more_than_one_socket_is_refused() {
-    let listener = inheritable_listener();
+    let listener = listener();
     let mut serve = activated(&listener, "2", None, &["--listen", "ws://127.0.0.1:0"])
         .spawn()
         .expect("spawn execd serve");
@@ -105,7 +110,7 @@ async fn more_than_one_socket_is_refused() {
 
 #[tokio::test]
 async fn sockets_passed_to_another_process_are_left_alone() {
-    let listener = inheritable_listener();
+    let listener = listener();
     let port = listener.local_addr().expect("address").port();
     // LISTEN_PID names another process (init): execd binds --listen.
     let mut serve = activated(

@@ -56,7 +56,7 @@ impl Execd {
 
     /// [`Execd::serve`] with more `execd serve` arguments.
     pub async fn serve_with(&self, extra: &[&str]) -> ExecdServer {
-        serving(self.serve_command(extra)).await
+        ExecdServer::start(self.serve_command(extra)).await
     }
 
     /// `execd serve --log-format json` with `extra` arguments and its stderr
@@ -79,7 +79,7 @@ impl Execd {
         if let Some(token) = token {
             command.env("EXECD_TOKEN", token);
         }
-        let mut server = serving(command).await;
+        let mut server = ExecdServer::start(command).await;
         // Read stderr all along, so the server never blocks on it.
         let mut stderr = server.child.stderr.take().expect("stderr is piped");
         let reading = tokio::spawn(async move {
@@ -95,7 +95,8 @@ impl Execd {
 
     /// `execd serve` on a free loopback port with `extra` arguments; a
     /// connection's processes end with it unless `extra` says otherwise.
-    fn serve_command(&self, extra: &[&str]) -> Command {
+    /// [`ExecdServer::start`] runs it.
+    pub fn serve_command(&self, extra: &[&str]) -> Command {
         let mut args = vec!["serve", "--listen", "ws://127.0.0.1:0"];
         if !extra.contains(&"--detach-grace") {
             args.extend(["--detach-grace", "0"]);
@@ -105,30 +106,32 @@ impl Execd {
     }
 }
 
-/// Spawn `command` (an `execd serve`) and wait (bounded) for its URL.
-async fn serving(mut command: Command) -> ExecdServer {
-    let mut child = command.spawn().expect("spawn execd serve");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let url = next_line(&mut stdout)
-        .await
-        .expect("execd serve closed stdout without printing its URL");
-    let port = url
-        .strip_prefix("ws://127.0.0.1:")
-        .and_then(|port| port.parse::<u16>().ok())
-        .unwrap_or_else(|| panic!("first stdout line is not ws://127.0.0.1:PORT: {url:?}"));
-    assert_ne!(port, 0, "execd printed port 0: {url}");
-    ExecdServer {
-        child,
-        url,
-        _stdout: stdout,
-    }
-}
-
 /// A running `execd serve` child on a loopback port.
 pub struct ExecdServer {
     pub child: Child,
     pub url: String,
     _stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl ExecdServer {
+    /// Spawn `command` (an `execd serve`) and wait (bounded) for its URL.
+    pub async fn start(mut command: Command) -> ExecdServer {
+        let mut child = command.spawn().expect("spawn execd serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let url = next_line(&mut stdout)
+            .await
+            .expect("execd serve closed stdout without printing its URL");
+        let port = url
+            .strip_prefix("ws://127.0.0.1:")
+            .and_then(|port| port.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("first stdout line is not ws://127.0.0.1:PORT: {url:?}"));
+        assert_ne!(port, 0, "execd printed port 0: {url}");
+        ExecdServer {
+            child,
+            url,
+            _stdout: stdout,
+        }
+    }
 }
 
 /// A running `execd serve --log-format json` ([`Execd::serve_json_logs`])
