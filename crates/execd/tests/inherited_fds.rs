@@ -4,7 +4,7 @@
 
 use std::os::fd::AsRawFd;
 
-use execd_test_support::binary::ExecdServer;
+use execd_test_support::binary::{pass_descriptor, ExecdServer};
 use execd_test_support::wire::{bash, start_params};
 use execd_test_support::ws_client::Client;
 use execd_test_support::Execd;
@@ -18,18 +18,8 @@ async fn programs_get_no_descriptor_the_server_inherited() {
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
     let inherited = [read.as_raw_fd(), write.as_raw_fd()];
     let mut command = EXECD.serve_command(&["--no-auth"]);
-    // Cleared in the child only: programs other tests of this binary start
-    // meanwhile must not inherit the pipe.
-    // SAFETY: fcntl is async-signal-safe, and nothing else runs in the child.
-    unsafe {
-        command.pre_exec(move || {
-            for fd in inherited {
-                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+    for fd in inherited {
+        pass_descriptor(&mut command, fd, fd);
     }
     let serve = ExecdServer::start(command).await;
     drop((read, write));

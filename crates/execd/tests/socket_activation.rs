@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 
-use execd_test_support::binary::{next_line, wait_exit};
+use execd_test_support::binary::{next_line, pass_descriptor, wait_exit};
 use execd_test_support::wire::{bash, start_params};
 use execd_test_support::ws_client::Client;
 use execd_test_support::{Execd, TIMEOUT};
@@ -29,16 +29,7 @@ fn activated(listener: &TcpListener, fds: &str, pid: Option<u32>, args: &[&str])
     // bash execs execd, which keeps its pid.
     let script = format!("LISTEN_PID={pid} LISTEN_FDS={fds} exec \"$0\" serve \"$@\"");
     let mut command = Command::new("bash");
-    // The socket is descriptor 3 in the child only (dup2 leaves the copy
-    // without close-on-exec): programs other tests of this binary start
-    // meanwhile must not inherit it.
-    // SAFETY: dup2 is async-signal-safe, and nothing else runs in the child.
-    unsafe {
-        command.pre_exec(move || match libc::dup2(fd, 3) {
-            3 => Ok(()),
-            _ => Err(std::io::Error::last_os_error()),
-        });
-    }
+    pass_descriptor(&mut command, fd, 3);
     command
         .arg("-c")
         .arg(script)

@@ -6,10 +6,12 @@
 //! with [`Execd::serve_json_logs`] keeps its stderr: stopping it hands back
 //! every log line, parsed.
 
+use std::os::fd::{BorrowedFd, RawFd};
 use std::process::{ExitStatus, Output, Stdio};
 
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::unistd::{dup2_raw, Pid};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -103,6 +105,27 @@ impl Execd {
         }
         args.extend_from_slice(extra);
         self.command(&args)
+    }
+}
+
+/// `command`'s program inherits `fd`, a descriptor of this process (close-on-exec
+/// or not), as its descriptor `target`. Only the child's copy is made
+/// inheritable, so programs that other tests of this process start
+/// meanwhile do not inherit it.
+pub fn pass_descriptor(command: &mut Command, fd: RawFd, target: RawFd) {
+    // SAFETY: runs in the child between fork and exec, where it only calls
+    // fcntl or dup2 (async-signal-safe) on descriptors the child holds.
+    unsafe {
+        command.pre_exec(move || {
+            let from = BorrowedFd::borrow_raw(fd);
+            if fd == target {
+                fcntl(from, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            } else {
+                // The copy belongs to the program: not closed here.
+                std::mem::forget(dup2_raw(from, target)?);
+            }
+            Ok(())
+        });
     }
 }
 
