@@ -3,6 +3,7 @@
 //!
 //! - [`spawn`]: starting a program on pipes or a PTY in its own process group
 //!   (with, when asked, the sandbox and exec guard from `execd-policy`).
+//! - [`direct`]: the start of a plain child on pipes (a vfork of our own).
 //! - [`process`]: one running process: its supervisor task and signals.
 //! - [`output_log`]: per-process event numbering and bounded output retention.
 //! - [`stdin`]: writing to a process's stdin without blocking anyone.
@@ -16,6 +17,7 @@
 //! - [`write_ids`]: the `writeId`s of a process's recent writes (retries apply once).
 
 pub mod budget;
+pub mod direct;
 pub mod output_log;
 pub mod process;
 pub mod procfs;

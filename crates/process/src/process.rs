@@ -466,7 +466,7 @@ impl Supervisor {
 
 async fn supervise(
     process: Arc<Process>,
-    mut child: tokio::process::Child,
+    mut child: crate::spawn::Child,
     outputs: Vec<OutputPipe>,
     slot: ProcessSlot,
     events: Arc<dyn EventSink>,

@@ -5,23 +5,22 @@
 //! reach the whole tree it starts. All descriptors we create are close-on-exec
 //! from birth, so no other child inherits them and EOF arrives on time.
 //! A child on pipes with neither sandbox nor exec guard needs no step of
-//! ours between fork and exec, and is started with posix_spawn (a vfork,
-//! not a copy of the server's memory map); the others are forked, and so
-//! are all children of a process that ignores a signal a client may send
-//! (the child restores its default before exec; `execd serve` avoids this
-//! by catching such signals instead, see [`crate::signal`]).
+//! ours between fork and exec but the pipes, and is started by
+//! [`crate::direct`] (a vfork, not a copy of the server's memory map); the
+//! others are forked through std's `Command`, with their steps in
+//! `pre_exec`.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 
 use execd_protocol::process::{OutputStream, TerminalSize};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::io::unix::AsyncFd;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use execd_policy::child::{FirstExec, SetupError};
 use execd_policy::fdpass::{channel, receive_fd};
@@ -29,6 +28,7 @@ use execd_policy::sandbox::{PreparedSandbox, SandboxError};
 use execd_policy::tree::{Escalated, TreeGuard};
 use execd_protocol::network::PROXY_URL;
 
+use crate::direct::{DirectChild, DirectCommand};
 use crate::program::Lookup;
 use crate::text_busy::retry_text_busy;
 
@@ -58,6 +58,40 @@ pub struct SpawnSpec {
     pub network_policy: Option<execd_protocol::network::NetworkPolicy>,
     /// Read no more output while this many bytes are unacknowledged.
     pub output_window: Option<u64>,
+}
+
+/// A started child, as its supervisor waits for it.
+#[derive(Debug)]
+pub enum Child {
+    /// Started by [`crate::direct`].
+    Direct(DirectChild),
+    /// Forked through std's `Command` (a terminal, a sandbox, an exec guard).
+    Forked(tokio::process::Child),
+}
+
+impl Child {
+    /// Wait for the child to exit, and reap it. Cancel-safe.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        match self {
+            Child::Direct(child) => child.wait().await,
+            Child::Forked(child) => child.wait().await,
+        }
+    }
+
+    /// SIGKILL the child itself (not its group).
+    pub fn start_kill(&mut self) -> io::Result<()> {
+        match self {
+            Child::Direct(child) => child.start_kill(),
+            Child::Forked(child) => child.start_kill(),
+        }
+    }
+
+    fn pid(&self) -> Option<i32> {
+        match self {
+            Child::Direct(child) => Some(child.id()),
+            Child::Forked(child) => child.id().and_then(|pid| i32::try_from(pid).ok()),
+        }
+    }
 }
 
 /// A started child and our ends of its descriptors.
@@ -245,41 +279,32 @@ fn spawn_checked(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, 
             return Err(SpawnError::Denied(program.to_string()));
         }
     }
-    // Nothing to run in the child between fork and exec: named by path, it
-    // is started with posix_spawn (see [`crate::program`]).
+    // Nothing to run in the child between fork and exec but the pipes.
     let direct = !spec.tty && spec.sandbox.is_none() && guard.is_none();
-    let mut command = if direct {
-        let search_path = spec.env.get("PATH").map(String::as_str);
-        let path = match crate::program::find(program, search_path, &spec.cwd) {
-            Lookup::Found(path) => path,
-            Lookup::NotFound => return Err(SpawnError::ProgramNotFound(program.to_string())),
-            Lookup::NotExecutable => return Err(SpawnError::PermissionDenied(program.to_string())),
-        };
-        let mut command = Command::new(path);
-        command.arg0(spec.arg0.as_deref().unwrap_or(program));
-        command
-    } else {
-        let mut command = Command::new(program);
-        if let Some(arg0) = &spec.arg0 {
-            command.arg0(arg0);
+    if direct {
+        if let Some(spawned) = spawn_direct(spec, program)? {
+            return Ok(spawned);
         }
-        command
-    };
+        // A script without `#!`: exec refuses it (ENOEXEC), while execvp
+        // (the fork path below) runs it with /bin/sh.
+    }
+    let mut command = Command::new(program);
+    if let Some(arg0) = &spec.arg0 {
+        command.arg0(arg0);
+    }
     command
         .args(&spec.argv[1..])
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(&spec.env);
-    // Signals the server ignores would stay ignored in the program (posix_spawn
-    // and exec keep SIG_IGN), and a client's `process/signal` would do
-    // nothing; the child puts them back to the default. Usually there are
-    // none, and the child is still started with posix_spawn.
+    // Signals the server ignores would stay ignored in the program (exec
+    // keeps SIG_IGN), and a client's `process/signal` would do nothing; the
+    // child puts them back to the default. It also makes this start a
+    // fork, as the script without `#!` needs.
     let ignored = crate::signal::ignored_sendable();
-    if !ignored.is_empty() {
-        // SAFETY: `restore_defaults` calls only sigaction.
-        unsafe {
-            command.pre_exec(move || crate::signal::restore_defaults(&ignored));
-        }
+    // SAFETY: `restore_defaults` calls only sigaction.
+    unsafe {
+        command.pre_exec(move || crate::signal::restore_defaults(&ignored));
     }
 
     let mut stdin = None;
@@ -320,28 +345,13 @@ fn spawn_checked(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, 
         outputs.push((OutputStream::Pty, master.clone()));
         pty = Some(master);
     } else {
-        let mut stdin_pipe = None;
-        let (out_read, out_write) = pipe()?;
-        let (err_read, err_write) = pipe()?;
-        // A larger stdout pipe means fewer, bigger reads for bulk output. The
-        // kernel may refuse (per-user pipe limits); the default then stays.
-        let _ = fcntl(&out_read, FcntlArg::F_SETPIPE_SZ(STDOUT_PIPE_BYTES));
+        let pipes = ChildPipes::new(spec.pipe_stdin)?;
         command
-            .stdout(Stdio::from(out_write))
-            .stderr(Stdio::from(err_write))
+            .stdin(Stdio::from(pipes.stdin_read))
+            .stdout(Stdio::from(pipes.out_write))
+            .stderr(Stdio::from(pipes.err_write))
             .process_group(0);
-        if spec.pipe_stdin {
-            let (in_read, in_write) = pipe()?;
-            command.stdin(Stdio::from(in_read));
-            stdin_pipe = Some(in_write);
-        } else {
-            let null = dev_null().map_err(|source| SpawnError::Setup {
-                what: "stdin (/dev/null)",
-                source,
-            })?;
-            command.stdin(Stdio::from(null));
-        }
-        unregistered = Some((out_read, err_read, stdin_pipe));
+        unregistered = Some((pipes.out_read, pipes.err_read, pipes.stdin_write));
     }
 
     // After the terminal set-up: confine the tree (no_new_privs, network
@@ -380,16 +390,7 @@ fn spawn_checked(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, 
     // [`crate::text_busy`]): tried again, unless the child hands something
     // to a one-shot receiver (the exec guard's filter, the proxy's listener).
     let retry_busy = escalated.is_none() && proxy_channel.is_none();
-    let mut spawned = start(&mut command, retry_busy);
-    if direct && matches!(&spawned, Err(err) if err.raw_os_error() == Some(libc::ENOEXEC)) {
-        // A script without `#!`: posix_spawn refuses it, while execvp (the
-        // fork path, which any pre_exec step selects) runs it with /bin/sh.
-        // SAFETY: the step does nothing.
-        unsafe {
-            command.pre_exec(|| Ok(()));
-        }
-        spawned = start(&mut command, retry_busy);
-    }
+    let spawned = start(&mut command, retry_busy);
     drop(held_sockets);
     // The child made the listener in its namespace and sent it before it
     // exec'd; with our copy of its end closed, a child that died first
@@ -399,42 +400,21 @@ fn spawn_checked(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, 
         spawned.as_ref().ok()?;
         receive_fd(&ours).ok().flatten()
     });
-    let mut child = spawned.map_err(|source| {
+    let mut child = Child::Forked(spawned.map_err(|source| {
         let denied = spec.exec_policy.is_some() && source.kind() == io::ErrorKind::PermissionDenied;
         if denied {
             SpawnError::Denied(program.to_string())
         } else {
             classify(program, source)
         }
-    })?;
+    })?);
     // Dropping the command closes our copies of the child's ends, so EOF
     // arrives when the child (and its descendants) close theirs.
     drop(command);
     if let Some((out_read, err_read, stdin_pipe)) = unregistered {
-        let registered = (|| -> io::Result<_> {
-            outputs.push((OutputStream::Stdout, reactor_fd(out_read)?));
-            outputs.push((OutputStream::Stderr, reactor_fd(err_read)?));
-            stdin_pipe.map(reactor_fd).transpose()
-        })();
-        match registered {
-            Ok(pipe) => stdin = pipe,
-            Err(source) => {
-                // Nobody could read its output: it must not run on alone.
-                let _ = child.start_kill();
-                return Err(SpawnError::Setup {
-                    what: "a pipe",
-                    source,
-                });
-            }
-        }
+        (outputs, stdin) = register_pipes(&mut child, out_read, err_read, stdin_pipe)?;
     }
-    let pid = child
-        .id()
-        .and_then(|pid| i32::try_from(pid).ok())
-        .ok_or_else(|| SpawnError::Os {
-            program: program.to_string(),
-            source: io::Error::other("child exited before its pid was known"),
-        })?;
+    let pid = child_pid(&child, program)?;
     Ok(Spawned {
         child,
         pid,
@@ -446,8 +426,134 @@ fn spawn_checked(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, 
     })
 }
 
+/// The pipes of a child without a terminal: its ends (stdin, which is
+/// `/dev/null` without a stdin pipe; stdout; stderr) and ours.
+struct ChildPipes {
+    stdin_read: OwnedFd,
+    stdin_write: Option<OwnedFd>,
+    out_read: OwnedFd,
+    out_write: OwnedFd,
+    err_read: OwnedFd,
+    err_write: OwnedFd,
+}
+
+impl ChildPipes {
+    fn new(pipe_stdin: bool) -> Result<ChildPipes, SpawnError> {
+        let (out_read, out_write) = pipe()?;
+        let (err_read, err_write) = pipe()?;
+        // A larger stdout pipe means fewer, bigger reads for bulk output. The
+        // kernel may refuse (per-user pipe limits); the default then stays.
+        let _ = fcntl(&out_read, FcntlArg::F_SETPIPE_SZ(STDOUT_PIPE_BYTES));
+        let (stdin_read, stdin_write) = if pipe_stdin {
+            let (read, write) = pipe()?;
+            (read, Some(write))
+        } else {
+            let null = dev_null().map_err(|source| SpawnError::Setup {
+                what: "stdin (/dev/null)",
+                source,
+            })?;
+            (null, None)
+        };
+        Ok(ChildPipes {
+            stdin_read,
+            stdin_write,
+            out_read,
+            out_write,
+            err_read,
+            err_write,
+        })
+    }
+}
+
+/// Start a child on pipes through [`crate::direct`]; `None` when the
+/// program is a script without `#!`, which only the fork path runs.
+fn spawn_direct(spec: &SpawnSpec, program: &str) -> Result<Option<Spawned>, SpawnError> {
+    let search_path = spec.env.get("PATH").map(String::as_str);
+    let path = match crate::program::find(program, search_path, &spec.cwd) {
+        Lookup::Found(path) => path,
+        Lookup::NotFound => return Err(SpawnError::ProgramNotFound(program.to_string())),
+        Lookup::NotExecutable => return Err(SpawnError::PermissionDenied(program.to_string())),
+    };
+    let arg0 = spec.arg0.as_deref().unwrap_or(program);
+    let argv = std::iter::once(arg0).chain(spec.argv[1..].iter().map(String::as_str));
+    let env = spec
+        .env
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()));
+    let command = DirectCommand::new(&path, argv, env, &spec.cwd)
+        .map_err(|source| classify(program, source))?;
+    let pipes = ChildPipes::new(spec.pipe_stdin)?;
+    let started = retry_text_busy(|| {
+        crate::direct::start(
+            &command,
+            crate::direct::Stdio {
+                stdin: pipes.stdin_read.as_fd(),
+                stdout: pipes.out_write.as_fd(),
+                stderr: pipes.err_write.as_fd(),
+            },
+        )
+    });
+    let mut child = match started {
+        Ok(child) => Child::Direct(child),
+        Err(err) if err.raw_os_error() == Some(libc::ENOEXEC) => return Ok(None),
+        Err(err) => return Err(classify(program, err)),
+    };
+    // Our copies of the child's ends close, so EOF arrives when the child
+    // (and its descendants) close theirs.
+    drop((pipes.stdin_read, pipes.out_write, pipes.err_write));
+    let (outputs, stdin) = register_pipes(
+        &mut child,
+        pipes.out_read,
+        pipes.err_read,
+        pipes.stdin_write,
+    )?;
+    let pid = child_pid(&child, program)?;
+    Ok(Some(Spawned {
+        child,
+        pid,
+        stdin,
+        outputs,
+        pty: None,
+        escalated: None,
+        proxy_listener: None,
+    }))
+}
+
+/// Our ends of a started child's pipes, registered with the reactor:
+/// (stdout and stderr, stdin). On failure the child is killed: nobody
+/// could read its output.
+#[allow(clippy::type_complexity)]
+fn register_pipes(
+    child: &mut Child,
+    out_read: OwnedFd,
+    err_read: OwnedFd,
+    stdin_write: Option<OwnedFd>,
+) -> Result<(Vec<(OutputStream, ReactorFd)>, Option<ReactorFd>), SpawnError> {
+    let registered = (|| -> io::Result<_> {
+        let outputs = vec![
+            (OutputStream::Stdout, reactor_fd(out_read)?),
+            (OutputStream::Stderr, reactor_fd(err_read)?),
+        ];
+        Ok((outputs, stdin_write.map(reactor_fd).transpose()?))
+    })();
+    registered.map_err(|source| {
+        let _ = child.start_kill();
+        SpawnError::Setup {
+            what: "a pipe",
+            source,
+        }
+    })
+}
+
+fn child_pid(child: &Child, program: &str) -> Result<i32, SpawnError> {
+    child.pid().ok_or_else(|| SpawnError::Os {
+        program: program.to_string(),
+        source: io::Error::other("child exited before its pid was known"),
+    })
+}
+
 /// One start of `command`, tried again while the program is busy when `retry_busy`.
-fn start(command: &mut Command, retry_busy: bool) -> io::Result<Child> {
+fn start(command: &mut Command, retry_busy: bool) -> io::Result<tokio::process::Child> {
     if retry_busy {
         retry_text_busy(|| command.spawn())
     } else {
