@@ -352,8 +352,6 @@ impl ExecServerClient {
         params: &P,
         timeout: Duration,
     ) -> Result<R, ClientError> {
-        let params = serde_json::to_value(params)
-            .map_err(|err| ClientError::Protocol(format!("cannot encode {method}: {err}")))?;
         let value = self.inner.shared.call(method, params, timeout).await?;
         serde_json::from_value(value)
             .map_err(|err| ClientError::Protocol(format!("bad result for {method}: {err}")))

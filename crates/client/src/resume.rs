@@ -284,7 +284,7 @@ async fn catch_up(shared: &Shared, id: &str) {
         return;
     };
     let params = json!({"processId": id, "afterSeq": next_seq - 1, "waitMs": 0});
-    let read = match shared.call("process/read", params, DEFAULT_TIMEOUT).await {
+    let read = match shared.call("process/read", &params, DEFAULT_TIMEOUT).await {
         Ok(value) => serde_json::from_value::<CatchUpRead>(value)
             .map_err(|err| ClientError::Protocol(format!("bad process/read result: {err}"))),
         Err(err) => Err(err),

@@ -13,7 +13,8 @@ use execd_environment::{EnvError, EventRouter};
 use execd_policy::decision::ExecGate;
 use execd_protocol::RpcError;
 use execd_transport::outbox::{Outbox, Wire};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 use crate::error::ClientError;
@@ -124,10 +125,10 @@ impl Shared {
 
     /// Send `method` on the current connection (or, while reconnecting,
     /// after the resume) and wait up to `timeout` for its answer.
-    pub(crate) async fn call(
+    pub(crate) async fn call<P: Serialize + ?Sized>(
         &self,
         method: &str,
-        params: Value,
+        params: &P,
         timeout: Duration,
     ) -> Result<Value, ClientError> {
         let lost = |reason: Option<String>| {
@@ -137,8 +138,10 @@ impl Shared {
             return Err(lost(Some(reason)));
         }
         let id = self.next_id();
-        let resend = resend_safe(method, &params);
-        let frame = json!({"id": id, "method": method, "params": params}).to_string();
+        // Encoded once, straight from the typed params.
+        let frame = serde_json::to_string(&Request { id, method, params })
+            .map_err(|err| ClientError::Protocol(format!("cannot encode {method}: {err}")))?;
+        let resend = resend_safe(method, || serde_json::to_value(params).unwrap_or_default());
         let (tx, rx) = oneshot::channel();
         let outbox = {
             let mut link = self.link();
@@ -283,12 +286,21 @@ impl Drop for Waiting<'_> {
 /// idempotent by `processId`, reads and queries repeat harmlessly. An
 /// append, a signal or an HTTP request may not, nor a file transfer's
 /// calls (a stream ends with its connection).
-pub(crate) fn resend_safe(method: &str, params: &Value) -> bool {
+/// `params` is asked for only by the methods that depend on it.
+pub(crate) fn resend_safe(method: &str, params: impl FnOnce() -> Value) -> bool {
     match method {
         "process/signal" | "http/request" => false,
         "fs/upload" | "fs/uploadFinish" | "fs/download" => false,
-        "process/write" => params.get("writeId").is_some(),
-        "fs/writeFile" => params.get("append") != Some(&Value::Bool(true)),
+        "process/write" => params().get("writeId").is_some(),
+        "fs/writeFile" => params().get("append") != Some(&Value::Bool(true)),
         _ => true,
     }
+}
+
+/// A request as the client sends it.
+#[derive(Serialize)]
+struct Request<'a, P: ?Sized> {
+    id: i64,
+    method: &'a str,
+    params: &'a P,
 }
