@@ -119,16 +119,44 @@ impl LocalBackend {
         Ok(())
     }
 
-    /// A hash of `params` as canonical JSON: an identical retried start
-    /// has the same one.
+    /// A hash of everything in `params`: an identical retried start has
+    /// the same one, whatever order its maps were sent in.
     pub fn fingerprint(params: &StartParams) -> u64 {
         use std::hash::{Hash, Hasher};
-        // `Value` objects keep their keys sorted: one text per params.
-        let canonical = serde_json::to_value(params)
-            .map(|value| value.to_string())
-            .unwrap_or_default();
+        let StartParams {
+            process_id,
+            argv,
+            cwd,
+            env,
+            tty,
+            pipe_stdin,
+            arg0,
+            size,
+            exec_policy,
+            sandbox,
+            network_policy,
+            output_window,
+        } = params;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        canonical.hash(&mut hasher);
+        (process_id, argv, cwd, tty, pipe_stdin, arg0, output_window).hash(&mut hasher);
+        let mut env: Vec<_> = env.iter().collect();
+        env.sort_unstable();
+        env.hash(&mut hasher);
+        // The rarely sent parts as canonical JSON (`Value` objects keep
+        // their keys sorted: one text per value).
+        let canonical = |value: serde_json::Result<serde_json::Value>| {
+            value.map(|value| value.to_string()).unwrap_or_default()
+        };
+        if size.is_some() || exec_policy.is_some() || sandbox.is_some() || network_policy.is_some()
+        {
+            canonical(serde_json::to_value((
+                size,
+                exec_policy,
+                sandbox,
+                network_policy,
+            )))
+            .hash(&mut hasher);
+        }
         hasher.finish()
     }
 
