@@ -25,7 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use tokio::io::unix::AsyncFd;
 
@@ -117,6 +117,8 @@ pub struct Stdio<'a> {
 struct ChildArgs<'a> {
     command: &'a DirectCommand,
     fds: [RawFd; 3],
+    /// The kernel reset the signal handlers (clone3's CLONE_CLEAR_SIGHAND).
+    handlers_cleared: bool,
     /// The errno of the step that failed; 0 while none has.
     error: AtomicI32,
 }
@@ -132,43 +134,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: each call below is a system call on valid pointers into
     // `args` or this stack; see the comments for what each step needs.
     unsafe {
-        // Every signal arrives blocked (the parent blocked all around the
-        // clone): a handler of the server must not run here, on its memory.
-        // Handlers go back to the default; exec would do that, but a signal
-        // could arrive before it. Ignored signals stay ignored, except those
-        // the program must be able to receive: SIGPIPE (which Rust programs
-        // ignore) and the signals a client may send.
-        for signo in 1..=libc::SIGRTMAX() {
-            let mut current: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(signo, std::ptr::null(), &mut current) != 0 {
-                // glibc's own signals, which its `sigaction` refuses (and
-                // its posix_spawn leaves ignored): the default, as a shell
-                // would start the program. An all-zero kernel `sigaction`
-                // is SIG_DFL with no flags in every layout.
-                let default = [0usize; 4];
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    signo,
-                    default.as_ptr(),
-                    std::ptr::null_mut::<c_void>(),
-                    std::mem::size_of::<u64>(),
-                );
-                continue;
-            }
-            let reset = match current.sa_sigaction {
-                libc::SIG_DFL => false,
-                libc::SIG_IGN => {
-                    signo == libc::SIGPIPE
-                        || crate::signal::SENDABLE.iter().any(|s| *s as c_int == signo)
-                }
-                _ => true,
-            };
-            if reset {
-                let mut default: libc::sigaction = std::mem::zeroed();
-                default.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(signo, &default, std::ptr::null_mut());
-            }
-        }
+        reset_signals(args.handlers_cleared);
         if libc::setpgid(0, 0) == -1 || libc::chdir(args.command.cwd.as_ptr()) == -1 {
             return fail(args);
         }
@@ -188,6 +154,63 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             args.command.envp_ptrs.as_ptr(),
         );
         fail(args)
+    }
+}
+
+/// In the child: the signal dispositions the program must start with.
+/// Every signal arrives blocked (the parent blocked all around the clone):
+/// a handler of the server must not run here, on its memory. Handlers go
+/// back to the default (exec would do that, but a signal could arrive
+/// before it); the kernel did so already when `handlers_cleared`
+/// (CLONE_CLEAR_SIGHAND). Ignored signals stay ignored, except those the
+/// program must be able to receive: SIGPIPE (which Rust programs ignore)
+/// and the signals a client may send. glibc's own signals, which its
+/// `sigaction` refuses (and its posix_spawn leaves ignored), get the
+/// default, as a shell would start the program.
+unsafe fn reset_signals(handlers_cleared: bool) {
+    let must_receive = |signo| {
+        signo == libc::SIGPIPE || crate::signal::SENDABLE.iter().any(|s| *s as c_int == signo)
+    };
+    // SAFETY (all below): sigaction on valid pointers to local structs.
+    let set_default = |signo: c_int| unsafe {
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(signo, &default, std::ptr::null_mut())
+    };
+    let glibc_default = |signo: c_int| unsafe {
+        // An all-zero kernel `sigaction` is SIG_DFL with no flags in every layout.
+        let default = [0usize; 4];
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signo,
+            default.as_ptr(),
+            std::ptr::null_mut::<c_void>(),
+            std::mem::size_of::<u64>(),
+        );
+    };
+    if handlers_cleared {
+        for signo in (1..=libc::SIGRTMAX()).filter(|&signo| must_receive(signo)) {
+            set_default(signo);
+        }
+        for signo in 32..libc::SIGRTMIN() {
+            glibc_default(signo);
+        }
+        return;
+    }
+    for signo in 1..=libc::SIGRTMAX() {
+        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+        if unsafe { libc::sigaction(signo, std::ptr::null(), &mut current) } != 0 {
+            glibc_default(signo);
+            continue;
+        }
+        let reset = match current.sa_sigaction {
+            libc::SIG_DFL => false,
+            libc::SIG_IGN => must_receive(signo),
+            _ => true,
+        };
+        if reset {
+            set_default(signo);
+        }
     }
 }
 
@@ -236,6 +259,12 @@ impl Stack {
         Ok(stack)
     }
 
+    /// The lowest usable address, above the guard page.
+    fn lowest(&self) -> *mut c_void {
+        // SAFETY: within the mapping (one page into it).
+        unsafe { self.base.cast::<u8>().add(self.len - STACK_BYTES).cast() }
+    }
+
     /// The initial stack pointer (stacks grow down), 16-byte aligned.
     fn top(&self) -> *mut c_void {
         // SAFETY: one past the end of the mapping, which is page aligned.
@@ -274,6 +303,15 @@ fn above_stdio(fd: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
 /// once the program has exec'd; a failure before (a missing cwd, a refused
 /// exec) is returned as the child's errno, with the child reaped.
 pub fn start(command: &DirectCommand, stdio: Stdio<'_>) -> io::Result<DirectChild> {
+    start_with(command, stdio, !CLONE3_REFUSED.load(Ordering::Relaxed))
+}
+
+/// [`start`], trying clone3 first when `try_clone3`.
+fn start_with(
+    command: &DirectCommand,
+    stdio: Stdio<'_>,
+    try_clone3: bool,
+) -> io::Result<DirectChild> {
     let raised = [
         above_stdio(stdio.stdin)?,
         above_stdio(stdio.stdout)?,
@@ -284,9 +322,10 @@ pub fn start(command: &DirectCommand, stdio: Stdio<'_>) -> io::Result<DirectChil
     for (slot, (copy, fd)) in raw.iter_mut().zip(raised.iter().zip(fds)) {
         *slot = copy.as_ref().map_or(fd.as_raw_fd(), |c| c.as_raw_fd());
     }
-    let args = ChildArgs {
+    let mut args = ChildArgs {
         command,
         fds: raw,
+        handlers_cleared: false,
         error: AtomicI32::new(0),
     };
     let mut pidfd: c_int = -1;
@@ -306,27 +345,10 @@ pub fn start(command: &DirectCommand, stdio: Stdio<'_>) -> io::Result<DirectChil
             libc::sigfillset(&mut all);
             libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut previous);
         }
-        // SAFETY: `child_main` only makes system calls on `args`, which
-        // lives on this frame until the clone returns; CLONE_VFORK holds
-        // this thread until the child has exec'd or exited, so the stack
-        // and `args` are not in use by it afterwards. `pidfd` receives
-        // the child's pidfd (CLONE_PIDFD stores it through parent_tid).
-        let pid = unsafe {
-            libc::clone(
-                child_main,
-                stack.top(),
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
-                &args as *const ChildArgs<'_> as *mut c_void,
-                &mut pidfd as *mut c_int,
-            )
-        };
-        let clone_error = io::Error::last_os_error();
+        let pid = clone_child(&mut args, stack, &mut pidfd, try_clone3);
         // SAFETY: restores the mask saved above.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
-        if pid == -1 {
-            return Err(clone_error);
-        }
-        Ok(pid)
+        pid
     })?;
     drop(raised);
     // SAFETY: the kernel stored a new pidfd for the child, owned by us now.
@@ -340,6 +362,128 @@ pub fn start(command: &DirectCommand, stdio: Stdio<'_>) -> io::Result<DirectChil
         return Err(io::Error::from_raw_os_error(error));
     }
     DirectChild::new(pid, pidfd)
+}
+
+/// Set once clone3 was refused (a kernel before 5.5, or a seccomp filter
+/// such as Docker's default, which makes it fail with ENOSYS so that
+/// programs fall back to clone): later starts go straight to clone.
+static CLONE3_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// clone3's arguments, as far as used (`CLONE_ARGS_SIZE_VER0`).
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+}
+
+/// clone3 only: reset every handled signal to its default in the child.
+const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+
+/// Clone a child running `child_main(args)` on `stack`, sharing our memory
+/// until it execs or exits (this thread waits until then); its pidfd goes
+/// to `pidfd`. With clone3 when `try_clone3` and it is allowed, so the
+/// kernel resets the signal handlers; with glibc's clone otherwise.
+fn clone_child(
+    args: &mut ChildArgs<'_>,
+    stack: &Stack,
+    pidfd: &mut c_int,
+    try_clone3: bool,
+) -> io::Result<libc::pid_t> {
+    #[cfg(target_arch = "x86_64")]
+    if try_clone3 {
+        args.handlers_cleared = true;
+        match clone3_child(args, stack, pidfd) {
+            Err(err)
+                if matches!(
+                    err.raw_os_error(),
+                    Some(libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::E2BIG)
+                ) =>
+            {
+                CLONE3_REFUSED.store(true, Ordering::Relaxed);
+            }
+            result => return result,
+        }
+    }
+    args.handlers_cleared = false;
+    // SAFETY: `child_main` only makes system calls on `args`, which lives
+    // on the caller's frame until the clone returns; CLONE_VFORK holds this
+    // thread until the child has exec'd or exited, so neither the stack nor
+    // `args` is in use by it afterwards. CLONE_PIDFD stores the child's
+    // pidfd through the parent_tid argument.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            stack.top(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+            args as *const ChildArgs<'_> as *mut c_void,
+            pidfd as *mut c_int,
+        )
+    };
+    if pid == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pid)
+}
+
+/// clone3 with CLONE_CLEAR_SIGHAND. glibc has no wrapper that runs a
+/// function on a new stack, so the child's first steps are ours: the
+/// kernel starts it after the `syscall` instruction with `rax` 0 and the
+/// stack pointer at the top of `stack`; it calls `child_main` with the
+/// arguments kept in r12 and r13 (which a system call preserves) and exits
+/// with its result (it never gets there: it execs or `_exit`s).
+#[cfg(target_arch = "x86_64")]
+fn clone3_child(args: &ChildArgs<'_>, stack: &Stack, pidfd: &mut c_int) -> io::Result<libc::pid_t> {
+    let clone = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64
+            | CLONE_CLEAR_SIGHAND,
+        pidfd: pidfd as *mut c_int as u64,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack.lowest() as u64,
+        stack_size: STACK_BYTES as u64,
+        tls: 0,
+    };
+    let ret: i64;
+    // SAFETY: the system call reads `clone` and writes the pidfd through
+    // its pointer, both valid. The parent's side only gets `rax` back
+    // (rcx and r11 are clobbered by `syscall`). The child's side runs on
+    // `stack` (16-byte aligned at its top, as a call needs) and never
+    // returns into this function; what it does is `child_main`'s contract
+    // (see `clone_child`).
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r12",
+            "call r13",
+            "mov edi, eax",
+            "mov eax, {exit}",
+            "syscall",
+            "ud2",
+            "2:",
+            exit = const libc::SYS_exit,
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") &clone as *const CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") args as *const ChildArgs<'_> as *mut c_void,
+            in("r13") child_main as extern "C" fn(*mut c_void) -> c_int,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error((-ret) as i32));
+    }
+    Ok(ret as libc::pid_t)
 }
 
 /// A child started by [`start`]: waited for through its pidfd, and reaped
@@ -471,6 +615,15 @@ mod tests {
 
     /// Run `argv` (by path) in `cwd` with stdout on a pipe: its output and exit status.
     async fn run(argv: &[&str], cwd: &Path) -> io::Result<(String, ExitStatus)> {
+        run_with(argv, cwd, true).await
+    }
+
+    /// [`run`], through clone3 first when `try_clone3`, else glibc's clone.
+    async fn run_with(
+        argv: &[&str],
+        cwd: &Path,
+        try_clone3: bool,
+    ) -> io::Result<(String, ExitStatus)> {
         let command = DirectCommand::new(
             Path::new(argv[0]),
             argv.iter().copied(),
@@ -479,13 +632,14 @@ mod tests {
         )?;
         let (read, write) = nix::unistd::pipe()?;
         let null = std::fs::File::open("/dev/null")?;
-        let mut child = start(
+        let mut child = start_with(
             &command,
             Stdio {
                 stdin: null.as_fd(),
                 stdout: write.as_fd(),
                 stderr: write.as_fd(),
             },
+            try_clone3,
         )?;
         drop(write);
         let reader = tokio::task::spawn_blocking(move || {
@@ -510,15 +664,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_program_starts_with_no_signal_blocked_ignored_or_caught() {
+    async fn the_program_starts_with_no_signal_blocked_or_ignored() {
         // This test process ignores SIGPIPE (Rust's runtime does) and
-        // blocks every signal around the start.
-        let (status, exit) = run(&["/bin/cat", "/proc/self/status"], Path::new("/"))
+        // blocks every signal around the start; both ways of cloning must
+        // undo that (handlers end with the exec, whatever the child did).
+        for try_clone3 in [true, false] {
+            let (status, exit) = run_with(
+                &["/bin/cat", "/proc/self/status"],
+                Path::new("/"),
+                try_clone3,
+            )
             .await
             .expect("cat runs");
-        assert!(exit.success(), "{exit:?}");
-        for field in ["SigBlk:", "SigIgn:", "SigCgt:"] {
-            assert_eq!(status_field(&status, field), "0000000000000000", "{field}");
+            assert!(exit.success(), "{exit:?}");
+            for field in ["SigBlk:", "SigIgn:"] {
+                assert_eq!(
+                    status_field(&status, field),
+                    "0000000000000000",
+                    "{field} (clone3: {try_clone3})"
+                );
+            }
         }
     }
 
