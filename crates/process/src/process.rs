@@ -112,7 +112,11 @@ impl Process {
         });
         let outputs = outputs
             .into_iter()
-            .map(|(stream, fd)| OutputPipe { stream, fd })
+            .map(|(stream, fd)| OutputPipe {
+                grow: stream == OutputStream::Stdout,
+                stream,
+                fd,
+            })
             .collect();
         tokio::spawn(supervise(process.clone(), child, outputs, slot, events));
         process
@@ -292,6 +296,8 @@ fn signal_tree(pgid: i32, whole_session: bool, signal: Signal) {
 struct OutputPipe {
     stream: OutputStream,
     fd: ReactorFd,
+    /// A stdout pipe not yet grown (see [`crate::spawn::grow_stdout_pipe`]).
+    grow: bool,
 }
 
 /// The outcome of one read: data, or the end of the source.
@@ -316,6 +322,7 @@ impl OutputPipe {
                     if read.drained {
                         guard.clear_ready();
                     }
+                    self.grow_when_full(&read.outcome);
                     return Ok(read.outcome);
                 }
                 Ok(Err(err)) => return Err(err),
@@ -324,10 +331,23 @@ impl OutputPipe {
         }
     }
 
+    /// A read that found a stdout pipe full (bulk output) grows it, once.
+    fn grow_when_full(&mut self, outcome: &ReadOutcome) {
+        if self.grow
+            && matches!(outcome, ReadOutcome::Data(chunk) if chunk.len() >= crate::spawn::DEFAULT_PIPE_BYTES)
+        {
+            self.grow = false;
+            crate::spawn::grow_stdout_pipe(self.fd.get_ref().as_fd());
+        }
+    }
+
     /// Read what is there without waiting; `None` when nothing is.
     fn read_now(&mut self, room: usize) -> io::Result<Option<ReadOutcome>> {
         match read_available(&self.fd, room) {
-            Ok(read) => Ok(Some(read.outcome)),
+            Ok(read) => {
+                self.grow_when_full(&read.outcome);
+                Ok(Some(read.outcome))
+            }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(err) => Err(err),
         }

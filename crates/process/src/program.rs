@@ -1,11 +1,10 @@
 //! Finding a program the way `execvp` would, before the spawn: a name
 //! without a slash is searched in the child's own `PATH` (glibc's default
 //! `/bin:/usr/bin` when it has none; empty and relative entries against the
-//! child's working directory). Named by path, the child can be started with
-//! `posix_spawn` (glibc: `clone(CLONE_VM|CLONE_VFORK)`), which std uses
-//! only then: for a bare name looked up in a `PATH` of the child's own it
-//! forks the whole server instead, copying the page tables of every thread's
-//! memory for each start.
+//! child's working directory). Named by path, the child can be started by
+//! [`crate::direct`] (a vfork that execs the path); std's `Command` would
+//! fork the whole server for a bare name looked up in a `PATH` of the
+//! child's own, copying the page tables of every thread's memory.
 
 use std::path::{Path, PathBuf};
 

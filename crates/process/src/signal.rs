@@ -55,10 +55,9 @@ pub fn ignored_sendable() -> Vec<libc::c_int> {
 
 /// Go on ignoring the sendable signals this process ignores, through a
 /// handler that does nothing instead of `SIG_IGN`: exec resets a handler to
-/// the default, so children start with the default disposition without a
-/// step of ours between fork and exec, and are still started with
-/// posix_spawn (see [`crate::spawn`]). For a server's start-up, before
-/// anything is spawned.
+/// the default, so even a program started by something that knows nothing
+/// of this (a library's `Command`) starts with the default disposition.
+/// For a server's start-up, before anything is spawned.
 pub fn catch_ignored_sendable() {
     extern "C" fn nothing(_: libc::c_int) {}
     for signo in ignored_sendable() {

@@ -32,8 +32,18 @@ use crate::direct::{DirectChild, DirectCommand};
 use crate::program::Lookup;
 use crate::text_busy::retry_text_busy;
 
-/// Requested capacity of a child's stdout pipe.
+/// Requested capacity of a child's stdout pipe once its output is bulk.
 const STDOUT_PIPE_BYTES: libc::c_int = 1024 * 1024;
+/// A new pipe's capacity (Linux's default): a read of this much found it full.
+pub(crate) const DEFAULT_PIPE_BYTES: usize = 64 * 1024;
+
+/// A larger stdout pipe means fewer, bigger reads for bulk output; grown
+/// only once a read found it full, so that the many short commands do not
+/// pay for it. The kernel may refuse (per-user pipe limits); the default
+/// then stays.
+pub(crate) fn grow_stdout_pipe(fd: BorrowedFd<'_>) {
+    let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(STDOUT_PIPE_BYTES));
+}
 
 /// A descriptor registered with the tokio reactor, in non-blocking mode.
 pub type ReactorFd = Arc<AsyncFd<OwnedFd>>;
@@ -441,9 +451,6 @@ impl ChildPipes {
     fn new(pipe_stdin: bool) -> Result<ChildPipes, SpawnError> {
         let (out_read, out_write) = pipe()?;
         let (err_read, err_write) = pipe()?;
-        // A larger stdout pipe means fewer, bigger reads for bulk output. The
-        // kernel may refuse (per-user pipe limits); the default then stays.
-        let _ = fcntl(&out_read, FcntlArg::F_SETPIPE_SZ(STDOUT_PIPE_BYTES));
         let (stdin_read, stdin_write) = if pipe_stdin {
             let (read, write) = pipe()?;
             (read, Some(write))

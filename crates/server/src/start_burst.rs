@@ -1,6 +1,6 @@
 //! [`StartBurst`]: `process/start`s sent back to back spawn side by side.
 //!
-//! A spawn holds its thread until the child has exec'd (posix_spawn waits
+//! A spawn holds its thread until the child has exec'd (a vfork waits
 //! for it), so a fan-out of a thousand starts spawned one after the other
 //! on the connection's task keeps one core busy while the other idles. When
 //! another frame is already waiting behind a start, the start is claimed

@@ -145,23 +145,22 @@ pub struct StartDialect {
 /// replaced by the environment `envPolicy` builds (when sent).
 pub fn start_params(raw: &RawValue) -> Result<(StartParams, StartDialect), RpcError> {
     let method = pp::START;
-    let mut params: Value = parse_params(method, raw)?;
-    let extras: StartExtras = reparse(method, &params)?;
-    let mut form = PathForm::Plain;
-    let mut codex_sandbox_value = None;
-    if let Value::Object(map) = &mut params {
-        if let Some(Value::String(cwd)) = map.get_mut("cwd") {
-            let (native, cwd_form) = native_path(method, "cwd", cwd)?;
-            *cwd = native;
-            form = cwd_form;
+    let mut extras: StartExtras = parse_params(method, raw)?;
+    let codex_shape =
+        matches!(&extras.sandbox, Some(Value::Object(s)) if s.contains_key("permissions"));
+    // Straight from the text, unless codex's sandbox must first be taken
+    // out (it is not execd's shape).
+    let (mut start, codex_sandbox_value): (StartParams, _) = if codex_shape {
+        let mut params: Value = parse_params(method, raw)?;
+        if let Value::Object(map) = &mut params {
+            map.remove("sandbox");
         }
-        let codex_shape =
-            matches!(map.get("sandbox"), Some(Value::Object(s)) if s.contains_key("permissions"));
-        if codex_shape {
-            codex_sandbox_value = map.remove("sandbox");
-        }
-    }
-    let mut start: StartParams = reparse(method, &params)?;
+        (reparse(method, &params)?, extras.sandbox.take())
+    } else {
+        (parse_params(method, raw)?, None)
+    };
+    let (native, form) = native_path(method, "cwd", &start.cwd)?;
+    start.cwd = native;
     match (&extras.network_proxy, &extras.managed_network) {
         (Some(launch), None) => {
             let policy = codex_network::policy(launch).map_err(|err| invalid(method, err))?;
@@ -192,7 +191,9 @@ pub fn start_params(raw: &RawValue) -> Result<(StartParams, StartDialect), RpcEr
         sandbox.network = false;
         start.sandbox = Some(sandbox);
     }
-    start.env = env_policy::child_env(extras.env_policy.as_ref(), &start.env);
+    if let Some(policy) = &extras.env_policy {
+        start.env = env_policy::child_env(Some(policy), &start.env);
+    }
     let sandboxed = start.sandbox.is_some();
     Ok((start, StartDialect { form, sandboxed }))
 }
