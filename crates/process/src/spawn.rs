@@ -246,15 +246,25 @@ fn name_missing_cwd(spec: &SpawnSpec, err: SpawnError) -> SpawnError {
     }
 }
 
-/// This process's `/dev/null`, opened once: a child's stdin gets a copy
-/// (one `dup` rather than a path lookup per start).
-fn dev_null() -> io::Result<OwnedFd> {
-    static DEV_NULL: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
-    let opened = DEV_NULL.get_or_init(|| std::fs::File::open("/dev/null").ok().map(OwnedFd::from));
-    match opened {
-        Some(fd) => fd.try_clone(),
-        None => std::fs::File::open("/dev/null").map(OwnedFd::from),
+/// This process's `/dev/null`, opened once (until it opens, every start
+/// tries again): the stdin of every child without a stdin pipe.
+fn dev_null() -> Result<BorrowedFd<'static>, SpawnError> {
+    static DEV_NULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if DEV_NULL.get().is_none() {
+        let opened = std::fs::File::open("/dev/null").map_err(|source| SpawnError::Setup {
+            what: "stdin (/dev/null)",
+            source,
+        })?;
+        // Another start may have won the race: then ours closes here.
+        let _ = DEV_NULL.set(OwnedFd::from(opened));
     }
+    DEV_NULL
+        .get()
+        .map(|fd| fd.as_fd())
+        .ok_or_else(|| SpawnError::Setup {
+            what: "stdin (/dev/null)",
+            source: io::Error::other("not open"),
+        })
 }
 
 /// Start the program described by `spec`. With an exec policy, `guard`
@@ -357,7 +367,15 @@ fn spawn_checked(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, 
     } else {
         let pipes = ChildPipes::new(spec.pipe_stdin)?;
         command
-            .stdin(Stdio::from(pipes.stdin_read))
+            .stdin(Stdio::from(match pipes.stdin_read {
+                Some(read) => read,
+                None => dev_null()?
+                    .try_clone_to_owned()
+                    .map_err(|source| SpawnError::Setup {
+                        what: "stdin (/dev/null)",
+                        source,
+                    })?,
+            }))
             .stdout(Stdio::from(pipes.out_write))
             .stderr(Stdio::from(pipes.err_write))
             .process_group(0);
@@ -439,7 +457,8 @@ fn spawn_checked(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, 
 /// The pipes of a child without a terminal: its ends (stdin, which is
 /// `/dev/null` without a stdin pipe; stdout; stderr) and ours.
 struct ChildPipes {
-    stdin_read: OwnedFd,
+    /// `None`: this process's shared `/dev/null` (see [`dev_null`]).
+    stdin_read: Option<OwnedFd>,
     stdin_write: Option<OwnedFd>,
     out_read: OwnedFd,
     out_write: OwnedFd,
@@ -453,13 +472,9 @@ impl ChildPipes {
         let (err_read, err_write) = pipe()?;
         let (stdin_read, stdin_write) = if pipe_stdin {
             let (read, write) = pipe()?;
-            (read, Some(write))
+            (Some(read), Some(write))
         } else {
-            let null = dev_null().map_err(|source| SpawnError::Setup {
-                what: "stdin (/dev/null)",
-                source,
-            })?;
-            (null, None)
+            (None, None)
         };
         Ok(ChildPipes {
             stdin_read,
@@ -490,11 +505,15 @@ fn spawn_direct(spec: &SpawnSpec, program: &str) -> Result<Option<Spawned>, Spaw
     let command = DirectCommand::new(&path, argv, env, &spec.cwd)
         .map_err(|source| classify(program, source))?;
     let pipes = ChildPipes::new(spec.pipe_stdin)?;
+    let stdin_read = match &pipes.stdin_read {
+        Some(read) => read.as_fd(),
+        None => dev_null()?,
+    };
     let started = retry_text_busy(|| {
         crate::direct::start(
             &command,
             crate::direct::Stdio {
-                stdin: pipes.stdin_read.as_fd(),
+                stdin: stdin_read,
                 stdout: pipes.out_write.as_fd(),
                 stderr: pipes.err_write.as_fd(),
             },
