@@ -352,8 +352,8 @@ impl ExecServerClient {
         params: &P,
         timeout: Duration,
     ) -> Result<R, ClientError> {
-        let value = self.inner.shared.call(method, params, timeout).await?;
-        serde_json::from_value(value)
+        let result = self.inner.shared.call(method, params, timeout).await?;
+        serde_json::from_str(result.get())
             .map_err(|err| ClientError::Protocol(format!("bad result for {method}: {err}")))
     }
 

@@ -22,6 +22,7 @@ use execd_protocol::transfer::{TRANSFER_ACK, TRANSFER_END};
 use execd_protocol::{ErrorCode, Incoming, RequestId, RpcError};
 use execd_transport::outbox::{Outbox, Wire};
 use futures_util::{future, SinkExt, Stream, StreamExt};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -162,12 +163,13 @@ async fn handle_text(frame: &[u8], shared: &Arc<Shared>, outbox: &Arc<ClientOutb
         shared.router.deliver(event);
         return;
     }
-    let parsed = serde_json::from_slice(frame)
+    // Params and results stay text until their receiver decodes them.
+    let parsed = std::str::from_utf8(frame)
         .map_err(|err| execd_protocol::incoming::EnvelopeError {
             id: execd_protocol::ReplyId::Unknown,
-            message: format!("frame is not valid JSON: {err}"),
+            message: format!("frame is not UTF-8: {err}"),
         })
-        .and_then(Incoming::from_value);
+        .and_then(Incoming::parse_raw);
     match parsed {
         Ok(Incoming::Response {
             id: RequestId::Int(id),
@@ -176,7 +178,7 @@ async fn handle_text(frame: &[u8], shared: &Arc<Shared>, outbox: &Arc<ClientOutb
         Ok(Incoming::Notification { method, params }) if method == DECISION => {
             match (
                 shared.gate(),
-                serde_json::from_value::<DecisionParams>(params),
+                serde_json::from_str::<DecisionParams>(params.get()),
             ) {
                 // Inline, so reports keep their order.
                 (Some(gate), Ok(decision)) => gate.report(decision).await,
@@ -185,20 +187,20 @@ async fn handle_text(frame: &[u8], shared: &Arc<Shared>, outbox: &Arc<ClientOutb
             }
         }
         Ok(Incoming::Notification { method, params }) if method == CHANGED => {
-            match serde_json::from_value::<ChangedNotification>(params) {
+            match serde_json::from_str::<ChangedNotification>(params.get()) {
                 Ok(changed) => shared.watches.deliver(changed),
                 Err(err) => debug!(%err, "malformed fs/changed"),
             }
         }
 
         Ok(Incoming::Notification { method, params }) if method == TRANSFER_ACK => {
-            match serde_json::from_value(params) {
+            match serde_json::from_str(params.get()) {
                 Ok(ack) => shared.transfers.ack(ack),
                 Err(err) => debug!(%err, "malformed fs/transferAck"),
             }
         }
         Ok(Incoming::Notification { method, params }) if method == TRANSFER_END => {
-            match serde_json::from_value(params) {
+            match serde_json::from_str(params.get()) {
                 Ok(end) => shared.transfers.end(end),
                 Err(err) => debug!(%err, "malformed fs/transferEnd"),
             }
@@ -207,7 +209,7 @@ async fn handle_text(frame: &[u8], shared: &Arc<Shared>, outbox: &Arc<ClientOutb
         Ok(Incoming::Notification { method, params }) if method == network::DECISION => {
             match (
                 shared.gate(),
-                serde_json::from_value::<NetworkDecisionParams>(params),
+                serde_json::from_str::<NetworkDecisionParams>(params.get()),
             ) {
                 (Some(gate), Ok(decision)) => {
                     gate.report_network(decision, NetworkDialect::Execd).await
@@ -241,8 +243,9 @@ async fn handle_text(frame: &[u8], shared: &Arc<Shared>, outbox: &Arc<ClientOutb
                 }
             };
             let shared = shared.clone();
+            let params = params.to_owned();
             tokio::spawn(async move {
-                let result = serve_request(gate, &method, params).await;
+                let result = serve_request(gate, &method, &params).await;
                 let reply = match result {
                     Ok(value) => json!({"id": id, "result": value}),
                     Err(error) => json!({"id": id, "error": error}),
@@ -261,7 +264,7 @@ async fn handle_text(frame: &[u8], shared: &Arc<Shared>, outbox: &Arc<ClientOutb
 async fn serve_request(
     gate: Option<Arc<dyn ExecGate>>,
     method: &str,
-    params: Value,
+    params: &RawValue,
 ) -> Result<Value, RpcError> {
     let gate = match (method, gate) {
         (APPROVE | network::APPROVE, Some(gate)) => gate,
@@ -277,11 +280,11 @@ async fn serve_request(
     };
     let no_decision = || RpcError::new(ErrorCode::Internal, "no decision");
     if method == network::APPROVE {
-        let request: NetworkApproveParams = serde_json::from_value(params).map_err(invalid)?;
+        let request: NetworkApproveParams = serde_json::from_str(params.get()).map_err(invalid)?;
         let result = gate.ask_network(request, NetworkDialect::Execd).await;
         return result.map(|result| json!(result)).ok_or_else(no_decision);
     }
-    let request: ApproveParams = serde_json::from_value(params).map_err(invalid)?;
+    let request: ApproveParams = serde_json::from_str(params.get()).map_err(invalid)?;
     match gate.ask(request).await {
         Some(decision) => Ok(json!(ApproveResult { decision })),
         None => Err(no_decision()),
@@ -334,9 +337,12 @@ fn fast_output(frame: &[u8]) -> Option<ProcessEvent> {
 }
 
 /// Decode a process notification; `None` for other methods.
-fn process_event(method: &str, params: Value) -> Option<Result<ProcessEvent, serde_json::Error>> {
+fn process_event(
+    method: &str,
+    params: &RawValue,
+) -> Option<Result<ProcessEvent, serde_json::Error>> {
     let event = match method {
-        OUTPUT => serde_json::from_value::<OutputNotification>(params).map(|n| ProcessEvent {
+        OUTPUT => serde_json::from_str::<OutputNotification>(params.get()).map(|n| ProcessEvent {
             process_id: n.process_id.into(),
             seq: n.seq,
             kind: EventKind::Output {
@@ -344,7 +350,7 @@ fn process_event(method: &str, params: Value) -> Option<Result<ProcessEvent, ser
                 chunk: n.chunk,
             },
         }),
-        EXITED => serde_json::from_value::<ExitedNotification>(params).map(|n| ProcessEvent {
+        EXITED => serde_json::from_str::<ExitedNotification>(params.get()).map(|n| ProcessEvent {
             process_id: n.process_id.into(),
             seq: n.seq,
             kind: EventKind::Exited(ExitInfo {
@@ -352,7 +358,7 @@ fn process_event(method: &str, params: Value) -> Option<Result<ProcessEvent, ser
                 signal: n.signal,
             }),
         }),
-        CLOSED => serde_json::from_value::<ClosedNotification>(params).map(|n| ProcessEvent {
+        CLOSED => serde_json::from_str::<ClosedNotification>(params.get()).map(|n| ProcessEvent {
             process_id: n.process_id.into(),
             seq: n.seq,
             kind: EventKind::Closed,

@@ -244,7 +244,8 @@ async fn attempt(
         Ok(Err(err)) => return Err(Attempt::Failed(err.to_string())),
         Err(_) => return Err(Attempt::Failed("no answer to initialize".into())),
     };
-    if result.get("sessionId").and_then(Value::as_str) != Some(session) {
+    let resumed = serde_json::from_str::<Value>(result.get()).unwrap_or_default();
+    if resumed.get("sessionId").and_then(Value::as_str) != Some(session) {
         outbox.finish().await;
         return Err(Attempt::Gone(format!(
             "the server did not resume session {session} (it does not support resuming)"
@@ -285,7 +286,7 @@ async fn catch_up(shared: &Shared, id: &str) {
     };
     let params = json!({"processId": id, "afterSeq": next_seq - 1, "waitMs": 0});
     let read = match shared.call("process/read", &params, DEFAULT_TIMEOUT).await {
-        Ok(value) => serde_json::from_value::<CatchUpRead>(value)
+        Ok(result) => serde_json::from_str::<CatchUpRead>(result.get())
             .map_err(|err| ClientError::Protocol(format!("bad process/read result: {err}"))),
         Err(err) => Err(err),
     };

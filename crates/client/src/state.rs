@@ -14,6 +14,7 @@ use execd_policy::decision::ExecGate;
 use execd_protocol::RpcError;
 use execd_transport::outbox::{Outbox, Wire};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
@@ -44,7 +45,7 @@ pub(crate) struct Call {
     pub(crate) method: String,
     /// Whether sending it twice is harmless (see [`resend_safe`]).
     pub(crate) resend: bool,
-    pub(crate) answer: oneshot::Sender<Result<Value, ClientError>>,
+    pub(crate) answer: oneshot::Sender<Result<Box<RawValue>, ClientError>>,
 }
 
 /// The current connection and the calls waiting on the session.
@@ -92,13 +93,19 @@ impl Shared {
     }
 
     /// Route a response to its caller.
-    pub(crate) fn answer(&self, id: i64, result: Result<Value, RpcError>) {
+    pub(crate) fn answer(&self, id: i64, result: Result<&RawValue, RpcError>) {
         if let Some(call) = self.link().pending.remove(&id) {
-            let _ = call.answer.send(result.map_err(|err| ClientError::Server {
-                code: err.code,
-                message: err.message,
-                data: err.data,
-            }));
+            let _ = call
+                .answer
+                .send(
+                    result
+                        .map(RawValue::to_owned)
+                        .map_err(|err| ClientError::Server {
+                            code: err.code,
+                            message: err.message,
+                            data: err.data,
+                        }),
+                );
         }
     }
 
@@ -106,7 +113,7 @@ impl Shared {
     pub(crate) fn expect_answer(
         &self,
         id: i64,
-        answer: oneshot::Sender<Result<Value, ClientError>>,
+        answer: oneshot::Sender<Result<Box<RawValue>, ClientError>>,
     ) {
         self.link().pending.insert(
             id,
@@ -130,7 +137,7 @@ impl Shared {
         method: &str,
         params: &P,
         timeout: Duration,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<Box<RawValue>, ClientError> {
         let lost = |reason: Option<String>| {
             ClientError::ConnectionLost(reason.unwrap_or_else(|| "the session ended".into()))
         };
