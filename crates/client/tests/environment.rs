@@ -144,6 +144,29 @@ async fn start_errors_have_the_same_kind(env: Environment) {
     );
 }
 
+async fn strings_the_kernel_cannot_take_are_named(env: Environment) {
+    let err = env
+        .exec
+        .start(params(&["echo", "a\0b"]))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, EnvError::InvalidInput(ref m) if m.contains("nul byte") && m.contains("a\\0b")),
+        "{err:?}"
+    );
+    let mut p = params(&["true"]);
+    p.env.insert("NAME=VALUE".into(), "x".into());
+    let err = env.exec.start(p).await.err().unwrap();
+    assert!(
+        matches!(err, EnvError::InvalidInput(ref m) if m.contains("\"NAME=VALUE\" contains '='")),
+        "{err:?}"
+    );
+    // Nothing was left behind: the next start runs.
+    let mut started = env.exec.start(params(&["echo", "ok"])).await.unwrap();
+    assert_eq!(drain(&mut started.events).await.stdout, b"ok\n");
+}
+
 async fn stdin_write_and_close(env: Environment) {
     let mut p = params(&["cat"]);
     p.pipe_stdin = true;
@@ -374,6 +397,7 @@ both_backends!(
     runs_a_command_with_separate_streams,
     early_output_is_not_lost,
     start_errors_have_the_same_kind,
+    strings_the_kernel_cannot_take_are_named,
     stdin_write_and_close,
     pty_resize_is_seen_by_the_program,
     signals_by_name,
