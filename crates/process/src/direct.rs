@@ -299,7 +299,9 @@ fn above_stdio(fd: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
 
 /// Start `command` with `stdio`, in a process group of its own. Returns
 /// once the program has exec'd; a failure before (a missing cwd, a refused
-/// exec) is returned as the child's errno, with the child reaped.
+/// exec) is returned as the child's errno, with the child reaped. Fails
+/// with `ErrorKind::Unsupported`, having started nothing, where the kernel
+/// cannot do it (see [`available`]).
 pub fn start(command: &DirectCommand, stdio: Stdio<'_>) -> io::Result<DirectChild> {
     start_with(command, stdio, !CLONE3_REFUSED.load(Ordering::Relaxed))
 }
@@ -367,6 +369,15 @@ fn start_with(
 /// programs fall back to clone): later starts go straight to clone.
 static CLONE3_REFUSED: AtomicBool = AtomicBool::new(false);
 
+/// Set once clone refused CLONE_PIDFD (a kernel before 5.2): see [`available`].
+static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`start`] can start children here. False once it failed with
+/// `ErrorKind::Unsupported` (a kernel before 5.2): start them otherwise.
+pub fn available() -> bool {
+    !UNAVAILABLE.load(Ordering::Relaxed)
+}
+
 /// clone3's arguments, as far as used (`CLONE_ARGS_SIZE_VER0`).
 #[repr(C)]
 struct CloneArgs {
@@ -424,7 +435,16 @@ fn clone_child(
         )
     };
     if pid == -1 {
-        return Err(io::Error::last_os_error());
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EINVAL) {
+            // No CLONE_PIDFD (a kernel before 5.2): this way is closed.
+            UNAVAILABLE.store(true, Ordering::Relaxed);
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "clone with CLONE_PIDFD is not available here",
+            ));
+        }
+        return Err(err);
     }
     Ok(pid)
 }

@@ -301,12 +301,13 @@ fn spawn_checked(spec: &SpawnSpec, guard: Option<TreeGuard>) -> Result<Spawned, 
     }
     // Nothing to run in the child between fork and exec but the pipes.
     let direct = !spec.tty && spec.sandbox.is_none() && guard.is_none();
-    if direct {
+    if direct && crate::direct::available() {
         if let Some(spawned) = spawn_direct(spec, program)? {
             return Ok(spawned);
         }
         // A script without `#!`: exec refuses it (ENOEXEC), while execvp
-        // (the fork path below) runs it with /bin/sh.
+        // (the fork path below) runs it with /bin/sh. Or a kernel the
+        // direct path needs more of (before 5.2).
     }
     let mut command = Command::new(program);
     if let Some(arg0) = &spec.arg0 {
@@ -488,7 +489,8 @@ impl ChildPipes {
 }
 
 /// Start a child on pipes through [`crate::direct`]; `None` when the
-/// program is a script without `#!`, which only the fork path runs.
+/// program is a script without `#!`, which only the fork path runs, or
+/// when this kernel cannot start it that way (nothing was started then).
 fn spawn_direct(spec: &SpawnSpec, program: &str) -> Result<Option<Spawned>, SpawnError> {
     let search_path = spec.env.get("PATH").map(String::as_str);
     let path = match crate::program::find(program, search_path, &spec.cwd) {
@@ -521,7 +523,12 @@ fn spawn_direct(spec: &SpawnSpec, program: &str) -> Result<Option<Spawned>, Spaw
     });
     let mut child = match started {
         Ok(child) => Child::Direct(child),
-        Err(err) if err.raw_os_error() == Some(libc::ENOEXEC) => return Ok(None),
+        Err(err)
+            if err.raw_os_error() == Some(libc::ENOEXEC)
+                || err.kind() == io::ErrorKind::Unsupported =>
+        {
+            return Ok(None)
+        }
         Err(err) => return Err(classify(program, err)),
     };
     // Our copies of the child's ends close, so EOF arrives when the child
