@@ -227,7 +227,8 @@ unsafe fn fail(args: &ChildArgs<'_>) -> c_int {
     unsafe { libc::_exit(127) }
 }
 
-/// A stack for children started from this thread, mapped once.
+/// A stack for children started from this thread, mapped once: a guard
+/// page, then [`STACK_BYTES`].
 struct Stack {
     base: *mut c_void,
     len: usize,
@@ -235,7 +236,10 @@ struct Stack {
 
 impl Stack {
     fn map() -> io::Result<Stack> {
-        let page = 4096;
+        // SAFETY: sysconf only reads a system value.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .unwrap_or(4096)
+            .max(4096);
         let len = STACK_BYTES + page;
         // SAFETY: a fresh anonymous private mapping; nothing else refers to it.
         let base = unsafe {
