@@ -266,6 +266,7 @@ impl Stack {
     }
 
     /// The lowest usable address, above the guard page.
+    #[cfg(target_arch = "x86_64")]
     fn lowest(&self) -> *mut c_void {
         // SAFETY: within the mapping (one page into it).
         unsafe { self.base.cast::<u8>().add(self.len - STACK_BYTES).cast() }
@@ -383,6 +384,7 @@ pub fn available() -> bool {
 }
 
 /// clone3's arguments, as far as used (`CLONE_ARGS_SIZE_VER0`).
+#[cfg(target_arch = "x86_64")]
 #[repr(C)]
 struct CloneArgs {
     flags: u64,
@@ -396,6 +398,7 @@ struct CloneArgs {
 }
 
 /// clone3 only: reset every handled signal to its default in the child.
+#[cfg(target_arch = "x86_64")]
 const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
 
 /// Clone a child running `child_main(args)` on `stack`, sharing our memory
@@ -423,6 +426,8 @@ fn clone_child(
             result => return result,
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = try_clone3;
     args.handlers_cleared = false;
     // SAFETY: `child_main` only makes system calls on `args`, which lives
     // on the caller's frame until the clone returns; CLONE_VFORK holds this
