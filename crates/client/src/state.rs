@@ -292,8 +292,8 @@ impl Drop for Waiting<'_> {
 /// work twice: `process/write` carries a `writeId`, `process/start` is
 /// idempotent by `processId`, reads and queries repeat harmlessly. An
 /// append, a signal or an HTTP request may not, nor a file transfer's
-/// calls (a stream ends with its connection).
-/// `params` is asked for only by the methods that depend on it.
+/// calls (a stream ends with its connection). `params` is asked for only
+/// by the methods that depend on it.
 pub(crate) fn resend_safe(method: &str, params: impl FnOnce() -> Value) -> bool {
     match method {
         "process/signal" | "http/request" => false,
