@@ -173,12 +173,11 @@ unsafe fn reset_signals(handlers_cleared: bool) {
     let must_receive = |signo| {
         signo == libc::SIGPIPE || crate::signal::SENDABLE.iter().any(|s| *s as c_int == signo)
     };
-    // SAFETY (all below): sigaction on valid pointers to local structs.
-    let set_default = |signo: c_int| unsafe {
-        let mut default: libc::sigaction = std::mem::zeroed();
-        default.sa_sigaction = libc::SIG_DFL;
-        libc::sigaction(signo, &default, std::ptr::null_mut())
+    // One at a time: SIGKILL (sendable) refuses, and the rest must go on.
+    let set_default = |signo: c_int| {
+        let _ = crate::signal::restore_defaults(&[signo]);
     };
+    // SAFETY (below): sigaction on valid pointers to local structs.
     let glibc_default = |signo: c_int| unsafe {
         // An all-zero kernel `sigaction` is SIG_DFL with no flags in every layout.
         let default = [0usize; 4];
